@@ -1,0 +1,39 @@
+"""shoal: fetch very large lists of HTTP requests concurrently, politely and resumably.
+
+import shoal
+for result in shoal.fetch(["http://a.example/", "http://b.example/"], keep_body=True):
+    print(result.url, result.status, result.text())
+"""
+
+from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.engine import Engine, Handler, fetch
+from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
+from shoal.fetching import StaticResolver
+from shoal.reporting import Latency, Statistics
+from shoal.request import Request
+from shoal.result import Error, ErrorKind, Result
+from shoal.sources import FileSource
+from shoal.version import __version__
+
+__all__ = [
+    "ConfigError",
+    "Engine",
+    "Error",
+    "ErrorKind",
+    "FileSource",
+    "Handler",
+    "JournalError",
+    "Latency",
+    "Limits",
+    "OutputError",
+    "Rejected",
+    "Request",
+    "Result",
+    "RetryPolicy",
+    "ShoalError",
+    "StaticResolver",
+    "Statistics",
+    "Timeouts",
+    "__version__",
+    "fetch",
+]

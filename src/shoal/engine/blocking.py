@@ -1,0 +1,109 @@
+"""``shoal.fetch``: the engine for scripts and notebooks, as a plain iterator.
+
+The engine runs on an event loop in a background thread; results cross to the caller's
+thread through a bounded queue. Leaving the loop early (``break``) or closing the iterator
+stops the engine and waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.engine.engine import Engine, Handler, Requests
+from shoal.engine.loop import loop_factory
+from shoal.result import Result
+from shoal.store import Store
+
+_DONE = object()
+
+
+def fetch(
+    requests: Requests,
+    *,
+    concurrency: int = 100,
+    per_host: int = 8,
+    timeout_s: float = 30.0,
+    retries: int = 2,
+    keep_body: bool = False,
+    handler: Handler | None = None,
+    headers: Mapping[str, str] | None = None,
+    journal: str | Store | None = None,
+    output: str | None = None,
+    **options: Any,
+) -> Iterator[Result]:
+    """Fetch ``requests`` and yield each :class:`Result` as it completes.
+
+    The common settings are keywords here; anything else :class:`Engine` takes (``limits``,
+    ``timeouts``, ``retry``, ``resolve``, ...) can be passed too and wins over them.
+    """
+    options.setdefault("limits", Limits(concurrency=concurrency, per_host=per_host))
+    options.setdefault("timeouts", Timeouts(total_s=timeout_s))
+    options.setdefault("retry", RetryPolicy(retries=retries))
+    engine = Engine(keep_body=keep_body, handler=handler, headers=headers, **options)
+    return _iterate(engine, requests, journal, output)
+
+
+def _iterate(
+    engine: Engine, requests: Requests, journal: str | Store | None, output: str | None
+) -> Iterator[Result]:
+    results: queue.Queue[object] = queue.Queue(maxsize=max(256, engine.limits.concurrency))
+    failure: list[BaseException] = []
+    ready = threading.Event()
+    loop_box: list[asyncio.AbstractEventLoop] = []
+    main_box: list[asyncio.Task[None]] = []
+
+    async def deliver(result: Result) -> None:
+        try:
+            results.put_nowait(result)
+        except queue.Full:
+            await asyncio.to_thread(results.put, result)
+
+    async def main() -> None:
+        main_box.append(asyncio.current_task())  # type: ignore[arg-type]
+        loop_box.append(asyncio.get_running_loop())
+        ready.set()
+        async with engine:
+            await engine._run_job(requests, journal, output, deliver)
+
+    def thread_main() -> None:
+        try:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(main())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            ready.set()
+            results.put(_DONE)
+
+    thread = threading.Thread(target=thread_main, name="shoal-engine", daemon=True)
+    thread.start()
+    finished = False
+    try:
+        while (item := results.get()) is not _DONE:
+            assert isinstance(item, Result)
+            yield item
+        finished = True
+        if failure:
+            raise failure[0]
+    finally:
+        if not finished:
+            ready.wait()
+            if loop_box and main_box:
+                with contextlib.suppress(RuntimeError):  # the loop may have just closed
+                    loop_box[0].call_soon_threadsafe(_cancel, engine, main_box[0])
+            while results.get() is not _DONE:  # unblock the engine, then wait for its end
+                pass
+        thread.join()
+
+
+def _cancel(engine: Engine, task: asyncio.Task[None]) -> None:
+    engine.abort()
+    task.cancel()

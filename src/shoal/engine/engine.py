@@ -1,0 +1,508 @@
+"""The engine: wires sources, store, scheduler, fetcher, outputs and reporting together.
+
+One run is a :class:`asyncio.TaskGroup` of a fixed set of tasks:
+
+* the *feeder* reads the input in batches, admits each batch to the store (which drops
+  duplicates and remembers the input position) and hands the new jobs to the scheduler,
+  waiting whenever the scheduler holds enough;
+* ``concurrency`` *workers* take jobs from the scheduler, run one attempt each (the task,
+  by default an HTTP fetch), pass the response to the user's handler, and either put the
+  job back for a retry or queue its final result;
+* the *committer* commits final results to the store in batches, then writes the committed
+  records to the outputs, then counts them and delivers them to a stream's reader.
+
+Stopping: :meth:`Engine.stop` takes no new work and lets requests in flight finish;
+:meth:`Engine.abort` also cancels them. Either way the committer still commits everything
+that finished, so the journal and the outputs agree and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+from aiohttp.abc import AbstractResolver
+
+from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.errors import ConfigError, Rejected, ShoalError
+from shoal.fetching import Fetcher, SessionSettings, Task, open_session
+from shoal.job import Job
+from shoal.reporting import Recorder, Statistics
+from shoal.result import Error, ErrorKind, Result
+from shoal.scheduling import Scheduler, retry_delay
+from shoal.sinks import JsonlSink, Outputs, StreamSink
+from shoal.sources import IterableSource, Source
+from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
+from shoal.version import __version__
+
+#: A user's async callback, run on each final response inside the worker slot. It reads the
+#: result (its body too), may return a JSON value kept as ``data``, or raise
+#: :class:`shoal.Rejected` to fail the request (optionally retrying it first).
+Handler = Callable[[Result], Awaitable[Any]]
+
+#: What ``stream`` and ``run`` accept as requests.
+Requests = Source | Iterable[Any] | AsyncIterable[Any]
+
+DEFAULT_USER_AGENT = f"shoal/{__version__}"
+_INPUT_BATCH = 512
+_COMMIT_BATCH = 2048
+
+
+class Engine:
+    """Fetches requests concurrently on one aiohttp session.
+
+    Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
+    results as they are committed. One job runs at a time per engine.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
+        fail_http: bool = False,
+        keep_body: bool = False,
+        handler: Handler | None = None,
+        resolve: Mapping[str, str] | None = None,
+        resolver: AbstractResolver | None = None,
+        proxy: str | None = None,
+        verify_tls: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        merged = {"User-Agent": user_agent or DEFAULT_USER_AGENT}
+        merged.update(headers or {})
+        self._settings = SessionSettings(
+            connections=self.limits.concurrency,
+            connect_timeout_s=self.timeouts.connect_s,
+            read_timeout_s=self.timeouts.read_s,
+            headers=merged,
+            verify_tls=verify_tls,
+            resolve=resolve,
+            resolver=resolver,
+        )
+        if proxy is not None and not proxy.startswith(("http://", "https://")):
+            raise ConfigError("proxy", f"{proxy!r} is not an http:// or https:// URL")
+        self._proxy = proxy
+        self._fail_http = fail_http
+        self._keep_body = keep_body
+        self._handler = handler
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._task: Task | None = None
+        self._recorder = Recorder()
+        self._scheduler: Scheduler | None = None
+        self._running = False
+        self._stopping = False
+        self._abortable: list[asyncio.Task[None]] = []
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._session = open_session(self._settings)
+        self._task = Fetcher(
+            self._session,
+            limits=self.limits,
+            total_timeout_s=self.timeouts.total_s,
+            fail_http=self._fail_http,
+            keep_body=self._keep_body or self._handler is not None,
+            proxy=self._proxy,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- control ---------------------------------------------------------------------------
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the current (or last) run."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return self._recorder.snapshot()
+        in_flight = scheduler.in_flight
+        waiting = scheduler.waiting_retry
+        return self._recorder.snapshot(
+            in_flight=in_flight,
+            queued=max(0, scheduler.held - in_flight - waiting),
+            waiting_retry=waiting,
+        )
+
+    def stop(self) -> None:
+        """Take no new work; requests in flight finish, then the run ends (resumable)."""
+        self._stopping = True
+        self._recorder.interrupted = True
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+    def abort(self) -> None:
+        """Stop at once: requests in flight are cancelled and stay pending for a resume."""
+        self.stop()
+        for task in self._abortable:
+            task.cancel()
+
+    # -- running jobs ----------------------------------------------------------------------
+
+    async def run(
+        self, requests: Requests, *, journal: str | Store | None = None, output: str | None = None
+    ) -> Statistics:
+        """Process every request; results go to ``output`` (a path, or ``"-"`` for stdout).
+
+        With a ``journal`` path the job is resumable: running the same job again continues
+        where it stopped, and no request is fetched or recorded twice.
+        """
+        await self._run_job(requests, journal, output, None)
+        return self.statistics()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, requests: Requests, *, journal: str | Store | None = None, output: str | None = None
+    ) -> AsyncIterator[AsyncIterator[Result]]:
+        """Yield results as they are committed::
+
+            async with engine.stream(urls) as results:
+                async for result in results:
+                    ...
+
+        Leaving the block early cancels the rest of the job (resumable with a journal).
+        """
+        queue: asyncio.Queue[Result | _End] = asyncio.Queue(maxsize=self.limits.concurrency)
+
+        async def run() -> None:
+            error: BaseException | None = None
+            try:
+                await self._run_job(requests, journal, output, queue.put)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader below
+                error = exc
+            await queue.put(_End(error))
+
+        runner = asyncio.create_task(run())
+        try:
+            yield _ResultIterator(queue)
+        finally:
+            if not runner.done():
+                self.abort()
+                runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+
+    async def _run_job(
+        self,
+        requests: Requests,
+        journal: str | Store | None,
+        output: str | None,
+        deliver: Callable[[Result], Awaitable[None]] | None,
+    ) -> None:
+        if self._session is None or self._task is None:
+            raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
+        if self._running:
+            raise ShoalError("this engine is already running a job")
+        if isinstance(requests, str | bytes):
+            raise TypeError("requests must be an iterable of URLs or requests, not one string")
+        self._running = True
+        self._stopping = False
+        self._recorder = recorder = Recorder()
+        source = requests if isinstance(requests, Source) else IterableSource(requests)
+        store = _open_store(journal)
+        outputs = _open_outputs(output)
+        try:
+            state = await store.open(source.name)
+            recorder.skipped = state.counts.ok + state.counts.failed
+            recorder.job_ok, recorder.job_failed = state.counts.ok, state.counts.failed
+            if state.input_done:
+                recorder.total = state.counts.admitted
+            mark = await self._catch_up(store, outputs, state)
+            if not state.input_done:
+                await source.skip_to(state.position)
+            recorder.start()
+            await self._process(source, store, outputs, state, mark, deliver)
+        except BaseExceptionGroup as group:
+            _raise_first(group)
+        finally:
+            recorder.finish()
+            recorder.interrupted = self._stopping
+            self._running = False
+            self._abortable = []
+            await _close_all(store, outputs, source)
+
+    async def _catch_up(self, store: Store, outputs: Outputs | None, state: JobState) -> SinkMark:
+        """Bring the outputs up to the journal: cut them back, then write what is missing."""
+        if outputs is None:
+            return state.mark
+        mark = await outputs.open(state.mark, state.resumed)
+        while records := await store.records_after(mark.done_seq, _COMMIT_BATCH):
+            mark = await outputs.write(records)
+        if state.resumed:
+            await store.save_mark(mark)
+        return mark
+
+    async def _process(
+        self,
+        source: Source,
+        store: Store,
+        outputs: Outputs | None,
+        state: JobState,
+        mark: SinkMark,
+        deliver: Callable[[Result], Awaitable[None]] | None,
+    ) -> None:
+        limits = self.limits
+        scheduler = self._scheduler = Scheduler(
+            per_host=limits.per_host, capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH
+        )
+        completions: asyncio.Queue[Completion | None] = asyncio.Queue(
+            maxsize=max(1024, 2 * limits.concurrency)
+        )
+        if self._stopping:
+            scheduler.stop()
+        async with asyncio.TaskGroup() as group:
+            feeder = group.create_task(self._feed(source, store, state, scheduler, completions))
+            workers = [
+                group.create_task(self._work(scheduler, completions))
+                for _ in range(limits.concurrency)
+            ]
+            self._abortable = [feeder, *workers]
+            estimate = None if state.input_done else group.create_task(self._estimate_total(source))
+            group.create_task(self._commit(store, outputs, completions, mark, deliver))
+            group.create_task(self._end_commits(feeder, workers, estimate, completions))
+
+    # -- the stages ------------------------------------------------------------------------
+
+    async def _feed(
+        self,
+        source: Source,
+        store: Store,
+        state: JobState,
+        scheduler: Scheduler,
+        completions: asyncio.Queue[Completion | None],
+    ) -> None:
+        recorder = self._recorder
+        if state.resumed:
+            after = 0
+            while not self._stopping:
+                jobs = await store.pending(after, _INPUT_BATCH)
+                if not jobs:
+                    break
+                after = jobs[-1].seq
+                await self._dispatch(jobs, scheduler, completions)
+        if not state.input_done:
+            while not self._stopping:
+                entries = await source.read_batch(_INPUT_BATCH)
+                if entries is None:
+                    await store.finish_input()
+                    recorder.total = store.counts.admitted
+                    recorder.total_is_estimate = False
+                    break
+                jobs = await store.admit(entries, source.position)
+                recorder.duplicates += len(entries) - len(jobs)
+                await self._dispatch(jobs, scheduler, completions)
+        scheduler.close()
+
+    async def _dispatch(
+        self,
+        jobs: list[Job],
+        scheduler: Scheduler,
+        completions: asyncio.Queue[Completion | None],
+    ) -> None:
+        for job in jobs:
+            if job.error is None:
+                scheduler.add(job)
+            else:
+                request = job.request
+                result = Result(
+                    url=request.url,
+                    id=request.id,
+                    method=request.method,
+                    line=job.line,
+                    error=job.error,
+                    meta=request.meta,
+                )
+                await completions.put((job, result))
+        await scheduler.wait_room()
+
+    async def _work(
+        self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]
+    ) -> None:
+        task = self._task
+        assert task is not None
+        policy = self.retry
+        rng = self._rng
+        handler = self._handler
+        while (job := await scheduler.wait_job()) is not None:
+            job.attempts += 1
+            try:
+                result = await task.run(job)
+            finally:
+                scheduler.release(job)
+            delay = retry_delay(policy, result, rng)
+            if delay is None and handler is not None and result.error is None:
+                await _handle(handler, result)
+                if not self._keep_body:
+                    result.body = None
+                if result.error is not None:
+                    delay = retry_delay(policy, result, rng)
+            if delay is not None:
+                if scheduler.stopped:
+                    continue  # stays pending in the journal; the next run retries it
+                self._recorder.retries += 1
+                scheduler.retry_later(job, delay)
+                continue
+            await completions.put((job, result))
+            scheduler.finish(job)
+
+    async def _commit(
+        self,
+        store: Store,
+        outputs: Outputs | None,
+        completions: asyncio.Queue[Completion | None],
+        mark: SinkMark,
+        deliver: Callable[[Result], Awaitable[None]] | None,
+    ) -> None:
+        recorder = self._recorder
+        ended = False
+        while not ended:
+            item = await completions.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < _COMMIT_BATCH:
+                try:
+                    item = completions.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    ended = True
+                    break
+                batch.append(item)
+            records = await store.complete(batch, mark)
+            if outputs is not None:
+                mark = await outputs.write(records)
+            for _, result in batch:
+                recorder.add(result)
+            recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
+            if deliver is not None:
+                for _, result in batch:
+                    await deliver(result)
+        if outputs is not None:
+            await store.save_mark(mark)
+
+    async def _end_commits(
+        self,
+        feeder: asyncio.Task[None],
+        workers: list[asyncio.Task[None]],
+        estimate: asyncio.Task[None] | None,
+        completions: asyncio.Queue[Completion | None],
+    ) -> None:
+        await asyncio.wait([feeder, *workers])
+        if estimate is not None:
+            estimate.cancel()
+        await completions.put(None)
+
+    async def _estimate_total(self, source: Source) -> None:
+        estimate = await source.wait_total()
+        recorder = self._recorder
+        if estimate is not None and recorder.total is None:
+            recorder.total = max(estimate, recorder.skipped)
+            recorder.total_is_estimate = True
+
+
+class _End:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class _ResultIterator:
+    """The reader's side of a stream."""
+
+    def __init__(self, queue: asyncio.Queue[Result | _End]) -> None:
+        self._queue = queue
+        self._ended = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Result:
+        if self._ended:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._ended = True
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+
+async def _handle(handler: Handler, result: Result) -> None:
+    """Run the user's handler on a response; its failure is that request's failure."""
+    try:
+        data = await handler(result)
+        if data is not None:
+            orjson.dumps(data)
+    except Rejected as exc:
+        result.error = Error(ErrorKind.HANDLER, exc.message, retry=exc.retry)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a handler's bug fails its request, not the run
+        result.error = Error(ErrorKind.HANDLER, f"{type(exc).__name__}: {exc}")
+    else:
+        result.data = data
+
+
+def _open_store(journal: str | Store | None) -> Store:
+    if journal is None:
+        return MemoryStore()
+    if isinstance(journal, Store):
+        return journal
+    return SQLiteStore(journal)
+
+
+def _open_outputs(output: str | None) -> Outputs | None:
+    if output is None:
+        return None
+    if output == "-":
+        return Outputs([StreamSink(sys.stdout.buffer)])
+    return Outputs([JsonlSink(output)])
+
+
+async def _close_all(store: Store, outputs: Outputs | None, source: Source) -> None:
+    try:
+        if outputs is not None:
+            await outputs.close()
+    finally:
+        try:
+            await store.close()
+        finally:
+            await source.aclose()
+
+
+def _raise_first(group: BaseExceptionGroup[Any]) -> None:
+    """Re-raise the fault that ended a run as itself, not wrapped in a group."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            _raise_first(exc)
+        if isinstance(exc, ShoalError):
+            raise exc
+    raise group.exceptions[0]

@@ -1,0 +1,49 @@
+"""The exceptions shoal raises.
+
+A failed URL is never an exception: it is a :class:`shoal.Result` whose ``error`` says what
+went wrong. Only faults that end the whole run raise, and they all derive from
+:class:`ShoalError`.
+"""
+
+from __future__ import annotations
+
+
+class ShoalError(Exception):
+    """Base class of every fault that ends a run."""
+
+
+class ConfigError(ShoalError, ValueError):
+    """An option or configuration value is invalid.
+
+    ``option`` names the offending setting (for the command line, the option's name), so the
+    message can point the user at it.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+class JournalError(ShoalError):
+    """The journal cannot be used: it belongs to another job, or it is unreadable."""
+
+
+class OutputError(ShoalError):
+    """An output cannot be written (disk full, read-only path, file size limit).
+
+    Everything committed before the fault stays in the journal; a later run resumes.
+    """
+
+
+class Rejected(Exception):
+    """Raised by a response handler to mark a response as failed.
+
+    The result gets the error kind ``handler`` with this message. With ``retry=True`` the
+    request is retried under the engine's retry policy first.
+    """
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry = retry

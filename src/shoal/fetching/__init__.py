@@ -1,0 +1,15 @@
+"""Making requests: one aiohttp session, one attempt at a time, errors mapped to kinds."""
+
+from shoal.fetching.failures import classify
+from shoal.fetching.fetcher import Fetcher, Task
+from shoal.fetching.resolver import StaticResolver
+from shoal.fetching.session import SessionSettings, open_session
+
+__all__ = [
+    "Fetcher",
+    "SessionSettings",
+    "StaticResolver",
+    "Task",
+    "classify",
+    "open_session",
+]

@@ -1,0 +1,132 @@
+"""One attempt at one request: send it, stream the body under a size limit, and hash it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import Protocol
+
+import aiohttp
+
+from shoal.config import Limits
+from shoal.fetching.failures import classify
+from shoal.job import Job
+from shoal.result import Error, ErrorKind, Result
+
+log = logging.getLogger("shoal")
+
+
+class Task(Protocol):
+    """A kind of work the engine runs for a job. Fetching a URL is the default one."""
+
+    async def run(self, job: Job) -> Result:
+        """Make one attempt at ``job`` (``job.attempts`` already counts it)."""
+        ...
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Fetcher:
+    """The default task: an HTTP request on the engine's session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        limits: Limits,
+        total_timeout_s: float,
+        fail_http: bool = False,
+        keep_body: bool = False,
+        proxy: str | None = None,
+    ) -> None:
+        self._session = session
+        self._max_bytes = limits.max_bytes
+        # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
+        self._follow = limits.max_redirects > 0
+        self._max_redirects = limits.max_redirects + 1
+        self._total_s = total_timeout_s
+        self._fail_http = fail_http
+        self._keep_body = keep_body
+        self._proxy = proxy
+
+    async def run(self, job: Job) -> Result:
+        request = job.request
+        result = Result(
+            url=request.url,
+            id=request.id,
+            method=request.method,
+            line=job.line,
+            meta=request.meta,
+            attempts=job.attempts,
+            started_at=time.time(),
+        )
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._total_s):
+                await self._exchange(job, result, start)
+        except _TooLarge:
+            result.error = Error(
+                ErrorKind.TOO_LARGE, f"body larger than max_bytes ({self._max_bytes} bytes)"
+            )
+        except TimeoutError:
+            result.error = Error(
+                ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({self._total_s:g} s)"
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            result.error = classify(exc)
+        except (ValueError, TypeError, LookupError) as exc:
+            # aiohttp rejects some requests it cannot encode (a header value outside
+            # latin-1, say): that request fails, the run goes on.
+            log.warning("request %s failed unexpectedly", request.url, exc_info=True)
+            result.error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
+        result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
+        return result
+
+    async def _exchange(self, job: Job, result: Result, start: float) -> None:
+        request = job.request
+        async with self._session.request(
+            request.method,
+            job.target or request.url,
+            headers=request.headers,
+            data=request.body,
+            allow_redirects=self._follow,
+            max_redirects=self._max_redirects,
+            proxy=self._proxy,
+        ) as response:
+            result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
+            result.status = status = response.status
+            result.final_url = str(response.url)
+            result.redirects = len(response.history)
+            headers = result.headers = response.headers
+            result.content_type = headers.get("Content-Type")
+            length = response.content_length
+            if (
+                length is not None
+                and length > self._max_bytes
+                and "Content-Encoding" not in headers
+            ):
+                raise _TooLarge
+            await self._read_body(response, result)
+        if self._fail_http and not 200 <= status < 300:
+            result.error = Error(ErrorKind.HTTP_STATUS, f"HTTP {status}")
+
+    async def _read_body(self, response: aiohttp.ClientResponse, result: Result) -> None:
+        digest = hashlib.sha256()
+        size = 0
+        limit = self._max_bytes
+        chunks: list[bytes] | None = [] if self._keep_body else None
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            digest.update(chunk)
+            if chunks is not None:
+                chunks.append(chunk)
+        result.bytes = size
+        result.sha256 = digest.hexdigest()
+        if chunks is not None:
+            result.body = b"".join(chunks)

@@ -1,0 +1,58 @@
+"""The units of work that flow between the stages: an input :class:`Entry`, a :class:`Job`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yarl import URL
+
+from shoal.request import Request, check_url
+from shoal.result import Error
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One input item after parsing: a valid request, or why the item is not one.
+
+    ``target`` is the checked URL (``None`` when ``error`` is set); ``key`` deduplicates.
+    """
+
+    request: Request
+    key: bytes
+    line: int | None
+    target: URL | None
+    error: Error | None
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """An admitted request, known to the store by ``seq``, on its way to a final result."""
+
+    seq: int
+    request: Request
+    line: int | None
+    target: URL | None
+    error: Error | None
+    host: str
+    attempts: int = 0
+
+    @classmethod
+    def admit(cls, seq: int, entry: Entry) -> Job:
+        target = entry.target
+        host = "" if target is None else (target.raw_host or "")
+        return cls(seq, entry.request, entry.line, target, entry.error, host)
+
+    @classmethod
+    def restore(
+        cls, seq: int, request: Request, line: int | None, error: Error | None, attempts: int
+    ) -> Job:
+        """Rebuild a job that an earlier run admitted but did not finish."""
+        target: URL | None = None
+        if error is None:
+            checked = check_url(request.url)
+            if isinstance(checked, Error):
+                error = checked
+            else:
+                target = checked
+        host = "" if target is None else (target.raw_host or "")
+        return cls(seq, request, line, target, error, host, attempts)

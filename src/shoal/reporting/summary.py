@@ -1,0 +1,61 @@
+"""The summary printed when a run ends."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from shoal.reporting.statistics import Statistics
+from shoal.reporting.units import format_bytes, format_duration
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def render_summary(stats: Statistics) -> Table:
+    """A two-column table: what was done, how it ended, how fast."""
+    table = Table(title="shoal summary", show_header=False, title_justify="left", box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    state = "interrupted" if stats.interrupted else "finished"
+    table.add_row("run", f"{state} in {format_duration(stats.elapsed_s)}")
+    table.add_row(
+        "requests",
+        f"{stats.done:,} this run: {stats.ok:,} ok, {stats.failed:,} failed"
+        + (f"; {stats.retries:,} retries" if stats.retries else ""),
+    )
+    if stats.skipped:
+        table.add_row("resumed", f"{stats.skipped:,} already final from earlier runs")
+    if stats.duplicates:
+        table.add_row("duplicates", f"{stats.duplicates:,} skipped")
+    if stats.total is not None and not stats.total_is_estimate:
+        table.add_row(
+            "job",
+            f"{stats.total:,} requests: {stats.job_ok:,} ok, {stats.job_failed:,} failed, "
+            f"{max(0, stats.total - stats.job_ok - stats.job_failed):,} pending",
+        )
+    if stats.by_status:
+        table.add_row(
+            "status", ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_status.items()))
+        )
+    if stats.by_error:
+        table.add_row(
+            "errors",
+            ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_error.items(), key=_by_count)),
+        )
+    lat = stats.latency
+    table.add_row(
+        "latency",
+        f"p50 {_ms(lat.p50_ms)}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
+        f"max {_ms(lat.max_ms)}",
+    )
+    table.add_row(
+        "throughput",
+        f"{stats.requests_per_s:,.1f} req/s, {format_bytes(stats.bytes_per_s)}/s, "
+        f"{format_bytes(stats.bytes)} in all",
+    )
+    return table
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])

@@ -1,0 +1,39 @@
+"""Formatting sizes and durations for people."""
+
+from __future__ import annotations
+
+
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``"1:15"``; ``3700`` -> ``"1:01:40"``."""
+    whole = int(seconds + 0.5)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def parse_size(text: str) -> int:
+    """``"50MiB"``, ``"1.5G"``, ``"1024"`` -> bytes. Units are powers of 1024."""
+    cleaned = text.strip().lower().replace(" ", "")
+    for suffix in ("ib", "b"):
+        if cleaned.endswith(suffix) and len(cleaned) > len(suffix):
+            cleaned = cleaned[: -len(suffix)]
+            break
+    scale = 1
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    if cleaned and cleaned[-1] in units:
+        scale = units[cleaned[-1]]
+        cleaned = cleaned[:-1]
+    value = float(cleaned)  # raises ValueError for junk
+    if value < 0:
+        raise ValueError("a size cannot be negative")
+    return int(value * scale)

@@ -1,0 +1,132 @@
+"""What a user asks for: a :class:`Request`, how its URL is checked, and how it is keyed.
+
+The key is what deduplicates a job: the user's ``id`` when given, otherwise the method, the
+normalised URL and the body. The spec is the compact form a request takes in the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
+
+import orjson
+from yarl import URL
+
+from shoal.result import Error, ErrorKind
+
+SCHEMES = frozenset({"http", "https"})
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+_MAX_URL_CHARS = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to make. Only ``url`` is required.
+
+    ``id`` is the deduplication key when given; ``meta`` is any JSON value, echoed into the
+    record untouched.
+    """
+
+    url: str
+    _: KW_ONLY
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    body: str | bytes | None = None
+    id: str | None = None
+    meta: Any = None
+
+    def is_plain(self) -> bool:
+        """True when the URL alone describes the request."""
+        return (
+            self.method == "GET"
+            and not self.headers
+            and self.body is None
+            and self.id is None
+            and self.meta is None
+        )
+
+
+def check_url(text: str) -> URL | Error:
+    """Parse and validate a URL, returning the normalised URL or why it cannot be fetched."""
+    if len(text) > _MAX_URL_CHARS:
+        return Error(ErrorKind.INVALID_URL, f"URL longer than {_MAX_URL_CHARS} characters")
+    if not text or text != text.strip() or any(c in text for c in "\x00\r\n\t"):
+        return Error(ErrorKind.INVALID_URL, "URL is empty or holds whitespace or control bytes")
+    try:
+        url = URL(text)
+        scheme = url.scheme
+        host = url.raw_host
+        url.port  # noqa: B018 - raises for an out-of-range port
+    except (ValueError, UnicodeError) as exc:
+        return Error(ErrorKind.INVALID_URL, f"cannot parse URL: {exc}")
+    if not scheme:
+        return Error(ErrorKind.INVALID_URL, "URL has no scheme (expected http:// or https://)")
+    if scheme not in SCHEMES:
+        return Error(ErrorKind.UNSUPPORTED_SCHEME, f"scheme {scheme!r} is not http or https")
+    if not host:
+        return Error(ErrorKind.INVALID_URL, "URL has no host")
+    if ":" not in host and not _HOST_NAME.fullmatch(host):
+        return Error(ErrorKind.INVALID_URL, f"invalid host name {host!r}")
+    if url.port == 0:
+        return Error(ErrorKind.INVALID_URL, "port 0 is not a valid port")
+    return url.with_fragment(None)
+
+
+def request_key(request: Request, url: URL) -> bytes:
+    """The deduplication key: 16 bytes, from the id or from method, URL and body."""
+    digest = hashlib.blake2b(digest_size=16)
+    if request.id is not None:
+        digest.update(b"id\0" + request.id.encode())
+    else:
+        digest.update(request.method.upper().encode() + b"\0" + str(url).encode())
+        body = request.body
+        if body is not None:
+            digest.update(b"\0" + (body.encode() if isinstance(body, str) else body))
+    return digest.digest()
+
+
+def invalid_key(position: int) -> bytes:
+    """The key of an input item that is not a valid request: its position in the input."""
+    return b"invalid\0" + str(position).encode()
+
+
+def encode_spec(request: Request) -> bytes:
+    """The compact journal form of a request: the bare URL when that says everything."""
+    if request.is_plain() and not request.url.startswith("{"):
+        return request.url.encode()
+    spec: dict[str, Any] = {"url": request.url}
+    if request.method != "GET":
+        spec["method"] = request.method
+    if request.headers:
+        spec["headers"] = dict(request.headers)
+    if request.body is not None:
+        if isinstance(request.body, bytes):
+            spec["body_hex"] = request.body.hex()
+        else:
+            spec["body"] = request.body
+    if request.id is not None:
+        spec["id"] = request.id
+    if request.meta is not None:
+        spec["meta"] = request.meta
+    return orjson.dumps(spec)
+
+
+def decode_spec(spec: bytes) -> Request:
+    """The inverse of :func:`encode_spec`."""
+    if not spec.startswith(b"{"):
+        return Request(spec.decode())
+    data = orjson.loads(spec)
+    body: str | bytes | None = data.get("body")
+    if "body_hex" in data:
+        body = bytes.fromhex(data["body_hex"])
+    return Request(
+        data["url"],
+        method=data.get("method", "GET"),
+        headers=data.get("headers"),
+        body=body,
+        id=data.get("id"),
+        meta=data.get("meta"),
+    )

@@ -1,0 +1,120 @@
+"""What a finished request becomes: a :class:`Result`, and the JSON record written for it."""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from multidict import CIMultiDictProxy
+
+
+class ErrorKind(enum.StrEnum):
+    """The fixed set of reasons a request can fail. The value is what the record holds."""
+
+    INVALID_URL = "invalid_url"
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    RESET = "reset"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too_large"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    HTTP_STATUS = "http_status"
+    HANDLER = "handler"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Why a request failed: a kind from :class:`ErrorKind` and a human-readable message."""
+
+    kind: ErrorKind
+    message: str
+    #: Set by a handler's ``Rejected(..., retry=True)``: retry under the policy first.
+    retry: bool = False
+
+    def to_record(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "message": self.message}
+
+
+@dataclass(slots=True, kw_only=True)
+class Result:
+    """The outcome of one request, after all its attempts.
+
+    ``error`` is ``None`` for a success. ``started_at`` is the Unix time the last attempt
+    started (the record holds it as ISO 8601). ``body`` and ``headers`` are only held in memory for
+    library callers (``keep_body=True``); they are not part of the JSON record.
+    """
+
+    url: str
+    id: str | None = None
+    method: str = "GET"
+    line: int | None = None
+    final_url: str | None = None
+    status: int | None = None
+    error: Error | None = None
+    attempts: int = 0
+    bytes: int = 0
+    sha256: str | None = None
+    content_type: str | None = None
+    elapsed_ms: float | None = None
+    ttfb_ms: float | None = None
+    started_at: float | None = None
+    redirects: int = 0
+    meta: Any = None
+    data: Any = None
+    body: builtins.bytes | None = field(default=None, repr=False)
+    headers: CIMultiDictProxy[str] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the request succeeded (no error)."""
+        return self.error is None
+
+    def text(self, encoding: str | None = None) -> str:
+        """The body decoded as text (needs ``keep_body=True``)."""
+        if self.body is None:
+            raise ValueError("no body kept: pass keep_body=True to keep bodies in memory")
+        return self.body.decode(encoding or _charset(self.headers) or "utf-8", errors="replace")
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready record, as documented in ``record.schema.json``."""
+        return {
+            "url": self.url,
+            "id": self.id,
+            "method": self.method,
+            "line": self.line,
+            "final_url": self.final_url,
+            "status": self.status,
+            "error": None if self.error is None else self.error.to_record(),
+            "attempts": self.attempts,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+            "elapsed_ms": self.elapsed_ms,
+            "ttfb_ms": self.ttfb_ms,
+            "started_at": None if self.started_at is None else _iso(self.started_at),
+            "redirects": self.redirects,
+            "meta": self.meta,
+            "data": self.data,
+        }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def _charset(headers: CIMultiDictProxy[str] | None) -> str | None:
+    if headers is None:
+        return None
+    content_type = headers.get("Content-Type", "")
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return None

@@ -1,0 +1,148 @@
+"""Turning library items (strings, URLs, Requests, mappings) into entries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any
+
+from yarl import URL
+
+from shoal.job import Entry
+from shoal.request import Request, check_url, invalid_key, request_key
+from shoal.result import Error, ErrorKind
+from shoal.sources.source import Position, Source
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELDS = frozenset({"url", "method", "headers", "body", "id", "meta"})
+_RAW_CHARS = 2048
+
+#: What the library accepts as one request.
+RequestLike = str | URL | Request | Mapping[str, Any]
+
+
+def invalid_entry(raw: str, position: int, line: int | None, message: str) -> Entry:
+    """An entry for input that is not a request at all."""
+    where = f"line {line}: " if line is not None else ""
+    error = Error(ErrorKind.INVALID_URL, where + message)
+    return Entry(Request(raw[:_RAW_CHARS]), invalid_key(position), line, None, error)
+
+
+def entry_for_request(request: Request, position: int, line: int | None) -> Entry:
+    """Check a request and key it; a bad URL, method or header gives an error entry."""
+    problem = _request_problem(request)
+    if problem is not None:
+        return invalid_entry(request.url, position, line, problem)
+    checked = check_url(request.url)
+    if isinstance(checked, Error):
+        where = f"line {line}: " if line is not None else ""
+        error = Error(checked.kind, where + checked.message)
+        return Entry(request, invalid_key(position), line, None, error)
+    return Entry(request, request_key(request, checked), line, checked, None)
+
+
+def entry_for_mapping(data: Mapping[str, Any], position: int, line: int | None) -> Entry:
+    """Build an entry from a JSON-style object with ``url`` and optional fields."""
+    url = data.get("url")
+    raw = url if isinstance(url, str) else str(dict(data))
+    unknown = set(data) - _FIELDS
+    if unknown:
+        return invalid_entry(raw, position, line, f"unknown field(s): {', '.join(sorted(unknown))}")
+    if not isinstance(url, str):
+        return invalid_entry(raw, position, line, "object has no string field 'url'")
+    method = data.get("method", "GET")
+    headers = data.get("headers")
+    body = data.get("body")
+    ident = data.get("id")
+    if not isinstance(method, str):
+        return invalid_entry(raw, position, line, "'method' must be a string")
+    if headers is not None and not (
+        isinstance(headers, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        return invalid_entry(raw, position, line, "'headers' must map strings to strings")
+    if body is not None and not isinstance(body, str | bytes):
+        return invalid_entry(raw, position, line, "'body' must be a string")
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        ident = str(ident)
+    if ident is not None and not isinstance(ident, str):
+        return invalid_entry(raw, position, line, "'id' must be a string or an integer")
+    request = Request(
+        url,
+        method=method.upper(),
+        headers=dict(headers) if headers else None,
+        body=body,
+        id=ident,
+        meta=data.get("meta"),
+    )
+    return entry_for_request(request, position, line)
+
+
+def entry_for(item: object, position: int) -> Entry:
+    """The entry for one library item; ``position`` counts items from 1."""
+    if isinstance(item, str):
+        return entry_for_request(Request(item.strip()), position, position)
+    if isinstance(item, URL):
+        return entry_for_request(Request(str(item)), position, position)
+    if isinstance(item, Request):
+        return entry_for_request(item, position, position)
+    if isinstance(item, Mapping):
+        return entry_for_mapping(item, position, position)
+    return invalid_entry(repr(item), position, position, f"unsupported item {type(item).__name__}")
+
+
+def _request_problem(request: Request) -> str | None:
+    if not _TOKEN.fullmatch(request.method):
+        return f"invalid method {request.method!r}"
+    for name, value in (request.headers or {}).items():
+        if not _TOKEN.fullmatch(name):
+            return f"invalid header name {name!r}"
+        if any(c in value for c in "\r\n\x00"):
+            return f"header {name!r} holds a line break or NUL"
+    return None
+
+
+class IterableSource(Source):
+    """A source over any iterable or async iterable of request-like items."""
+
+    def __init__(self, items: Iterable[object] | AsyncIterable[object]) -> None:
+        self.name = "<iterable>"
+        self.position = Position()
+        self._sync: Iterator[object] | None = None
+        self._async: AsyncIterator[object] | None = None
+        if isinstance(items, AsyncIterable):
+            self._async = aiter(items)
+        else:
+            self._sync = iter(items)
+
+    async def skip_to(self, position: Position) -> None:
+        for _ in range(position.items):
+            if await self._next() is _END:
+                break
+        self.position = position
+
+    async def read_batch(self, limit: int) -> list[Entry] | None:
+        entries: list[Entry] = []
+        items = self.position.items
+        while len(entries) < limit:
+            item = await self._next()
+            if item is _END:
+                break
+            items += 1
+            entries.append(entry_for(item, items))
+        self.position = Position(items)
+        return entries or None
+
+    async def _next(self) -> object:
+        if self._sync is not None:
+            return next(self._sync, _END)
+        assert self._async is not None
+        return await anext(self._async, _END)
+
+    async def aclose(self) -> None:
+        closer = getattr(self._async, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+_END = object()

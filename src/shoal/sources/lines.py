@@ -1,0 +1,141 @@
+"""Reading lines of URLs or JSON request objects from a file or stdin, lazily."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from typing import BinaryIO
+
+import orjson
+
+from shoal.job import Entry
+from shoal.request import Request
+from shoal.sources.items import entry_for_mapping, entry_for_request, invalid_entry
+from shoal.sources.source import Position, Source
+
+#: Lines longer than this are reported as invalid without being held in memory.
+MAX_LINE_BYTES = 1024 * 1024
+_COUNT_CHUNK = 1024 * 1024
+
+
+def parse_line(raw: bytes, line: int) -> Entry | None:
+    """Parse one input line; ``None`` for a blank line or a ``#`` comment."""
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        return invalid_entry(
+            raw.decode("utf-8", "replace").strip(), line, line, f"not valid UTF-8 ({exc.reason})"
+        )
+    if not text or text.startswith("#"):
+        return None
+    if text.startswith("{"):
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return invalid_entry(text, line, line, f"malformed JSON: {exc}")
+        if not isinstance(data, dict):
+            return invalid_entry(text, line, line, "a JSON line must be an object")
+        return entry_for_mapping(data, line, line)
+    return entry_for_request(Request(text), line, line)
+
+
+class FileSource(Source):
+    """Lines from a file, or from stdin when ``path`` is ``"-"``.
+
+    The file is read a batch at a time in a worker thread; a regular file is resumed by
+    seeking to the saved byte offset, a pipe by skipping the lines already read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        if path == "-":
+            self.name = "-"
+            self._file: BinaryIO = sys.stdin.buffer
+        else:
+            self.name = os.path.abspath(path)
+            self._file = open(path, "rb")  # noqa: SIM115 - closed in aclose
+        self._seekable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        self.position = Position()
+
+    async def skip_to(self, position: Position) -> None:
+        await asyncio.to_thread(self._skip_to, position)
+
+    def _skip_to(self, position: Position) -> None:
+        if self._seekable:
+            self._file.seek(position.offset)
+        else:
+            for _ in range(position.items):
+                raw = self._file.readline(MAX_LINE_BYTES)
+                if not raw:
+                    break
+                if not raw.endswith(b"\n"):
+                    self._discard_rest_of_line()
+        self.position = position
+
+    async def read_batch(self, limit: int) -> list[Entry] | None:
+        return await asyncio.to_thread(self._read_batch, limit)
+
+    def _read_batch(self, limit: int) -> list[Entry] | None:
+        entries: list[Entry] = []
+        line = self.position.items
+        offset = self.position.offset
+        readline = self._file.readline
+        at_end = False
+        # Read a bounded number of lines, not of entries, so a file of comments still yields.
+        for _ in range(limit * 2):
+            raw = readline(MAX_LINE_BYTES)
+            if not raw:
+                at_end = True
+                break
+            line += 1
+            offset += len(raw)
+            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                offset += self._discard_rest_of_line()
+                entries.append(
+                    invalid_entry(
+                        raw[:200].decode("utf-8", "replace"),
+                        line,
+                        line,
+                        f"line longer than {MAX_LINE_BYTES} bytes",
+                    )
+                )
+            else:
+                entry = parse_line(raw, line)
+                if entry is not None:
+                    entries.append(entry)
+            if len(entries) >= limit:
+                break
+        self.position = Position(line, offset)
+        if at_end and not entries:
+            return None
+        return entries
+
+    def _discard_rest_of_line(self) -> int:
+        skipped = 0
+        while True:
+            chunk = self._file.readline(MAX_LINE_BYTES)
+            skipped += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                return skipped
+
+    async def wait_total(self) -> int | None:
+        """Count the lines of a regular file (a cheap estimate of the requests in it)."""
+        if not self._seekable:
+            return None
+        return await asyncio.to_thread(_count_lines, self._path)
+
+    async def aclose(self) -> None:
+        if self._path != "-":
+            self._file.close()
+
+
+def _count_lines(path: str) -> int:
+    count = 0
+    last = b"\n"
+    with open(path, "rb") as file:
+        while chunk := file.read(_COUNT_CHUNK):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")

@@ -1,0 +1,15 @@
+"""The journal: the durable truth of a job, behind one small interface."""
+
+from shoal.store.memory import MemoryStore
+from shoal.store.sqlite import SQLiteStore
+from shoal.store.store import Completion, JobCounts, JobState, SinkMark, Store
+
+__all__ = [
+    "Completion",
+    "JobCounts",
+    "JobState",
+    "MemoryStore",
+    "SQLiteStore",
+    "SinkMark",
+    "Store",
+]

@@ -1,0 +1,67 @@
+"""A journal kept in memory: deduplication within one run, no resume.
+
+The library's default when no journal path is given. Its memory grows with the number of
+distinct requests (about 100 bytes each); give the engine a journal file for huge lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from shoal.job import Entry, Job
+from shoal.sources.source import Position
+from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
+
+
+class MemoryStore(Store):
+    """Admits each key once; commits are immediate and vanish with the process."""
+
+    def __init__(self) -> None:
+        self.counts = JobCounts()
+        self._keys: set[bytes] = set()
+        self._seq = 0
+        self._done_seq = 0
+
+    async def open(self, input_name: str) -> JobState:
+        return JobState(Position(), False, SinkMark(), self.counts, resumed=False)
+
+    async def pending(self, after_seq: int, limit: int) -> list[Job]:
+        return []
+
+    async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
+        jobs = []
+        keys = self._keys
+        for entry in entries:
+            if entry.key in keys:
+                continue
+            keys.add(entry.key)
+            self._seq += 1
+            jobs.append(Job.admit(self._seq, entry))
+        self.counts.admitted += len(jobs)
+        return jobs
+
+    async def finish_input(self) -> None:
+        return None
+
+    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+        records: list[Record] = []
+        dumps = orjson.dumps
+        for _job, result in done:
+            self._done_seq += 1
+            records.append((self._done_seq, dumps(result.to_record())))
+            if result.error is None:
+                self.counts.ok += 1
+            else:
+                self.counts.failed += 1
+        return records
+
+    async def records_after(self, done_seq: int, limit: int) -> list[Record]:
+        return []
+
+    async def save_mark(self, mark: SinkMark) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,282 @@
+"""The embedded journal: one SQLite file per job, written by one thread in batches.
+
+Tables:
+
+* ``requests`` — one row per distinct request: ``seq`` (admission order), ``key`` (16-byte
+  dedup key, unique), ``line``, ``spec`` (the request in compact form), ``state`` (0 pending,
+  1 ok, 2 failed) and ``attempts``.
+* ``records`` — the final JSON record of each finished request, keyed by ``done_seq``
+  (commit order): the outputs are exactly this table, in this order.
+* ``meta`` — the input position, whether the input is exhausted, the sink mark, and counts.
+
+The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives the process
+being killed at any moment; a power loss may lose the last commits but never corrupts the
+file, and the outputs are cut back to the journal's mark on the next run either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+
+from shoal.errors import JournalError
+from shoal.job import Entry, Job
+from shoal.request import Request, decode_spec, encode_spec
+from shoal.result import Error, ErrorKind
+from shoal.sources.source import Position
+from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
+
+SCHEMA_VERSION = 1
+_PENDING, _OK, _FAILED = 0, 1, 2
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY,
+    key BLOB NOT NULL UNIQUE,
+    line INTEGER,
+    spec BLOB NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS records (
+    done_seq INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+"""
+T = TypeVar("T")
+
+
+class SQLiteStore(Store):
+    """A job journal in one SQLite file. Every call runs on the store's own thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.counts = JobCounts()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-journal")
+        self._db: sqlite3.Connection | None = None
+        self._max_seq = 0
+        self._done_seq = 0
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("the journal is not open")
+        return self._db
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open(self, input_name: str) -> JobState:
+        return await self._call(self._open, input_name)
+
+    def _open(self, input_name: str) -> JobState:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+        self._db = db
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA cache_size=-16384")
+            db.executescript(_SCHEMA)
+            meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            self._db = None
+            raise JournalError(f"{self.path} is not a usable shoal journal: {exc}") from exc
+        resumed = bool(meta)
+        if not resumed:
+            meta = {"version": SCHEMA_VERSION, "input": input_name}
+            with db:
+                db.executemany("INSERT INTO meta(name, value) VALUES (?, ?)", list(meta.items()))
+        elif int(meta.get("version", 0)) != SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path} was written by another version of shoal "
+                f"(journal schema {meta.get('version')}, expected {SCHEMA_VERSION})"
+            )
+        elif meta.get("input") != input_name:
+            raise JournalError(
+                f"{self.path} is the journal of another input ({meta.get('input')!r}); "
+                "pass another --job path, or --restart to discard it"
+            )
+        self._max_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM requests").fetchone()[0]
+        self._done_seq = db.execute("SELECT COALESCE(MAX(done_seq), 0) FROM records").fetchone()[0]
+        self.counts = JobCounts(
+            admitted=int(meta.get("admitted", 0)),
+            ok=int(meta.get("ok", 0)),
+            failed=int(meta.get("failed", 0)),
+        )
+        mark = SinkMark(
+            int(meta.get("mark_done_seq", 0)),
+            orjson.loads(meta["mark_positions"]) if "mark_positions" in meta else {},
+        )
+        position = Position(int(meta.get("input_items", 0)), int(meta.get("input_offset", 0)))
+        return JobState(position, bool(int(meta.get("input_done", 0))), mark, self.counts, resumed)
+
+    # -- reading back ----------------------------------------------------------------------
+
+    async def pending(self, after_seq: int, limit: int) -> list[Job]:
+        return await self._call(self._pending, after_seq, limit)
+
+    def _pending(self, after_seq: int, limit: int) -> list[Job]:
+        rows = self._conn.execute(
+            "SELECT seq, line, spec, attempts FROM requests"
+            " WHERE seq > ? AND state = 0 ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        jobs = []
+        for seq, line, spec, attempts in rows:
+            request, error = _decode(spec)
+            jobs.append(Job.restore(seq, request, line, error, attempts))
+        return jobs
+
+    async def records_after(self, done_seq: int, limit: int) -> list[Record]:
+        return await self._call(self._records_after, done_seq, limit)
+
+    def _records_after(self, done_seq: int, limit: int) -> list[Record]:
+        rows = self._conn.execute(
+            "SELECT done_seq, record FROM records WHERE done_seq > ? ORDER BY done_seq LIMIT ?",
+            (done_seq, limit),
+        ).fetchall()
+        return [(seq, bytes(record)) for seq, record in rows]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
+        return await self._call(self._admit, entries, position)
+
+    def _admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
+        db = self._conn
+        by_key: dict[bytes, Entry] = {}
+        rows = []
+        for entry in entries:
+            if entry.key in by_key:
+                continue
+            by_key[entry.key] = entry
+            rows.append((entry.key, entry.line, _encode(entry)))
+        try:
+            with db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO requests(key, line, spec) VALUES (?, ?, ?)", rows
+                )
+                new = db.execute(
+                    "SELECT seq, key FROM requests WHERE seq > ? ORDER BY seq", (self._max_seq,)
+                ).fetchall()
+                admitted = self.counts.admitted + len(new)
+                db.executemany(
+                    "REPLACE INTO meta(name, value) VALUES (?, ?)",
+                    [
+                        ("input_items", position.items),
+                        ("input_offset", position.offset),
+                        ("admitted", admitted),
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+        self.counts.admitted = admitted
+        if new:
+            self._max_seq = new[-1][0]
+        return [Job.admit(seq, by_key[key]) for seq, key in new]
+
+    async def finish_input(self) -> None:
+        await self._call(self._set_meta, [("input_done", 1)])
+
+    def _set_meta(self, items: list[tuple[str, Any]]) -> None:
+        try:
+            with self._conn:
+                self._conn.executemany("REPLACE INTO meta(name, value) VALUES (?, ?)", items)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+
+    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+        return await self._call(self._complete, done, mark)
+
+    def _complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+        db = self._conn
+        states = []
+        rows = []
+        records: list[Record] = []
+        ok = failed = 0
+        done_seq = self._done_seq
+        dumps = orjson.dumps
+        for job, result in done:
+            done_seq += 1
+            record = dumps(result.to_record())
+            if result.error is None:
+                ok += 1
+                state = _OK
+            else:
+                failed += 1
+                state = _FAILED
+            states.append((state, result.attempts, job.seq))
+            rows.append((done_seq, job.seq, state == _FAILED, record))
+            records.append((done_seq, record))
+        try:
+            with db:
+                db.executemany("UPDATE requests SET state = ?, attempts = ? WHERE seq = ?", states)
+                db.executemany(
+                    "INSERT INTO records(done_seq, seq, failed, record) VALUES (?, ?, ?, ?)", rows
+                )
+                db.executemany(
+                    "REPLACE INTO meta(name, value) VALUES (?, ?)",
+                    [
+                        ("ok", self.counts.ok + ok),
+                        ("failed", self.counts.failed + failed),
+                        *_mark_items(mark),
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+        self._done_seq = done_seq
+        self.counts.ok += ok
+        self.counts.failed += failed
+        return records
+
+    async def save_mark(self, mark: SinkMark) -> None:
+        await self._call(self._set_meta, _mark_items(mark))
+
+    async def close(self) -> None:
+        try:
+            await self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _mark_items(mark: SinkMark) -> list[tuple[str, Any]]:
+    return [
+        ("mark_done_seq", mark.done_seq),
+        ("mark_positions", orjson.dumps(dict(mark.positions))),
+    ]
+
+
+def _encode(entry: Entry) -> bytes:
+    if entry.error is None:
+        return encode_spec(entry.request)
+    return orjson.dumps(
+        {"url": entry.request.url, "error": [entry.error.kind.value, entry.error.message]}
+    )
+
+
+def _decode(spec: bytes) -> tuple[Request, Error | None]:
+    if spec.startswith(b"{"):
+        data = orjson.loads(spec)
+        if "error" in data:
+            kind, message = data["error"]
+            return Request(data["url"]), Error(ErrorKind(kind), message)
+    return decode_spec(spec), None

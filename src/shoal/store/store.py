@@ -1,0 +1,94 @@
+"""The interface every journal offers the engine, and the values it trades in.
+
+A store admits requests (deduplicating them by key), hands back the ones an earlier run left
+unfinished, and commits results. A result and its request's state change commit in one
+transaction, together with the *sink mark*: how much of the committed records the outputs
+already hold. That is what makes resume exactly-once: after any crash, the outputs are cut
+back to the mark and every record after it is written again.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shoal.job import Entry, Job
+from shoal.result import Result
+from shoal.sources.source import Position
+
+#: A finished job and its result, ready to be committed.
+Completion = tuple[Job, Result]
+#: A committed record: its commit sequence number and its JSON line (no newline).
+Record = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkMark:
+    """Every record with ``done_seq`` up to this one is in the outputs, which end at
+    ``positions`` (an output name to its size in bytes)."""
+
+    done_seq: int = 0
+    positions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class JobCounts:
+    """Counts over the whole job, across runs."""
+
+    admitted: int = 0
+    ok: int = 0
+    failed: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.admitted - self.ok - self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What a store knows of its job when it opens."""
+
+    position: Position
+    input_done: bool
+    mark: SinkMark
+    counts: JobCounts
+    resumed: bool
+
+
+class Store(abc.ABC):
+    """A job's journal. Methods are called from one task at a time per kind of work."""
+
+    counts: JobCounts
+
+    @abc.abstractmethod
+    async def open(self, input_name: str) -> JobState:
+        """Open or create the job; refuse a journal that belongs to another input."""
+
+    @abc.abstractmethod
+    async def pending(self, after_seq: int, limit: int) -> list[Job]:
+        """Unfinished jobs admitted by earlier runs, in admission order, after ``after_seq``."""
+
+    @abc.abstractmethod
+    async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
+        """Record new entries and the input position; return jobs for the ones not seen yet."""
+
+    @abc.abstractmethod
+    async def finish_input(self) -> None:
+        """Record that the whole input has been admitted."""
+
+    @abc.abstractmethod
+    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+        """Commit final results and the current sink mark; return the new records in order."""
+
+    @abc.abstractmethod
+    async def records_after(self, done_seq: int, limit: int) -> list[Record]:
+        """Committed records after ``done_seq``, in commit order (to repair outputs)."""
+
+    @abc.abstractmethod
+    async def save_mark(self, mark: SinkMark) -> None:
+        """Commit the sink mark alone (at shutdown, or after repairing outputs)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release the journal."""
