@@ -41,7 +41,9 @@ def entry_for_request(request: Request, position: int, line: int | None) -> Entr
     return Entry(request, request_key(request, checked), line, checked, None)
 
 
-def entry_for_mapping(data: Mapping[str, Any], position: int, line: int | None) -> Entry:
+def entry_for_mapping(
+    data: Mapping[str, Any], position: int, line: int | None, default_method: str = "GET"
+) -> Entry:
     """Build an entry from a JSON-style object with ``url`` and optional fields."""
     url = data.get("url")
     raw = url if isinstance(url, str) else str(dict(data))
@@ -50,7 +52,7 @@ def entry_for_mapping(data: Mapping[str, Any], position: int, line: int | None) 
         return invalid_entry(raw, position, line, f"unknown field(s): {', '.join(sorted(unknown))}")
     if not isinstance(url, str):
         return invalid_entry(raw, position, line, "object has no string field 'url'")
-    method = data.get("method", "GET")
+    method = data.get("method", default_method)
     headers = data.get("headers")
     body = data.get("body")
     ident = data.get("id")

@@ -20,8 +20,11 @@ MAX_LINE_BYTES = 1024 * 1024
 _COUNT_CHUNK = 1024 * 1024
 
 
-def parse_line(raw: bytes, line: int) -> Entry | None:
-    """Parse one input line; ``None`` for a blank line or a ``#`` comment."""
+def parse_line(raw: bytes, line: int, default_method: str = "GET") -> Entry | None:
+    """Parse one input line; ``None`` for a blank line or a ``#`` comment.
+
+    ``default_method`` applies to bare URLs and to objects that do not name a method.
+    """
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
@@ -37,8 +40,8 @@ def parse_line(raw: bytes, line: int) -> Entry | None:
             return invalid_entry(text, line, line, f"malformed JSON: {exc}")
         if not isinstance(data, dict):
             return invalid_entry(text, line, line, "a JSON line must be an object")
-        return entry_for_mapping(data, line, line)
-    return entry_for_request(Request(text), line, line)
+        return entry_for_mapping(data, line, line, default_method)
+    return entry_for_request(Request(text, method=default_method), line, line)
 
 
 class FileSource(Source):
@@ -48,8 +51,9 @@ class FileSource(Source):
     seeking to the saved byte offset, a pipe by skipping the lines already read.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, default_method: str = "GET") -> None:
         self._path = path
+        self._method = default_method
         if path == "-":
             self.name = "-"
             self._file: BinaryIO = sys.stdin.buffer
@@ -102,7 +106,7 @@ class FileSource(Source):
                     )
                 )
             else:
-                entry = parse_line(raw, line)
+                entry = parse_line(raw, line, self._method)
                 if entry is not None:
                     entries.append(entry)
             if len(entries) >= limit:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from shoal.errors import JournalError
+from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
 from shoal.request import Request, decode_spec, encode_spec
 from shoal.result import Error, ErrorKind
@@ -183,7 +183,7 @@ class SQLiteStore(Store):
                     ],
                 )
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
         self.counts.admitted = admitted
         if new:
             self._max_seq = new[-1][0]
@@ -197,7 +197,7 @@ class SQLiteStore(Store):
             with self._conn:
                 self._conn.executemany("REPLACE INTO meta(name, value) VALUES (?, ?)", items)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
 
     async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
         return await self._call(self._complete, done, mark)
@@ -237,7 +237,7 @@ class SQLiteStore(Store):
                     ],
                 )
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
         self._done_seq = done_seq
         self.counts.ok += ok
         self.counts.failed += failed

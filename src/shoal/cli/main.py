@@ -1,0 +1,314 @@
+"""``shoal``'s command line. Options are parsed here and only here."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+from rich.console import Console
+
+from shoal.cli.parsing import (
+    DEFAULT_RETRY_ON,
+    Size,
+    parse_headers,
+    parse_resolve,
+    parse_retry_on,
+)
+from shoal.cli.run import EXIT_USAGE, JobOptions, default_journal, run_job
+from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.engine import Engine, loop_factory
+from shoal.errors import ConfigError
+from shoal.version import __version__
+
+#: Library setting names, as the command line spells them (for error messages).
+CLI_NAMES = {
+    "concurrency": "--concurrency",
+    "per_host": "--per-host",
+    "max_bytes": "--max-bytes",
+    "max_redirects": "--max-redirects",
+    "total_s": "--timeout",
+    "connect_s": "--connect-timeout",
+    "read_s": "--read-timeout",
+    "retries": "--retries",
+    "backoff_base_s": "--backoff",
+    "backoff_max_s": "--backoff-max",
+    "retry_after_max_s": "--max-retry-after",
+    "on_statuses": "--retry-on",
+    "proxy": "--proxy",
+    "resolve": "--resolve",
+}
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """The one place the command line starts an event loop (uvloop when installed)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shoal")
+def cli() -> None:
+    """Fetch very large lists of HTTP requests concurrently, politely and resumably."""
+
+
+def _positive_float(minimum: float = 0.001) -> click.FloatRange:
+    return click.FloatRange(min=minimum)
+
+
+@cli.command()
+@click.argument(
+    "input_path", metavar="INPUT", default="-", type=click.Path(allow_dash=True, dir_okay=False)
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default="stdout",
+    type=click.Path(allow_dash=True, dir_okay=False, writable=True),
+    help="Write one JSON record per request here.",
+)
+@click.option(
+    "--job",
+    "journal",
+    type=click.Path(dir_okay=False),
+    help="The job's journal (SQLite). Default: OUTPUT.journal beside the output file.",
+)
+@click.option("--restart", is_flag=True, help="Discard the journal and start the job over.")
+@click.option(
+    "-c",
+    "--concurrency",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests in flight at once, over all hosts.",
+)
+@click.option(
+    "--per-host",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests in flight at once per host.",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=_positive_float(),
+    help="Seconds for a whole attempt (connect, headers, body).",
+)
+@click.option(
+    "--connect-timeout",
+    default=10.0,
+    show_default=True,
+    type=_positive_float(),
+    help="Seconds to resolve and connect.",
+)
+@click.option(
+    "--read-timeout",
+    default=10.0,
+    show_default=True,
+    type=_positive_float(),
+    help="Seconds to wait for each piece of data.",
+)
+@click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries after the first attempt.",
+)
+@click.option(
+    "--retry-on",
+    default=DEFAULT_RETRY_ON,
+    show_default=True,
+    help="Error kinds and statuses to retry (e.g. connect,timeout,reset,429,5xx).",
+)
+@click.option(
+    "--backoff",
+    default=0.5,
+    show_default=True,
+    type=_positive_float(0),
+    help="Base of the exponential backoff, in seconds (full jitter).",
+)
+@click.option(
+    "--backoff-max",
+    default=30.0,
+    show_default=True,
+    type=_positive_float(0),
+    help="Longest backoff between attempts, in seconds.",
+)
+@click.option(
+    "--max-retry-after",
+    default=120.0,
+    show_default=True,
+    type=_positive_float(0),
+    help="Longest Retry-After to honour, in seconds; longer ends the retries.",
+)
+@click.option(
+    "--max-redirects",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Redirects to follow (0: return the 3xx response).",
+)
+@click.option(
+    "--max-bytes",
+    default="50MiB",
+    show_default=True,
+    type=Size(),
+    help="Largest body accepted, after decompression.",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    help="Add a header to every request ('Name: value'); repeatable.",
+)
+@click.option("--method", default=None, help="Method for lines that do not give one (default GET).")
+@click.option(
+    "--user-agent", default=f"shoal/{__version__}", show_default=True, help="The User-Agent header."
+)
+@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option("--proxy", default=None, help="Send every request through this HTTP proxy.")
+@click.option(
+    "--fail",
+    "fail_http",
+    is_flag=True,
+    help="Count non-2xx responses as failures (error kind http_status).",
+)
+@click.option(
+    "--resolve",
+    multiple=True,
+    metavar="HOST:ADDRESS",
+    help="Connect to ADDRESS for HOST instead of asking DNS; repeatable.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr; auto: only when stderr is a terminal.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No summary at the end.")
+def fetch(
+    input_path: str,
+    output: str,
+    journal: str | None,
+    restart: bool,
+    concurrency: int,
+    per_host: int,
+    timeout: float,
+    connect_timeout: float,
+    read_timeout: float,
+    retries: int,
+    retry_on: str,
+    backoff: float,
+    backoff_max: float,
+    max_retry_after: float,
+    max_redirects: int,
+    max_bytes: int,
+    headers: tuple[str, ...],
+    method: str | None,
+    user_agent: str,
+    insecure: bool,
+    proxy: str | None,
+    fail_http: bool,
+    resolve: tuple[str, ...],
+    progress: str,
+    quiet: bool,
+) -> None:
+    """Fetch every request in INPUT (a file of URLs or JSON objects; '-' or none: stdin).
+
+    Records go to OUTPUT as JSON lines. Running the same command again resumes the job.
+    """
+    retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    console = Console(stderr=True)
+    try:
+        engine = Engine(
+            limits=Limits(
+                concurrency=concurrency,
+                per_host=per_host,
+                max_bytes=max_bytes,
+                max_redirects=max_redirects,
+            ),
+            timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
+            retry=RetryPolicy(
+                retries=retries,
+                backoff_base_s=backoff,
+                backoff_max_s=backoff_max,
+                retry_after_max_s=max_retry_after,
+                on_errors=retry_kinds,
+                on_statuses=retry_statuses,
+            ),
+            headers=parse_headers(headers),
+            user_agent=user_agent,
+            fail_http=fail_http,
+            resolve=parse_resolve(resolve),
+            proxy=proxy,
+            verify_tls=not insecure,
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"
+        ) from exc
+    options = JobOptions(
+        input=input_path,
+        output=output,
+        journal=journal if journal is not None else default_journal(output),
+        restart=restart,
+        progress=progress == "on" or (progress == "auto" and console.is_terminal),
+        quiet=quiet,
+        method=(method or "GET").upper(),
+    )
+    sys.exit(run_async(run_job(engine, options, console)))
+
+
+@cli.command()
+@click.option(
+    "-n",
+    "--requests",
+    "count",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=10, max=1_000_000),
+    help="How many requests the demo makes.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Keep the records here (default: a temporary file).",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "on", "off"]),
+    default="on",
+    show_default=True,
+    help="Progress on stderr.",
+)
+def demo(count: int, output: str | None, progress: str) -> None:
+    """Fetch a few thousand URLs from a built-in local server (no network needed)."""
+    from shoal.cli.demo import run_demo
+
+    console = Console(stderr=True)
+    show = progress == "on" or (progress == "auto" and console.is_terminal)
+    sys.exit(run_async(run_demo(count, output, show, console)))
+
+
+def main() -> None:
+    """Entry point of the ``shoal`` command."""
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:  # interrupted before the job's own handler was installed
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["EXIT_USAGE", "cli", "main"]

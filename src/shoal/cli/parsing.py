@@ -1,0 +1,95 @@
+"""Parsing option values that are more than a number: sizes, headers, retry sets, hosts."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from shoal.config import DEFAULT_RETRY_ERRORS, DEFAULT_RETRY_STATUSES
+from shoal.reporting.units import parse_size
+from shoal.result import ErrorKind
+
+RETRYABLE_KINDS = frozenset(
+    {
+        ErrorKind.DNS,
+        ErrorKind.CONNECT,
+        ErrorKind.TLS,
+        ErrorKind.TIMEOUT,
+        ErrorKind.RESET,
+        ErrorKind.PROTOCOL,
+    }
+)
+DEFAULT_RETRY_ON = ",".join(
+    sorted(k.value for k in DEFAULT_RETRY_ERRORS) + [str(s) for s in sorted(DEFAULT_RETRY_STATUSES)]
+)
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]
+    """A byte size such as ``50MiB``, ``1G`` or ``1024``."""
+
+    name = "size"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a size (examples: 1048576, 512KiB, 50MiB, 1G)", param, ctx)
+
+
+def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    """``("Accept: text/html",)`` -> ``{"Accept": "text/html"}``."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        name = name.strip()
+        if not sep or not name or any(c in value for c in "\r\n\x00"):
+            raise click.BadParameter(
+                f"{value!r} is not 'Name: value'", param_hint="'-H' / '--header'"
+            )
+        headers[name] = text.strip()
+    return headers
+
+
+def parse_resolve(values: tuple[str, ...]) -> dict[str, str]:
+    """``("example.com:127.0.0.1",)`` -> ``{"example.com": "127.0.0.1"}``."""
+    mapping: dict[str, str] = {}
+    for value in values:
+        host, sep, address = value.partition(":")
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not HOST:ADDRESS with an IP address", param_hint="'--resolve'"
+            ) from None
+        if not sep or not host:
+            raise click.BadParameter(f"{value!r} is not HOST:ADDRESS", param_hint="'--resolve'")
+        mapping[host.lower()] = address.strip("[]")
+    return mapping
+
+
+def parse_retry_on(value: str) -> tuple[frozenset[ErrorKind], frozenset[int]]:
+    """``"connect,timeout,429,5xx"`` -> error kinds and statuses to retry."""
+    kinds: set[ErrorKind] = set()
+    statuses: set[int] = set()
+    for token in (t.strip().lower() for t in value.split(",")):
+        if not token:
+            continue
+        if len(token) == 3 and token[0] in "45" and token[1:] == "xx":
+            base = int(token[0]) * 100
+            statuses.update(range(base, base + 100))
+        elif token.isdigit() and 400 <= int(token) <= 599:
+            statuses.add(int(token))
+        elif token in {k.value for k in RETRYABLE_KINDS}:
+            kinds.add(ErrorKind(token))
+        else:
+            allowed = ", ".join(sorted(k.value for k in RETRYABLE_KINDS))
+            raise click.BadParameter(
+                f"{token!r} is not an error kind ({allowed}), a 4xx/5xx status, or 4xx/5xx",
+                param_hint="'--retry-on'",
+            )
+    return frozenset(kinds), frozenset(statuses)

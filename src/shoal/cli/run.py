@@ -1,0 +1,119 @@
+"""Running one fetch job from the command line: signals, progress, summary, exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from shoal.engine import Engine
+from shoal.errors import JournalError, OutputError
+from shoal.reporting import Progress, Statistics, render_summary
+from shoal.sources import FileSource
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FAULT = 3
+EXIT_INTERRUPTED = 130
+
+JOURNAL_SUFFIX = ".journal"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Where a job reads, writes and keeps its journal, and what it shows."""
+
+    input: str
+    output: str
+    journal: str | None
+    restart: bool
+    progress: bool
+    quiet: bool
+    method: str = "GET"
+
+
+def default_journal(output: str) -> str | None:
+    """The journal beside the output file; ``None`` (a temporary one) for stdout."""
+    return None if output == "-" else output + JOURNAL_SUFFIX
+
+
+def remove_journal(path: str) -> None:
+    """Delete a journal and its WAL files (``--restart``)."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+
+
+@contextlib.contextmanager
+def _journal_path(options: JobOptions) -> Iterator[str]:
+    if options.journal is not None:
+        if options.restart:
+            remove_journal(options.journal)
+        yield options.journal
+        return
+    with tempfile.TemporaryDirectory(prefix="shoal-") as folder:
+        yield os.path.join(folder, "job.journal")
+
+
+async def run_job(engine: Engine, options: JobOptions, console: Console) -> int:
+    """Run the job to its end (or to an interrupt) and return the process exit code."""
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            engine.stop()
+            console.print(
+                "[yellow]shoal: stopping; requests in flight are finishing "
+                "(interrupt again to cancel them)[/]"
+            )
+        else:
+            engine.abort()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal)
+    try:
+        stats = await _run(engine, options, console)
+    except JournalError as exc:
+        console.print(f"[red]shoal: error: {exc}[/]")
+        return EXIT_USAGE
+    except OSError as exc:  # the input cannot be opened
+        console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+        return EXIT_USAGE
+    except OutputError as exc:
+        console.print(f"[red]shoal: stopped: {exc}[/]")
+        console.print("The journal is intact: fix the cause and run the same command to resume.")
+        return EXIT_FAULT
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+    if not options.quiet:
+        console.print(render_summary(stats))
+    if stats.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if stats.job_failed else EXIT_OK
+
+
+async def _run(engine: Engine, options: JobOptions, console: Console) -> Statistics:
+    with _journal_path(options) as journal:
+        async with engine:
+            source = FileSource(options.input, default_method=options.method)
+            progress: asyncio.Task[None] | None = None
+            if options.progress:
+                progress = asyncio.create_task(Progress(console, engine.statistics).run())
+            try:
+                return await engine.run(source, journal=journal, output=options.output)
+            finally:
+                if progress is not None:
+                    progress.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await progress
