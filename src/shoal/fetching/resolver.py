@@ -14,7 +14,7 @@ from shoal.errors import ConfigError
 class StaticResolver(AbstractResolver):
     """Answers for the host names in ``addresses`` (name to IP address) itself.
 
-    Other names go to ``fallback``; with no fallback they fail as DNS errors, which keeps a
+    A name written ``*.example`` matches every name ending in ``.example``. Other names go to ``fallback``; with no fallback they fail as DNS errors, which keeps a
     test or a sandboxed run from ever resolving a name it did not expect.
     """
 
@@ -34,7 +34,7 @@ class StaticResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        found = self._addresses.get(host.lower().rstrip("."))
+        found = self._lookup(host.lower().rstrip("."))
         if found is not None:
             address, found_family = found
             return [
@@ -50,6 +50,13 @@ class StaticResolver(AbstractResolver):
         if self._fallback is not None:
             return await self._fallback.resolve(host, port, family)
         raise OSError(socket.EAI_NONAME, f"host {host!r} is not in the resolve map")
+
+    def _lookup(self, name: str) -> tuple[str, int] | None:
+        found = self._addresses.get(name)
+        while found is None and "." in name:
+            name = name.split(".", 1)[1]
+            found = self._addresses.get("*." + name)
+        return found
 
     async def close(self) -> None:
         if self._fallback is not None:

@@ -1,0 +1,48 @@
+"""Shared fixtures: the misbehaving server, a resolver to loopback, and a loop watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from shoal import StaticResolver
+from tests.servers import Misbehaving
+
+#: Every test host name maps to loopback; no other name resolves (no real DNS in tests).
+TEST_HOSTS = {"*.test": "127.0.0.1"}
+
+
+def resolver() -> StaticResolver:
+    """A resolver for ``*.test`` names only: anything else fails as a DNS error."""
+    return StaticResolver(TEST_HOSTS)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Misbehaving]:
+    misbehaving = Misbehaving()
+    await misbehaving.start()
+    try:
+        yield misbehaving
+    finally:
+        await misbehaving.stop()
+
+
+@pytest.fixture(autouse=True)
+async def loop_watchdog() -> AsyncIterator[None]:
+    """Fail a test whose event loop reported an error: a task exception never retrieved,
+    an unclosed session or connector, an exception in a callback."""
+    loop = asyncio.get_running_loop()
+    reports: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(context))
+    try:
+        yield
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not reports, f"the event loop reported: {[r.get('message') for r in reports]}"
