@@ -194,7 +194,9 @@ class Misbehaving:
 
     async def huge_header(self, request: Request) -> web.StreamResponse:
         line = b"X-Huge: " + b"h" * 40_000 + b"\r\n"
-        return await self._raw(request, b"HTTP/1.1 200 OK\r\n" + line + b"Content-Length: 0\r\n\r\n")
+        return await self._raw(
+            request, b"HTTP/1.1 200 OK\r\n" + line + b"Content-Length: 0\r\n\r\n"
+        )
 
     async def flaky(self, request: Request) -> web.StreamResponse:
         key = "flaky:" + request.match_info["key"]
@@ -264,4 +266,3 @@ def _zeros_gzip(size: int) -> bytes:
     if size not in _BOMBS:
         _BOMBS[size] = gzip.compress(b"\0" * size, compresslevel=9)
     return _BOMBS[size]
-

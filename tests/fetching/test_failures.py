@@ -15,9 +15,9 @@ from tests.servers import Misbehaving
 async def fetch_one(url: str, **options: object) -> shoal.Result:
     options.setdefault("retry", RetryPolicy(retries=0))
     options.setdefault("timeouts", Timeouts(total_s=2, connect_s=1, read_s=1))
-    async with shoal.Engine(resolver=resolver(), **options) as engine:  # type: ignore[arg-type]
-        async with engine.stream([url]) as results:
-            found = [result async for result in results]
+    engine = shoal.Engine(resolver=resolver(), **options)  # type: ignore[arg-type]
+    async with engine, engine.stream([url]) as results:
+        found = [result async for result in results]
     assert len(found) == 1
     return found[0]
 

@@ -14,8 +14,9 @@ from shoal.errors import ConfigError
 class StaticResolver(AbstractResolver):
     """Answers for the host names in ``addresses`` (name to IP address) itself.
 
-    A name written ``*.example`` matches every name ending in ``.example``. Other names go to ``fallback``; with no fallback they fail as DNS errors, which keeps a
-    test or a sandboxed run from ever resolving a name it did not expect.
+    A name written ``*.example`` matches every name ending in ``.example``. Other names go
+    to ``fallback``; with no fallback they fail as DNS errors, which keeps a test or a
+    sandboxed run from ever resolving a name it did not expect.
     """
 
     def __init__(
