@@ -99,6 +99,8 @@ async def run_job(engine: Engine, options: JobOptions, console: Console) -> int:
     if not options.quiet:
         console.print(render_summary(stats))
     if stats.interrupted:
+        if options.journal is not None:
+            console.print("shoal: interrupted; run the same command again to resume the job.")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.job_failed else EXIT_OK
 

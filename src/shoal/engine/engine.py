@@ -53,6 +53,8 @@ Requests = Source | Iterable[Any] | AsyncIterable[Any]
 DEFAULT_USER_AGENT = f"shoal/{__version__}"
 _INPUT_BATCH = 512
 _COMMIT_BATCH = 2048
+_SMALL_BATCH = 64
+_LINGER_S = 0.02
 
 
 class Engine:
@@ -385,15 +387,12 @@ class Engine:
             if item is None:
                 break
             batch = [item]
-            while len(batch) < _COMMIT_BATCH:
-                try:
-                    item = completions.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    ended = True
-                    break
-                batch.append(item)
+            ended = _drain(completions, batch)
+            if not ended and len(batch) < _SMALL_BATCH:
+                # Few results are arriving: wait a moment so a slow job still commits in
+                # batches rather than once per request.
+                await asyncio.sleep(_LINGER_S)
+                ended = _drain(completions, batch)
             records = await store.complete(batch, mark)
             if outputs is not None:
                 mark = await outputs.write(records)
@@ -453,6 +452,19 @@ class _ResultIterator:
                 raise item.error
             raise StopAsyncIteration
         return item
+
+
+def _drain(completions: asyncio.Queue[Completion | None], batch: list[Completion]) -> bool:
+    """Move what is queued into ``batch`` (up to a commit's worth); True at the end mark."""
+    while len(batch) < _COMMIT_BATCH:
+        try:
+            item = completions.get_nowait()
+        except asyncio.QueueEmpty:
+            return False
+        if item is None:
+            return True
+        batch.append(item)
+    return False
 
 
 async def _handle(handler: Handler, result: Result) -> None:

@@ -52,7 +52,8 @@ class Progress:
             then, done, size = self._last
             span = now - then
             if span > 0:
-                weight = min(1.0, span / 2.0)  # about a two-second moving average
+                # About a two-second moving average; the first reading is taken whole.
+                weight = min(1.0, span / 2.0) if self._rate else 1.0
                 self._rate += weight * ((stats.done - done) / span - self._rate)
                 self._byte_rate += weight * ((stats.bytes - size) / span - self._byte_rate)
         self._last = (now, stats.done, stats.bytes)
