@@ -18,7 +18,7 @@ from yarl import URL
 from shoal.result import Error, ErrorKind
 
 SCHEMES = frozenset({"http", "https"})
-_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _MAX_URL_CHARS = 16_384
 
 
@@ -55,12 +55,14 @@ def check_url(text: str) -> URL | Error:
         return Error(ErrorKind.INVALID_URL, f"URL longer than {_MAX_URL_CHARS} characters")
     if not text or text != text.strip() or any(c in text for c in "\x00\r\n\t"):
         return Error(ErrorKind.INVALID_URL, "URL is empty or holds whitespace or control bytes")
+    if not _encodable(text):
+        return Error(ErrorKind.INVALID_URL, "URL holds characters that are not valid Unicode")
     try:
         url = URL(text)
         scheme = url.scheme
         host = url.raw_host
         url.port  # noqa: B018 - raises for an out-of-range port
-    except (ValueError, UnicodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - yarl raises several kinds for malformed URLs
         return Error(ErrorKind.INVALID_URL, f"cannot parse URL: {exc}")
     if not scheme:
         return Error(ErrorKind.INVALID_URL, "URL has no scheme (expected http:// or https://)")
@@ -68,11 +70,26 @@ def check_url(text: str) -> URL | Error:
         return Error(ErrorKind.UNSUPPORTED_SCHEME, f"scheme {scheme!r} is not http or https")
     if not host:
         return Error(ErrorKind.INVALID_URL, "URL has no host")
-    if ":" not in host and not _HOST_NAME.fullmatch(host):
+    if ":" not in host and not _valid_host_name(host):
         return Error(ErrorKind.INVALID_URL, f"invalid host name {host!r}")
     if url.port == 0:
         return Error(ErrorKind.INVALID_URL, "port 0 is not a valid port")
+    if url.raw_path == "/":  # "http://host" and "http://host/" are one resource
+        url = url.with_path("/", keep_query=True)
     return url.with_fragment(None)
+
+
+def _valid_host_name(host: str) -> bool:
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def request_key(request: Request, url: URL) -> bytes:
@@ -97,6 +114,11 @@ def encode_spec(request: Request) -> bytes:
     """The compact journal form of a request: the bare URL when that says everything."""
     if request.is_plain() and not request.url.startswith("{"):
         return request.url.encode()
+    return orjson.dumps(spec_fields(request))
+
+
+def spec_fields(request: Request) -> dict[str, Any]:
+    """The request as a JSON-ready object, leaving out fields at their defaults."""
     spec: dict[str, Any] = {"url": request.url}
     if request.method != "GET":
         spec["method"] = request.method
@@ -111,14 +133,18 @@ def encode_spec(request: Request) -> bytes:
         spec["id"] = request.id
     if request.meta is not None:
         spec["meta"] = request.meta
-    return orjson.dumps(spec)
+    return spec
 
 
 def decode_spec(spec: bytes) -> Request:
     """The inverse of :func:`encode_spec`."""
     if not spec.startswith(b"{"):
         return Request(spec.decode())
-    data = orjson.loads(spec)
+    return request_from_fields(orjson.loads(spec))
+
+
+def request_from_fields(data: dict[str, Any]) -> Request:
+    """The inverse of :func:`spec_fields`."""
     body: str | bytes | None = data.get("body")
     if "body_hex" in data:
         body = bytes.fromhex(data["body_hex"])

@@ -364,10 +364,9 @@ class Engine:
                 if result.error is not None:
                     delay = retry_delay(policy, result, rng)
             if delay is not None:
-                if scheduler.stopped:
-                    continue  # stays pending in the journal; the next run retries it
-                self._recorder.retries += 1
-                scheduler.retry_later(job, delay)
+                # Once stopped, the job is let go: it stays pending for the next run.
+                if scheduler.retry_later(job, delay):
+                    self._recorder.retries += 1
                 continue
             await completions.put((job, result))
             scheduler.finish(job)

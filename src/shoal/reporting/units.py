@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def format_bytes(count: float) -> str:
     """``1536`` -> ``"1.5 KiB"``."""
@@ -34,6 +36,6 @@ def parse_size(text: str) -> int:
         scale = units[cleaned[-1]]
         cleaned = cleaned[:-1]
     value = float(cleaned)  # raises ValueError for junk
-    if value < 0:
-        raise ValueError("a size cannot be negative")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("a size must be a finite number of bytes, not negative")
     return int(value * scale)

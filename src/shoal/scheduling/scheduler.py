@@ -67,12 +67,13 @@ class Scheduler:
     # -- feeding -----------------------------------------------------------------------------
 
     def add(self, job: Job) -> None:
-        """Take a new job (the caller waited for room)."""
+        """Take a new job (the caller waited for room); ignored once stopped."""
+        if self._stopped:
+            return
         self._held += 1
         if self._held >= self._capacity:
             self._room.clear()
-        if not self._stopped:
-            self._enqueue(job)
+        self._enqueue(job)
 
     async def wait_room(self) -> None:
         """Wait until fewer than ``capacity`` jobs are held."""
@@ -91,6 +92,7 @@ class Scheduler:
             self._timer = None
         self._delayed.clear()
         self._ready.clear()
+        self._held = self.in_flight  # only the jobs in flight are still to finish
         self._hosts = {name: host for name, host in self._hosts.items() if host.in_flight}
         for host in self._hosts.values():
             host.queue.clear()
@@ -132,15 +134,20 @@ class Scheduler:
         elif host.in_flight == 0:
             del self._hosts[job.host]
 
-    def retry_later(self, job: Job, delay_s: float) -> None:
-        """Queue ``job`` again once ``delay_s`` has passed (it stays held)."""
+    def retry_later(self, job: Job, delay_s: float) -> bool:
+        """Queue ``job`` again once ``delay_s`` has passed (it stays held).
+
+        Once stopped, the job is let go instead (it stays pending in the journal).
+        """
         if self._stopped:
-            return
+            self._held -= 1
+            return False
         loop = asyncio.get_running_loop()
         due = loop.time() + delay_s
         heapq.heappush(self._delayed, (due, next(self._order), job))
         if self._delayed[0][2] is job:
             self._arm_timer(loop)
+        return True
 
     def finish(self, job: Job) -> None:
         """``job`` has its final result."""

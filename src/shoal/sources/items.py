@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from yarl import URL
 
 from shoal.job import Entry
-from shoal.request import Request, check_url, invalid_key, request_key
+from shoal.request import Request, check_url, encode_spec, invalid_key, request_key
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position, Source
 
@@ -21,11 +22,26 @@ _RAW_CHARS = 2048
 RequestLike = str | URL | Request | Mapping[str, Any]
 
 
-def invalid_entry(raw: str, position: int, line: int | None, message: str) -> Entry:
-    """An entry for input that is not a request at all."""
+def invalid_entry(
+    raw: str,
+    position: int,
+    line: int | None,
+    message: str,
+    kind: ErrorKind = ErrorKind.INVALID_URL,
+) -> Entry:
+    """An entry for input that is not a request at all.
+
+    ``raw`` is kept (cut short, and with anything that is not valid Unicode escaped) so the
+    error record shows what the input held.
+    """
     where = f"line {line}: " if line is not None else ""
-    error = Error(ErrorKind.INVALID_URL, where + message)
-    return Entry(Request(raw[:_RAW_CHARS]), invalid_key(position), line, None, error)
+    return Entry(
+        Request(_printable(raw)), invalid_key(position), line, None, Error(kind, where + message)
+    )
+
+
+def _printable(raw: str) -> str:
+    return raw[:_RAW_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def entry_for_request(request: Request, position: int, line: int | None) -> Entry:
@@ -35,9 +51,11 @@ def entry_for_request(request: Request, position: int, line: int | None) -> Entr
         return invalid_entry(request.url, position, line, problem)
     checked = check_url(request.url)
     if isinstance(checked, Error):
+        # A request whose only fault is its URL keeps its id, method and meta in the record.
         where = f"line {line}: " if line is not None else ""
         error = Error(checked.kind, where + checked.message)
-        return Entry(request, invalid_key(position), line, None, error)
+        kept = dataclasses.replace(request, url=_printable(request.url), headers=None, body=None)
+        return Entry(kept, invalid_key(position), line, None, error)
     return Entry(request, request_key(request, checked), line, checked, None)
 
 
@@ -101,6 +119,11 @@ def _request_problem(request: Request) -> str | None:
             return f"invalid header name {name!r}"
         if any(c in value for c in "\r\n\x00"):
             return f"header {name!r} holds a line break or NUL"
+    if not request.is_plain():
+        try:
+            encode_spec(request)  # the journal must be able to hold it
+        except (TypeError, UnicodeEncodeError) as exc:
+            return f"request cannot be stored: {exc}"
     return None
 
 

@@ -89,13 +89,13 @@ class FileSource(Source):
         at_end = False
         # Read a bounded number of lines, not of entries, so a file of comments still yields.
         for _ in range(limit * 2):
-            raw = readline(MAX_LINE_BYTES)
+            raw = readline(MAX_LINE_BYTES + 1)
             if not raw:
                 at_end = True
                 break
             line += 1
             offset += len(raw)
-            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 offset += self._discard_rest_of_line()
                 entries.append(
                     invalid_entry(

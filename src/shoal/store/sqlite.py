@@ -26,7 +26,7 @@ import orjson
 
 from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
-from shoal.request import Request, decode_spec, encode_spec
+from shoal.request import Request, decode_spec, encode_spec, request_from_fields, spec_fields
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position
 from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
@@ -63,6 +63,7 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._max_seq = 0
         self._done_seq = 0
+        self._closed = False
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -247,6 +248,9 @@ class SQLiteStore(Store):
         await self._call(self._set_meta, _mark_items(mark))
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._call(self._close)
         finally:
@@ -266,17 +270,19 @@ def _mark_items(mark: SinkMark) -> list[tuple[str, Any]]:
 
 
 def _encode(entry: Entry) -> bytes:
+    """A request's journal form; an input error travels with it, so a resumed run writes
+    the same error record."""
     if entry.error is None:
         return encode_spec(entry.request)
-    return orjson.dumps(
-        {"url": entry.request.url, "error": [entry.error.kind.value, entry.error.message]}
-    )
+    fields = spec_fields(entry.request)
+    fields["error"] = [entry.error.kind.value, entry.error.message]
+    return orjson.dumps(fields)
 
 
 def _decode(spec: bytes) -> tuple[Request, Error | None]:
     if spec.startswith(b"{"):
         data = orjson.loads(spec)
-        if "error" in data:
-            kind, message = data["error"]
-            return Request(data["url"]), Error(ErrorKind(kind), message)
+        error = data.pop("error", None)
+        request = request_from_fields(data)
+        return request, None if error is None else Error(ErrorKind(error[0]), error[1])
     return decode_spec(spec), None
