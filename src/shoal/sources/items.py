@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
@@ -128,13 +129,19 @@ def _request_problem(request: Request) -> str | None:
 
 
 class IterableSource(Source):
-    """A source over any iterable or async iterable of request-like items."""
+    """A source over any iterable or async iterable of request-like items.
+
+    A batch from an async iterable ends early when the next item is not ready yet, so items
+    are fetched while the input waits (an input that depends on earlier results, such as
+    a crawler's frontier, keeps moving).
+    """
 
     def __init__(self, items: Iterable[object] | AsyncIterable[object]) -> None:
         self.name = "<iterable>"
         self.position = Position()
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
+        self._step: asyncio.Task[object] | None = None
         if isinstance(items, AsyncIterable):
             self._async = aiter(items)
         else:
@@ -142,7 +149,7 @@ class IterableSource(Source):
 
     async def skip_to(self, position: Position) -> None:
         for _ in range(position.items):
-            if await self._next() is _END:
+            if await self._next(wait=True) is _END:
                 break
         self.position = position
 
@@ -150,24 +157,42 @@ class IterableSource(Source):
         entries: list[Entry] = []
         items = self.position.items
         while len(entries) < limit:
-            item = await self._next()
-            if item is _END:
+            item = await self._next(wait=not entries)
+            if item is _END or item is _NOT_READY:
                 break
             items += 1
             entries.append(entry_for(item, items))
         self.position = Position(items)
         return entries or None
 
-    async def _next(self) -> object:
+    async def _next(self, *, wait: bool) -> object:
         if self._sync is not None:
             return next(self._sync, _END)
         assert self._async is not None
-        return await anext(self._async, _END)
+        step = self._step
+        if step is None:
+            step = self._step = asyncio.ensure_future(anext(self._async, _END))
+        if not step.done():
+            if wait:
+                await asyncio.wait([step])  # a cancelled read leaves the step running
+            else:
+                await asyncio.sleep(0)  # one turn of the loop for an item that is at hand
+                if not step.done():
+                    return _NOT_READY
+        self._step = None
+        return step.result()
 
     async def aclose(self) -> None:
+        step, self._step = self._step, None
+        if step is not None and not step.done():
+            step.cancel()
+            await asyncio.wait([step])
+        if step is not None and not step.cancelled():
+            step.exception()  # retrieved: an error after the run ended is not reported
         closer = getattr(self._async, "aclose", None)
         if closer is not None:
             await closer()
 
 
 _END = object()
+_NOT_READY = object()

@@ -128,18 +128,24 @@ class FileSource(Source):
         """Count the lines of a regular file (a cheap estimate of the requests in it)."""
         if not self._seekable:
             return None
-        return await asyncio.to_thread(_count_lines, self._path)
+        # Its own descriptor, closed by the counting thread: the source may close first.
+        return await asyncio.to_thread(_count_lines, os.dup(self._file.fileno()))
 
     async def aclose(self) -> None:
         if self._path != "-":
             self._file.close()
 
 
-def _count_lines(path: str) -> int:
+def _count_lines(fd: int) -> int:
+    """Lines in the file open at ``fd`` (which this closes), read with ``pread``."""
     count = 0
+    offset = 0
     last = b"\n"
-    with open(path, "rb") as file:
-        while chunk := file.read(_COUNT_CHUNK):
+    try:
+        while chunk := os.pread(fd, _COUNT_CHUNK, offset):
             count += chunk.count(b"\n")
+            offset += len(chunk)
             last = chunk[-1:]
+    finally:
+        os.close(fd)
     return count + (last != b"\n")
