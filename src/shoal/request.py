@@ -6,6 +6,7 @@ normalised URL and the body. The spec is the compact form a request takes in the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -79,6 +80,7 @@ def check_url(text: str) -> URL | Error:
     return url.with_fragment(None)
 
 
+@functools.lru_cache(maxsize=4096)
 def _valid_host_name(host: str) -> bool:
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)

@@ -14,7 +14,9 @@ from rich.console import Console
 
 from shoal.engine import Engine
 from shoal.errors import JournalError, OutputError
-from shoal.reporting import Progress, Statistics, render_summary
+from shoal.reporting import Statistics
+from shoal.reporting.progress import Progress
+from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource
 
 EXIT_OK = 0

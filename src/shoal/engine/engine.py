@@ -90,6 +90,7 @@ class Engine:
             connections=self.limits.concurrency,
             connect_timeout_s=self.timeouts.connect_s,
             read_timeout_s=self.timeouts.read_s,
+            total_timeout_s=self.timeouts.total_s,
             headers=merged,
             verify_tls=verify_tls,
             resolve=resolve,

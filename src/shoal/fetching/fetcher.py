@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -66,13 +65,14 @@ class Fetcher:
         )
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(self._total_s):
-                await self._exchange(job, result, start)
+            await self._exchange(job, result, start)
         except _TooLarge:
             result.error = Error(
                 ErrorKind.TOO_LARGE, f"body larger than max_bytes ({self._max_bytes} bytes)"
             )
-        except TimeoutError:
+        except aiohttp.ServerTimeoutError as exc:  # the connect and between-reads timeouts
+            result.error = classify(exc)
+        except TimeoutError:  # the session's total deadline for the attempt
             result.error = Error(
                 ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({self._total_s:g} s)"
             )

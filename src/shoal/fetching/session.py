@@ -24,6 +24,7 @@ class SessionSettings:
     connections: int
     connect_timeout_s: float
     read_timeout_s: float
+    total_timeout_s: float
     headers: Mapping[str, str] = field(default_factory=dict)
     verify_tls: bool = True
     resolve: Mapping[str, str] | None = None
@@ -35,8 +36,8 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
 
     No cookie jar (every request stands alone, and the jar costs CPU per request), no
     environment proxies, no pool wait (the scheduler already caps requests in flight, so
-    the connector's limit is only a safety net), connect and between-bytes timeouts from
-    the settings. The total per-attempt deadline is applied by the fetcher.
+    the connector's limit is only a safety net), and the three timeouts of an attempt:
+    total (through the end of the body), connect, and between reads.
     """
     resolver = settings.resolver
     if settings.resolve:
@@ -54,7 +55,7 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         headers=dict(settings.headers),
         timeout=aiohttp.ClientTimeout(
-            total=None,
+            total=settings.total_timeout_s,
             connect=settings.connect_timeout_s,
             sock_read=settings.read_timeout_s,
         ),

@@ -1,7 +1,9 @@
-"""Counting what happens and showing it: statistics snapshots, progress, the summary."""
+"""Counting what happens and showing it: statistics snapshots, progress, the summary.
 
-from shoal.reporting.progress import Progress
+The display modules (``progress``, ``summary``) load rich; they are imported by the command
+line only, so a library user does not pay for them.
+"""
+
 from shoal.reporting.statistics import Latency, Recorder, Statistics
-from shoal.reporting.summary import render_summary
 
-__all__ = ["Latency", "Progress", "Recorder", "Statistics", "render_summary"]
+__all__ = ["Latency", "Recorder", "Statistics"]

@@ -17,8 +17,9 @@ file, and the outputs are cut back to the journal's mark on the next run either 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -99,7 +100,7 @@ class SQLiteStore(Store):
         resumed = bool(meta)
         if not resumed:
             meta = {"version": SCHEMA_VERSION, "input": input_name}
-            with db:
+            with _transaction(db):
                 db.executemany("INSERT INTO meta(name, value) VALUES (?, ?)", list(meta.items()))
         elif int(meta.get("version", 0)) != SCHEMA_VERSION:
             raise JournalError(
@@ -167,7 +168,7 @@ class SQLiteStore(Store):
             by_key[entry.key] = entry
             rows.append((entry.key, entry.line, _encode(entry)))
         try:
-            with db:
+            with _transaction(db):
                 db.executemany(
                     "INSERT OR IGNORE INTO requests(key, line, spec) VALUES (?, ?, ?)", rows
                 )
@@ -195,7 +196,7 @@ class SQLiteStore(Store):
 
     def _set_meta(self, items: list[tuple[str, Any]]) -> None:
         try:
-            with self._conn:
+            with _transaction(self._conn):
                 self._conn.executemany("REPLACE INTO meta(name, value) VALUES (?, ?)", items)
         except sqlite3.Error as exc:
             raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
@@ -224,7 +225,7 @@ class SQLiteStore(Store):
             rows.append((done_seq, job.seq, state == _FAILED, record))
             records.append((done_seq, record))
         try:
-            with db:
+            with _transaction(db):
                 db.executemany("UPDATE requests SET state = ?, attempts = ? WHERE seq = ?", states)
                 db.executemany(
                     "INSERT INTO records(done_seq, seq, failed, record) VALUES (?, ?, ?, ?)", rows
@@ -260,6 +261,19 @@ class SQLiteStore(Store):
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode, so without BEGIN
+    every statement of an ``executemany`` would commit on its own)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
 
 
 def _mark_items(mark: SinkMark) -> list[tuple[str, Any]]:
