@@ -226,7 +226,7 @@ def fetch(
     Records go to OUTPUT as JSON lines. Running the same command again resumes the job.
     """
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         engine = Engine(
             limits=Limits(
@@ -295,7 +295,7 @@ def demo(count: int, output: str | None, progress: str) -> None:
     """Fetch a few thousand URLs from a built-in local server (no network needed)."""
     from shoal.cli.demo import run_demo
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     show = progress == "on" or (progress == "auto" and console.is_terminal)
     sys.exit(run_async(run_demo(count, output, show, console)))
 

@@ -89,7 +89,8 @@ def parse_retry_on(value: str) -> tuple[frozenset[ErrorKind], frozenset[int]]:
         else:
             allowed = ", ".join(sorted(k.value for k in RETRYABLE_KINDS))
             raise click.BadParameter(
-                f"{token!r} is not an error kind ({allowed}), a 4xx/5xx status, or 4xx/5xx",
+                f"{token!r} is not an error kind ({allowed}), a status such as 503, "
+                "or a class such as 5xx",
                 param_hint="'--retry-on'",
             )
     return frozenset(kinds), frozenset(statuses)

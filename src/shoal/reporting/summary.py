@@ -22,7 +22,11 @@ def render_summary(stats: Statistics) -> Table:
     table.add_row(
         "requests",
         f"{stats.done:,} this run: {stats.ok:,} ok, {stats.failed:,} failed"
-        + (f"; {stats.retries:,} retries" if stats.retries else ""),
+        + (
+            f"; {stats.retries:,} {'retry' if stats.retries == 1 else 'retries'}"
+            if stats.retries
+            else ""
+        ),
     )
     if stats.skipped:
         table.add_row("resumed", f"{stats.skipped:,} already final from earlier runs")
