@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from shoal.request import Request, check_url
-from shoal.result import Error
+from shoal.result import Error, Result
 
 
 @dataclass(slots=True, eq=False)
@@ -35,6 +35,20 @@ class Job:
     error: Error | None
     host: str
     attempts: int = 0
+
+    def result(self, *, error: Error | None = None, started_at: float | None = None) -> Result:
+        """A new result for this job, carrying the request's identity and the attempts."""
+        request = self.request
+        return Result(
+            url=request.url,
+            id=request.id,
+            method=request.method,
+            line=self.line,
+            meta=request.meta,
+            error=error,
+            attempts=self.attempts,
+            started_at=started_at,
+        )
 
     @classmethod
     def admit(cls, seq: int, entry: Entry) -> Job:

@@ -331,16 +331,7 @@ class Engine:
             if job.error is None:
                 scheduler.add(job)
             else:
-                request = job.request
-                result = Result(
-                    url=request.url,
-                    id=request.id,
-                    method=request.method,
-                    line=job.line,
-                    error=job.error,
-                    meta=request.meta,
-                )
-                await completions.put((job, result))
+                await completions.put((job, job.result(error=job.error)))
         await scheduler.wait_room()
 
     async def _work(

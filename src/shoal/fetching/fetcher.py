@@ -53,16 +53,7 @@ class Fetcher:
         self._proxy = proxy
 
     async def run(self, job: Job) -> Result:
-        request = job.request
-        result = Result(
-            url=request.url,
-            id=request.id,
-            method=request.method,
-            line=job.line,
-            meta=request.meta,
-            attempts=job.attempts,
-            started_at=time.time(),
-        )
+        result = job.result(started_at=time.time())
         start = time.perf_counter()
         try:
             await self._exchange(job, result, start)
@@ -81,7 +72,7 @@ class Fetcher:
         except (ValueError, TypeError, LookupError) as exc:
             # aiohttp rejects some requests it cannot encode (a header value outside
             # latin-1, say): that request fails, the run goes on.
-            log.warning("request %s failed unexpectedly", request.url, exc_info=True)
+            log.warning("request %s failed unexpectedly", job.request.url, exc_info=True)
             result.error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return result
