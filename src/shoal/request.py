@@ -54,10 +54,13 @@ def check_url(text: str) -> URL | Error:
     """Parse and validate a URL, returning the normalised URL or why it cannot be fetched."""
     if len(text) > _MAX_URL_CHARS:
         return Error(ErrorKind.INVALID_URL, f"URL longer than {_MAX_URL_CHARS} characters")
-    if not text or text != text.strip() or any(c in text for c in "\x00\r\n\t"):
-        return Error(ErrorKind.INVALID_URL, "URL is empty or holds whitespace or control bytes")
-    if not _encodable(text):
-        return Error(ErrorKind.INVALID_URL, "URL holds characters that are not valid Unicode")
+    # isprintable() is False for control characters, line breaks, tabs, separators other than
+    # the ASCII space, and lone surrogates (text that came from undecodable bytes).
+    if not text or not text.isprintable() or text != text.strip():
+        return Error(
+            ErrorKind.INVALID_URL,
+            "URL is empty, or holds whitespace, control characters or invalid Unicode",
+        )
     try:
         url = URL(text)
         scheme = url.scheme
@@ -86,25 +89,16 @@ def _valid_host_name(host: str) -> bool:
     return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def request_key(request: Request, url: URL) -> bytes:
     """The deduplication key: 16 bytes, from the id or from method, URL and body."""
-    digest = hashlib.blake2b(digest_size=16)
     if request.id is not None:
-        digest.update(b"id\0" + request.id.encode())
+        data = b"id\0" + request.id.encode()
     else:
-        digest.update(request.method.upper().encode() + b"\0" + str(url).encode())
+        data = request.method.upper().encode() + b"\0" + str(url).encode()
         body = request.body
         if body is not None:
-            digest.update(b"\0" + (body.encode() if isinstance(body, str) else body))
-    return digest.digest()
+            data += b"\0" + (body.encode() if isinstance(body, str) else body)
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def invalid_key(position: int) -> bytes:

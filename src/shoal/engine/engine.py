@@ -227,8 +227,8 @@ class Engine:
         self._stopping = False
         self._recorder = recorder = Recorder()
         source = requests if isinstance(requests, Source) else IterableSource(requests)
-        store = _open_store(journal)
         outputs = _open_outputs(output)
+        store = _open_store(journal, outputs is not None)
         try:
             state = await store.open(source.name)
             recorder.skipped = state.counts.ok + state.counts.failed
@@ -360,7 +360,10 @@ class Engine:
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
                 continue
-            await completions.put((job, result))
+            try:
+                completions.put_nowait((job, result))
+            except asyncio.QueueFull:
+                await completions.put((job, result))
             scheduler.finish(job)
 
     async def _commit(
@@ -474,9 +477,9 @@ async def _handle(handler: Handler, result: Result) -> None:
         result.data = data
 
 
-def _open_store(journal: str | Store | None) -> Store:
+def _open_store(journal: str | Store | None, records: bool) -> Store:
     if journal is None:
-        return MemoryStore()
+        return MemoryStore(records=records)
     if isinstance(journal, Store):
         return journal
     return SQLiteStore(journal)

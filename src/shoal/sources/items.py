@@ -113,6 +113,8 @@ def entry_for(item: object, position: int) -> Entry:
 
 
 def _request_problem(request: Request) -> str | None:
+    if request.is_plain():
+        return None
     if not _TOKEN.fullmatch(request.method):
         return f"invalid method {request.method!r}"
     for name, value in (request.headers or {}).items():
@@ -120,11 +122,10 @@ def _request_problem(request: Request) -> str | None:
             return f"invalid header name {name!r}"
         if any(c in value for c in "\r\n\x00"):
             return f"header {name!r} holds a line break or NUL"
-    if not request.is_plain():
-        try:
-            encode_spec(request)  # the journal must be able to hold it
-        except (TypeError, UnicodeEncodeError) as exc:
-            return f"request cannot be stored: {exc}"
+    try:
+        encode_spec(request)  # the journal must be able to hold it
+    except (TypeError, UnicodeEncodeError) as exc:
+        return f"request cannot be stored: {exc}"
     return None
 
 

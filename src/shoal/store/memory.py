@@ -16,10 +16,14 @@ from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark,
 
 
 class MemoryStore(Store):
-    """Admits each key once; commits are immediate and vanish with the process."""
+    """Admits each key once; commits are immediate and vanish with the process.
 
-    def __init__(self) -> None:
+    With ``records=False`` no JSON records are made (nothing would write them).
+    """
+
+    def __init__(self, *, records: bool = True) -> None:
         self.counts = JobCounts()
+        self._records = records
         self._keys: set[bytes] = set()
         self._seq = 0
         self._done_seq = 0
@@ -50,7 +54,8 @@ class MemoryStore(Store):
         dumps = orjson.dumps
         for _job, result in done:
             self._done_seq += 1
-            records.append((self._done_seq, dumps(result.to_record())))
+            if self._records:
+                records.append((self._done_seq, dumps(result.to_record())))
             if result.error is None:
                 self.counts.ok += 1
             else:
