@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -17,6 +18,7 @@ from shoal.cli.parsing import (
     parse_resolve,
     parse_retry_on,
 )
+from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import EXIT_USAGE, JobOptions, default_journal, run_job
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.engine import Engine, loop_factory
@@ -52,6 +54,20 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
 @click.version_option(__version__, prog_name="shoal")
 def cli() -> None:
     """Fetch very large lists of HTTP requests concurrently, politely and resumably."""
+
+
+class _Processes(click.ParamType):  # type: ignore[type-arg]
+    """A number of processes, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip().lower()
+        if text == "auto" or (text.isdigit() and int(text) >= 1):
+            return text
+        self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
 
 
 def _positive_float(minimum: float = 0.001) -> click.FloatRange:
@@ -193,6 +209,14 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     show_default=True,
     help="Progress on stderr; auto: only when stderr is a terminal.",
 )
+@click.option(
+    "-p",
+    "--processes",
+    default="1",
+    show_default=True,
+    type=_Processes(),
+    help="Worker processes sharing the job ('auto': one per CPU core).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary at the end.")
 def fetch(
     input_path: str,
@@ -219,6 +243,7 @@ def fetch(
     fail_http: bool,
     resolve: tuple[str, ...],
     progress: str,
+    processes: str,
     quiet: bool,
 ) -> None:
     """Fetch every request in INPUT (a file of URLs or JSON objects; '-' or none: stdin).
@@ -228,7 +253,7 @@ def fetch(
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
     console = Console(stderr=True, soft_wrap=True)
     try:
-        engine = Engine(
+        settings: dict[str, Any] = dict(
             limits=Limits(
                 concurrency=concurrency,
                 per_host=per_host,
@@ -251,6 +276,7 @@ def fetch(
             proxy=proxy,
             verify_tls=not insecure,
         )
+        engine = Engine(**settings)
     except ConfigError as exc:
         raise click.BadParameter(
             exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"
@@ -264,7 +290,18 @@ def fetch(
         quiet=quiet,
         method=(method or "GET").upper(),
     )
-    sys.exit(run_async(run_job(engine, options, console)))
+    count = (os.cpu_count() or 1) if processes == "auto" else int(processes)
+    if count > concurrency:
+        raise click.BadParameter(
+            f"{count} processes need --concurrency of at least {count}",
+            param_hint="'--processes'",
+        )
+    if count == 1:
+        problem = check_journals(options.journal, 1, restart) if options.journal else None
+        if problem is not None:
+            raise click.UsageError(problem)
+        sys.exit(run_async(run_job(engine, options, console)))
+    sys.exit(run_async(run_processes(Plan(settings, options, count), console)))
 
 
 @cli.command()

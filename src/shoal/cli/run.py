@@ -7,8 +7,9 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -64,8 +65,38 @@ def _journal_path(options: JobOptions) -> Iterator[str]:
         yield os.path.join(folder, "job.journal")
 
 
-async def run_job(engine: Engine, options: JobOptions, console: Console) -> int:
+#: Something that watches a running job through its statistics (a progress line, say).
+Watcher = Callable[[Callable[[], Statistics]], Coroutine[Any, Any, None]]
+
+
+async def run_job(
+    engine: Engine,
+    options: JobOptions,
+    console: Console,
+    *,
+    watch: Watcher | None = None,
+    stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> int:
     """Run the job to its end (or to an interrupt) and return the process exit code."""
+    code, stats = await execute(engine, options, console, watch=watch, stop_signals=stop_signals)
+    if stats is None:
+        return code
+    if not options.quiet:
+        console.print(render_summary(stats))
+        if stats.interrupted and options.journal is not None:
+            console.print("shoal: interrupted; run the same command again to resume the job.")
+    return code
+
+
+async def execute(
+    engine: Engine,
+    options: JobOptions,
+    console: Console,
+    *,
+    watch: Watcher | None,
+    stop_signals: tuple[signal.Signals, ...],
+) -> tuple[int, Statistics | None]:
+    """Run the job; the exit code, and the final statistics when the job ran."""
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -74,50 +105,57 @@ async def run_job(engine: Engine, options: JobOptions, console: Console) -> int:
         signals += 1
         if signals == 1:
             engine.stop()
-            console.print(
-                "[yellow]shoal: stopping; requests in flight are finishing "
-                "(interrupt again to cancel them)[/]"
-            )
+            if not options.quiet:
+                console.print(
+                    "[yellow]shoal: stopping; requests in flight are finishing "
+                    "(interrupt again to cancel them)[/]"
+                )
         else:
             engine.abort()
 
-    for number in (signal.SIGINT, signal.SIGTERM):
+    if watch is None and options.progress:
+
+        def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
+            return Progress(console, read).run()
+
+    for number in stop_signals:
         loop.add_signal_handler(number, on_signal)
     try:
-        stats = await _run(engine, options, console)
+        stats = await _run(engine, options, watch)
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
         console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     except OutputError as exc:
         console.print(f"[red]shoal: stopped: {exc}[/]")
         console.print("The journal is intact: fix the cause and run the same command to resume.")
-        return EXIT_FAULT
+        return EXIT_FAULT, None
     finally:
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in stop_signals:
             loop.remove_signal_handler(number)
-    if not options.quiet:
-        console.print(render_summary(stats))
+    return exit_code(stats), stats
+
+
+def exit_code(stats: Statistics) -> int:
+    """The exit code a finished (or interrupted) run ends with."""
     if stats.interrupted:
-        if options.journal is not None:
-            console.print("shoal: interrupted; run the same command again to resume the job.")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.job_failed else EXIT_OK
 
 
-async def _run(engine: Engine, options: JobOptions, console: Console) -> Statistics:
+async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> Statistics:
     with _journal_path(options) as journal:
         async with engine:
             source = FileSource(options.input, default_method=options.method)
-            progress: asyncio.Task[None] | None = None
-            if options.progress:
-                progress = asyncio.create_task(Progress(console, engine.statistics).run())
+            watcher: asyncio.Task[None] | None = None
+            if watch is not None:
+                watcher = asyncio.create_task(watch(engine.statistics))
             try:
                 return await engine.run(source, journal=journal, output=options.output)
             finally:
-                if progress is not None:
-                    progress.cancel()
+                if watcher is not None:
+                    watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await progress
+                        await watcher

@@ -36,7 +36,7 @@ from shoal.fetching import Fetcher, SessionSettings, Task, open_session
 from shoal.job import Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import Scheduler, retry_delay
+from shoal.scheduling import Scheduler, Shard, retry_delay
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sources import IterableSource, Source
 from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
@@ -80,6 +80,7 @@ class Engine:
         proxy: str | None = None,
         verify_tls: bool = True,
         seed: int | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
@@ -103,6 +104,7 @@ class Engine:
         self._keep_body = keep_body
         self._handler = handler
         self._rng = random.Random(seed)
+        self._shard = shard
         self._session: aiohttp.ClientSession | None = None
         self._task: Task | None = None
         self._recorder = Recorder()
@@ -270,8 +272,11 @@ class Engine:
         deliver: Callable[[Result], Awaitable[None]] | None,
     ) -> None:
         limits = self.limits
+        shard = self._shard
         scheduler = self._scheduler = Scheduler(
-            per_host=limits.per_host, capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH
+            per_host=limits.per_host,
+            capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
+            host_cap=None if shard is None else shard.host_cap,
         )
         completions: asyncio.Queue[Completion | None] = asyncio.Queue(
             maxsize=max(1024, 2 * limits.concurrency)
@@ -316,6 +321,8 @@ class Engine:
                     recorder.total = store.counts.admitted
                     recorder.total_is_estimate = False
                     break
+                if self._shard is not None:
+                    entries = [entry for entry in entries if self._shard.owns(entry)]
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
                 await self._dispatch(jobs, scheduler, completions)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from shoal.result import Result
 
@@ -44,26 +45,41 @@ class LatencyHistogram:
             self.max_ms = ms
 
     def percentile(self, fraction: float) -> float | None:
-        if not self.count:
-            return None
-        rank = fraction * self.count
-        seen = 0
-        for bucket in sorted(self._counts):
-            seen += self._counts[bucket]
-            if seen >= rank:
-                return min(self.max_ms, math.expm1((bucket + 0.5) / _BUCKETS_PER_E))
-        return self.max_ms
+        return _percentile(self._counts, self.count, self.max_ms, fraction)
+
+    def buckets(self) -> Mapping[int, int]:
+        return MappingProxyType(dict(self._counts))
 
     def snapshot(self) -> Latency:
-        if not self.count:
-            return Latency()
-        return Latency(
-            self.count,
-            self.percentile(0.50),
-            self.percentile(0.90),
-            self.percentile(0.99),
-            self.max_ms,
-        )
+        return latency_from(self._counts, self.max_ms)
+
+
+def _percentile(
+    counts: Mapping[int, int], count: int, max_ms: float, fraction: float
+) -> float | None:
+    if not count:
+        return None
+    rank = fraction * count
+    seen = 0
+    for bucket in sorted(counts):
+        seen += counts[bucket]
+        if seen >= rank:
+            return min(max_ms, math.expm1((bucket + 0.5) / _BUCKETS_PER_E))
+    return max_ms
+
+
+def latency_from(counts: Mapping[int, int], max_ms: float) -> Latency:
+    """Percentiles from histogram bucket counts (also merged ones from several runs)."""
+    count = sum(counts.values())
+    if not count:
+        return Latency()
+    return Latency(
+        count,
+        _percentile(counts, count, max_ms, 0.50),
+        _percentile(counts, count, max_ms, 0.90),
+        _percentile(counts, count, max_ms, 0.99),
+        max_ms,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +109,53 @@ class Statistics:
     job_ok: int
     job_failed: int
     interrupted: bool
+    #: The latency histogram behind ``latency`` (log buckets), so snapshots can be merged.
+    latency_buckets: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (``from_dict`` reads it back)."""
+        data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
+        data["by_status"] = dict(self.by_status)
+        data["by_error"] = dict(self.by_error)
+        data["latency_max_ms"] = self.latency.max_ms
+        data["latency_buckets"] = sorted(self.latency_buckets.items())
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Statistics:
+        buckets = {int(bucket): int(count) for bucket, count in data["latency_buckets"]}
+        return cls(
+            **{name: data[name] for name in _PLAIN_FIELDS},
+            by_status=MappingProxyType(dict(data["by_status"])),
+            by_error=MappingProxyType(dict(data["by_error"])),
+            latency=latency_from(buckets, data["latency_max_ms"] or 0.0),
+            latency_buckets=MappingProxyType(buckets),
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[Statistics]) -> Statistics:
+        """One view of several runs side by side (the processes of one job)."""
+        status: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        buckets: Counter[int] = Counter()
+        for part in parts:
+            status.update(part.by_status)
+            errors.update(part.by_error)
+            buckets.update(part.latency_buckets)
+        totals = [part.total for part in parts]
+        max_ms = max((part.latency.max_ms or 0.0 for part in parts), default=0.0)
+        summed = {name: sum(getattr(part, name) for part in parts) for name in _SUMMED_FIELDS}
+        return cls(
+            elapsed_s=max((part.elapsed_s for part in parts), default=0.0),
+            total=None if None in totals else sum(t for t in totals if t is not None),
+            total_is_estimate=any(part.total_is_estimate for part in parts),
+            by_status=MappingProxyType(dict(status)),
+            by_error=MappingProxyType(dict(errors)),
+            latency=latency_from(buckets, max_ms),
+            interrupted=any(part.interrupted for part in parts),
+            latency_buckets=MappingProxyType(dict(buckets)),
+            **summed,
+        )
 
     @property
     def requests_per_s(self) -> float:
@@ -115,6 +178,23 @@ class Statistics:
         if remaining is None or rate <= 0:
             return None
         return remaining / rate
+
+
+_SUMMED_FIELDS = (
+    "done",
+    "ok",
+    "failed",
+    "skipped",
+    "duplicates",
+    "retries",
+    "in_flight",
+    "queued",
+    "waiting_retry",
+    "bytes",
+    "job_ok",
+    "job_failed",
+)
+_PLAIN_FIELDS = ("elapsed_s", "total", "total_is_estimate", "interrupted", *_SUMMED_FIELDS)
 
 
 class Recorder:
@@ -185,4 +265,5 @@ class Recorder:
             job_ok=self.job_ok,
             job_failed=self.job_failed,
             interrupted=self.interrupted,
+            latency_buckets=self._latency.buckets(),
         )

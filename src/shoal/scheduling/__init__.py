@@ -2,5 +2,6 @@
 
 from shoal.scheduling.retry import parse_retry_after, retry_delay
 from shoal.scheduling.scheduler import Scheduler
+from shoal.scheduling.shards import Shard, split
 
-__all__ = ["Scheduler", "parse_retry_after", "retry_delay"]
+__all__ = ["Scheduler", "Shard", "parse_retry_after", "retry_delay", "split"]

@@ -12,15 +12,17 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Callable
 
 from shoal.job import Job
 
 
 class _Host:
-    __slots__ = ("in_flight", "name", "queue", "ready")
+    __slots__ = ("cap", "in_flight", "name", "queue", "ready")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cap: int) -> None:
         self.name = name
+        self.cap = cap
         self.queue: deque[Job] = deque()
         self.in_flight = 0
         self.ready = False
@@ -29,12 +31,16 @@ class _Host:
 class Scheduler:
     """Per-host in-flight caps and fair, round-robin dispatch over hosts.
 
-    ``capacity`` bounds the jobs held (queued, waiting to retry, or in flight); the feeder
-    waits for room with :meth:`wait_room`, so memory stays bounded whatever the input size.
+    ``host_cap`` gives a host's cap when it differs by host (a shard's part of the cap);
+    by default every host gets ``per_host``. ``capacity`` bounds the jobs held (queued,
+    waiting to retry, or in flight); the feeder waits for room with :meth:`wait_room`, so
+    memory stays bounded whatever the input size.
     """
 
-    def __init__(self, *, per_host: int, capacity: int) -> None:
-        self._per_host = per_host
+    def __init__(
+        self, *, per_host: int, capacity: int, host_cap: Callable[[str], int] | None = None
+    ) -> None:
+        self._host_cap = host_cap or (lambda _host: per_host)
         self._capacity = capacity
         self._hosts: dict[str, _Host] = {}
         self._ready: deque[_Host] = deque()
@@ -161,9 +167,9 @@ class Scheduler:
     def _enqueue(self, job: Job) -> None:
         host = self._hosts.get(job.host)
         if host is None:
-            host = self._hosts[job.host] = _Host(job.host)
+            host = self._hosts[job.host] = _Host(job.host, max(1, self._host_cap(job.host)))
         host.queue.append(job)
-        if not host.ready and host.in_flight < self._per_host:
+        if not host.ready and host.in_flight < host.cap:
             host.ready = True
             self._ready.append(host)
             self._dispatch()
@@ -173,7 +179,7 @@ class Scheduler:
         job = host.queue.popleft()
         host.in_flight += 1
         self.in_flight += 1
-        if host.queue and host.in_flight < self._per_host:
+        if host.queue and host.in_flight < host.cap:
             self._ready.append(host)
         else:
             host.ready = False

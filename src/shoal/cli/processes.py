@@ -1,0 +1,245 @@
+"""``shoal fetch --processes N``: one job run by N worker processes, seen as one.
+
+Each worker process runs an ordinary engine on its shard of the input (see
+:mod:`shoal.scheduling.shards`): its own journal (``JOURNAL.K-of-N``) and its own part of
+the output (``OUTPUT.part-K-of-N``), with its part of the concurrency and of every host's
+in-flight cap, so the job's limits hold as a whole. Workers report statistics snapshots on
+their stderr; this process draws one progress line, forwards interrupts, prints one
+summary, and once every worker has finished joins the parts into the output. An
+interrupted job is resumed by running the same command (with the same ``--processes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import glob
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from shoal.cli.run import (
+    EXIT_FAILED,
+    EXIT_FAULT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    JobOptions,
+    remove_journal,
+)
+from shoal.reporting import Statistics
+from shoal.reporting.progress import Progress
+from shoal.reporting.summary import render_summary
+from shoal.sources import FileSource
+
+#: A worker's stderr line starting with this holds a statistics snapshot.
+STATS_MARK = b"\x1eshoal-stats "
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What every worker process needs: the engine's settings and the job's places."""
+
+    engine: Mapping[str, Any]
+    options: JobOptions
+    count: int
+
+
+def shard_journal(journal: str, index: int, count: int) -> str:
+    return f"{journal}.{index + 1}-of-{count}"
+
+
+def shard_output(output: str, index: int, count: int) -> str:
+    return output if output == "-" else f"{output}.part-{index + 1}-of-{count}"
+
+
+def check_journals(journal: str, count: int, restart: bool) -> str | None:
+    """Refuse to resume a job with another number of processes; ``--restart`` clears all.
+
+    Returns an error message, or ``None`` when the journals fit ``count``.
+    """
+    single = [journal] if os.path.exists(journal) else []
+    sharded = [
+        path
+        for path in glob.glob(glob.escape(journal) + ".*-of-*")
+        if "-wal" not in path and "-shm" not in path
+    ]
+    if restart:
+        for path in [*single, *sharded]:
+            remove_journal(path)
+        return None
+    expected = {shard_journal(journal, index, count) for index in range(count)}
+    stray = sharded if count == 1 else single + [p for p in sharded if p not in expected]
+    if stray:
+        return (
+            f"{journal} belongs to a job run with another number of processes "
+            f"({', '.join(sorted(stray))}); run it as before, or pass --restart"
+        )
+    return None
+
+
+async def run_processes(plan: Plan, console: Console) -> int:
+    """Run the job in ``plan.count`` worker processes and return the exit code."""
+    options = plan.options
+    if options.input == "-":
+        console.print("[red]shoal: error: --processes needs an input file, not stdin[/]")
+        return EXIT_USAGE
+    with contextlib.ExitStack() as stack:
+        journal = options.journal
+        if journal is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-"))
+            journal = os.path.join(folder, "job.journal")
+        problem = check_journals(journal, plan.count, options.restart)
+        if problem is not None:
+            console.print(f"[red]shoal: error: {problem}[/]")
+            return EXIT_USAGE
+        plan = dataclasses.replace(plan, options=dataclasses.replace(options, journal=journal))
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-plan-"))
+        plan_path = os.path.join(folder, "plan.pickle")
+        _write_plan(plan_path, plan)
+        return await _supervise(plan, plan_path, console)
+    raise AssertionError("unreachable")
+
+
+def _write_plan(path: str, plan: Plan) -> None:
+    with open(path, "wb") as file:
+        pickle.dump(plan, file)
+
+
+async def _supervise(plan: Plan, plan_path: str, console: Console) -> int:
+    options = plan.options
+    to_stdout = options.output == "-"
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shoal.cli.shard",
+            plan_path,
+            str(index),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if to_stdout else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for index in range(plan.count)
+    ]
+    latest: list[Statistics | None] = [None] * plan.count
+    estimate = await FileSource(options.input).wait_total()
+
+    def combined() -> Statistics:
+        stats = Statistics.combine([s for s in latest if s is not None])
+        if (None in latest or stats.total_is_estimate) and estimate is not None:
+            stats = dataclasses.replace(stats, total=estimate, total_is_estimate=True)
+        return stats
+
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def forward() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            console.print(
+                "[yellow]shoal: stopping; requests in flight are finishing "
+                "(interrupt again to cancel them)[/]"
+            )
+        for worker in workers:
+            if worker.returncode is None:
+                worker.send_signal(signal.SIGTERM)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, forward)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, worker in enumerate(workers):
+                assert worker.stderr is not None
+                group.create_task(_read_reports(worker.stderr, latest, index, console))
+                if to_stdout:
+                    assert worker.stdout is not None
+                    group.create_task(_relay(worker.stdout))
+            progress = None
+            if options.progress:
+                progress = asyncio.create_task(Progress(console, combined).run())
+            codes = [await worker.wait() for worker in workers]
+        if progress is not None:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+    code = _combine_codes(codes)
+    if code in (EXIT_OK, EXIT_FAILED) and not to_stdout:
+        try:
+            await asyncio.to_thread(_join_parts, options.output, plan.count)
+        except OSError as exc:
+            console.print(f"[red]shoal: stopped: cannot write {options.output}: {exc}[/]")
+            return EXIT_FAULT
+    if None not in latest:
+        stats = combined()
+        if not options.quiet:
+            console.print(render_summary(stats))
+            if stats.interrupted and plan.options.journal is not None:
+                console.print("shoal: interrupted; run the same command again to resume the job.")
+    return code
+
+
+async def _read_reports(
+    stream: asyncio.StreamReader, latest: list[Statistics | None], index: int, console: Console
+) -> None:
+    """Take statistics lines from a worker's stderr; pass anything else through."""
+    while line := await stream.readline():
+        if line.startswith(STATS_MARK):
+            latest[index] = Statistics.from_dict(orjson.loads(line[len(STATS_MARK) :]))
+        else:
+            console.file.write(line.decode(errors="replace"))
+            console.file.flush()
+
+
+async def _relay(stream: asyncio.StreamReader) -> None:
+    """Copy a worker's records to stdout, whole lines at a time."""
+    out = sys.stdout.buffer
+    pending = b""
+    while chunk := await stream.read(1 << 16):
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if cut:
+            await asyncio.to_thread(_write_flush, out, pending[:cut])
+            pending = pending[cut:]
+
+
+def _write_flush(out: Any, data: bytes) -> None:
+    out.write(data)
+    out.flush()
+
+
+def _combine_codes(codes: list[int]) -> int:
+    for code in (EXIT_USAGE, EXIT_FAULT, EXIT_INTERRUPTED, EXIT_FAILED):
+        if code in codes:
+            return code
+    unknown = [code for code in codes if code != EXIT_OK]
+    return EXIT_FAULT if unknown else EXIT_OK
+
+
+def _join_parts(output: str, count: int) -> None:
+    """Write the parts, in order, into the output; then remove them."""
+    parts = [shard_output(output, index, count) for index in range(count)]
+    temporary = output + ".joining"
+    with open(temporary, "wb") as joined:
+        for part in parts:
+            with open(part, "rb") as file:
+                shutil.copyfileobj(file, joined, 1 << 20)
+        joined.flush()
+        os.fsync(joined.fileno())
+    os.replace(temporary, output)
+    for part in parts:
+        os.remove(part)

@@ -1,0 +1,79 @@
+"""A worker process of ``shoal fetch --processes N``: ``python -m shoal.cli.shard PLAN K``.
+
+It runs shard ``K`` of the job described by the pickled :class:`~shoal.cli.processes.Plan`
+(written by the parent process, never by anyone else) and reports statistics snapshots on
+stderr for the parent to combine. Interrupts come from the parent as SIGTERM (first: stop
+taking work; second: cancel); SIGINT from the terminal is left to the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable
+
+import orjson
+from rich.console import Console
+
+from shoal.cli.main import run_async
+from shoal.cli.processes import STATS_MARK, Plan, shard_journal, shard_output
+from shoal.cli.run import execute
+from shoal.config import Limits
+from shoal.engine import Engine
+from shoal.reporting import Statistics
+from shoal.scheduling import Shard, split
+
+_REPORT_EVERY_S = 0.25
+
+
+def _report(stats: Statistics) -> None:
+    os.write(2, STATS_MARK + orjson.dumps(stats.to_dict()) + b"\n")
+
+
+async def _watch(read: Callable[[], Statistics]) -> None:
+    while True:
+        _report(read())
+        await asyncio.sleep(_REPORT_EVERY_S)
+
+
+async def run_shard(plan: Plan, index: int) -> int:
+    options = plan.options
+    assert options.journal is not None
+    settings = dict(plan.engine)
+    limits: Limits = settings.pop("limits")
+    engine = Engine(
+        limits=dataclasses.replace(
+            limits, concurrency=split(limits.concurrency, plan.count, index)
+        ),
+        shard=Shard(index, plan.count, limits.per_host),
+        **settings,
+    )
+    part = dataclasses.replace(
+        options,
+        output=shard_output(options.output, index, plan.count),
+        journal=shard_journal(options.journal, index, plan.count),
+        restart=False,
+        progress=False,
+        quiet=True,
+    )
+    console = Console(stderr=True, soft_wrap=True)
+    code, stats = await execute(engine, part, console, watch=_watch, stop_signals=(signal.SIGTERM,))
+    if stats is not None:
+        _report(stats)
+    return code
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plan_path, index = sys.argv[1], int(sys.argv[2])
+    with open(plan_path, "rb") as file:
+        plan: Plan = pickle.load(file)
+    sys.exit(run_async(run_shard(plan, index)))
+
+
+if __name__ == "__main__":
+    main()
