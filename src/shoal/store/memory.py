@@ -55,7 +55,8 @@ class MemoryStore(Store):
         for _job, result in done:
             self._done_seq += 1
             if self._records:
-                records.append((self._done_seq, dumps(result.to_record())))
+                record = memoryview(dumps(result.to_record())).tobytes()  # see SQLiteStore
+                records.append((self._done_seq, record))
             if result.error is None:
                 self.counts.ok += 1
             else:

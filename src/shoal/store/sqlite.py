@@ -90,7 +90,7 @@ class SQLiteStore(Store):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA cache_size=-16384")
+            db.execute("PRAGMA cache_size=-2048")
             db.executescript(_SCHEMA)
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
@@ -214,7 +214,8 @@ class SQLiteStore(Store):
         dumps = orjson.dumps
         for job, result in done:
             done_seq += 1
-            record = dumps(result.to_record())
+            # orjson's bytes keep a buffer of several KiB; an exact copy frees it at once.
+            record = memoryview(dumps(result.to_record())).tobytes()
             if result.error is None:
                 ok += 1
                 state = _OK
