@@ -35,11 +35,12 @@ from shoal.cli.run import (
     EXIT_OK,
     EXIT_USAGE,
     JobOptions,
+    announce_stop,
+    print_summary,
     remove_journal,
 )
 from shoal.reporting import Statistics
 from shoal.reporting.progress import Progress
-from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
@@ -107,7 +108,8 @@ async def run_processes(plan: Plan, console: Console) -> int:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-plan-"))
         plan_path = os.path.join(folder, "plan.pickle")
         _write_plan(plan_path, plan)
-        return await _supervise(plan, plan_path, console)
+        # With no journal given (stdout output, no --job) the journals are temporary.
+        return await _supervise(plan, plan_path, console, resumable=options.journal is not None)
     raise AssertionError("unreachable")
 
 
@@ -116,7 +118,7 @@ def _write_plan(path: str, plan: Plan) -> None:
         pickle.dump(plan, file)
 
 
-async def _supervise(plan: Plan, plan_path: str, console: Console) -> int:
+async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable: bool) -> int:
     options = plan.options
     to_stdout = options.output == "-"
     workers = [
@@ -148,10 +150,7 @@ async def _supervise(plan: Plan, plan_path: str, console: Console) -> int:
         nonlocal interrupts
         interrupts += 1
         if interrupts == 1:
-            console.print(
-                "[yellow]shoal: stopping; requests in flight are finishing "
-                "(interrupt again to cancel them)[/]"
-            )
+            announce_stop(console)
         for worker in workers:
             if worker.returncode is None:
                 worker.send_signal(signal.SIGTERM)
@@ -184,12 +183,8 @@ async def _supervise(plan: Plan, plan_path: str, console: Console) -> int:
         except OSError as exc:
             console.print(f"[red]shoal: stopped: cannot write {options.output}: {exc}[/]")
             return EXIT_FAULT
-    if None not in latest:
-        stats = combined()
-        if not options.quiet:
-            console.print(render_summary(stats))
-            if stats.interrupted and plan.options.journal is not None:
-                console.print("shoal: interrupted; run the same command again to resume the job.")
+    if None not in latest and not options.quiet:
+        print_summary(console, combined(), resumable=resumable)
     return code
 
 

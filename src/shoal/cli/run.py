@@ -79,13 +79,23 @@ async def run_job(
 ) -> int:
     """Run the job to its end (or to an interrupt) and return the process exit code."""
     code, stats = await execute(engine, options, console, watch=watch, stop_signals=stop_signals)
-    if stats is None:
-        return code
-    if not options.quiet:
-        console.print(render_summary(stats))
-        if stats.interrupted and options.journal is not None:
-            console.print("shoal: interrupted; run the same command again to resume the job.")
+    if stats is not None and not options.quiet:
+        print_summary(console, stats, resumable=options.journal is not None)
     return code
+
+
+def print_summary(console: Console, stats: Statistics, *, resumable: bool) -> None:
+    """The end-of-run summary, with a hint when an interrupted job can be resumed."""
+    console.print(render_summary(stats))
+    if stats.interrupted and resumable:
+        console.print("shoal: interrupted; run the same command again to resume the job.")
+
+
+def announce_stop(console: Console) -> None:
+    console.print(
+        "[yellow]shoal: stopping; requests in flight are finishing "
+        "(interrupt again to cancel them)[/]"
+    )
 
 
 async def execute(
@@ -106,10 +116,7 @@ async def execute(
         if signals == 1:
             engine.stop()
             if not options.quiet:
-                console.print(
-                    "[yellow]shoal: stopping; requests in flight are finishing "
-                    "(interrupt again to cancel them)[/]"
-                )
+                announce_stop(console)
         else:
             engine.abort()
 
