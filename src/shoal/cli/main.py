@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import traceback
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,10 +20,11 @@ from shoal.cli.parsing import (
     parse_retry_on,
 )
 from shoal.cli.processes import Plan, check_journals, run_processes
-from shoal.cli.run import EXIT_USAGE, JobOptions, default_journal, run_job
+from shoal.cli.run import EXIT_FAULT, EXIT_USAGE, JobOptions, default_journal, run_job
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.engine import Engine, loop_factory
 from shoal.errors import ConfigError
+from shoal.sources.items import valid_method
 from shoal.version import __version__
 
 #: Library setting names, as the command line spells them (for error messages).
@@ -251,6 +253,8 @@ def fetch(
     Records go to OUTPUT as JSON lines. Running the same command again resumes the job.
     """
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    if method is not None and not valid_method(method):
+        raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
     console = Console(stderr=True, soft_wrap=True)
     try:
         settings: dict[str, Any] = dict(
@@ -343,6 +347,10 @@ def main() -> None:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:  # interrupted before the job's own handler was installed
         sys.exit(130)
+    except Exception:  # noqa: BLE001 - a bug: say so, and do not exit 1 ("some failed")
+        traceback.print_exc()
+        print("shoal: internal error (a bug): the journal is intact", file=sys.stderr)
+        sys.exit(EXIT_FAULT)
 
 
 if __name__ == "__main__":

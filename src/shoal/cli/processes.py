@@ -17,6 +17,7 @@ import dataclasses
 import glob
 import os
 import pickle
+import re
 import shutil
 import signal
 import sys
@@ -73,7 +74,7 @@ def check_journals(journal: str, count: int, restart: bool) -> str | None:
     sharded = [
         path
         for path in glob.glob(glob.escape(journal) + ".*-of-*")
-        if "-wal" not in path and "-shm" not in path
+        if re.fullmatch(r"\.\d+-of-\d+", path[len(journal) :])
     ]
     if restart:
         for path in [*single, *sharded]:
@@ -121,6 +122,15 @@ def _write_plan(path: str, plan: Plan) -> None:
 async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable: bool) -> int:
     options = plan.options
     to_stdout = options.output == "-"
+    try:
+        source = FileSource(options.input)
+    except OSError as exc:
+        console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+        return EXIT_USAGE
+    try:
+        estimate = await source.wait_total()
+    finally:
+        await source.aclose()
     workers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -135,7 +145,6 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         for index in range(plan.count)
     ]
     latest: list[Statistics | None] = [None] * plan.count
-    estimate = await FileSource(options.input).wait_total()
 
     def combined() -> Statistics:
         stats = Statistics.combine([s for s in latest if s is not None])
@@ -157,7 +166,10 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
 
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, forward)
+    progress = None
     try:
+        if options.progress:
+            progress = asyncio.create_task(Progress(console, combined).run())
         async with asyncio.TaskGroup() as group:
             for index, worker in enumerate(workers):
                 assert worker.stderr is not None
@@ -165,15 +177,16 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
                 if to_stdout:
                     assert worker.stdout is not None
                     group.create_task(_relay(worker.stdout))
-            progress = None
-            if options.progress:
-                progress = asyncio.create_task(Progress(console, combined).run())
             codes = [await worker.wait() for worker in workers]
+    finally:
         if progress is not None:
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await progress
-    finally:
+        for worker in workers:  # never leave a worker behind, whatever went wrong here
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
     code = _combine_codes(codes)

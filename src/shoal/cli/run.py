@@ -49,7 +49,7 @@ def default_journal(output: str) -> str | None:
 
 def remove_journal(path: str) -> None:
     """Delete a journal and its WAL files (``--restart``)."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path + suffix)
 
@@ -120,6 +120,11 @@ async def execute(
         else:
             engine.abort()
 
+    if not options.quiet and _resumes_stdin(options):
+        console.print(
+            "[yellow]shoal: resuming a job whose input is stdin: it must be the same input "
+            "as before (shoal cannot check it); --restart starts over[/]"
+        )
     if watch is None and options.progress:
 
         def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
@@ -143,6 +148,11 @@ async def execute(
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
+
+
+def _resumes_stdin(options: JobOptions) -> bool:
+    journal = options.journal
+    return options.input == "-" and journal is not None and os.path.exists(journal)
 
 
 def exit_code(stats: Statistics) -> int:

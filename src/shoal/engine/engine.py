@@ -29,6 +29,7 @@ from typing import Any, Self
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
+from multidict import CIMultiDict
 
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.errors import ConfigError, Rejected, ShoalError
@@ -85,14 +86,15 @@ class Engine:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
-        merged = {"User-Agent": user_agent or DEFAULT_USER_AGENT}
-        merged.update(headers or {})
+        merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
+        for name, value in (headers or {}).items():
+            merged[name] = value  # replaces case-insensitively: one User-Agent, say
         self._settings = SessionSettings(
             connections=self.limits.concurrency,
             connect_timeout_s=self.timeouts.connect_s,
             read_timeout_s=self.timeouts.read_s,
             total_timeout_s=self.timeouts.total_s,
-            headers=merged,
+            headers=dict(merged),
             verify_tls=verify_tls,
             resolve=resolve,
             resolver=resolver,
@@ -158,6 +160,10 @@ class Engine:
         self._recorder.interrupted = True
         if self._scheduler is not None:
             self._scheduler.stop()
+        if self._abortable:
+            # The feeder may be waiting for input that is slow to come: stop it now. What it
+            # read but did not admit is read again by the next run.
+            self._abortable[0].cancel()
 
     def abort(self) -> None:
         """Stop at once: requests in flight are cancelled and stay pending for a resume."""
@@ -209,8 +215,11 @@ class Engine:
             if not runner.done():
                 self.abort()
                 runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            # Wait without swallowing a cancellation of our own caller; the run's errors
+            # already reached the reader through the queue.
+            await asyncio.wait([runner])
+            if not runner.cancelled():
+                runner.exception()
 
     async def _run_job(
         self,
@@ -315,7 +324,10 @@ class Engine:
                 await self._dispatch(jobs, scheduler, completions)
         if not state.input_done:
             while not self._stopping:
+                before = source.position
                 entries = await source.read_batch(_INPUT_BATCH)
+                if entries == [] and source.position == before:
+                    continue  # a quiet input: nothing to admit yet
                 if entries is None:
                     await store.finish_input()
                     recorder.total = store.counts.admitted

@@ -112,6 +112,11 @@ def entry_for(item: object, position: int) -> Entry:
     return invalid_entry(repr(item), position, position, f"unsupported item {type(item).__name__}")
 
 
+def valid_method(method: str) -> bool:
+    """Whether ``method`` is a well-formed HTTP method (a token)."""
+    return _TOKEN.fullmatch(method) is not None
+
+
 def _request_problem(request: Request) -> str | None:
     if request.is_plain():
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import stat
 import sys
 from typing import BinaryIO
@@ -17,6 +18,8 @@ from shoal.sources.source import Position, Source
 
 #: Lines longer than this are reported as invalid without being held in memory.
 MAX_LINE_BYTES = 1024 * 1024
+#: How long one read of a quiet pipe waits before handing back an empty batch.
+_PIPE_WAIT_S = 0.25
 _COUNT_CHUNK = 1024 * 1024
 
 
@@ -44,11 +47,40 @@ def parse_line(raw: bytes, line: int, default_method: str = "GET") -> Entry | No
     return entry_for_request(Request(text, method=default_method), line, line)
 
 
+class _PipeLines:
+    """Lines from a pipe, read so that a wait for more input can end: ``readline`` gives
+    ``None`` when no whole line arrives within the timeout (``b""`` at the end)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._ended = False
+
+    def readline(self, limit: int, timeout_s: float | None = None) -> bytes | None:
+        while True:
+            cut = self._buffer.find(b"\n", 0, limit) + 1
+            if cut or len(self._buffer) >= limit or (self._ended and self._buffer):
+                cut = cut or min(limit, len(self._buffer))
+                line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+                return line
+            if self._ended:
+                return b""
+            if timeout_s is not None and not select.select([self._fd], [], [], timeout_s)[0]:
+                return None
+            chunk = os.read(self._fd, 1 << 16)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._ended = True
+
+
 class FileSource(Source):
     """Lines from a file, or from stdin when ``path`` is ``"-"``.
 
     The file is read a batch at a time in a worker thread; a regular file is resumed by
-    seeking to the saved byte offset, a pipe by skipping the lines already read.
+    seeking to the saved byte offset, a pipe by skipping the lines already read. A batch
+    from a pipe ends early when no more lines are ready, so the lines already there are
+    fetched (and an interrupt is seen) while the pipe is quiet.
     """
 
     def __init__(self, path: str, *, default_method: str = "GET") -> None:
@@ -61,7 +93,13 @@ class FileSource(Source):
             self.name = os.path.abspath(path)
             self._file = open(path, "rb")  # noqa: SIM115 - closed in aclose
         self._seekable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        self._pipe = None if self._seekable else _PipeLines(self._file.fileno())
         self.position = Position()
+
+    def _readline(self, limit: int, timeout_s: float | None = None) -> bytes | None:
+        if self._pipe is None:
+            return self._file.readline(limit)
+        return self._pipe.readline(limit, timeout_s)
 
     async def skip_to(self, position: Position) -> None:
         await asyncio.to_thread(self._skip_to, position)
@@ -71,7 +109,7 @@ class FileSource(Source):
             self._file.seek(position.offset)
         else:
             for _ in range(position.items):
-                raw = self._file.readline(MAX_LINE_BYTES)
+                raw = self._readline(MAX_LINE_BYTES)
                 if not raw:
                     break
                 if not raw.endswith(b"\n"):
@@ -85,11 +123,13 @@ class FileSource(Source):
         entries: list[Entry] = []
         line = self.position.items
         offset = self.position.offset
-        readline = self._file.readline
+        readline = self._readline
         at_end = False
         # Read a bounded number of lines, not of entries, so a file of comments still yields.
-        for _ in range(limit * 2):
-            raw = readline(MAX_LINE_BYTES + 1)
+        for count in range(limit * 2):
+            raw = readline(MAX_LINE_BYTES + 1, 0.0 if count else _PIPE_WAIT_S)
+            if raw is None:  # a quiet pipe: hand over what there is
+                break
             if not raw:
                 at_end = True
                 break
@@ -119,7 +159,7 @@ class FileSource(Source):
     def _discard_rest_of_line(self) -> int:
         skipped = 0
         while True:
-            chunk = self._file.readline(MAX_LINE_BYTES)
+            chunk = self._readline(MAX_LINE_BYTES) or b""
             skipped += len(chunk)
             if not chunk or chunk.endswith(b"\n"):
                 return skipped

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +67,7 @@ class SQLiteStore(Store):
         self._max_seq = 0
         self._done_seq = 0
         self._closed = False
+        self._lock_fd: int | None = None
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -82,6 +85,7 @@ class SQLiteStore(Store):
         return await self._call(self._open, input_name)
 
     def _open(self, input_name: str) -> JobState:
+        self._lock()
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -128,15 +132,21 @@ class SQLiteStore(Store):
 
     # -- reading back ----------------------------------------------------------------------
 
+    def _read(self, query: str, parameters: tuple[int, int]) -> list[Any]:
+        try:
+            return self._conn.execute(query, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+
     async def pending(self, after_seq: int, limit: int) -> list[Job]:
         return await self._call(self._pending, after_seq, limit)
 
     def _pending(self, after_seq: int, limit: int) -> list[Job]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT seq, line, spec, attempts FROM requests"
             " WHERE seq > ? AND state = 0 ORDER BY seq LIMIT ?",
             (after_seq, limit),
-        ).fetchall()
+        )
         jobs = []
         for seq, line, spec, attempts in rows:
             request, error = _decode(spec)
@@ -147,10 +157,10 @@ class SQLiteStore(Store):
         return await self._call(self._records_after, done_seq, limit)
 
     def _records_after(self, done_seq: int, limit: int) -> list[Record]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT done_seq, record FROM records WHERE done_seq > ? ORDER BY done_seq LIMIT ?",
             (done_seq, limit),
-        ).fetchall()
+        )
         return [(seq, bytes(record)) for seq, record in rows]
 
     # -- writing ---------------------------------------------------------------------------
@@ -262,6 +272,28 @@ class SQLiteStore(Store):
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+    def _lock(self) -> None:
+        """Hold ``PATH.lock`` exclusively while the job runs: one run per journal at a time.
+
+        (A separate file, because closing any descriptor of the database file itself would
+        drop SQLite's own locks on it.)
+        """
+        try:
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise JournalError(
+                f"{self.path} is in use: another shoal is running this job"
+            ) from None
+        self._lock_fd = fd
 
 
 @contextlib.contextmanager

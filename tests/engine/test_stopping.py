@@ -1,0 +1,42 @@
+"""Stopping while the input is quiet, and request headers merged case-insensitively."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from shoal import Engine, Limits
+from tests.conftest import resolver
+from tests.servers import Misbehaving
+
+
+async def test_stop_ends_a_run_whose_async_input_is_waiting(server: Misbehaving) -> None:
+    release = asyncio.Event()
+
+    async def frontier() -> AsyncIterator[str]:
+        yield server.url("/ok")
+        await release.wait()  # a crawler waiting for links that will not come
+        yield server.url("/ok?size=3")
+
+    async with Engine(resolver=resolver()) as engine:
+        run = asyncio.create_task(engine.run(frontier()))
+        deadline = asyncio.get_running_loop().time() + 5
+        while engine.statistics().done < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the first item was not fetched"
+            await asyncio.sleep(0.01)
+        engine.stop()
+        stats = await asyncio.wait_for(run, 5)
+    assert stats.done == 1
+    assert stats.interrupted
+    release.set()
+
+
+async def test_lower_case_user_agent_header_replaces_the_default(server: Misbehaving) -> None:
+    engine = Engine(
+        resolver=resolver(), headers={"user-agent": "mine/1"}, limits=Limits(concurrency=1)
+    )
+    async with engine:
+        stats = await engine.run([server.url("/echo")])
+    assert stats.ok == 1
+    sent = server.log.headers[-1]
+    assert sent.get("User-Agent") == "mine/1"
