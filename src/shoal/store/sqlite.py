@@ -179,12 +179,19 @@ class SQLiteStore(Store):
             rows.append((entry.key, entry.line, _encode(entry)))
         try:
             with _transaction(db):
-                db.executemany(
+                inserted = db.executemany(
                     "INSERT OR IGNORE INTO requests(key, line, spec) VALUES (?, ?, ?)", rows
-                )
-                new = db.execute(
-                    "SELECT seq, key FROM requests WHERE seq > ? ORDER BY seq", (self._max_seq,)
-                ).fetchall()
+                ).rowcount
+                new: list[tuple[int, bytes]]
+                if inserted == len(rows):
+                    # No key was seen before: the rows took the next seqs, in order.
+                    first = self._max_seq + 1
+                    new = [(first + n, row[0]) for n, row in enumerate(rows)]
+                else:
+                    new = db.execute(
+                        "SELECT seq, key FROM requests WHERE seq > ? ORDER BY seq",
+                        (self._max_seq,),
+                    ).fetchall()
                 admitted = self.counts.admitted + len(new)
                 db.executemany(
                     "REPLACE INTO meta(name, value) VALUES (?, ?)",
