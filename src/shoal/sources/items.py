@@ -19,9 +19,6 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FIELDS = frozenset({"url", "method", "headers", "body", "id", "meta"})
 _RAW_CHARS = 2048
 
-#: What the library accepts as one request.
-RequestLike = str | URL | Request | Mapping[str, Any]
-
 
 def invalid_entry(
     raw: str,
