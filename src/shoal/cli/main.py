@@ -20,7 +20,14 @@ from shoal.cli.parsing import (
     parse_retry_on,
 )
 from shoal.cli.processes import Plan, check_journals, run_processes
-from shoal.cli.run import EXIT_FAULT, EXIT_USAGE, JobOptions, default_journal, run_job
+from shoal.cli.run import (
+    EXIT_FAULT,
+    EXIT_USAGE,
+    JobOptions,
+    default_journal,
+    ignore_file_size_signal,
+    run_job,
+)
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.engine import Engine, loop_factory
 from shoal.errors import ConfigError
@@ -343,6 +350,7 @@ def demo(count: int, output: str | None, progress: str) -> None:
 
 def main() -> None:
     """Entry point of the ``shoal`` command."""
+    ignore_file_size_signal()
     try:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:  # interrupted before the job's own handler was installed

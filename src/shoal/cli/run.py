@@ -42,6 +42,13 @@ class JobOptions:
     method: str = "GET"
 
 
+def ignore_file_size_signal() -> None:
+    """Let a write past the file-size limit (RLIMIT_FSIZE) fail with EFBIG, a clean stop
+    with the journal intact, instead of SIGXFSZ killing the process."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def default_journal(output: str) -> str | None:
     """The journal beside the output file; ``None`` (a temporary one) for stdout."""
     return None if output == "-" else output + JOURNAL_SUFFIX

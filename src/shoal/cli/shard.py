@@ -21,7 +21,7 @@ from rich.console import Console
 
 from shoal.cli.main import run_async
 from shoal.cli.processes import STATS_MARK, Plan, shard_journal, shard_output
-from shoal.cli.run import execute
+from shoal.cli.run import execute, ignore_file_size_signal
 from shoal.config import Limits
 from shoal.engine import Engine
 from shoal.reporting import Statistics
@@ -69,6 +69,7 @@ async def run_shard(plan: Plan, index: int) -> int:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_file_size_signal()
     plan_path, index = sys.argv[1], int(sys.argv[2])
     with open(plan_path, "rb") as file:
         plan: Plan = pickle.load(file)

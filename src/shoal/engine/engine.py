@@ -33,7 +33,7 @@ from multidict import CIMultiDict
 
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.errors import ConfigError, Rejected, ShoalError
-from shoal.fetching import Fetcher, SessionSettings, Task, open_session
+from shoal.fetching import Fetcher, SessionSettings, Task, ensure_descriptors, open_session
 from shoal.job import Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
@@ -63,6 +63,9 @@ class Engine:
 
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.
+
+    Constructing an engine raises the process's soft open-file limit to what its
+    concurrency needs, or raises :class:`ConfigError` when the hard limit is too low.
     """
 
     def __init__(
@@ -86,6 +89,8 @@ class Engine:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
+        # Fail now, not with "Too many open files" mid-run.
+        ensure_descriptors(self.limits.concurrency)
         merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
         for name, value in (headers or {}).items():
             merged[name] = value  # replaces case-insensitively: one User-Agent, say

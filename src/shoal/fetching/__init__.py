@@ -1,5 +1,6 @@
 """Making requests: one aiohttp session, one attempt at a time, errors mapped to kinds."""
 
+from shoal.fetching.descriptors import descriptors_needed, ensure_descriptors
 from shoal.fetching.failures import classify
 from shoal.fetching.fetcher import Fetcher, Task
 from shoal.fetching.resolver import StaticResolver
@@ -11,5 +12,7 @@ __all__ = [
     "StaticResolver",
     "Task",
     "classify",
+    "descriptors_needed",
+    "ensure_descriptors",
     "open_session",
 ]
