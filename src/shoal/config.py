@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shoal.errors import ConfigError
@@ -82,3 +83,96 @@ class RetryPolicy:
         for status in self.on_statuses:
             if not 100 <= status <= 599:
                 raise ConfigError("on_statuses", f"{status} is not an HTTP status code")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostPolicy:
+    """Overrides for the hosts that match one pattern. ``None`` keeps the job's setting.
+
+    ``max_in_flight`` caps requests in flight to one such host; ``per_second`` caps how
+    often a request to it may start (a smooth limit that allows ``burst`` at once);
+    ``delay_s`` is the least time between two starts, stretched by up to ``jitter`` (a
+    fraction: 0.5 waits between 1 and 1.5 times the delay). ``timeouts`` and ``headers``
+    apply to its requests (headers are added to the job's).
+    """
+
+    max_in_flight: int | None = None
+    per_second: float | None = None
+    burst: int | None = None
+    delay_s: float | None = None
+    jitter: float | None = None
+    timeouts: Timeouts | None = None
+    headers: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight is not None:
+            _at_least("max_in_flight", self.max_in_flight, 1)
+        if self.per_second is not None and self.per_second <= 0:
+            raise ConfigError("per_second", f"must be more than 0, got {self.per_second:g}")
+        if self.burst is not None:
+            _at_least("burst", self.burst, 1)
+        if self.delay_s is not None:
+            _at_least("delay_s", self.delay_s, 0)
+        if self.jitter is not None and not 0 <= self.jitter <= 1:
+            raise ConfigError("jitter", f"must be between 0 and 1, got {self.jitter:g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Politeness:
+    """How hosts are spared: pacing, adaptive throttling, dead hosts, robots.txt.
+
+    ``per_second``, ``burst``, ``delay_s`` and ``jitter`` apply to every host (see
+    :class:`HostPolicy`); ``hosts`` maps host patterns to overrides: an exact name
+    (``api.example.com``), a wildcard (``*.example.com``, which also matches
+    ``example.com``) or ``*``. The most specific pattern that matches wins.
+
+    ``adaptive`` slows a host down on 429 and 503 answers, timeouts and rising time to
+    first byte, and speeds it up again slowly on success. A ``Retry-After`` on a 429 or
+    503 pauses that host (and only it) for that long, at most ``retry_after_max_s`` of the
+    retry policy. After ``dead_after`` consecutive connection failures a host is parked
+    for ``dead_cooldown_s`` (doubling on each failed probe); after ``dead_probes`` failed
+    probes its remaining requests fail without being sent. ``dead_after=0`` never parks.
+
+    ``respect_robots`` fetches each host's robots.txt once and fails the requests it
+    disallows (error kind ``robots``); ``robots_crawl_delay`` also honours its
+    ``Crawl-delay`` as the host's least delay, up to ``crawl_delay_max_s``.
+    """
+
+    per_second: float | None = None
+    burst: int = 1
+    delay_s: float = 0.0
+    jitter: float = 0.0
+    adaptive: bool = False
+    dead_after: int = 5
+    dead_cooldown_s: float = 30.0
+    dead_probes: int = 3
+    respect_robots: bool = False
+    robots_crawl_delay: bool = False
+    crawl_delay_max_s: float = 60.0
+    hosts: Mapping[str, HostPolicy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        HostPolicy(per_second=self.per_second, burst=self.burst, delay_s=self.delay_s)
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError("jitter", f"must be between 0 and 1, got {self.jitter:g}")
+        _at_least("dead_after", self.dead_after, 0)
+        _at_least("dead_cooldown_s", self.dead_cooldown_s, 0.001)
+        _at_least("dead_probes", self.dead_probes, 1)
+        _at_least("crawl_delay_max_s", self.crawl_delay_max_s, 0)
+        for pattern in self.hosts:
+            check_host_pattern(pattern)
+
+
+def check_host_pattern(pattern: str) -> str:
+    """A host pattern, lower-cased: ``name``, ``*.name`` or ``*``; else a ConfigError."""
+    text = pattern.strip().lower()
+    name = text[2:] if text.startswith("*.") else text
+    with_port = name.count(":") == 1  # "host:port"; an IPv6 address has several colons
+    if text != "*" and (not name or with_port or any(c in name for c in "*/ @")):
+        raise ConfigError("hosts", f"{pattern!r} is not a host name, '*.domain' or '*'")
+    if not name.isascii():
+        try:
+            return ("*." if text.startswith("*.") else "") + name.encode("idna").decode()
+        except UnicodeError as exc:
+            raise ConfigError("hosts", f"{pattern!r} is not a valid host name") from exc
+    return text

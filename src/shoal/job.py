@@ -35,6 +35,8 @@ class Job:
     error: Error | None
     host: str
     attempts: int = 0
+    #: The loop time the current attempt started (kept when a host adapts its pace).
+    started: float = 0.0
 
     def result(self, *, error: Error | None = None, started_at: float | None = None) -> Result:
         """A new result for this job, carrying the request's identity and the attempts."""

@@ -14,6 +14,8 @@ from rich.console import Console
 
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
+    HeaderLine,
+    Rate,
     Size,
     parse_headers,
     parse_resolve,
@@ -28,7 +30,8 @@ from shoal.cli.run import (
     ignore_file_size_signal,
     run_job,
 )
-from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.cli.settings import host_policies, load_config, use_environment
+from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, loop_factory
 from shoal.errors import ConfigError
 from shoal.sources.items import valid_method
@@ -50,6 +53,13 @@ CLI_NAMES = {
     "on_statuses": "--retry-on",
     "proxy": "--proxy",
     "resolve": "--resolve",
+    "per_second": "--per-host-rate",
+    "burst": "--burst",
+    "delay_s": "--delay",
+    "jitter": "--jitter",
+    "dead_after": "--dead-after",
+    "dead_cooldown_s": "--dead-cooldown",
+    "hosts": "--config",
 }
 
 
@@ -191,6 +201,7 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     "--header",
     "headers",
     multiple=True,
+    type=HeaderLine(),
     help="Add a header to every request ('Name: value'); repeatable.",
 )
 @click.option("--method", default=None, help="Method for lines that do not give one (default GET).")
@@ -217,6 +228,60 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     default="auto",
     show_default=True,
     help="Progress on stderr; auto: only when stderr is a terminal.",
+)
+@click.option(
+    "--per-host-rate",
+    type=Rate(),
+    default=None,
+    help="Requests started per host at most, e.g. 5/s or 30/m (smooth, not in bursts).",
+)
+@click.option(
+    "--burst",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests a host may start at once within --per-host-rate.",
+)
+@click.option(
+    "--delay",
+    default=0.0,
+    show_default=True,
+    type=_positive_float(0),
+    help="Least seconds between two requests started to one host.",
+)
+@click.option(
+    "--jitter",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Stretch each --delay by a random part of it, up to this fraction.",
+)
+@click.option(
+    "--adaptive",
+    is_flag=True,
+    help="Slow a host down on 429/503, timeouts and rising latency; recover slowly.",
+)
+@click.option(
+    "--dead-after",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Consecutive connection failures that park a host (0: never).",
+)
+@click.option(
+    "--dead-cooldown",
+    default=30.0,
+    show_default=True,
+    type=_positive_float(),
+    help="Seconds a parked host waits before a probe (doubles per failed probe).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=load_config,
+    help='Read options, and [hosts."PATTERN"] overrides, from this TOML file.',
 )
 @click.option(
     "-p",
@@ -252,6 +317,13 @@ def fetch(
     fail_http: bool,
     resolve: tuple[str, ...],
     progress: str,
+    per_host_rate: float | None,
+    burst: int,
+    delay: float,
+    jitter: float,
+    adaptive: bool,
+    dead_after: int,
+    dead_cooldown: float,
     processes: str,
     quiet: bool,
 ) -> None:
@@ -271,7 +343,21 @@ def fetch(
                 max_bytes=max_bytes,
                 max_redirects=max_redirects,
             ),
-            timeouts=Timeouts(total_s=timeout, connect_s=connect_timeout, read_s=read_timeout),
+            timeouts=(
+                timeouts := Timeouts(
+                    total_s=timeout, connect_s=connect_timeout, read_s=read_timeout
+                )
+            ),
+            politeness=Politeness(
+                per_second=per_host_rate,
+                burst=burst,
+                delay_s=delay,
+                jitter=jitter,
+                adaptive=adaptive,
+                dead_after=dead_after,
+                dead_cooldown_s=dead_cooldown,
+                hosts=host_policies(click.get_current_context(), timeouts),
+            ),
             retry=RetryPolicy(
                 retries=retries,
                 backoff_base_s=backoff,
@@ -313,6 +399,9 @@ def fetch(
             raise click.UsageError(problem)
         sys.exit(run_async(run_job(engine, options, console)))
     sys.exit(run_async(run_processes(Plan(settings, options, count), console)))
+
+
+use_environment(fetch)
 
 
 @cli.command()

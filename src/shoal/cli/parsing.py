@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
 import click
 
@@ -94,3 +95,48 @@ def parse_retry_on(value: str) -> tuple[frozenset[ErrorKind], frozenset[int]]:
                 param_hint="'--retry-on'",
             )
     return frozenset(kinds), frozenset(statuses)
+
+
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PER.update({"h": 3600.0, "hour": 3600.0})
+
+
+def parse_rate(value: str) -> float:
+    """``"5/s"``, ``"30/m"``, ``"100/h"`` or ``"2.5"`` (per second) -> requests per second."""
+    count, sep, unit = str(value).strip().lower().partition("/")
+    seconds = _PER.get(unit.strip()) if sep else 1.0
+    try:
+        number = float(count)
+    except ValueError:
+        number = math.nan
+    if seconds is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{value!r} is not a rate (examples: 5/s, 30/m, 100/h, 0.5)")
+    return number / seconds
+
+
+class Rate(click.ParamType):  # type: ignore[type-arg]
+    """A request rate such as ``5/s`` or ``30/m``, as requests per second."""
+
+    name = "rate"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        try:
+            return parse_rate(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HeaderLine(click.ParamType):  # type: ignore[type-arg]
+    """A ``Name: value`` header; in an environment variable, one per line."""
+
+    name = "header"
+    envvar_list_splitter = "\n"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        return str(value)

@@ -31,13 +31,13 @@ import orjson
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 
-from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
 from shoal.errors import ConfigError, Rejected, ShoalError
 from shoal.fetching import Fetcher, SessionSettings, Task, ensure_descriptors, open_session
-from shoal.job import Job
+from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import Scheduler, Shard, retry_delay
+from shoal.scheduling import HostRules, Scheduler, Shard, retry_delay
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sources import IterableSource, Source
 from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
@@ -74,6 +74,7 @@ class Engine:
         limits: Limits | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
+        politeness: Politeness | None = None,
         headers: Mapping[str, str] | None = None,
         user_agent: str | None = None,
         fail_http: bool = False,
@@ -89,6 +90,8 @@ class Engine:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
+        self.politeness = politeness or Politeness()
+        self._rules = HostRules(self.politeness, self.limits.per_host)
         # Fail now, not with "Too many open files" mid-run.
         ensure_descriptors(self.limits.concurrency)
         merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
@@ -131,6 +134,7 @@ class Engine:
             fail_http=self._fail_http,
             keep_body=self._keep_body or self._handler is not None,
             proxy=self._proxy,
+            rules=None if self._rules.uniform else self._rules,
         )
         return self
 
@@ -157,6 +161,7 @@ class Engine:
             in_flight=in_flight,
             queued=max(0, scheduler.held - in_flight - waiting),
             waiting_retry=waiting,
+            hosts=scheduler.host_states(),
         )
 
     def stop(self) -> None:
@@ -291,6 +296,9 @@ class Engine:
             per_host=limits.per_host,
             capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
             host_cap=None if shard is None else shard.host_cap,
+            rules=self._rules,
+            retry_after_max_s=self.retry.retry_after_max_s,
+            rng=self._rng,
         )
         completions: asyncio.Queue[Completion | None] = asyncio.Queue(
             maxsize=max(1024, 2 * limits.concurrency)
@@ -339,11 +347,29 @@ class Engine:
                     recorder.total_is_estimate = False
                     break
                 if self._shard is not None:
-                    entries = [entry for entry in entries if self._shard.owns(entry)]
+                    entries = self._own_entries(entries)
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
                 await self._dispatch(jobs, scheduler, completions)
         scheduler.close()
+
+    def _own_entries(self, entries: list[Entry]) -> list[Entry]:
+        """The entries this engine's shard handles."""
+        shard = self._shard
+        assert shard is not None
+        rules = self._rules
+        if rules.uniform:
+            return [entry for entry in entries if shard.owns(entry)]
+        return [
+            entry
+            for entry in entries
+            if shard.owns(
+                entry,
+                rules.for_host(entry.target.raw_host or "").max_in_flight
+                if entry.target is not None
+                else None,
+            )
+        ]
 
     async def _dispatch(
         self,
@@ -367,11 +393,19 @@ class Engine:
         rng = self._rng
         handler = self._handler
         while (job := await scheduler.wait_job()) is not None:
+            refusal = scheduler.refusal(job)
+            if refusal is not None:  # its host was given up: fail it without sending it
+                scheduler.release(job)
+                result = job.result(error=refusal)
+                await self._final(scheduler, completions, job, result)
+                continue
             job.attempts += 1
             try:
                 result = await task.run(job)
-            finally:
+            except BaseException:
                 scheduler.release(job)
+                raise
+            scheduler.release(job, result)
             delay = retry_delay(policy, result, rng)
             if delay is None and handler is not None and result.error is None:
                 await _handle(handler, result)
@@ -384,11 +418,20 @@ class Engine:
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
                 continue
-            try:
-                completions.put_nowait((job, result))
-            except asyncio.QueueFull:
-                await completions.put((job, result))
-            scheduler.finish(job)
+            await self._final(scheduler, completions, job, result)
+
+    @staticmethod
+    async def _final(
+        scheduler: Scheduler,
+        completions: asyncio.Queue[Completion | None],
+        job: Job,
+        result: Result,
+    ) -> None:
+        try:
+            completions.put_nowait((job, result))
+        except asyncio.QueueFull:
+            await completions.put((job, result))
+        scheduler.finish(job)
 
     async def _commit(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -9,10 +10,11 @@ from typing import Protocol
 
 import aiohttp
 
-from shoal.config import Limits
+from shoal.config import Limits, Timeouts
 from shoal.fetching.failures import classify
 from shoal.job import Job
 from shoal.result import Error, ErrorKind, Result
+from shoal.scheduling import HostRules
 
 log = logging.getLogger("shoal")
 
@@ -33,6 +35,13 @@ class _TooLarge(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=256)
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=timeouts.total_s, connect=timeouts.connect_s, sock_read=timeouts.read_s
+    )
+
+
 class Fetcher:
     """The default task: an HTTP request on the engine's session."""
 
@@ -45,8 +54,10 @@ class Fetcher:
         fail_http: bool = False,
         keep_body: bool = False,
         proxy: str | None = None,
+        rules: HostRules | None = None,
     ) -> None:
         self._session = session
+        self._rules = rules
         self._max_bytes = limits.max_bytes
         # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
         self._follow = limits.max_redirects > 0
@@ -83,14 +94,23 @@ class Fetcher:
 
     async def _exchange(self, job: Job, result: Result, start: float) -> None:
         request = job.request
+        headers = request.headers
+        timeout = self._session.timeout
+        if self._rules is not None:
+            rule = self._rules.for_host(job.host)
+            if rule.headers:
+                headers = {**rule.headers, **(headers or {})}
+            if rule.timeouts is not None:
+                timeout = _client_timeout(rule.timeouts)
         async with self._session.request(
             request.method,
             job.target or request.url,
-            headers=request.headers,
+            headers=headers,
             data=request.body,
             allow_redirects=self._follow,
             max_redirects=self._max_redirects,
             proxy=self._proxy,
+            timeout=timeout,
         ) as response:
             result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
             result.status = status = response.status

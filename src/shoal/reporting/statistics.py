@@ -6,6 +6,7 @@ the summary, later a dashboard or metrics endpoint) reads snapshots of it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from shoal.result import Result
+from shoal.scheduling.hosts import HostState
 
 _BUCKETS_PER_E = 40  # about 2.5% relative resolution
 
@@ -111,6 +113,8 @@ class Statistics:
     interrupted: bool
     #: The latency histogram behind ``latency`` (log buckets), so snapshots can be merged.
     latency_buckets: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: The hosts that are paused, parked, slowed down or given up, by name (at most 50).
+    hosts: tuple[HostState, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -119,6 +123,7 @@ class Statistics:
         data["by_error"] = dict(self.by_error)
         data["latency_max_ms"] = self.latency.max_ms
         data["latency_buckets"] = sorted(self.latency_buckets.items())
+        data["hosts"] = [dataclasses.asdict(host) for host in self.hosts]
         return data
 
     @classmethod
@@ -130,6 +135,7 @@ class Statistics:
             by_error=MappingProxyType(dict(data["by_error"])),
             latency=latency_from(buckets, data["latency_max_ms"] or 0.0),
             latency_buckets=MappingProxyType(buckets),
+            hosts=tuple(HostState(**host) for host in data.get("hosts", ())),
         )
 
     @classmethod
@@ -154,6 +160,7 @@ class Statistics:
             latency=latency_from(buckets, max_ms),
             interrupted=any(part.interrupted for part in parts),
             latency_buckets=MappingProxyType(dict(buckets)),
+            hosts=tuple(sorted((h for part in parts for h in part.hosts), key=_host_name)),
             **summed,
         )
 
@@ -178,6 +185,10 @@ class Statistics:
         if remaining is None or rate <= 0:
             return None
         return remaining / rate
+
+
+def _host_name(state: HostState) -> str:
+    return state.host
 
 
 _SUMMED_FIELDS = (
@@ -242,7 +253,12 @@ class Recorder:
             self._latency.add(result.elapsed_ms)
 
     def snapshot(
-        self, *, in_flight: int = 0, queued: int = 0, waiting_retry: int = 0
+        self,
+        *,
+        in_flight: int = 0,
+        queued: int = 0,
+        waiting_retry: int = 0,
+        hosts: tuple[HostState, ...] = (),
     ) -> Statistics:
         end = self._finished if self._finished is not None else time.monotonic()
         return Statistics(
@@ -266,4 +282,5 @@ class Recorder:
             job_failed=self.job_failed,
             interrupted=self.interrupted,
             latency_buckets=self._latency.buckets(),
+            hosts=hosts,
         )

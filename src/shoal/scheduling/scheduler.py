@@ -1,53 +1,85 @@
 """The scheduler: holds admitted jobs and hands them to workers, one host slot at a time.
 
-Jobs wait in one queue per host. Hosts with queued work and a free slot form a ring, and a
-worker takes the next job from the host at the front, which then goes to the back: so a host
-with a million queued jobs gets the same turns as a host with one. A job waiting to be
-retried sits in a heap until it is due. The scheduler never does I/O; it decides *when*.
+Jobs wait in one queue per host. Hosts with queued work, a free slot and nothing to wait
+for form a ring, and a worker takes the next job from the host at the front, which then
+goes to the back: so a host with a million queued jobs gets the same turns as a host with
+one. A host that must wait (its rate, its delay, a Retry-After pause, a cool-down after
+connection failures) and a job waiting to be retried both sit in one heap of timers, and a
+single loop timer wakes the earliest: waiting hosts cost nothing until they are due. The
+scheduler never does I/O; it decides *when*.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
-from collections import deque
+import math
+import random
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from shoal.config import Politeness
 from shoal.job import Job
+from shoal.result import Error, Result
+from shoal.scheduling.hosts import HostControl, HostRules, HostState
+
+#: Idle hosts whose state is worth keeping (a pace, a pause, a throttle), at most.
+_IDLE_HOSTS = 65_536
+#: Hosts shown in a statistics snapshot, at most.
+_SHOWN_HOSTS = 50
+#: A loop timer may fire this early; a host due within it counts as due.
+_RESOLUTION_S = 0.001
 
 
 class _Host:
-    __slots__ = ("cap", "in_flight", "name", "queue", "ready")
+    __slots__ = ("control", "in_flight", "name", "queue", "ready", "sleeping")
 
-    def __init__(self, name: str, cap: int) -> None:
+    def __init__(self, name: str, control: HostControl) -> None:
         self.name = name
-        self.cap = cap
+        self.control = control
         self.queue: deque[Job] = deque()
         self.in_flight = 0
-        self.ready = False
+        self.ready = False  # in the ring
+        self.sleeping = False  # in the timer heap
 
 
 class Scheduler:
-    """Per-host in-flight caps and fair, round-robin dispatch over hosts.
+    """Per-host caps and pacing, and fair, round-robin dispatch over hosts.
 
-    ``host_cap`` gives a host's cap when it differs by host (a shard's part of the cap);
-    by default every host gets ``per_host``. ``capacity`` bounds the jobs held (queued,
-    waiting to retry, or in flight); the feeder waits for room with :meth:`wait_room`, so
-    memory stays bounded whatever the input size.
+    ``rules`` give each host its settings (by default every host gets ``per_host`` in
+    flight and no pacing); ``host_cap`` gives a shard's part of a host's cap. ``capacity``
+    bounds the jobs held (queued, waiting to retry, or in flight); the feeder waits for
+    room with :meth:`wait_room`, so memory stays bounded whatever the input size.
     """
 
     def __init__(
-        self, *, per_host: int, capacity: int, host_cap: Callable[[str], int] | None = None
+        self,
+        *,
+        per_host: int,
+        capacity: int,
+        host_cap: Callable[[str, int], int] | None = None,
+        rules: HostRules | None = None,
+        retry_after_max_s: float = math.inf,
+        rng: random.Random | None = None,
     ) -> None:
-        self._host_cap = host_cap or (lambda _host: per_host)
+        self._rules = rules or HostRules(Politeness(), per_host)
+        self._politeness = self._rules.politeness
+        self._host_cap = host_cap
+        self._retry_after_max_s = retry_after_max_s
+        self._rng = rng or random.Random()
         self._capacity = capacity
         self._hosts: dict[str, _Host] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._notable: set[str] = set()
         self._ready: deque[_Host] = deque()
         self._waiters: deque[asyncio.Future[Job | None]] = deque()
-        self._delayed: list[tuple[float, int, Job]] = []
+        self._timers: list[tuple[float, int, Job | _Host]] = []
+        self._retries = 0
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._held = 0
@@ -64,11 +96,42 @@ class Scheduler:
 
     @property
     def waiting_retry(self) -> int:
-        return len(self._delayed)
+        return self._retries
 
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+    def host_states(self) -> tuple[HostState, ...]:
+        """The hosts that are paused, parked, throttled or given up (at most 50)."""
+        now = self._now()
+        shown: list[HostState] = []
+        for name in list(self._notable):
+            host = self._hosts.get(name)
+            state = None if host is None else host.control.state(now)
+            if host is None or state == "ok":
+                self._notable.discard(name)
+                continue
+            if len(shown) < _SHOWN_HOSTS:
+                control = host.control
+                shown.append(
+                    HostState(
+                        host=name,
+                        state=str(state),
+                        in_flight=host.in_flight,
+                        queued=len(host.queue),
+                        cap=control.cap,
+                        delay_s=round(control.delay_now(), 3),
+                        wait_s=round(max(0.0, control.ready_at() - now), 3),
+                        failures=control.failures,
+                    )
+                )
+        return tuple(sorted(shown, key=lambda state: state.host))
+
+    def refusal(self, job: Job) -> Error | None:
+        """Why ``job`` must fail without being sent (its host was given up), if it must."""
+        host = self._hosts.get(job.host)
+        return None if host is None else host.control.gave_up
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -96,13 +159,13 @@ class Scheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._delayed.clear()
+        self._timers.clear()
+        self._retries = 0
         self._ready.clear()
         self._held = self.in_flight  # only the jobs in flight are still to finish
-        self._hosts = {name: host for name, host in self._hosts.items() if host.in_flight}
         for host in self._hosts.values():
             host.queue.clear()
-            host.ready = False
+            host.ready = host.sleeping = False
         self._room.set()
         self._wake_all()
 
@@ -113,7 +176,9 @@ class Scheduler:
         if self._stopped:
             return None
         if self._ready and not self._waiters:
-            return self._take()
+            job = self._take()
+            if job is not None:
+                return job
         if self._closed and self._held == 0:
             return None
         waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
@@ -127,18 +192,20 @@ class Scheduler:
                     self._give_back(job)
             raise
 
-    def release(self, job: Job) -> None:
-        """The attempt running ``job`` has ended: free its host slot."""
+    def release(self, job: Job, result: Result | None = None) -> None:
+        """The attempt running ``job`` has ended (``result`` is ``None`` when it did not
+        run to an outcome): free its host slot and learn from the outcome."""
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
+        if result is not None:
+            host.control.observe(result, job.started, self._now())
+            if host.control.state(-math.inf) != "ok" or host.control.failures:
+                self._notable.add(host.name)
         if host.queue:
-            if not host.ready:
-                host.ready = True
-                self._ready.append(host)
-                self._dispatch()
+            self._consider(host)
         elif host.in_flight == 0:
-            del self._hosts[job.host]
+            self._rest(host)
 
     def retry_later(self, job: Job, delay_s: float) -> bool:
         """Queue ``job`` again once ``delay_s`` has passed (it stays held).
@@ -148,11 +215,8 @@ class Scheduler:
         if self._stopped:
             self._held -= 1
             return False
-        loop = asyncio.get_running_loop()
-        due = loop.time() + delay_s
-        heapq.heappush(self._delayed, (due, next(self._order), job))
-        if self._delayed[0][2] is job:
-            self._arm_timer(loop)
+        self._retries += 1
+        self._push_timer(self._now() + delay_s, job)
         return True
 
     def finish(self, job: Job) -> None:
@@ -164,33 +228,104 @@ class Scheduler:
 
     # -- inside ------------------------------------------------------------------------------
 
-    def _enqueue(self, job: Job) -> None:
-        host = self._hosts.get(job.host)
-        if host is None:
-            host = self._hosts[job.host] = _Host(job.host, max(1, self._host_cap(job.host)))
-        host.queue.append(job)
-        if not host.ready and host.in_flight < host.cap:
-            host.ready = True
-            self._ready.append(host)
-            self._dispatch()
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
-    def _take(self) -> Job:
-        host = self._ready.popleft()
-        job = host.queue.popleft()
-        host.in_flight += 1
-        self.in_flight += 1
-        if host.queue and host.in_flight < host.cap:
-            self._ready.append(host)
-        else:
+    def _host(self, name: str) -> _Host:
+        host = self._hosts.get(name)
+        if host is None:
+            rule = self._rules.for_host(name)
+            limit = rule.max_in_flight
+            share = 1.0
+            if self._host_cap is not None:
+                part = max(1, self._host_cap(name, limit))
+                share, limit = part / max(1, rule.max_in_flight), part
+                rule = dataclasses.replace(rule, max_in_flight=limit)
+            control = HostControl(
+                rule,
+                self._politeness,
+                share=share,
+                retry_after_max_s=self._retry_after_max_s,
+            )
+            host = self._hosts[name] = _Host(name, control)
+        elif self._idle:
+            self._idle.pop(name, None)
+        return host
+
+    def _enqueue(self, job: Job) -> None:
+        host = self._host(job.host)
+        host.queue.append(job)
+        self._consider(host)
+
+    def _consider(self, host: _Host) -> None:
+        """Put ``host`` in the ring, or on a timer, if it has work it may start."""
+        if host.ready or host.sleeping or not host.queue:
+            return
+        if host.in_flight >= host.control.cap:
+            return
+        due = host.control.ready_at()
+        if due > -math.inf and due > self._now() + _RESOLUTION_S:
+            host.sleeping = True
+            self._push_timer(due, host)
+            return
+        host.ready = True
+        self._ready.append(host)
+        self._dispatch()
+
+    def _take(self) -> Job | None:
+        """The next job from the ring, or ``None`` when no host in it may start now."""
+        ready = self._ready
+        while ready:
+            host = ready.popleft()
             host.ready = False
-        return job
+            control = host.control
+            if not host.queue or host.in_flight >= control.cap:
+                continue  # its cap shrank while it waited in the ring
+            due = control.ready_at()
+            if due > -math.inf:
+                now = self._now()
+                if due > now + _RESOLUTION_S:  # paused while it waited in the ring
+                    host.sleeping = True
+                    self._push_timer(due, host)
+                    continue
+            job = host.queue.popleft()
+            host.in_flight += 1
+            self.in_flight += 1
+            if control.gave_up is None and (control.paced or control.parked_until > -math.inf):
+                now = self._now()
+                job.started = now
+                control.started(now, self._rng)
+            elif self._politeness.adaptive:
+                job.started = self._now()
+            self._consider(host)
+            return job
+        return None
+
+    def _rest(self, host: _Host) -> None:
+        """``host`` has nothing queued or in flight: forget it, unless its state matters."""
+        if host.sleeping or host.ready:
+            return
+        if host.control.is_plain(self._now()):
+            del self._hosts[host.name]
+            self._notable.discard(host.name)
+            return
+        self._idle[host.name] = None
+        if len(self._idle) > _IDLE_HOSTS:
+            name, _ = self._idle.popitem(last=False)
+            stale = self._hosts.get(name)
+            if stale is not None and not stale.queue and not stale.in_flight:
+                del self._hosts[name]
+                self._notable.discard(name)
 
     def _give_back(self, job: Job) -> None:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
         host.queue.appendleft(job)
-        if not host.ready:
+        if not host.ready and not host.sleeping:
             host.ready = True
             self._ready.appendleft(host)
         self._dispatch()
@@ -198,9 +333,17 @@ class Scheduler:
     def _dispatch(self) -> None:
         waiters = self._waiters
         while waiters and self._ready:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(self._take())
+            job = self._take()
+            if job is None:
+                return
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(job)
+                    break
+            else:
+                self._give_back(job)
+                return
 
     def _wake_if_finished(self) -> None:
         if self._closed and self._held == 0:
@@ -212,17 +355,31 @@ class Scheduler:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _arm_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _push_timer(self, due: float, item: Job | _Host) -> None:
+        heapq.heappush(self._timers, (due, next(self._order), item))
+        if self._timers[0][2] is item:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_at(self._delayed[0][0], self._on_timer)
+        loop = self._loop or asyncio.get_running_loop()
+        self._timer = loop.call_at(self._timers[0][0], self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, job = heapq.heappop(self._delayed)
-            self._enqueue(job)
-        if self._delayed:
-            self._arm_timer(loop)
+        now = self._now()
+        timers = self._timers
+        while timers and timers[0][0] <= now + _RESOLUTION_S:
+            _, _, item = heapq.heappop(timers)
+            if isinstance(item, Job):
+                self._retries -= 1
+                self._enqueue(item)
+            else:
+                item.sleeping = False
+                if item.name in self._hosts:
+                    self._consider(item)
+                    if not item.queue and not item.in_flight:
+                        self._rest(item)
+        if timers:
+            self._arm_timer()

@@ -34,21 +34,27 @@ class Shard:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ConfigError("processes", f"shard {self.index} of {self.count} does not exist")
 
-    def owns(self, entry: Entry) -> bool:
-        """Whether this shard handles ``entry``."""
-        return self.route(entry) == self.index
+    def owns(self, entry: Entry, per_host: int | None = None) -> bool:
+        """Whether this shard handles ``entry`` (whose host's cap is ``per_host``)."""
+        return self.route(entry, per_host) == self.index
 
-    def route(self, entry: Entry) -> int:
+    def route(self, entry: Entry, per_host: int | None = None) -> int:
         spread = int.from_bytes(entry.key[-8:], "big")
         if entry.target is None:  # not a request: any shard will do, always the same one
             return spread % self.count
         base = zlib.crc32((entry.target.raw_host or "").encode())
-        return (base + spread % min(self.per_host, self.count)) % self.count
+        return (base + spread % self._width(per_host)) % self.count
 
-    def host_cap(self, host: str) -> int:
-        """This shard's part of ``host``'s in-flight cap (0: none of its requests come here)."""
-        width = min(self.per_host, self.count)
+    def host_cap(self, host: str, per_host: int | None = None) -> int:
+        """This shard's part of ``host``'s in-flight cap (0: none of its requests come here).
+
+        ``per_host`` is the host's own cap when it differs from the job's.
+        """
+        width = self._width(per_host)
         rank = (self.index - zlib.crc32(host.encode())) % self.count
         if rank >= width:
             return 0
-        return split(self.per_host, width, rank)
+        return split(self.per_host if per_host is None else per_host, width, rank)
+
+    def _width(self, per_host: int | None) -> int:
+        return min(self.per_host if per_host is None else per_host, self.count)

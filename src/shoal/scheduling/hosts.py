@@ -1,0 +1,339 @@
+"""Per-host politeness: which settings apply to a host, and the state that paces it.
+
+:class:`HostRules` resolves a host name to its :class:`HostRule` through the patterns of a
+:class:`Politeness` (``*`` first, then wildcards from the widest to the narrowest, then
+the exact name, each overriding the one before).
+
+:class:`HostControl` holds what one host has earned: when its next request may start
+(a generic cell rate algorithm for ``per_second``, plus the least delay with jitter), a
+pause from ``Retry-After``, the adaptive window and delay, and the count of consecutive
+connection failures that parks a dead host. It reads a clock value it is given and never
+sleeps, so the scheduler can keep one timer for every waiting host.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from shoal.config import HostPolicy, Politeness, Timeouts, check_host_pattern
+from shoal.result import Error, ErrorKind, Result
+from shoal.scheduling.retry import parse_retry_after
+
+_T = TypeVar("_T")
+
+#: Outcomes that say the host could not be reached at all.
+UNREACHABLE = frozenset({ErrorKind.CONNECT, ErrorKind.DNS})
+#: Statuses that ask the client to slow down.
+SLOW_DOWN = frozenset({429, 503})
+
+_CACHE_LIMIT = 65_536
+#: Adaptive delay bounds: the first step, and the ceiling.
+_ADAPTIVE_STEP_S = 0.05
+_ADAPTIVE_MAX_S = 60.0
+#: A time to first byte this many times the host's usual one (and this much longer) is a
+#: sign of load.
+_SLOW_FACTOR = 3.0
+_SLOW_MARGIN_S = 0.25
+#: The longest a dead host waits between probes.
+_PARK_MAX_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostRule:
+    """The settings one host gets, every override applied."""
+
+    max_in_flight: int
+    per_second: float | None = None
+    burst: int = 1
+    delay_s: float = 0.0
+    jitter: float = 0.0
+    timeouts: Timeouts | None = None
+    headers: Mapping[str, str] | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.per_second is not None or self.delay_s > 0
+
+
+class HostRules:
+    """Resolves host names to rules; results are cached (bounded)."""
+
+    def __init__(self, politeness: Politeness, max_in_flight: int) -> None:
+        self.politeness = politeness
+        self._base = HostRule(
+            max_in_flight=max_in_flight,
+            per_second=politeness.per_second,
+            burst=politeness.burst,
+            delay_s=politeness.delay_s,
+            jitter=politeness.jitter,
+        )
+        self._patterns = {check_host_pattern(p): rule for p, rule in politeness.hosts.items()}
+        self._cache: dict[str, HostRule] = {}
+
+    @property
+    def uniform(self) -> bool:
+        """True when every host gets the same rule."""
+        return not self._patterns
+
+    def for_host(self, host: str) -> HostRule:
+        rule = self._cache.get(host)
+        if rule is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            rule = self._cache[host] = self._resolve(host)
+        return rule
+
+    def _resolve(self, host: str) -> HostRule:
+        rule = self._base
+        if not self._patterns:
+            return rule
+        name = host.lower().rstrip(".")
+        labels = name.split(".")
+        # Widest first, so narrower patterns override: *, *.com, *.example.com, exact.
+        candidates = ["*"] + ["*." + ".".join(labels[i:]) for i in range(len(labels) - 1, -1, -1)]
+        candidates.append(name)
+        for pattern in candidates:
+            policy = self._patterns.get(pattern)
+            if policy is not None:
+                rule = _overlay(rule, policy)
+        return rule
+
+
+def _overlay(rule: HostRule, policy: HostPolicy) -> HostRule:
+    headers = rule.headers
+    if policy.headers:
+        headers = {**(headers or {}), **policy.headers}
+    return HostRule(
+        max_in_flight=_pick(policy.max_in_flight, rule.max_in_flight),
+        per_second=policy.per_second if policy.per_second is not None else rule.per_second,
+        burst=_pick(policy.burst, rule.burst),
+        delay_s=_pick(policy.delay_s, rule.delay_s),
+        jitter=_pick(policy.jitter, rule.jitter),
+        timeouts=policy.timeouts if policy.timeouts is not None else rule.timeouts,
+        headers=headers,
+    )
+
+
+def _pick(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What :meth:`shoal.Engine.statistics` shows of one host.
+
+    ``state`` is ``paused`` (a Retry-After), ``parked`` (unreachable, waiting to probe),
+    ``probing``, ``dead`` (given up), ``slowed`` (the adaptive throttle is below the
+    host's settings) or ``ok``. ``cap`` is its in-flight cap now, ``delay_s`` the least
+    time between starts now, ``wait_s`` how long until it may start again.
+    """
+
+    host: str
+    state: str
+    in_flight: int
+    queued: int
+    cap: int
+    delay_s: float
+    wait_s: float
+    failures: int
+
+
+class HostControl:
+    """The pacing and health of one host (see the module's docstring)."""
+
+    __slots__ = (
+        "_adaptive",
+        "_baseline_s",
+        "_dead_after",
+        "_dead_probes",
+        "_decreased_at",
+        "_delay",
+        "_earliest",
+        "_interval",
+        "_jitter",
+        "_parked_for",
+        "_retry_after_max_s",
+        "_tat",
+        "_tolerance",
+        "extra_delay_s",
+        "failures",
+        "gave_up",
+        "limit",
+        "parked_until",
+        "paused_until",
+        "probes",
+        "probing",
+        "window",
+    )
+
+    def __init__(
+        self,
+        rule: HostRule,
+        politeness: Politeness,
+        *,
+        share: float = 1.0,
+        retry_after_max_s: float = math.inf,
+    ) -> None:
+        # A shard serving part of a host gets the same part of its rate.
+        limit = rule.max_in_flight
+        self.limit = max(1, limit)
+        rate = None if rule.per_second is None else rule.per_second * share
+        self._interval = 0.0 if rate is None else 1.0 / rate
+        self._tolerance = self._interval * (max(1, round(rule.burst * share)) - 1)
+        self._delay = rule.delay_s / share if share > 0 else rule.delay_s
+        self._jitter = rule.jitter
+        self._tat = -math.inf
+        self._earliest = -math.inf
+        self._adaptive = politeness.adaptive
+        self._dead_after = politeness.dead_after
+        self._dead_probes = politeness.dead_probes
+        self._parked_for = politeness.dead_cooldown_s
+        self._retry_after_max_s = retry_after_max_s
+        self.window = float(self.limit)
+        self.extra_delay_s = 0.0
+        self._decreased_at = -math.inf
+        self._baseline_s = math.inf
+        self.paused_until = -math.inf
+        self.parked_until = -math.inf
+        self.failures = 0
+        self.probes = 0
+        self.probing = False
+        self.gave_up: Error | None = None
+
+    # -- what the scheduler asks -----------------------------------------------------------
+
+    @property
+    def cap(self) -> int:
+        """How many requests may be in flight to the host now."""
+        if self.probing:
+            return 1
+        return int(self.window) if self._adaptive else self.limit
+
+    @property
+    def paced(self) -> bool:
+        """Whether starts must be recorded (a rate or a delay applies)."""
+        return self._interval > 0 or self._delay > 0 or self.extra_delay_s > 0
+
+    def ready_at(self) -> float:
+        """The loop time from which the next request may start."""
+        if self.gave_up is not None:
+            return -math.inf  # its requests fail at once, without being sent
+        return max(
+            self._tat - self._tolerance, self._earliest, self.paused_until, self.parked_until
+        )
+
+    def started(self, now: float, rng: random.Random) -> None:
+        """A request to the host starts now."""
+        if self._interval > 0:
+            self._tat = max(self._tat, now) + self._interval
+        delay = self._delay + self.extra_delay_s
+        if delay > 0:
+            self._earliest = now + delay * (1.0 + self._jitter * rng.random())
+        if self.parked_until > -math.inf and now >= self.parked_until and not self.probing:
+            self.probing = True  # the first request after a cool-down is a probe
+
+    def is_plain(self, now: float) -> bool:
+        """True when forgetting this state would change nothing."""
+        return (
+            self.ready_at() <= now
+            and self.failures == 0
+            and not self.probing
+            and self.gave_up is None
+            and self.window >= self.limit
+            and self.extra_delay_s == 0
+        )
+
+    # -- what the outcomes teach -----------------------------------------------------------
+
+    def observe(self, result: Result, started: float, now: float) -> None:
+        """Learn from the outcome of an attempt that started at loop time ``started``."""
+        error = result.error
+        if error is not None and error.kind in UNREACHABLE:
+            self._unreachable(error, now)
+            return
+        self.failures = 0
+        if self.probing or self.parked_until > -math.inf:
+            self.probing = False
+            self.probes = 0
+            self.parked_until = -math.inf
+        status = result.status
+        if status in SLOW_DOWN and result.headers is not None:
+            after = parse_retry_after(result.headers.get("Retry-After"))
+            if after is not None:
+                pause = min(after, self._retry_after_max_s)
+                self.paused_until = max(self.paused_until, now + pause)
+        if self._adaptive:
+            self._adapt(result, started, now)
+
+    def _unreachable(self, error: Error, now: float) -> None:
+        self.failures += 1
+        if self._dead_after == 0:
+            return
+        if self.probing:
+            self.probing = False
+            self.probes += 1
+            if self.probes >= self._dead_probes:
+                self.gave_up = Error(
+                    error.kind,
+                    f"host given up after {self.failures} consecutive connection failures "
+                    f"and {self.probes} failed probes; not sent (last: {error.message})",
+                )
+                return
+            self._parked_for = min(_PARK_MAX_S, self._parked_for * 2)
+            self.parked_until = now + self._parked_for
+        elif self.failures >= self._dead_after and self.parked_until == -math.inf:
+            self.parked_until = now + self._parked_for
+
+    def _adapt(self, result: Result, started: float, now: float) -> None:
+        error = result.error
+        ttfb = None if result.ttfb_ms is None else result.ttfb_ms / 1000
+        slow = False
+        if ttfb is not None and error is None:
+            baseline = self._baseline_s
+            slow = ttfb > _SLOW_FACTOR * baseline and ttfb - baseline > _SLOW_MARGIN_S
+            if ttfb < baseline:
+                self._baseline_s = ttfb
+            else:
+                self._baseline_s = baseline + (ttfb - baseline) / 64
+        congested = (
+            slow
+            or result.status in SLOW_DOWN
+            or (error is not None and error.kind is ErrorKind.TIMEOUT)
+        )
+        if congested:
+            if started < self._decreased_at:
+                return  # sent before the last slow-down: it says nothing new
+            self._decreased_at = now
+            if self.window > 1:
+                self.window = max(1.0, self.window / 2)
+            else:
+                self.extra_delay_s = min(
+                    _ADAPTIVE_MAX_S, max(_ADAPTIVE_STEP_S, self.extra_delay_s * 2)
+                )
+        elif error is None and result.status is not None and result.status < 500:
+            if self.extra_delay_s > 0:
+                self.extra_delay_s *= 0.9
+                if self.extra_delay_s < _ADAPTIVE_STEP_S:
+                    self.extra_delay_s = 0.0
+            elif self.window < self.limit:
+                self.window = min(float(self.limit), self.window + 1 / self.window)
+
+    def state(self, now: float) -> str:
+        if self.gave_up is not None:
+            return "dead"
+        if self.probing:
+            return "probing"
+        if self.parked_until > now:
+            return "parked"
+        if self.paused_until > now:
+            return "paused"
+        if self.window < self.limit or self.extra_delay_s > 0:
+            return "slowed"
+        return "ok"
+
+    def delay_now(self) -> float:
+        return max(self._interval, self._delay + self.extra_delay_s)
