@@ -5,13 +5,14 @@ for result in shoal.fetch(["http://a.example/", "http://b.example/"], keep_body=
     print(result.url, result.status, result.text())
 """
 
-from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.config import HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, Handler, fetch
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
 from shoal.fetching import StaticResolver
 from shoal.reporting import Latency, Statistics
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
+from shoal.scheduling import HostState
 from shoal.sources import FileSource
 from shoal.version import __version__
 
@@ -22,10 +23,13 @@ __all__ = [
     "ErrorKind",
     "FileSource",
     "Handler",
+    "HostPolicy",
+    "HostState",
     "JournalError",
     "Latency",
     "Limits",
     "OutputError",
+    "Politeness",
     "Rejected",
     "Request",
     "Result",

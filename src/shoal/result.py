@@ -26,6 +26,7 @@ class ErrorKind(enum.StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     HTTP_STATUS = "http_status"
     HANDLER = "handler"
+    ROBOTS = "robots"
     CANCELLED = "cancelled"
 
 

@@ -276,6 +276,16 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     help="Seconds a parked host waits before a probe (doubles per failed probe).",
 )
 @click.option(
+    "--respect-robots",
+    is_flag=True,
+    help="Fetch each site's robots.txt once and skip what it disallows (error kind robots).",
+)
+@click.option(
+    "--robots-crawl-delay",
+    is_flag=True,
+    help="Also honour robots.txt Crawl-delay as the host's least delay (at most 60 s).",
+)
+@click.option(
     "--config",
     type=click.Path(dir_okay=False),
     is_eager=True,
@@ -324,6 +334,8 @@ def fetch(
     adaptive: bool,
     dead_after: int,
     dead_cooldown: float,
+    respect_robots: bool,
+    robots_crawl_delay: bool,
     processes: str,
     quiet: bool,
 ) -> None:
@@ -356,6 +368,8 @@ def fetch(
                 adaptive=adaptive,
                 dead_after=dead_after,
                 dead_cooldown_s=dead_cooldown,
+                respect_robots=respect_robots or robots_crawl_delay,
+                robots_crawl_delay=robots_crawl_delay,
                 hosts=host_policies(click.get_current_context(), timeouts),
             ),
             retry=RetryPolicy(

@@ -33,7 +33,14 @@ from multidict import CIMultiDict
 
 from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
 from shoal.errors import ConfigError, Rejected, ShoalError
-from shoal.fetching import Fetcher, SessionSettings, Task, ensure_descriptors, open_session
+from shoal.fetching import (
+    Fetcher,
+    Robots,
+    SessionSettings,
+    Task,
+    ensure_descriptors,
+    open_session,
+)
 from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
@@ -97,6 +104,7 @@ class Engine:
         merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
         for name, value in (headers or {}).items():
             merged[name] = value  # replaces case-insensitively: one User-Agent, say
+        self._user_agent = merged["User-Agent"]
         self._settings = SessionSettings(
             connections=self.limits.concurrency,
             connect_timeout_s=self.timeouts.connect_s,
@@ -117,6 +125,7 @@ class Engine:
         self._shard = shard
         self._session: aiohttp.ClientSession | None = None
         self._task: Task | None = None
+        self._robots: Robots | None = None
         self._recorder = Recorder()
         self._scheduler: Scheduler | None = None
         self._running = False
@@ -136,7 +145,20 @@ class Engine:
             proxy=self._proxy,
             rules=None if self._rules.uniform else self._rules,
         )
+        politeness = self.politeness
+        if politeness.respect_robots:
+            self._robots = Robots(
+                self._session,
+                user_agent=self._user_agent,
+                timeout_s=min(self.timeouts.total_s, 30.0),
+                on_crawl_delay=self._crawl_delay if politeness.robots_crawl_delay else None,
+            )
         return self
+
+    def _crawl_delay(self, host: str, delay_s: float) -> None:
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.keep_apart(host, min(delay_s, self.politeness.crawl_delay_max_s))
 
     async def __aexit__(
         self,
@@ -392,21 +414,31 @@ class Engine:
         policy = self.retry
         rng = self._rng
         handler = self._handler
+        robots = self._robots
         while (job := await scheduler.wait_job()) is not None:
             refusal = scheduler.refusal(job)
-            if refusal is not None:  # its host was given up: fail it without sending it
+            if refusal is None and robots is not None:
+                try:
+                    refusal = await robots.check(job)  # in the host's slot
+                except BaseException:
+                    scheduler.release(job)
+                    raise
+                scheduler.verified(job.host)
+            if refusal is not None:  # not sent: its host was given up, or robots.txt
                 scheduler.release(job)
+                if refusal.retry:
+                    job.attempts += 1  # robots.txt could not be read: try again later
                 result = job.result(error=refusal)
-                await self._final(scheduler, completions, job, result)
-                continue
-            job.attempts += 1
-            try:
-                result = await task.run(job)
-            except BaseException:
-                scheduler.release(job)
-                raise
-            scheduler.release(job, result)
-            delay = retry_delay(policy, result, rng)
+                delay = retry_delay(policy, result, rng) if refusal.retry else None
+            else:
+                job.attempts += 1
+                try:
+                    result = await task.run(job)
+                except BaseException:
+                    scheduler.release(job)
+                    raise
+                scheduler.release(job, result)
+                delay = retry_delay(policy, result, rng)
             if delay is None and handler is not None and result.error is None:
                 await _handle(handler, result)
                 if not self._keep_body:

@@ -4,10 +4,12 @@ from shoal.fetching.descriptors import descriptors_needed, ensure_descriptors
 from shoal.fetching.failures import classify
 from shoal.fetching.fetcher import Fetcher, Task
 from shoal.fetching.resolver import StaticResolver
+from shoal.fetching.robots import Robots
 from shoal.fetching.session import SessionSettings, open_session
 
 __all__ = [
     "Fetcher",
+    "Robots",
     "SessionSettings",
     "StaticResolver",
     "Task",

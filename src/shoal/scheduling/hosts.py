@@ -157,6 +157,7 @@ class HostControl:
         "_jitter",
         "_parked_for",
         "_retry_after_max_s",
+        "_share",
         "_tat",
         "_tolerance",
         "extra_delay_s",
@@ -167,6 +168,7 @@ class HostControl:
         "paused_until",
         "probes",
         "probing",
+        "unverified",
         "window",
     )
 
@@ -184,7 +186,8 @@ class HostControl:
         rate = None if rule.per_second is None else rule.per_second * share
         self._interval = 0.0 if rate is None else 1.0 / rate
         self._tolerance = self._interval * (max(1, round(rule.burst * share)) - 1)
-        self._delay = rule.delay_s / share if share > 0 else rule.delay_s
+        self._share = share if share > 0 else 1.0
+        self._delay = rule.delay_s / self._share
         self._jitter = rule.jitter
         self._tat = -math.inf
         self._earliest = -math.inf
@@ -202,6 +205,8 @@ class HostControl:
         self.failures = 0
         self.probes = 0
         self.probing = False
+        #: Until robots.txt is read, one request at a time (the one reading it).
+        self.unverified = politeness.respect_robots
         self.gave_up: Error | None = None
 
     # -- what the scheduler asks -----------------------------------------------------------
@@ -209,7 +214,7 @@ class HostControl:
     @property
     def cap(self) -> int:
         """How many requests may be in flight to the host now."""
-        if self.probing:
+        if self.probing or self.unverified:
             return 1
         return int(self.window) if self._adaptive else self.limit
 
@@ -235,6 +240,11 @@ class HostControl:
             self._earliest = now + delay * (1.0 + self._jitter * rng.random())
         if self.parked_until > -math.inf and now >= self.parked_until and not self.probing:
             self.probing = True  # the first request after a cool-down is a probe
+
+    def keep_apart(self, delay_s: float, now: float) -> None:
+        """Start requests at least ``delay_s`` apart from ``now`` on (a Crawl-delay)."""
+        self._delay = max(self._delay, delay_s / self._share)
+        self._earliest = max(self._earliest, now + self._delay)
 
     def is_plain(self, now: float) -> bool:
         """True when forgetting this state would change nothing."""

@@ -128,6 +128,20 @@ class Scheduler:
                 )
         return tuple(sorted(shown, key=lambda state: state.host))
 
+    def keep_apart(self, name: str, delay_s: float) -> None:
+        """Start requests to host ``name`` at least ``delay_s`` apart from now on."""
+        host = self._host(name)
+        host.control.keep_apart(delay_s, self._now())
+        if not host.queue and not host.in_flight:
+            self._rest(host)
+
+    def verified(self, name: str) -> None:
+        """Host ``name``'s robots.txt is read: it may have more than one request in flight."""
+        host = self._hosts.get(name)
+        if host is not None and host.control.unverified:
+            host.control.unverified = False
+            self._consider(host)
+
     def refusal(self, job: Job) -> Error | None:
         """Why ``job`` must fail without being sent (its host was given up), if it must."""
         host = self._hosts.get(job.host)
