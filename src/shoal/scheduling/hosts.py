@@ -143,7 +143,12 @@ class HostState:
 
 
 class HostControl:
-    """The pacing and health of one host (see the module's docstring)."""
+    """The pacing and health of one host (see the module's docstring).
+
+    ``cap`` (requests in flight allowed now) and ``tracks`` (whether starts must be
+    recorded and ``ready_at`` asked) are plain attributes, kept up to date by every change,
+    so the scheduler's common path reads two attributes and nothing more.
+    """
 
     __slots__ = (
         "_adaptive",
@@ -160,6 +165,7 @@ class HostControl:
         "_share",
         "_tat",
         "_tolerance",
+        "cap",
         "extra_delay_s",
         "failures",
         "gave_up",
@@ -168,6 +174,7 @@ class HostControl:
         "paused_until",
         "probes",
         "probing",
+        "tracks",
         "unverified",
         "window",
     )
@@ -208,19 +215,30 @@ class HostControl:
         #: Until robots.txt is read, one request at a time (the one reading it).
         self.unverified = politeness.respect_robots
         self.gave_up: Error | None = None
+        self.cap = self.limit
+        self.tracks = False
+        self._settle()
+
+    def _settle(self) -> None:
+        """Recompute ``cap`` and ``tracks`` after a change."""
+        if self.probing or self.unverified:
+            self.cap = 1
+        else:
+            self.cap = int(self.window) if self._adaptive else self.limit
+        self.tracks = self.gave_up is None and (
+            self._adaptive
+            or self._interval > 0
+            or self._delay > 0
+            or self.extra_delay_s > 0
+            or self.paused_until > -math.inf
+            or self.parked_until > -math.inf
+        )
 
     # -- what the scheduler asks -----------------------------------------------------------
 
     @property
-    def cap(self) -> int:
-        """How many requests may be in flight to the host now."""
-        if self.probing or self.unverified:
-            return 1
-        return int(self.window) if self._adaptive else self.limit
-
-    @property
     def paced(self) -> bool:
-        """Whether starts must be recorded (a rate or a delay applies)."""
+        """Whether a rate or a delay spaces the host's starts now."""
         return self._interval > 0 or self._delay > 0 or self.extra_delay_s > 0
 
     def ready_at(self) -> float:
@@ -232,7 +250,7 @@ class HostControl:
         )
 
     def started(self, now: float, rng: random.Random) -> None:
-        """A request to the host starts now."""
+        """A request to the host starts now (asked only while ``tracks``)."""
         if self._interval > 0:
             self._tat = max(self._tat, now) + self._interval
         delay = self._delay + self.extra_delay_s
@@ -240,11 +258,21 @@ class HostControl:
             self._earliest = now + delay * (1.0 + self._jitter * rng.random())
         if self.parked_until > -math.inf and now >= self.parked_until and not self.probing:
             self.probing = True  # the first request after a cool-down is a probe
+            self._settle()
+        if self.paused_until > -math.inf and now >= self.paused_until:
+            self.paused_until = -math.inf  # the pause is over
+            self._settle()
+
+    def verify(self) -> None:
+        """The host's robots.txt is read: the one-at-a-time limit ends."""
+        self.unverified = False
+        self._settle()
 
     def keep_apart(self, delay_s: float, now: float) -> None:
         """Start requests at least ``delay_s`` apart from ``now`` on (a Crawl-delay)."""
         self._delay = max(self._delay, delay_s / self._share)
         self._earliest = max(self._earliest, now + self._delay)
+        self._settle()
 
     def is_plain(self, now: float) -> bool:
         """True when forgetting this state would change nothing."""
@@ -259,25 +287,37 @@ class HostControl:
 
     # -- what the outcomes teach -----------------------------------------------------------
 
-    def observe(self, result: Result, started: float, now: float) -> None:
-        """Learn from the outcome of an attempt that started at loop time ``started``."""
+    def observe(self, result: Result, started: float, now: float) -> bool:
+        """Learn from the outcome of an attempt that started at loop time ``started``.
+
+        True when the host is now in a state worth showing (not ``ok``).
+        """
         error = result.error
+        if (
+            error is None
+            and not self.tracks
+            and self.failures == 0
+            and result.status not in SLOW_DOWN
+        ):
+            return False  # the common case: a plain host, a plain answer
         if error is not None and error.kind in UNREACHABLE:
             self._unreachable(error, now)
-            return
-        self.failures = 0
-        if self.probing or self.parked_until > -math.inf:
-            self.probing = False
-            self.probes = 0
-            self.parked_until = -math.inf
-        status = result.status
-        if status in SLOW_DOWN and result.headers is not None:
-            after = parse_retry_after(result.headers.get("Retry-After"))
-            if after is not None:
-                pause = min(after, self._retry_after_max_s)
-                self.paused_until = max(self.paused_until, now + pause)
-        if self._adaptive:
-            self._adapt(result, started, now)
+        else:
+            self.failures = 0
+            if self.probing or self.parked_until > -math.inf:
+                self.probing = False
+                self.probes = 0
+                self.parked_until = -math.inf
+            status = result.status
+            if status in SLOW_DOWN and result.headers is not None:
+                after = parse_retry_after(result.headers.get("Retry-After"))
+                if after is not None:
+                    pause = min(after, self._retry_after_max_s)
+                    self.paused_until = max(self.paused_until, now + pause)
+            if self._adaptive:
+                self._adapt(result, started, now)
+        self._settle()
+        return self.failures > 0 or self.state(now) != "ok"
 
     def _unreachable(self, error: Error, now: float) -> None:
         self.failures += 1

@@ -139,11 +139,13 @@ class Scheduler:
         """Host ``name``'s robots.txt is read: it may have more than one request in flight."""
         host = self._hosts.get(name)
         if host is not None and host.control.unverified:
-            host.control.unverified = False
+            host.control.verify()
             self._consider(host)
 
     def refusal(self, job: Job) -> Error | None:
         """Why ``job`` must fail without being sent (its host was given up), if it must."""
+        if not self._notable:
+            return None  # no host is in any state but ok, so none was given up
         host = self._hosts.get(job.host)
         return None if host is None else host.control.gave_up
 
@@ -212,10 +214,8 @@ class Scheduler:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
-        if result is not None:
-            host.control.observe(result, job.started, self._now())
-            if host.control.state(-math.inf) != "ok" or host.control.failures:
-                self._notable.add(host.name)
+        if result is not None and host.control.observe(result, job.started, self._now()):
+            self._notable.add(host.name)
         if host.queue:
             self._consider(host)
         elif host.in_flight == 0:
@@ -278,13 +278,15 @@ class Scheduler:
         """Put ``host`` in the ring, or on a timer, if it has work it may start."""
         if host.ready or host.sleeping or not host.queue:
             return
-        if host.in_flight >= host.control.cap:
+        control = host.control
+        if host.in_flight >= control.cap:
             return
-        due = host.control.ready_at()
-        if due > -math.inf and due > self._now() + _RESOLUTION_S:
-            host.sleeping = True
-            self._push_timer(due, host)
-            return
+        if control.tracks:
+            due = control.ready_at()
+            if due > self._now() + _RESOLUTION_S:
+                host.sleeping = True
+                self._push_timer(due, host)
+                return
         host.ready = True
         self._ready.append(host)
         self._dispatch()
@@ -298,23 +300,25 @@ class Scheduler:
             control = host.control
             if not host.queue or host.in_flight >= control.cap:
                 continue  # its cap shrank while it waited in the ring
-            due = control.ready_at()
-            if due > -math.inf:
+            if control.tracks:
                 now = self._now()
+                due = control.ready_at()
                 if due > now + _RESOLUTION_S:  # paused while it waited in the ring
                     host.sleeping = True
                     self._push_timer(due, host)
                     continue
-            job = host.queue.popleft()
-            host.in_flight += 1
-            self.in_flight += 1
-            if control.gave_up is None and (control.paced or control.parked_until > -math.inf):
-                now = self._now()
+                job = host.queue.popleft()
                 job.started = now
                 control.started(now, self._rng)
-            elif self._politeness.adaptive:
-                job.started = self._now()
-            self._consider(host)
+            else:
+                job = host.queue.popleft()
+            host.in_flight += 1
+            self.in_flight += 1
+            if host.queue and host.in_flight < control.cap and not control.tracks:
+                host.ready = True  # the common case, without a call
+                ready.append(host)
+            else:
+                self._consider(host)
             return job
         return None
 
