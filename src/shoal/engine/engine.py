@@ -356,7 +356,7 @@ class Engine:
                 if not jobs:
                     break
                 after = jobs[-1].seq
-                await self._dispatch(jobs, scheduler, completions)
+                await self._dispatch(jobs, store, scheduler, completions)
         if not state.input_done:
             while not self._stopping:
                 before = source.position
@@ -372,7 +372,11 @@ class Engine:
                     entries = self._own_entries(entries)
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
-                await self._dispatch(jobs, scheduler, completions)
+                await self._dispatch(jobs, store, scheduler, completions)
+        while scheduler.has_deferred and not self._stopping:
+            await scheduler.wait_hungry()
+            await self._refill(store, scheduler)
+            await scheduler.wait_room()
         scheduler.close()
 
     def _own_entries(self, entries: list[Entry]) -> list[Entry]:
@@ -396,15 +400,29 @@ class Engine:
     async def _dispatch(
         self,
         jobs: list[Job],
+        store: Store,
         scheduler: Scheduler,
         completions: asyncio.Queue[Completion | None],
     ) -> None:
+        deferred = []
         for job in jobs:
-            if job.error is None:
+            if job.error is not None:
+                await completions.put((job, job.result(error=job.error)))
+            elif scheduler.wants(job):
                 scheduler.add(job)
             else:
-                await completions.put((job, job.result(error=job.error)))
+                deferred.append(job)
+        if deferred:
+            await store.defer(deferred)
+            scheduler.deferred(deferred)
+        await self._refill(store, scheduler)
         await scheduler.wait_room()
+
+    @staticmethod
+    async def _refill(store: Store, scheduler: Scheduler) -> None:
+        """Bring deferred jobs back for the hosts whose queues ran low."""
+        for host, room in scheduler.hungry():
+            scheduler.took(host, room, await store.take_deferred(host, room))
 
     async def _work(
         self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]

@@ -31,6 +31,9 @@ _IDLE_HOSTS = 65_536
 _SHOWN_HOSTS = 50
 #: A loop timer may fire this early; a host due within it counts as due.
 _RESOLUTION_S = 0.001
+#: Jobs queued in memory for one host, at most; its further jobs are deferred to the store
+#: and taken back as its queue drains (at half of this).
+HOST_QUEUE = 64
 
 
 class _Host:
@@ -86,6 +89,9 @@ class Scheduler:
         self.in_flight = 0
         self._closed = False
         self._stopped = False
+        self._deferred: dict[str, int] = {}
+        self._hungry: set[str] = set()
+        self._refill = asyncio.Event()
 
     # -- what the engine reads ---------------------------------------------------------------
 
@@ -151,10 +157,12 @@ class Scheduler:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def add(self, job: Job) -> None:
+    def add(self, job: Job, *, taken: bool = False) -> None:
         """Take a new job (the caller waited for room); ignored once stopped."""
         if self._stopped:
             return
+        if not taken and job.host in self._deferred:
+            raise RuntimeError("a host with deferred jobs gets new ones through the store")
         self._held += 1
         if self._held >= self._capacity:
             self._room.clear()
@@ -163,6 +171,62 @@ class Scheduler:
     async def wait_room(self) -> None:
         """Wait until fewer than ``capacity`` jobs are held."""
         await self._room.wait()
+
+    # -- deferring: one host's backlog waits in the store, not in memory -----------------------
+
+    def wants(self, job: Job) -> bool:
+        """Whether ``job`` should be added now; if not, the caller defers it to the store
+        (and says so with :meth:`deferred`), so a host with a huge backlog cannot fill the
+        scheduler and keep the input's other hosts from being read."""
+        if job.host in self._deferred:
+            return False  # its older jobs wait in the store: keep the order
+        host = self._hosts.get(job.host)
+        return host is None or len(host.queue) < HOST_QUEUE
+
+    def deferred(self, jobs: list[Job]) -> None:
+        """``jobs`` were deferred to the store."""
+        counts = self._deferred
+        for job in jobs:
+            counts[job.host] = counts.get(job.host, 0) + 1
+            host = self._hosts.get(job.host)
+            if host is None or len(host.queue) <= HOST_QUEUE // 2:
+                self._hungry.add(job.host)
+        if self._hungry:
+            self._refill.set()
+
+    @property
+    def has_deferred(self) -> bool:
+        return bool(self._deferred) and not self._stopped
+
+    def hungry(self) -> list[tuple[str, int]]:
+        """Hosts whose queues ran low while they have deferred jobs, and how many to take."""
+        wanted = []
+        for name in self._hungry:
+            host = self._hosts.get(name)
+            room = HOST_QUEUE - (0 if host is None else len(host.queue))
+            if room > 0 and name in self._deferred:
+                wanted.append((name, room))
+        self._hungry.clear()
+        self._refill.clear()
+        return wanted
+
+    def took(self, name: str, asked: int, jobs: list[Job]) -> None:
+        """``jobs`` of host ``name`` came back from the store (``asked`` were asked for)."""
+        left = self._deferred.get(name, 0) - len(jobs)
+        if left <= 0 or len(jobs) < asked:
+            self._deferred.pop(name, None)  # the store has no more of them
+        else:
+            self._deferred[name] = left
+        for job in jobs:
+            self.add(job, taken=True)
+        host = self._hosts.get(name)
+        if name in self._deferred and (host is None or len(host.queue) <= HOST_QUEUE // 2):
+            self._hungry.add(name)  # it drained while the store was asked
+            self._refill.set()
+
+    async def wait_hungry(self) -> None:
+        """Wait until some host with deferred jobs runs low (or the scheduler stops)."""
+        await self._refill.wait()
 
     def close(self) -> None:
         """No more jobs will be added: workers end once the held jobs are final."""
@@ -183,6 +247,7 @@ class Scheduler:
             host.queue.clear()
             host.ready = host.sleeping = False
         self._room.set()
+        self._refill.set()
         self._wake_all()
 
     # -- working -----------------------------------------------------------------------------
@@ -314,6 +379,13 @@ class Scheduler:
                 job = host.queue.popleft()
             host.in_flight += 1
             self.in_flight += 1
+            if (
+                self._deferred
+                and len(host.queue) <= HOST_QUEUE // 2
+                and host.name in self._deferred
+            ):
+                self._hungry.add(host.name)
+                self._refill.set()
             if host.queue and host.in_flight < control.cap and not control.tracks:
                 host.ready = True  # the common case, without a call
                 ready.append(host)

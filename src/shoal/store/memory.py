@@ -6,6 +6,7 @@ distinct requests (about 100 bytes each); give the engine a journal file for hug
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import orjson
@@ -27,12 +28,29 @@ class MemoryStore(Store):
         self._keys: set[bytes] = set()
         self._seq = 0
         self._done_seq = 0
+        self._deferred: dict[str, deque[Job]] = {}
 
     async def open(self, input_name: str) -> JobState:
         return JobState(Position(), False, SinkMark(), self.counts, resumed=False)
 
     async def pending(self, after_seq: int, limit: int) -> list[Job]:
         return []
+
+    async def defer(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            queue = self._deferred.get(job.host)
+            if queue is None:
+                queue = self._deferred[job.host] = deque()
+            queue.append(job)
+
+    async def take_deferred(self, host: str, limit: int) -> list[Job]:
+        queue = self._deferred.get(host)
+        if queue is None:
+            return []
+        taken = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        if not queue:
+            del self._deferred[host]
+        return taken
 
     async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
         jobs = []

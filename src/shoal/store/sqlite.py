@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS records (
     record BLOB NOT NULL
 );
 """
+_TEMPORARY = """
+CREATE TEMP TABLE IF NOT EXISTS deferred (
+    host TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (host, seq)
+) WITHOUT ROWID;
+"""
 T = TypeVar("T")
 
 
@@ -96,6 +103,7 @@ class SQLiteStore(Store):
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-2048")
             db.executescript(_SCHEMA)
+            db.executescript(_TEMPORARY)
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
             db.close()
@@ -147,6 +155,44 @@ class SQLiteStore(Store):
             " WHERE seq > ? AND state = 0 ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
+        jobs = []
+        for seq, line, spec, attempts in rows:
+            request, error = _decode(spec)
+            jobs.append(Job.restore(seq, request, line, error, attempts))
+        return jobs
+
+    async def defer(self, jobs: Sequence[Job]) -> None:
+        await self._call(self._defer, [(job.host, job.seq) for job in jobs])
+
+    def _defer(self, rows: list[tuple[str, int]]) -> None:
+        # A temporary table: deferral lasts one run (a resumed run starts from the pending
+        # requests), so it needs no durability, and it stays out of the journal's WAL.
+        try:
+            with _transaction(self._conn):
+                self._conn.executemany("INSERT INTO temp.deferred(host, seq) VALUES (?, ?)", rows)
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
+
+    async def take_deferred(self, host: str, limit: int) -> list[Job]:
+        return await self._call(self._take_deferred, host, limit)
+
+    def _take_deferred(self, host: str, limit: int) -> list[Job]:
+        db = self._conn
+        try:
+            with _transaction(db):
+                rows = db.execute(
+                    "SELECT r.seq, r.line, r.spec, r.attempts FROM temp.deferred AS d"
+                    " JOIN requests AS r ON r.seq = d.seq"
+                    " WHERE d.host = ? ORDER BY d.seq LIMIT ?",
+                    (host, limit),
+                ).fetchall()
+                if rows:
+                    db.execute(
+                        "DELETE FROM temp.deferred WHERE host = ? AND seq <= ?",
+                        (host, rows[-1][0]),
+                    )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
         jobs = []
         for seq, line, spec, attempts in rows:
             request, error = _decode(spec)

@@ -70,6 +70,14 @@ class Store(abc.ABC):
         """Unfinished jobs admitted by earlier runs, in admission order, after ``after_seq``."""
 
     @abc.abstractmethod
+    async def defer(self, jobs: Sequence[Job]) -> None:
+        """Keep admitted ``jobs`` out of memory for now, by host, until taken back."""
+
+    @abc.abstractmethod
+    async def take_deferred(self, host: str, limit: int) -> list[Job]:
+        """Up to ``limit`` deferred jobs of ``host``, oldest first; they are deferred no more."""
+
+    @abc.abstractmethod
     async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
         """Record new entries and the input position; return jobs for the ones not seen yet."""
 
