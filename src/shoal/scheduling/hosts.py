@@ -80,6 +80,8 @@ class HostRules:
         return not self._patterns
 
     def for_host(self, host: str) -> HostRule:
+        if not self._patterns:
+            return self._base
         rule = self._cache.get(host)
         if rule is None:
             if len(self._cache) >= _CACHE_LIMIT:

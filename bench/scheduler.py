@@ -1,0 +1,102 @@
+"""The scheduler's own cost per request, and its memory, as the number of hosts grows.
+
+    python bench/scheduler.py [--jobs 200000]
+
+Drives shoal's Scheduler directly (no network, no journal): jobs are added as room frees
+up, taken by 100 workers and finished at once, spread over 1, 1,000 and 100,000 hosts, with
+and without per-host pacing. A single host's backlog is deferred to a MemoryStore and taken
+back as its queue drains, as the engine does. Prints microseconds per job and the peak of memory allocated
+by Python while it runs (tracemalloc), so the figures compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import tracemalloc
+
+from yarl import URL
+
+from shoal.config import Politeness
+from shoal.job import Job
+from shoal.request import Request
+from shoal.scheduling import HostRules, Scheduler
+from shoal.store import MemoryStore
+
+WORKERS = 100
+CAPACITY = 1024 + 512
+
+
+async def drive(jobs: int, hosts: int, politeness: Politeness) -> tuple[float, float]:
+    scheduler = Scheduler(
+        per_host=8, capacity=CAPACITY, rules=HostRules(politeness, 8), retry_after_max_s=1
+    )
+    request = Request("http://h.test/")
+    target = URL("http://h.test/")
+    names = [f"h{n}.test" for n in range(hosts)]
+
+    store = MemoryStore()
+
+    async def refill() -> None:
+        for host, room in scheduler.hungry():
+            scheduler.took(host, room, await store.take_deferred(host, room))
+
+    async def feed() -> None:
+        deferred: list[Job] = []
+        for seq in range(jobs):
+            job = Job(seq, request, None, target, None, names[seq % hosts])
+            if scheduler.wants(job):
+                scheduler.add(job)
+            else:
+                deferred.append(job)
+            if seq % 256 == 0:  # a batch, as the engine's feeder reads them
+                if deferred:
+                    await store.defer(deferred)
+                    scheduler.deferred(deferred)
+                    deferred = []
+                await refill()
+                await scheduler.wait_room()
+        if deferred:
+            await store.defer(deferred)
+            scheduler.deferred(deferred)
+        while scheduler.has_deferred:
+            await scheduler.wait_hungry()
+            await refill()
+        scheduler.close()
+
+    async def work() -> None:
+        while (job := await scheduler.wait_job()) is not None:
+            scheduler.release(job)
+            scheduler.finish(job)
+            await asyncio.sleep(0)
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(feed())
+        for _ in range(WORKERS):
+            group.create_task(work())
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return elapsed / jobs * 1e6, peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"{args.jobs:,} jobs, {WORKERS} workers; us per job (add, take, release, finish)")
+    print(f"{'hosts':>8} {'pacing':>8} {'us/job':>8} {'peak MiB':>9}")
+    for hosts in (1, 1_000, 100_000):
+        for label, politeness in (
+            ("none", Politeness()),
+            ("rate", Politeness(per_second=1e9, burst=1000)),
+        ):
+            per_job, peak = asyncio.run(drive(args.jobs, hosts, politeness))
+            print(f"{hosts:>8,} {label:>8} {per_job:>8.2f} {peak:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
