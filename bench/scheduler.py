@@ -5,8 +5,9 @@
 Drives shoal's Scheduler directly (no network, no journal): jobs are added as room frees
 up, taken by 100 workers and finished at once, spread over 1, 1,000 and 100,000 hosts, with
 and without per-host pacing. A single host's backlog is deferred to a MemoryStore and taken
-back as its queue drains, as the engine does. Prints microseconds per job and the peak of memory allocated
-by Python while it runs (tracemalloc), so the figures compare within one run.
+back as its queue drains, as the engine does. Prints microseconds per job and the peak of
+memory allocated by Python while it runs (tracemalloc), so the figures compare within one
+run.
 """
 
 from __future__ import annotations

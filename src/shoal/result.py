@@ -38,6 +38,9 @@ class Error:
     message: str
     #: Set by a handler's ``Rejected(..., retry=True)``: retry under the policy first.
     retry: bool = False
+    #: For ``dns`` and ``connect``: the host that could not be reached (after a redirect,
+    #: not the one the request named). Not part of the record.
+    host: str | None = None
 
     def to_record(self) -> dict[str, str]:
         return {"kind": self.kind.value, "message": self.message}

@@ -22,7 +22,8 @@ def _message(exc: BaseException, fallback: str) -> str:
 def classify(exc: BaseException) -> Error:
     """The error kind and message for an exception raised while making a request."""
     kind = _kind(exc)
-    return Error(kind, _message(exc, type(exc).__name__))
+    host = exc.host if isinstance(exc, aiohttp.ClientConnectorError) else None
+    return Error(kind, _message(exc, type(exc).__name__), host=host)
 
 
 def _kind(exc: BaseException) -> ErrorKind:

@@ -35,9 +35,10 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
     """A session tuned for bulk fetching.
 
     No cookie jar (every request stands alone, and the jar costs CPU per request), no
-    environment proxies, no pool wait (the scheduler already caps requests in flight, so
-    the connector's limit is only a safety net), and the three timeouts of an attempt:
-    total (through the end of the body), connect, and between reads.
+    silent resends (see below), no environment proxies, no pool wait (the scheduler
+    already caps requests in flight, so the connector's limit is only a safety net), and
+    the three timeouts of an attempt: total (through the end of the body), connect, and
+    between reads.
     """
     resolver = settings.resolver
     if settings.resolve:
@@ -50,7 +51,7 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         resolver=resolver,
         ttl_dns_cache=300,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         headers=dict(settings.headers),
@@ -64,3 +65,10 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         max_field_size=MAX_HEADER_LINE_BYTES,
         max_headers=MAX_HEADERS,
     )
+    # aiohttp quietly sends an idempotent request a second time when the connection fails
+    # before the response. shoal counts attempts, and its retry policy decides (and waits)
+    # for every resend, so this one is turned off: one attempt is one request on the wire.
+    # It is an internal attribute of aiohttp; without it, nothing changes but the count.
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session

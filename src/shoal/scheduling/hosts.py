@@ -172,6 +172,7 @@ class HostControl:
         "failures",
         "gave_up",
         "limit",
+        "name",
         "parked_until",
         "paused_until",
         "probes",
@@ -186,9 +187,11 @@ class HostControl:
         rule: HostRule,
         politeness: Politeness,
         *,
+        name: str = "",
         share: float = 1.0,
         retry_after_max_s: float = math.inf,
     ) -> None:
+        self.name = name
         # A shard serving part of a host gets the same part of its rate.
         limit = rule.max_in_flight
         self.limit = max(1, limit)
@@ -302,7 +305,11 @@ class HostControl:
             and result.status not in SLOW_DOWN
         ):
             return False  # the common case: a plain host, a plain answer
-        if error is not None and error.kind in UNREACHABLE:
+        if (
+            error is not None
+            and error.kind in UNREACHABLE
+            and (error.host is None or error.host == self.name)
+        ):
             self._unreachable(error, now)
         else:
             self.failures = 0

@@ -326,6 +326,7 @@ class Scheduler:
             control = HostControl(
                 rule,
                 self._politeness,
+                name=name,
                 share=share,
                 retry_after_max_s=self._retry_after_max_s,
             )
