@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -21,6 +22,7 @@ from shoal.result import Error, ErrorKind
 SCHEMES = frozenset({"http", "https"})
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _MAX_URL_CHARS = 16_384
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,9 @@ def check_url(text: str) -> URL | Error:
             ErrorKind.INVALID_URL,
             "URL is empty, or holds whitespace, control characters or invalid Unicode",
         )
+    problem = _authority_problem(text)
+    if problem is not None:
+        return Error(ErrorKind.INVALID_URL, problem)
     try:
         url = URL(text)
         scheme = url.scheme
@@ -81,6 +86,37 @@ def check_url(text: str) -> URL | Error:
     if url.raw_path == "/":  # "http://host" and "http://host/" are one resource
         url = url.with_path("/", keep_query=True)
     return url.with_fragment(None)
+
+
+def _authority_problem(text: str) -> str | None:
+    """What is wrong with the host and port of ``scheme://authority/...``, if anything.
+
+    yarl is lenient here: it accepts brackets around things that are not IPv6 addresses,
+    and ports such as ``+80``, ``8_0`` or non-ASCII digits.
+    """
+    match = _AUTHORITY.match(text)
+    if match is None:
+        return None  # no authority to check: the parser decides
+    authority = match.group(1).rpartition("@")[2]
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            return "unclosed IPv6 address in brackets"
+        try:
+            ipaddress.IPv6Address(authority[1:end])
+        except ValueError:
+            return f"{authority[: end + 1]!r} is not an IPv6 address"
+        rest = authority[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return f"unexpected {rest!r} after the IPv6 address"
+        port = rest[1:]
+    elif "[" in authority or "]" in authority:
+        return f"brackets in host {authority!r}"
+    else:
+        port = authority.rpartition(":")[2] if ":" in authority else ""
+    if port and not (port.isascii() and port.isdigit()):
+        return f"port {port!r} is not a number"
+    return None
 
 
 @functools.lru_cache(maxsize=4096)

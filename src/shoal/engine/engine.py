@@ -360,7 +360,7 @@ class Engine:
         if not state.input_done:
             while not self._stopping:
                 before = source.position
-                entries = await source.read_batch(_INPUT_BATCH)
+                entries = await self._read(source, store, scheduler)
                 if entries == [] and source.position == before:
                     continue  # a quiet input: nothing to admit yet
                 if entries is None:
@@ -417,6 +417,27 @@ class Engine:
             scheduler.deferred(deferred)
         await self._refill(store, scheduler)
         await scheduler.wait_room()
+
+    async def _read(self, source: Source, store: Store, scheduler: Scheduler) -> list[Entry] | None:
+        """The input's next batch; while it is awaited (a quiet pipe, a slow iterator),
+        deferred jobs keep coming back as their hosts run low."""
+        if not scheduler.has_deferred:
+            return await source.read_batch(_INPUT_BATCH)
+        reading = asyncio.ensure_future(source.read_batch(_INPUT_BATCH))
+        try:
+            while True:
+                hungry = asyncio.ensure_future(scheduler.wait_hungry())
+                try:
+                    await asyncio.wait([reading, hungry], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    hungry.cancel()
+                if reading.done():
+                    return reading.result()
+                await self._refill(store, scheduler)
+        finally:
+            if not reading.done():
+                reading.cancel()
+                await asyncio.wait([reading])
 
     @staticmethod
     async def _refill(store: Store, scheduler: Scheduler) -> None:

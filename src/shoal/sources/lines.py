@@ -28,6 +28,9 @@ def parse_line(raw: bytes, line: int, default_method: str = "GET") -> Entry | No
 
     ``default_method`` applies to bare URLs and to objects that do not name a method.
     """
+    head = raw.lstrip()
+    if not head or head.startswith(b"#"):
+        return None  # blank, or a comment (whatever bytes follow the '#')
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
@@ -136,7 +139,11 @@ class FileSource(Source):
             line += 1
             offset += len(raw)
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                offset += self._discard_rest_of_line()
+                skipped, blank = self._discard_rest_of_line()
+                offset += skipped
+                head = raw.lstrip()
+                if head.startswith(b"#") or (not head and blank):
+                    continue  # a long comment, or a long blank line: skipped like any other
                 entries.append(
                     invalid_entry(
                         raw[:200].decode("utf-8", "replace"),
@@ -156,13 +163,16 @@ class FileSource(Source):
             return None
         return entries
 
-    def _discard_rest_of_line(self) -> int:
+    def _discard_rest_of_line(self) -> tuple[int, bool]:
+        """Skip to the end of the line: the bytes skipped, and whether they were all blank."""
         skipped = 0
+        blank = True
         while True:
             chunk = self._readline(MAX_LINE_BYTES) or b""
             skipped += len(chunk)
+            blank = blank and not chunk.strip()
             if not chunk or chunk.endswith(b"\n"):
-                return skipped
+                return skipped, blank
 
     async def wait_total(self) -> int | None:
         """Count the lines of a regular file (a cheap estimate of the requests in it)."""

@@ -93,10 +93,11 @@ class SQLiteStore(Store):
 
     def _open(self, input_name: str) -> JobState:
         self._lock()
+        _drop_stale_shared_memory(self.path)
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+            raise OutputError(f"cannot open journal {self.path}: {exc}") from exc
         self._db = db
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -337,8 +338,8 @@ class SQLiteStore(Store):
         """
         try:
             fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from exc
+        except OSError as exc:  # an unwritable place: a fault to fix, not a bad option
+            raise OutputError(f"cannot open journal {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -347,6 +348,29 @@ class SQLiteStore(Store):
                 f"{self.path} is in use: another shoal is running this job"
             ) from None
         self._lock_fd = fd
+
+
+def _drop_stale_shared_memory(path: str) -> None:
+    """Remove a ``-shm`` file, and an empty ``-wal``, that this process may not write,
+    beside a journal it may write.
+
+    A run on a read-only journal leaves such files behind (SQLite gives them the journal's
+    mode), and SQLite then refuses to write the journal even once it is writable again.
+    The ``-shm`` file is only an index of the WAL, rebuilt on open, and an empty ``-wal``
+    holds nothing; no other run uses them, since this one holds the lock.
+    """
+    if not os.access(path, os.W_OK):
+        return
+    for suffix in ("-shm", "-wal"):
+        extra = path + suffix
+        try:
+            stale = not os.access(extra, os.W_OK) and (
+                suffix == "-shm" or os.path.getsize(extra) == 0
+            )
+            if stale:
+                os.unlink(extra)
+        except OSError:
+            continue  # absent, or not ours to remove: SQLite will say what is wrong
 
 
 @contextlib.contextmanager
