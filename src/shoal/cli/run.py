@@ -50,8 +50,11 @@ def ignore_file_size_signal() -> None:
 
 
 def default_journal(output: str) -> str | None:
-    """The journal beside the output file; ``None`` (a temporary one) for stdout."""
-    return None if output == "-" else output + JOURNAL_SUFFIX
+    """The journal beside the output file; ``None`` (a temporary one) for stdout and for
+    outputs that are not regular files (``/dev/null``, a pipe)."""
+    if output == "-" or (os.path.exists(output) and not os.path.isfile(output)):
+        return None
+    return output + JOURNAL_SUFFIX
 
 
 def remove_journal(path: str) -> None:

@@ -76,7 +76,7 @@ def load_config(ctx: click.Context, param: click.Parameter, value: str | None) -
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{value} is not valid TOML: {exc}", param_hint=hint) from exc
     options = {
-        name: option.name
+        name: option
         for option in ctx.command.params
         if (name := long_name(option)) is not None and option.name is not None
     }
@@ -86,17 +86,36 @@ def load_config(ctx: click.Context, param: click.Parameter, value: str | None) -
             _host_policies(setting, value, Timeouts())  # to report mistakes now
             ctx.meta[_HOSTS_META] = (setting, value)
             continue
-        name = options.get(key.replace("_", "-"))
-        if name is None or key.replace("_", "-") == "config":
+        option = options.get(key.replace("_", "-"))
+        if option is None or option.name is None or key.replace("_", "-") == "config":
             raise click.BadParameter(
                 f"{value}: {key!r} is not an option of 'shoal {ctx.command.name}'",
                 param_hint=hint,
             )
-        if name == "headers" and isinstance(setting, Mapping):
+        if option.name == "headers" and isinstance(setting, Mapping):
             setting = [f"{header}: {text}" for header, text in setting.items()]
-        defaults[name] = setting
+        elif option.multiple and isinstance(setting, str):
+            setting = [setting]
+        _check_value(ctx, option, key, setting, value)
+        defaults[option.name] = setting
     ctx.default_map = defaults
     return value
+
+
+def _check_value(
+    ctx: click.Context, option: click.Parameter, key: str, setting: object, path: str
+) -> None:
+    """Convert a file's value as the command line would, so a bad one names the file."""
+    values = setting if option.multiple and isinstance(setting, list) else [setting]
+    if option.multiple and not isinstance(setting, list):
+        raise _bad(path, f"{key}: expected a list, got {setting!r}")
+    for item in values:
+        if isinstance(item, Mapping | list):
+            raise _bad(path, f"{key}: {item!r} is not a single value")
+        try:
+            option.type.convert(item, option, ctx)
+        except click.BadParameter as exc:
+            raise _bad(path, f"{key} (--{long_name(option)}): {exc.message}") from exc
 
 
 def host_policies(ctx: click.Context, timeouts: Timeouts) -> dict[str, HostPolicy]:

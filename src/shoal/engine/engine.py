@@ -317,7 +317,7 @@ class Engine:
         scheduler = self._scheduler = Scheduler(
             per_host=limits.per_host,
             capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
-            host_cap=None if shard is None else shard.host_cap,
+            host_cap=None if shard is None else _host_cap(shard),
             rules=self._rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,
@@ -380,22 +380,20 @@ class Engine:
         scheduler.close()
 
     def _own_entries(self, entries: list[Entry]) -> list[Entry]:
-        """The entries this engine's shard handles."""
+        """The entries this engine's shard handles (each host's rule decides its spread)."""
         shard = self._shard
         assert shard is not None
         rules = self._rules
-        if rules.uniform:
-            return [entry for entry in entries if shard.owns(entry)]
-        return [
-            entry
-            for entry in entries
-            if shard.owns(
-                entry,
-                rules.for_host(entry.target.raw_host or "").max_in_flight
-                if entry.target is not None
-                else None,
-            )
-        ]
+        owned = []
+        for entry in entries:
+            if entry.target is None:
+                mine = shard.owns(entry)
+            else:
+                rule = rules.for_host(entry.target.raw_host or "")
+                mine = shard.owns(entry, rule.max_in_flight, paced=rule.paced)
+            if mine:
+                owned.append(entry)
+        return owned
 
     async def _dispatch(
         self,
@@ -613,6 +611,13 @@ async def _handle(handler: Handler, result: Result) -> None:
         result.error = Error(ErrorKind.HANDLER, f"{type(exc).__name__}: {exc}")
     else:
         result.data = data
+
+
+def _host_cap(shard: Shard) -> Callable[[str, int, bool], int]:
+    def cap(host: str, limit: int, paced: bool) -> int:
+        return shard.host_cap(host, limit, paced=paced)
+
+    return cap
 
 
 def _open_store(journal: str | Store | None, records: bool) -> Store:

@@ -79,8 +79,12 @@ class Fetcher:
         except aiohttp.ServerTimeoutError as exc:  # the connect and between-reads timeouts
             result.error = classify(exc)
         except TimeoutError:  # the session's total deadline for the attempt
+            total_s = self._total_s
+            if self._rules is not None:
+                timeouts = self._rules.for_host(job.host).timeouts
+                total_s = total_s if timeouts is None else timeouts.total_s
             result.error = Error(
-                ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({self._total_s:g} s)"
+                ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({total_s:g} s)"
             )
         except (aiohttp.ClientError, OSError) as exc:
             result.error = classify(exc)

@@ -62,7 +62,7 @@ class Scheduler:
         *,
         per_host: int,
         capacity: int,
-        host_cap: Callable[[str, int], int] | None = None,
+        host_cap: Callable[[str, int, bool], int] | None = None,
         rules: HostRules | None = None,
         retry_after_max_s: float = math.inf,
         rng: random.Random | None = None,
@@ -320,7 +320,7 @@ class Scheduler:
             limit = rule.max_in_flight
             share = 1.0
             if self._host_cap is not None:
-                part = max(1, self._host_cap(name, limit))
+                part = max(1, self._host_cap(name, limit, rule.paced))
                 share, limit = part / max(1, rule.max_in_flight), part
                 rule = dataclasses.replace(rule, max_in_flight=limit)
             control = HostControl(

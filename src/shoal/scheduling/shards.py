@@ -34,27 +34,30 @@ class Shard:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ConfigError("processes", f"shard {self.index} of {self.count} does not exist")
 
-    def owns(self, entry: Entry, per_host: int | None = None) -> bool:
+    def owns(self, entry: Entry, per_host: int | None = None, *, paced: bool = False) -> bool:
         """Whether this shard handles ``entry`` (whose host's cap is ``per_host``)."""
-        return self.route(entry, per_host) == self.index
+        return self.route(entry, per_host, paced=paced) == self.index
 
-    def route(self, entry: Entry, per_host: int | None = None) -> int:
+    def route(self, entry: Entry, per_host: int | None = None, *, paced: bool = False) -> int:
         spread = int.from_bytes(entry.key[-8:], "big")
         if entry.target is None:  # not a request: any shard will do, always the same one
             return spread % self.count
         base = zlib.crc32((entry.target.raw_host or "").encode())
-        return (base + spread % self._width(per_host)) % self.count
+        return (base + spread % self._width(per_host, paced)) % self.count
 
-    def host_cap(self, host: str, per_host: int | None = None) -> int:
+    def host_cap(self, host: str, per_host: int | None = None, *, paced: bool = False) -> int:
         """This shard's part of ``host``'s in-flight cap (0: none of its requests come here).
 
-        ``per_host`` is the host's own cap when it differs from the job's.
+        ``per_host`` is the host's own cap when it differs from the job's. A ``paced`` host
+        (a rate or a delay) goes to one shard whole, so one clock spaces all its requests.
         """
-        width = self._width(per_host)
+        width = self._width(per_host, paced)
         rank = (self.index - zlib.crc32(host.encode())) % self.count
         if rank >= width:
             return 0
         return split(self.per_host if per_host is None else per_host, width, rank)
 
-    def _width(self, per_host: int | None) -> int:
+    def _width(self, per_host: int | None, paced: bool) -> int:
+        if paced:
+            return 1
         return min(self.per_host if per_host is None else per_host, self.count)

@@ -92,6 +92,8 @@ class SQLiteStore(Store):
         return await self._call(self._open, input_name)
 
     def _open(self, input_name: str) -> JobState:
+        if os.path.isdir(self.path):
+            raise JournalError(f"{self.path} is a folder, not a journal file")
         self._lock()
         _drop_stale_shared_memory(self.path)
         try:
