@@ -294,10 +294,12 @@ async def test_full_disk_for_the_output_stops_with_exit_3_then_resumes(
     source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
     source.write_bytes(lines(*urls))
     output.symlink_to("/dev/full")
-    args = ("fetch", str(source), "-o", str(output), "-c", "4", *RESOLVE, *QUIET)
+    journal = tmp_path / "out.jsonl.journal"
+    # --job: an output that is not a regular file gets a temporary journal by default.
+    args: tuple[str, ...] = ("fetch", str(source), "-o", str(output), "--job", str(journal))
+    args += ("-c", "4", *RESOLVE, *QUIET)
     stopped = await launch(*args)
     assert_clean_stop(stopped, "cannot write output", "No space left on device")
-    journal = tmp_path / "out.jsonl.journal"
     check, recorded = inspect_journal(journal)
     assert check == "ok"
     assert 0 < len(recorded) < len(urls), "the fault should come mid-run"
