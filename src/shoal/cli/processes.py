@@ -138,6 +138,7 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
             "shoal.cli.shard",
             plan_path,
             str(index),
+            str(os.getpid()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if to_stdout else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

@@ -9,6 +9,7 @@ taking work; second: cancel); SIGINT from the terminal is left to the parent.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import os
 import pickle
@@ -21,13 +22,16 @@ from rich.console import Console
 
 from shoal.cli.main import run_async
 from shoal.cli.processes import STATS_MARK, Plan, shard_journal, shard_output
-from shoal.cli.run import execute, ignore_file_size_signal
+from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal
 from shoal.config import Limits
 from shoal.engine import Engine
 from shoal.reporting import Statistics
 from shoal.scheduling import Shard, split
 
 _REPORT_EVERY_S = 0.25
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _report(stats: Statistics) -> None:
@@ -67,10 +71,21 @@ async def run_shard(plan: Plan, index: int) -> int:
     return code
 
 
+def _stop_with_parent(parent: int) -> None:
+    """Get SIGTERM (a clean stop) when the coordinating process dies, even by SIGKILL, so
+    no worker goes on alone holding its journal; exit now if it is already gone."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.exit(EXIT_INTERRUPTED)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ignore_file_size_signal()
-    plan_path, index = sys.argv[1], int(sys.argv[2])
+    plan_path, index, parent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    _stop_with_parent(parent)
     with open(plan_path, "rb") as file:
         plan: Plan = pickle.load(file)
     sys.exit(run_async(run_shard(plan, index)))

@@ -483,6 +483,8 @@ class Engine:
                 if result.error is not None:
                     delay = retry_delay(policy, result, rng)
             if delay is not None:
+                # The attempts so far go to the journal, so a resumed run honours the budget.
+                await _put(completions, (job, None))
                 # Once stopped, the job is let go: it stays pending for the next run.
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
@@ -496,10 +498,7 @@ class Engine:
         job: Job,
         result: Result,
     ) -> None:
-        try:
-            completions.put_nowait((job, result))
-        except asyncio.QueueFull:
-            await completions.put((job, result))
+        await _put(completions, (job, result))
         scheduler.finish(job)
 
     async def _commit(
@@ -526,11 +525,12 @@ class Engine:
             records = await store.complete(batch, mark)
             if outputs is not None:
                 mark = await outputs.write(records)
-            for _, result in batch:
+            finals = [result for _, result in batch if result is not None]
+            for result in finals:
                 recorder.add(result)
             recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
             if deliver is not None:
-                for _, result in batch:
+                for result in finals:
                     await deliver(result)
         if outputs is not None:
             await store.save_mark(mark)
@@ -582,6 +582,13 @@ class _ResultIterator:
                 raise item.error
             raise StopAsyncIteration
         return item
+
+
+async def _put(completions: asyncio.Queue[Completion | None], item: Completion) -> None:
+    try:
+        completions.put_nowait(item)
+    except asyncio.QueueFull:
+        await completions.put(item)
 
 
 def _drain(completions: asyncio.Queue[Completion | None], batch: list[Completion]) -> bool:

@@ -71,6 +71,8 @@ class MemoryStore(Store):
         records: list[Record] = []
         dumps = orjson.dumps
         for _job, result in done:
+            if result is None:
+                continue  # attempts so far: nothing to keep without a journal
             self._done_seq += 1
             if self._records:
                 record = memoryview(dumps(result.to_record())).tobytes()  # see SQLiteStore

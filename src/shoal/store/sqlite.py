@@ -279,6 +279,9 @@ class SQLiteStore(Store):
         done_seq = self._done_seq
         dumps = orjson.dumps
         for job, result in done:
+            if result is None:  # not final: only the attempts made so far
+                states.append((_PENDING, job.attempts, job.seq))
+                continue
             done_seq += 1
             # orjson's bytes keep a buffer of several KiB; an exact copy frees it at once.
             record = memoryview(dumps(result.to_record())).tobytes()
@@ -294,9 +297,11 @@ class SQLiteStore(Store):
         try:
             with _transaction(db):
                 db.executemany("UPDATE requests SET state = ?, attempts = ? WHERE seq = ?", states)
-                db.executemany(
-                    "INSERT INTO records(done_seq, seq, failed, record) VALUES (?, ?, ?, ?)", rows
-                )
+                if rows:
+                    db.executemany(
+                        "INSERT INTO records(done_seq, seq, failed, record) VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
                 db.executemany(
                     "REPLACE INTO meta(name, value) VALUES (?, ?)",
                     [

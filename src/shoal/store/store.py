@@ -18,7 +18,7 @@ from shoal.result import Result
 from shoal.sources.source import Position
 
 #: A finished job and its result, ready to be committed.
-Completion = tuple[Job, Result]
+Completion = tuple[Job, Result | None]
 #: A committed record: its commit sequence number and its JSON line (no newline).
 Record = tuple[int, bytes]
 
@@ -87,7 +87,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
-        """Commit final results and the current sink mark; return the new records in order."""
+        """Commit final results and the current sink mark; return the new records in order.
+
+        An item whose result is ``None`` is not final: it records the attempts its job has
+        made so far (a retry is coming), so a resumed run does not grant them again.
+        """
 
     @abc.abstractmethod
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:
