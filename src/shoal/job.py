@@ -62,13 +62,19 @@ class Job:
     def restore(
         cls, seq: int, request: Request, line: int | None, error: Error | None, attempts: int
     ) -> Job:
-        """Rebuild a job that an earlier run admitted but did not finish."""
+        """Rebuild a job that the store admitted but that is not final yet.
+
+        Its URL was checked and normalised at admission, so it is taken as it is.
+        """
         target: URL | None = None
         if error is None:
-            checked = check_url(request.url)
-            if isinstance(checked, Error):
-                error = checked
-            else:
-                target = checked
+            try:
+                target = URL(request.url, encoded=True)
+            except ValueError:  # not from a journal shoal wrote: check it in full
+                checked = check_url(request.url)
+                if isinstance(checked, Error):
+                    error = checked
+                else:
+                    target = checked
         host = "" if target is None else (target.raw_host or "")
         return cls(seq, request, line, target, error, host, attempts)
