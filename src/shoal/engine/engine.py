@@ -335,8 +335,9 @@ class Engine:
             ]
             self._abortable = [feeder, *workers]
             estimate = None if state.input_done else group.create_task(self._estimate_total(source))
+            refill = group.create_task(self._refill(store, scheduler))
             group.create_task(self._commit(store, outputs, completions, mark, deliver))
-            group.create_task(self._end_commits(feeder, workers, estimate, completions))
+            group.create_task(self._end_commits(feeder, workers, [estimate, refill], completions))
 
     # -- the stages ------------------------------------------------------------------------
 
@@ -360,7 +361,7 @@ class Engine:
         if not state.input_done:
             while not self._stopping:
                 before = source.position
-                entries = await self._read(source, store, scheduler)
+                entries = await source.read_batch(_INPUT_BATCH)
                 if entries == [] and source.position == before:
                     continue  # a quiet input: nothing to admit yet
                 if entries is None:
@@ -373,10 +374,8 @@ class Engine:
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
                 await self._dispatch(jobs, store, scheduler, completions)
-        while scheduler.has_deferred and not self._stopping:
-            await scheduler.wait_hungry()
-            await self._refill(store, scheduler)
-            await scheduler.wait_room()
+        if not self._stopping:
+            await scheduler.wait_no_deferred()  # the refiller brings the last ones back
         scheduler.close()
 
     def _own_entries(self, entries: list[Entry]) -> list[Entry]:
@@ -413,35 +412,16 @@ class Engine:
         if deferred:
             await store.defer(deferred)
             scheduler.deferred(deferred)
-        await self._refill(store, scheduler)
         await scheduler.wait_room()
-
-    async def _read(self, source: Source, store: Store, scheduler: Scheduler) -> list[Entry] | None:
-        """The input's next batch; while it is awaited (a quiet pipe, a slow iterator),
-        deferred jobs keep coming back as their hosts run low."""
-        if not scheduler.has_deferred:
-            return await source.read_batch(_INPUT_BATCH)
-        reading = asyncio.ensure_future(source.read_batch(_INPUT_BATCH))
-        try:
-            while True:
-                hungry = asyncio.ensure_future(scheduler.wait_hungry())
-                try:
-                    await asyncio.wait([reading, hungry], return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    hungry.cancel()
-                if reading.done():
-                    return reading.result()
-                await self._refill(store, scheduler)
-        finally:
-            if not reading.done():
-                reading.cancel()
-                await asyncio.wait([reading])
 
     @staticmethod
     async def _refill(store: Store, scheduler: Scheduler) -> None:
-        """Bring deferred jobs back for the hosts whose queues ran low."""
-        for host, room in scheduler.hungry():
-            scheduler.took(host, room, await store.take_deferred(host, room))
+        """Bring deferred jobs back for the hosts whose queues run low, all run long (its
+        own task, so the input is read on meanwhile)."""
+        while True:
+            await scheduler.wait_hungry()
+            for host, room in scheduler.hungry():
+                scheduler.took(host, room, await store.take_deferred(host, room))
 
     async def _work(
         self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]
@@ -539,12 +519,13 @@ class Engine:
         self,
         feeder: asyncio.Task[None],
         workers: list[asyncio.Task[None]],
-        estimate: asyncio.Task[None] | None,
+        helpers: list[asyncio.Task[None] | None],
         completions: asyncio.Queue[Completion | None],
     ) -> None:
         await asyncio.wait([feeder, *workers])
-        if estimate is not None:
-            estimate.cancel()
+        for helper in helpers:
+            if helper is not None:
+                helper.cancel()
         await completions.put(None)
 
     async def _estimate_total(self, source: Source) -> None:

@@ -33,7 +33,7 @@ _SHOWN_HOSTS = 50
 _RESOLUTION_S = 0.001
 #: Jobs queued in memory for one host, at most; its further jobs are deferred to the store
 #: and taken back as its queue drains (at half of this).
-HOST_QUEUE = 256
+HOST_QUEUE = 64
 
 
 class _Host:
@@ -92,6 +92,8 @@ class Scheduler:
         self._deferred: dict[str, int] = {}
         self._hungry: set[str] = set()
         self._refill = asyncio.Event()
+        self._no_deferred = asyncio.Event()
+        self._no_deferred.set()
 
     # -- what the engine reads ---------------------------------------------------------------
 
@@ -186,6 +188,8 @@ class Scheduler:
     def deferred(self, jobs: list[Job]) -> None:
         """``jobs`` were deferred to the store."""
         counts = self._deferred
+        if jobs:
+            self._no_deferred.clear()
         for job in jobs:
             counts[job.host] = counts.get(job.host, 0) + 1
             host = self._hosts.get(job.host)
@@ -215,6 +219,8 @@ class Scheduler:
         left = self._deferred.get(name, 0) - len(jobs)
         if left <= 0 or len(jobs) < asked:
             self._deferred.pop(name, None)  # the store has no more of them
+            if not self._deferred:
+                self._no_deferred.set()
         else:
             self._deferred[name] = left
         for job in jobs:
@@ -227,6 +233,10 @@ class Scheduler:
     async def wait_hungry(self) -> None:
         """Wait until some host with deferred jobs runs low (or the scheduler stops)."""
         await self._refill.wait()
+
+    async def wait_no_deferred(self) -> None:
+        """Wait until every deferred job is back (or the scheduler stops)."""
+        await self._no_deferred.wait()
 
     def close(self) -> None:
         """No more jobs will be added: workers end once the held jobs are final."""
@@ -248,6 +258,7 @@ class Scheduler:
             host.ready = host.sleeping = False
         self._room.set()
         self._refill.set()
+        self._no_deferred.set()
         self._wake_all()
 
     # -- working -----------------------------------------------------------------------------

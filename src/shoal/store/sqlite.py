@@ -185,7 +185,7 @@ class SQLiteStore(Store):
             with _transaction(db):
                 rows = db.execute(
                     "SELECT r.seq, r.line, r.spec, r.attempts FROM temp.deferred AS d"
-                    " JOIN requests AS r ON r.seq = d.seq"
+                    " CROSS JOIN requests AS r ON r.seq = d.seq"  # deferred first: by its key
                     " WHERE d.host = ? ORDER BY d.seq LIMIT ?",
                     (host, limit),
                 ).fetchall()
