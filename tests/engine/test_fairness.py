@@ -17,7 +17,7 @@ from shoal.scheduling.scheduler import HOST_QUEUE
 from tests.conftest import resolver
 from tests.servers import Misbehaving
 
-BIG = 12_000
+BIG = 6_000
 SMALL_HOSTS = 40
 
 
@@ -25,7 +25,9 @@ SMALL_HOSTS = 40
 async def test_small_hosts_behind_a_huge_backlog_are_served_early(
     server: Misbehaving, tmp_path: Path, journal: bool
 ) -> None:
-    urls = [server.url(f"/ok?n={n}", host="big.test") for n in range(BIG)]
+    # The big host answers in 2 ms, four at a time: the network, not the journal, sets the
+    # pace, as it does away from loopback.
+    urls = [server.url(f"/delay?s=0.002&n={n}", host="big.test") for n in range(BIG)]
     urls += [server.url(f"/ok?s={h}", host=f"s{h}.test") for h in range(SMALL_HOSTS)]
     engine = shoal.Engine(
         resolver=resolver(),
@@ -38,15 +40,15 @@ async def test_small_hosts_behind_a_huge_backlog_are_served_early(
     big = server.log.hosts["big.test"]
     assert big.requests == BIG and big.peak <= 4
     # Without deferral the scheduler would hold the first ~1,500 big jobs and read on only
-    # as they finish: the small hosts would wait for about BIG - 1,500 requests (87%).
-    early = sorted(big.times)[BIG // 4]
+    # as they finish: the small hosts would wait for about BIG - 1,500 requests (75%).
+    early = sorted(big.times)[BIG // 20]
     for h in range(SMALL_HOSTS):
         (served,) = server.log.hosts[f"s{h}.test"].times
-        assert served < early, f"s{h}.test waited for more than a quarter of big.test"
+        assert served < early, f"s{h}.test waited for more than 5% of big.test"
 
 
 async def test_deferred_jobs_keep_their_order(server: Misbehaving) -> None:
-    count = HOST_QUEUE * 10
+    count = HOST_QUEUE * 3
     urls = [server.url(f"/ok?n={n}", host="one.test") for n in range(count)]
     engine = shoal.Engine(resolver=resolver(), limits=Limits(concurrency=1, per_host=1))
     async with engine, engine.stream(urls) as results:

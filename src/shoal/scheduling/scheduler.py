@@ -33,7 +33,7 @@ _SHOWN_HOSTS = 50
 _RESOLUTION_S = 0.001
 #: Jobs queued in memory for one host, at most; its further jobs are deferred to the store
 #: and taken back as its queue drains (at half of this).
-HOST_QUEUE = 64
+HOST_QUEUE = 512
 
 
 class _Host:
