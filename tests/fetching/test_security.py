@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,13 @@ def _redirect(server: Misbehaving, target: str) -> str:
 async def test_credentials_are_not_sent_to_another_origin(
     server: Misbehaving, redirect: str
 ) -> None:
+    # A port bound but not listening: connections to it are refused, whatever else runs.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
     if redirect == "other host":
         target = server.url("/echo", host="b.test")
     elif redirect == "other port":
-        target = f"http://a.test:{server.port + 1}/echo"
+        target = f"http://a.test:{closed.getsockname()[1]}/echo"
     else:
         target = server.url("/echo")
     engine = shoal.Engine(
@@ -49,8 +53,9 @@ async def test_credentials_are_not_sent_to_another_origin(
         timeouts=shoal.Timeouts(total_s=3, connect_s=1, read_s=2),
         keep_body=True,
     )
-    async with engine, engine.stream([_redirect(server, target)]) as results:
-        (result,) = [result async for result in results]
+    with closed:
+        async with engine, engine.stream([_redirect(server, target)]) as results:
+            (result,) = [result async for result in results]
     first = server.log.headers[0]
     for name, value in SECRETS.items():  # the first hop gets them: same origin as asked
         assert first.get(name) == value
