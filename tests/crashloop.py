@@ -40,6 +40,8 @@ import orjson
 from aiohttp import web
 from aiohttp.web_request import Request
 
+from tests.servers import serve
+
 SHOAL = (sys.executable, "-m", "shoal")
 RESOLVE = ("--resolve", "*.test:127.0.0.1")
 #: Retry quickly, so failures become final within a run; ``--fail`` makes 404 and 500 final
@@ -105,11 +107,7 @@ class CrashServer:
         app.router.add_get("/flaky/{n}", self._flaky)
         app.router.add_get("/status/{n}", self._status)
         app.router.add_get("/drop/{n}", self._drop)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

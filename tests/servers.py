@@ -73,6 +73,16 @@ def _host(request: Request) -> str:
     return (request.host or "").rsplit(":", 1)[0]
 
 
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1 at a free port; the runner (``cleanup()`` stops it) and
+    the port."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
 class Misbehaving:
     """The server. ``await start()``, use ``url(path, host=...)``, ``await stop()``."""
 
@@ -110,11 +120,7 @@ class Misbehaving:
         ]
         for path, handler in routes:
             app.router.add_route("*", path, handler)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -39,7 +39,7 @@ from shoal import (
 )
 from shoal.engine import Requests
 from tests.conftest import TEST_HOSTS, resolver
-from tests.servers import Misbehaving
+from tests.servers import Misbehaving, serve
 
 #: Slack for timer resolution and delivery noise on a lower bound of spacing (seconds).
 SLACK_S = 0.010
@@ -527,11 +527,7 @@ class Answering:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/answer", self.answer)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

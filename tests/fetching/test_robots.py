@@ -17,6 +17,7 @@ from shoal import ErrorKind, Limits, Politeness, RetryPolicy, Timeouts
 from tests.cli.test_cli import RESOLVE
 from tests.cli.test_cli import shoal as run_shoal
 from tests.conftest import resolver
+from tests.servers import serve
 
 ROBOTS = {
     "rules.test": (
@@ -46,11 +47,7 @@ class RobotsServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:
