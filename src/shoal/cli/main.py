@@ -12,6 +12,14 @@ from typing import Any
 import click
 from rich.console import Console
 
+from shoal.cli.export import (
+    journal_of,
+    output_stream,
+    record_filter,
+    status_json,
+    status_lines,
+    write_records,
+)
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
     HeaderLine,
@@ -33,8 +41,10 @@ from shoal.cli.run import (
 from shoal.cli.settings import host_policies, load_config, use_environment
 from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, loop_factory
-from shoal.errors import ConfigError
+from shoal.errors import ConfigError, JournalError
+from shoal.result import ErrorKind
 from shoal.sources.items import valid_method
+from shoal.store.reader import JournalReader
 from shoal.version import __version__
 
 #: Library setting names, as the command line spells them (for error messages).
@@ -416,6 +426,103 @@ def fetch(
 
 
 use_environment(fetch)
+
+
+_JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
+
+
+@cli.command()
+@_JOB
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def status(job: str, as_json: bool) -> None:
+    """Show a job's counts and progress from its journal (JOB: the journal, or the output
+    file it sits beside). Safe while the job runs."""
+    path = journal_of(job)
+    try:
+        with JournalReader(path) as reader:
+            summary = reader.summary()
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        sys.stdout.buffer.write(status_json(path, summary) + b"\n")
+    else:
+        click.echo("\n".join(status_lines(path, summary)))
+
+
+@cli.command()
+@_JOB
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines (the records as written), or CSV with one column per field.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["all", "ok", "failed"]),
+    default="all",
+    show_default=True,
+    help="Only successes, or only failures.",
+)
+@click.option("--error", "errors", multiple=True, help="Only this error kind (repeatable).")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only this status (503) or class (5xx) (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default="stdout",
+    type=click.Path(allow_dash=True, dir_okay=False, writable=True),
+    help="Where the records go.",
+)
+def export(
+    job: str,
+    form: str,
+    only: str,
+    errors: tuple[str, ...],
+    statuses: tuple[str, ...],
+    output: str,
+) -> None:
+    """Write a job's final records again from its journal, in commit order (JOB: the
+    journal, or the output file it sits beside)."""
+    kinds = {kind.value for kind in ErrorKind}
+    for kind in errors:
+        if kind not in kinds:
+            raise click.BadParameter(
+                f"{kind!r} is not an error kind ({', '.join(sorted(kinds))})",
+                param_hint="'--error'",
+            )
+    for code in statuses:
+        if not (code.isdigit() and 100 <= int(code) <= 599) and not (
+            len(code) == 3 and code[0] in "12345" and code[1:].lower() == "xx"
+        ):
+            raise click.BadParameter(
+                f"{code!r} is not a status or a class such as 5xx", param_hint="'--status'"
+            )
+    path = journal_of(job)
+    failed = {"all": None, "ok": False, "failed": True}[only]
+    try:
+        with JournalReader(path) as reader:
+            out = output_stream(output)
+            try:
+                write_records(
+                    reader.records(failed=failed),
+                    out,
+                    form=form,
+                    keep=record_filter(errors, tuple(s.lower() for s in statuses)),
+                )
+            finally:
+                out.flush()
+                if out is not sys.stdout.buffer:
+                    out.close()
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @cli.command()

@@ -1,0 +1,156 @@
+"""Reading a job back from its journal: ``shoal status`` and ``shoal export``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import orjson
+
+from shoal.cli.run import JOURNAL_SUFFIX
+from shoal.store.reader import JobSummary
+
+#: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
+#: ``error``, and ``meta`` and ``data`` are written as JSON text.
+CSV_COLUMNS = (
+    "url",
+    "id",
+    "method",
+    "line",
+    "final_url",
+    "status",
+    "error_kind",
+    "error_message",
+    "attempts",
+    "bytes",
+    "sha256",
+    "content_type",
+    "elapsed_ms",
+    "ttfb_ms",
+    "started_at",
+    "redirects",
+    "meta",
+    "data",
+)
+
+
+def journal_of(job: str) -> str:
+    """The journal a JOB argument names: the journal itself, or an output file beside it."""
+    if not job.endswith(JOURNAL_SUFFIX) and os.path.isfile(job + JOURNAL_SUFFIX):
+        return job + JOURNAL_SUFFIX
+    return job
+
+
+def status_lines(path: str, summary: JobSummary) -> list[str]:
+    """``shoal status`` as text lines."""
+    read = "read to the end" if summary.input_done else f"{summary.lines_read:,} lines read so far"
+    lines = [
+        f"job        {path}",
+        f"input      {summary.input} ({read})",
+        f"requests   {summary.admitted:,} admitted: {summary.ok:,} ok, "
+        f"{summary.failed:,} failed, {summary.pending:,} pending",
+    ]
+    if summary.by_status:
+        lines.append("status     " + _counts(summary.by_status))
+    if summary.by_error:
+        lines.append("errors     " + _counts(summary.by_error))
+    return lines
+
+
+def status_json(path: str, summary: JobSummary) -> bytes:
+    return orjson.dumps(
+        {
+            "job": path,
+            "input": summary.input,
+            "input_done": summary.input_done,
+            "lines_read": summary.lines_read,
+            "admitted": summary.admitted,
+            "ok": summary.ok,
+            "failed": summary.failed,
+            "pending": summary.pending,
+            "by_status": summary.by_status,
+            "by_error": summary.by_error,
+        }
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {count:,}" for name, count in counts.items())
+
+
+def record_filter(
+    errors: tuple[str, ...], statuses: tuple[str, ...]
+) -> Callable[[dict[str, Any]], bool] | None:
+    """A test on parsed records for ``--error`` and ``--status``, or ``None`` for all."""
+    if not errors and not statuses:
+        return None
+    kinds = set(errors)
+    exact = {int(s) for s in statuses if s.isdigit()}
+    classes = {int(s[0]) for s in statuses if not s.isdigit()}
+
+    def keep(record: dict[str, Any]) -> bool:
+        if kinds:
+            error = record.get("error")
+            if error is None or error.get("kind") not in kinds:
+                return False
+        if exact or classes:
+            status = record.get("status")
+            if status is None or (status not in exact and status // 100 not in classes):
+                return False
+        return True
+
+    return keep
+
+
+def write_records(
+    records: Iterator[bytes],
+    out: BinaryIO,
+    *,
+    form: str,
+    keep: Callable[[dict[str, Any]], bool] | None,
+) -> int:
+    """Write records as JSON lines or CSV; the number written."""
+    written = 0
+    if form == "jsonl":
+        for record in records:
+            if keep is None or keep(orjson.loads(record)):
+                out.write(record + b"\n")
+                written += 1
+        return written
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for record in records:
+        data = orjson.loads(record)
+        if keep is not None and not keep(data):
+            continue
+        writer.writerow(_row(data))
+        written += 1
+    text.flush()
+    text.detach()
+    return written
+
+
+def _row(record: dict[str, Any]) -> list[Any]:
+    error = record.get("error") or {}
+    row: list[Any] = []
+    for column in CSV_COLUMNS:
+        if column == "error_kind":
+            value = error.get("kind")
+        elif column == "error_message":
+            value = error.get("message")
+        elif column in ("meta", "data"):
+            raw = record.get(column)
+            value = None if raw is None else orjson.dumps(raw).decode()
+        else:
+            value = record.get(column)
+        row.append("" if value is None else value)
+    return row
+
+
+def output_stream(path: str) -> BinaryIO:
+    return sys.stdout.buffer if path == "-" else open(path, "wb")
