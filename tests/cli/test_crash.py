@@ -142,7 +142,8 @@ async def test_killed_parent_with_processes_leaves_no_worker_and_resumes(
         await wait_until(lambda: crash_server.total >= 20, 20, "the workers' first requests")
         workers = _children(process.pid)
         assert len(workers) == 2, workers
-        # A killed parent cannot remove its plan's temporary folder: the test does.
+        # A killed parent cannot remove its plan's temporary folder; its workers do (and
+        # the test does, should they not).
         plans = {folder for folder in map(_plan_folder, workers) if folder is not None}
         process.kill()
         killed = await finish(process)
@@ -154,6 +155,8 @@ async def test_killed_parent_with_processes_leaves_no_worker_and_resumes(
         assert rerun.code == 0, rerun.stderr
         assert Counter(record["url"] for record in read_records(output)) == Counter(urls)
         assert all(1 <= crash_server.hits[hit_key(url)] <= 2 for url in urls)
+        # The orphaned workers removed the plan's folder their coordinator could not.
+        assert plans and not any(folder.exists() for folder in plans)
     finally:
         if process.returncode is None:
             process.kill()

@@ -46,6 +46,8 @@ from shoal.sources import FileSource
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
 STATS_MARK = b"\x1eshoal-stats "
+#: The temporary folder of the plan the workers read.
+PLAN_PREFIX = "shoal-plan-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ async def run_processes(plan: Plan, console: Console) -> int:
             console.print(f"[red]shoal: error: {problem}[/]")
             return EXIT_USAGE
         plan = dataclasses.replace(plan, options=dataclasses.replace(options, journal=journal))
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-plan-"))
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=PLAN_PREFIX))
         plan_path = os.path.join(folder, "plan.pickle")
         _write_plan(plan_path, plan)
         # With no journal given (stdout output, no --job) the journals are temporary.

@@ -9,10 +9,12 @@ taking work; second: cancel); SIGINT from the terminal is left to the parent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
 import os
 import pickle
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -21,7 +23,7 @@ import orjson
 from rich.console import Console
 
 from shoal.cli.main import run_async
-from shoal.cli.processes import STATS_MARK, Plan, shard_journal, shard_output
+from shoal.cli.processes import PLAN_PREFIX, STATS_MARK, Plan, shard_journal, shard_output
 from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal
 from shoal.config import Limits
 from shoal.engine import Engine
@@ -35,7 +37,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _report(stats: Statistics) -> None:
-    os.write(2, STATS_MARK + orjson.dumps(stats.to_dict()) + b"\n")
+    # With the coordinator gone, nobody reads this pipe: the worker still stops cleanly.
+    with contextlib.suppress(BrokenPipeError):
+        os.write(2, STATS_MARK + orjson.dumps(stats.to_dict()) + b"\n")
 
 
 async def _watch(read: Callable[[], Statistics]) -> None:
@@ -88,7 +92,15 @@ def main() -> None:
     _stop_with_parent(parent)
     with open(plan_path, "rb") as file:
         plan: Plan = pickle.load(file)
-    sys.exit(run_async(run_shard(plan, index)))
+    try:
+        sys.exit(run_async(run_shard(plan, index)))
+    finally:
+        if os.getppid() != parent:
+            # The coordinator died (it would have removed the plan's folder): do it for it.
+            # (Its end also breaks this worker's stderr: the last report may fail.)
+            folder = os.path.dirname(plan_path)
+            if os.path.basename(folder).startswith(PLAN_PREFIX):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
