@@ -72,7 +72,11 @@ class Result:
     redirects: int = 0
     meta: Any = None
     data: Any = None
+    #: Where the body is stored, relative to the ``--save-bodies`` folder.
+    body_path: str | None = None
     body: builtins.bytes | None = field(default=None, repr=False)
+    #: The body's temporary file while its request is not final (internal).
+    body_file: str | None = field(default=None, repr=False)
     headers: CIMultiDictProxy[str] | None = field(default=None, repr=False)
 
     @property
@@ -104,6 +108,7 @@ class Result:
             "ttfb_ms": self.ttfb_ms,
             "started_at": None if self.started_at is None else _iso(self.started_at),
             "redirects": self.redirects,
+            "body_path": self.body_path,
             "meta": self.meta,
             "data": self.data,
         }

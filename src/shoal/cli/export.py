@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     "ttfb_ms",
     "started_at",
     "redirects",
+    "body_path",
     "meta",
     "data",
 )

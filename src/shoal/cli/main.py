@@ -240,6 +240,14 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     help="Progress on stderr; auto: only when stderr is a terminal.",
 )
 @click.option(
+    "--save-bodies",
+    "save_bodies",
+    default=None,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Store each final response's body in DIR, named by its SHA-256 (record: body_path).",
+)
+@click.option(
     "--per-host-rate",
     type=Rate(),
     default=None,
@@ -337,6 +345,7 @@ def fetch(
     fail_http: bool,
     resolve: tuple[str, ...],
     progress: str,
+    save_bodies: str | None,
     per_host_rate: float | None,
     burst: int,
     delay: float,
@@ -396,6 +405,7 @@ def fetch(
             resolve=parse_resolve(resolve),
             proxy=proxy,
             verify_tls=not insecure,
+            save_bodies=save_bodies,
         )
         engine = Engine(**settings)
     except ConfigError as exc:

@@ -46,6 +46,7 @@ from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules, Scheduler, Shard, retry_delay
 from shoal.sinks import JsonlSink, Outputs, StreamSink
+from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
 from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
 from shoal.version import __version__
@@ -93,6 +94,7 @@ class Engine:
         verify_tls: bool = True,
         seed: int | None = None,
         shard: Shard | None = None,
+        save_bodies: str | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
@@ -126,6 +128,8 @@ class Engine:
         self._session: aiohttp.ClientSession | None = None
         self._task: Task | None = None
         self._robots: Robots | None = None
+        self._save_bodies = save_bodies
+        self._bodies: BodyStore | None = None
         self._recorder = Recorder()
         self._scheduler: Scheduler | None = None
         self._running = False
@@ -135,6 +139,14 @@ class Engine:
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if self._save_bodies is not None:
+            bodies = BodyStore(self._save_bodies)
+            try:
+                await bodies.open()
+            except BaseException:
+                bodies.close()
+                raise
+            self._bodies = bodies
         self._session = open_session(self._settings)
         self._task = Fetcher(
             self._session,
@@ -144,6 +156,7 @@ class Engine:
             keep_body=self._keep_body or self._handler is not None,
             proxy=self._proxy,
             rules=None if self._rules.uniform else self._rules,
+            bodies=self._bodies,
         )
         politeness = self.politeness
         if politeness.respect_robots:
@@ -169,6 +182,9 @@ class Engine:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._bodies is not None:
+            self._bodies.close()
+            self._bodies = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -462,6 +478,8 @@ class Engine:
                     result.body = None
                 if result.error is not None:
                     delay = retry_delay(policy, result, rng)
+            if result.body_file is not None:
+                await self._settle_body(result, final=delay is None)
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
                 await _put(completions, (job, None))
@@ -470,6 +488,16 @@ class Engine:
                     self._recorder.retries += 1
                 continue
             await self._final(scheduler, completions, job, result)
+
+    async def _settle_body(self, result: Result, *, final: bool) -> None:
+        """Keep a final response's saved body (in place, by its SHA-256), or drop it."""
+        bodies, path = self._bodies, result.body_file
+        assert bodies is not None and path is not None
+        result.body_file = None
+        if final and result.sha256 is not None:
+            result.body_path = await bodies.keep(path, result.sha256)
+        else:
+            await bodies.discard(path)
 
     @staticmethod
     async def _final(

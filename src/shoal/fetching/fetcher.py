@@ -15,6 +15,7 @@ from shoal.fetching.failures import classify
 from shoal.job import Job
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules
+from shoal.sinks.bodies import BodyStore
 
 log = logging.getLogger("shoal")
 
@@ -29,6 +30,8 @@ class Task(Protocol):
 
 #: Bodies up to this size with a Content-Length are read in one piece.
 _SMALL_BODY = 64 * 1024
+#: A saved body is written out each time this much of it has arrived.
+_FLUSH_BYTES = 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -55,9 +58,11 @@ class Fetcher:
         keep_body: bool = False,
         proxy: str | None = None,
         rules: HostRules | None = None,
+        bodies: BodyStore | None = None,
     ) -> None:
         self._session = session
         self._rules = rules
+        self._bodies = bodies
         self._max_bytes = limits.max_bytes
         # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
         self._follow = limits.max_redirects > 0
@@ -147,18 +152,40 @@ class Fetcher:
             result.sha256 = hashlib.sha256(body).hexdigest()
             if self._keep_body:
                 result.body = body
+            if self._bodies is not None:
+                small = self._bodies.new_file()
+                await self._bodies.write(small, [body])
+                result.body_file = small
             return
         digest = hashlib.sha256()
         size = 0
         limit = self._max_bytes
         chunks: list[bytes] | None = [] if self._keep_body else None
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            digest.update(chunk)
-            if chunks is not None:
-                chunks.append(chunk)
+        bodies = self._bodies
+        path = None if bodies is None else bodies.new_file()
+        waiting: list[bytes] = []  # read, not yet written: at most about _FLUSH_BYTES
+        waiting_size = 0
+        try:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+                digest.update(chunk)
+                if chunks is not None:
+                    chunks.append(chunk)
+                if bodies is not None and path is not None:
+                    waiting.append(chunk)
+                    waiting_size += len(chunk)
+                    if waiting_size >= _FLUSH_BYTES:
+                        await bodies.write(path, waiting)
+                        waiting, waiting_size = [], 0
+            if bodies is not None and path is not None:
+                await bodies.write(path, waiting)  # creates the file of an empty body too
+                result.body_file = path
+        except BaseException:
+            if bodies is not None and path is not None:
+                bodies.forget(path)
+            raise
         result.bytes = size
         result.sha256 = digest.hexdigest()
         if chunks is not None:
