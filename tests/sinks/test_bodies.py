@@ -128,3 +128,23 @@ async def test_without_the_option_records_say_null(server: Misbehaving, tmp_path
     assert done.code == 0, done.stderr
     (record,) = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     assert record["body_path"] is None
+
+
+async def test_an_unusable_folder_stops_the_run_cleanly(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    output = tmp_path / "out.jsonl"
+    done = await run_shoal(
+        "fetch",
+        "-o",
+        str(output),
+        "--save-bodies",
+        str(blocker / "bodies"),
+        *RESOLVE,
+        stdin=lines(server.url("/ok")),
+    )
+    assert done.code == 3, done.stderr
+    assert "cannot use body folder" in done.stderr and "Traceback" not in done.stderr
+    assert server.log.total == 0
