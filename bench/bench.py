@@ -285,6 +285,20 @@ def build_cases(quick: bool) -> list[Case]:
             clients=("shoal", "shoal-p2", "pool", "curl", "wget2", "aria2c"),
             n=large_n,
         ),
+        Case(
+            key="save",
+            workload="save",
+            title=f"save: 1 MiB bodies saved to disk, K=100 ({large_n:,} URLs)",
+            path="/1m.bin",
+            body_bytes=1024 * 1024,
+            k=100,
+            clients=("shoal", "pool-save"),
+            n=large_n,
+            notes=(
+                "shoal runs with --save-bodies (content-addressed, moved into place when"
+                " final); pool-save streams each body to its own file, 64 KiB at a time.",
+            ),
+        ),
     ]
     for k in (100, 500):
         notes = [f"ideal = N × {DELAY} s / K = {latency_n * DELAY / k:.2f} s."]
@@ -389,7 +403,9 @@ def shoal_executable() -> str:
     return found
 
 
-def client_argv(client: str, urls: Path, k: int, work: Path, lists: UrlLists) -> list[str]:
+def client_argv(
+    client: str, urls: Path, k: int, work: Path, lists: UrlLists, *, save: bool = False
+) -> list[str]:
     py = sys.executable
     match client:
         case "shoal" | "shoal-p2":
@@ -397,7 +413,12 @@ def client_argv(client: str, urls: Path, k: int, work: Path, lists: UrlLists) ->
             options = f"-c {k} --per-host {k} --progress off -q".split()
             if client == "shoal-p2":
                 options += ["--processes", "2"]
+            if save:
+                options += ["--save-bodies", str(work / "bodies")]
             return [shoal_executable(), "fetch", str(urls), "-o", str(out), *options]
+        case "pool-save":
+            peer = str(PEERS / "aiohttp_pool_save.py")
+            return [py, peer, str(urls), str(k), str(work / "files")]
         case "pool":
             return [py, str(PEERS / "aiohttp_pool.py"), str(urls), str(k)]
         case "gather":
@@ -481,7 +502,7 @@ def run_client(
     urls = lists.get(case.path, n)
     work = Path(tempfile.mkdtemp(prefix=f"{case.key}-{client}-", dir=scratch))
     try:
-        argv = client_argv(client, urls, case.k, work, lists)
+        argv = client_argv(client, urls, case.k, work, lists, save=case.workload == "save")
         before = nginx.requests()
         measured = measure(
             argv,
@@ -857,7 +878,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="WORKLOAD",
-        help="comma-separated subset of: small, large, latency, memory",
+        help="comma-separated subset of: small, large, save, latency, memory",
     )
     parser.add_argument(
         "--out", type=Path, default=BENCH / "results", help="results folder (bench/results)"
@@ -869,7 +890,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.reps = 1
     if args.only:
         wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-        unknown = wanted - {"small", "large", "latency", "memory"}
+        unknown = wanted - {"small", "large", "save", "latency", "memory"}
         if unknown:
             parser.error(f"--only: unknown workload(s): {', '.join(sorted(unknown))}")
         args.only = wanted
