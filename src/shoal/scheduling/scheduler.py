@@ -159,12 +159,11 @@ class Scheduler:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def add(self, job: Job, *, taken: bool = False) -> None:
-        """Take a new job (the caller waited for room); ignored once stopped."""
+    def add(self, job: Job) -> None:
+        """Take a new job (the caller waited for room, and asked :meth:`wants`); ignored
+        once stopped."""
         if self._stopped:
             return
-        if not taken and job.host in self._deferred:
-            raise RuntimeError("a host with deferred jobs gets new ones through the store")
         self._held += 1
         if self._held >= self._capacity:
             self._room.clear()
@@ -224,7 +223,7 @@ class Scheduler:
         else:
             self._deferred[name] = left
         for job in jobs:
-            self.add(job, taken=True)
+            self.add(job)
         host = self._hosts.get(name)
         if name in self._deferred and (host is None or len(host.queue) <= HOST_QUEUE // 2):
             self._hungry.add(name)  # it drained while the store was asked

@@ -17,7 +17,6 @@ from typing import Self
 from shoal.errors import JournalError
 from shoal.store.sqlite import SCHEMA_VERSION
 
-_PENDING, _OK, _FAILED = 0, 1, 2
 _BATCH = 2048
 
 

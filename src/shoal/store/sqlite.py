@@ -158,11 +158,7 @@ class SQLiteStore(Store):
             " WHERE seq > ? AND state = 0 ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        jobs = []
-        for seq, line, spec, attempts in rows:
-            request, error = _decode(spec)
-            jobs.append(Job.restore(seq, request, line, error, attempts))
-        return jobs
+        return _restore(rows)
 
     async def defer(self, jobs: Sequence[Job]) -> None:
         await self._call(self._defer, [(job.host, job.seq) for job in jobs])
@@ -196,11 +192,7 @@ class SQLiteStore(Store):
                     )
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-        jobs = []
-        for seq, line, spec, attempts in rows:
-            request, error = _decode(spec)
-            jobs.append(Job.restore(seq, request, line, error, attempts))
-        return jobs
+        return _restore(rows)
 
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:
         return await self._call(self._records_after, done_seq, limit)
@@ -408,6 +400,15 @@ def _encode(entry: Entry) -> bytes:
     fields = spec_fields(entry.request)
     fields["error"] = [entry.error.kind.value, entry.error.message]
     return orjson.dumps(fields)
+
+
+def _restore(rows: Sequence[tuple[int, int | None, bytes, int]]) -> list[Job]:
+    """Jobs from ``(seq, line, spec, attempts)`` rows of the requests table."""
+    jobs = []
+    for seq, line, spec, attempts in rows:
+        request, error = _decode(spec)
+        jobs.append(Job.restore(seq, request, line, error, attempts))
+    return jobs
 
 
 def _decode(spec: bytes) -> tuple[Request, Error | None]:
