@@ -54,6 +54,9 @@ class Timeouts:
         _at_least("read_s", self.read_s, 0.001)
 
 
+#: A WARC file is rolled over to the next once it reaches this size (``--warc-max-size``).
+DEFAULT_WARC_MAX_SIZE = 1024**3
+
 DEFAULT_RETRY_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.RESET})
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 

@@ -6,9 +6,12 @@ import builtins
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from shoal.fetching.capture import Capture
 
 
 class ErrorKind(enum.StrEnum):
@@ -46,6 +49,18 @@ class Error:
         return {"kind": self.kind.value, "message": self.message}
 
 
+@dataclass(frozen=True, slots=True)
+class WarcLocation:
+    """Where a request's final response record is in the archive (``--warc``)."""
+
+    filename: str
+    offset: int
+    length: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"filename": self.filename, "offset": self.offset, "length": self.length}
+
+
 @dataclass(slots=True, kw_only=True)
 class Result:
     """The outcome of one request, after all its attempts.
@@ -77,6 +92,10 @@ class Result:
     body: builtins.bytes | None = field(default=None, repr=False)
     #: The body's temporary file while its request is not final (internal).
     body_file: str | None = field(default=None, repr=False)
+    #: Where the final response is archived (``--warc``).
+    warc: WarcLocation | None = None
+    #: The exchanges on the wire, until they are archived (internal).
+    capture: Capture | None = field(default=None, repr=False)
     headers: CIMultiDictProxy[str] | None = field(default=None, repr=False)
 
     @property
@@ -109,6 +128,7 @@ class Result:
             "started_at": None if self.started_at is None else _iso(self.started_at),
             "redirects": self.redirects,
             "body_path": self.body_path,
+            "warc": None if self.warc is None else self.warc.to_record(),
             "meta": self.meta,
             "data": self.data,
         }

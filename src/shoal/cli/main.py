@@ -70,6 +70,8 @@ CLI_NAMES = {
     "dead_after": "--dead-after",
     "dead_cooldown_s": "--dead-cooldown",
     "hosts": "--config",
+    "warc": "--warc",
+    "warc_max_size": "--warc-max-size",
 }
 
 
@@ -248,6 +250,23 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     help="Store each final response's body in DIR, named by its SHA-256 (record: body_path).",
 )
 @click.option(
+    "--warc",
+    "warc",
+    default=None,
+    metavar="PREFIX",
+    type=click.Path(dir_okay=False),
+    help="Archive each final exchange in PREFIX-NNNNN.warc.gz (WARC/1.1) and index it in "
+    "PREFIX.cdxj (record: warc).",
+)
+@click.option(
+    "--warc-max-size",
+    "warc_max_size",
+    default="1GiB",
+    show_default=True,
+    type=Size(),
+    help="Start the next WARC file once one reaches this size.",
+)
+@click.option(
     "--per-host-rate",
     type=Rate(),
     default=None,
@@ -346,6 +365,8 @@ def fetch(
     resolve: tuple[str, ...],
     progress: str,
     save_bodies: str | None,
+    warc: str | None,
+    warc_max_size: int,
     per_host_rate: float | None,
     burst: int,
     delay: float,
@@ -406,6 +427,8 @@ def fetch(
             proxy=proxy,
             verify_tls=not insecure,
             save_bodies=save_bodies,
+            warc=warc,
+            warc_max_size=warc_max_size,
         )
         engine = Engine(**settings)
     except ConfigError as exc:

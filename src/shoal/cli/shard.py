@@ -53,6 +53,8 @@ async def run_shard(plan: Plan, index: int) -> int:
     assert options.journal is not None
     settings = dict(plan.engine)
     limits: Limits = settings.pop("limits")
+    if settings.get("warc") is not None:  # each worker writes its own WARC files
+        settings["warc"] = shard_output(settings["warc"], index, plan.count)
     engine = Engine(
         limits=dataclasses.replace(
             limits, concurrency=split(limits.concurrency, plan.count, index)

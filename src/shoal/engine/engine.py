@@ -23,15 +23,15 @@ import contextlib
 import random
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 
-from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import DEFAULT_WARC_MAX_SIZE, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.errors import ConfigError, Rejected, ShoalError
 from shoal.fetching import (
     Fetcher,
@@ -50,6 +50,9 @@ from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
 from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
 from shoal.version import __version__
+
+if TYPE_CHECKING:
+    from shoal.sinks.warc import WarcArchive as _Archive
 
 #: A user's async callback, run on each final response inside the worker slot. It reads the
 #: result (its body too), may return a JSON value kept as ``data``, or raise
@@ -95,6 +98,8 @@ class Engine:
         seed: int | None = None,
         shard: Shard | None = None,
         save_bodies: str | None = None,
+        warc: str | None = None,
+        warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
     ) -> None:
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
@@ -116,6 +121,7 @@ class Engine:
             verify_tls=verify_tls,
             resolve=resolve,
             resolver=resolver,
+            capture=warc is not None,
         )
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ConfigError("proxy", f"{proxy!r} is not an http:// or https:// URL")
@@ -130,6 +136,14 @@ class Engine:
         self._robots: Robots | None = None
         self._save_bodies = save_bodies
         self._bodies: BodyStore | None = None
+        if warc_max_size < 1:
+            raise ConfigError("warc_max_size", "must be at least 1 byte")
+        # Checked now: a missing extra is a usage error, not a failure mid-job.
+        self._warc_module = None if warc is None else _warc_module()
+        self._warc = warc
+        self._warc_max_size = warc_max_size
+        self._archive: _Archive | None = None
+        self._archived: dict[str, int] = {}
         self._recorder = Recorder()
         self._scheduler: Scheduler | None = None
         self._running = False
@@ -147,6 +161,15 @@ class Engine:
                 bodies.close()
                 raise
             self._bodies = bodies
+        if self._warc is not None and self._warc_module is not None:
+            self._archive = self._warc_module.WarcArchive(
+                self._warc,
+                max_size=self._warc_max_size,
+                info={
+                    "http-header-user-agent": self._user_agent,
+                    "robots": "obey" if self.politeness.respect_robots else "ignore",
+                },
+            )
         self._session = open_session(self._settings)
         self._task = Fetcher(
             self._session,
@@ -157,6 +180,7 @@ class Engine:
             proxy=self._proxy,
             rules=None if self._rules.uniform else self._rules,
             bodies=self._bodies,
+            archive=None if self._archive is None else self._archive.spool,
         )
         politeness = self.politeness
         if politeness.respect_robots:
@@ -185,6 +209,9 @@ class Engine:
         if self._bodies is not None:
             self._bodies.close()
             self._bodies = None
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -294,6 +321,10 @@ class Engine:
             recorder.job_ok, recorder.job_failed = state.counts.ok, state.counts.failed
             if state.input_done:
                 recorder.total = state.counts.admitted
+            if self._archive is not None:
+                self._archived = await self._archive.open(
+                    state.mark.positions if state.resumed else None
+                )
             mark = await self._catch_up(store, outputs, state)
             if not state.input_done:
                 await source.skip_to(state.position)
@@ -306,7 +337,11 @@ class Engine:
             recorder.interrupted = self._stopping
             self._running = False
             self._abortable = []
-            await _close_all(store, outputs, source)
+            try:
+                if self._archive is not None:
+                    await self._archive.finish()
+            finally:
+                await _close_all(store, outputs, source)
 
     async def _catch_up(self, store: Store, outputs: Outputs | None, state: JobState) -> SinkMark:
         """Bring the outputs up to the journal: cut them back, then write what is missing."""
@@ -316,8 +351,14 @@ class Engine:
         while records := await store.records_after(mark.done_seq, _COMMIT_BATCH):
             mark = await outputs.write(records)
         if state.resumed:
-            await store.save_mark(mark)
+            await store.save_mark(self._with_archive(mark))
         return mark
+
+    def _with_archive(self, mark: SinkMark) -> SinkMark:
+        """``mark`` with the archive's end added (committed with it, see :mod:`.warc`)."""
+        if self._archive is None:
+            return mark
+        return SinkMark(mark.done_seq, {**mark.positions, **self._archived})
 
     async def _process(
         self,
@@ -480,6 +521,8 @@ class Engine:
                     delay = retry_delay(policy, result, rng)
             if result.body_file is not None:
                 await self._settle_body(result, final=delay is None)
+            if result.capture is not None and delay is not None:
+                await self._drop_capture(result)
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
                 await _put(completions, (job, None))
@@ -498,6 +541,15 @@ class Engine:
             result.body_path = await bodies.keep(path, result.sha256)
         else:
             await bodies.discard(path)
+
+    async def _drop_capture(self, result: Result) -> None:
+        """Forget the exchanges of an attempt that will be retried (only the final one is
+        archived)."""
+        capture, archive = result.capture, self._archive
+        assert capture is not None and archive is not None
+        result.capture = None
+        for path in capture.spools:
+            await archive.spool.discard(path)
 
     @staticmethod
     async def _final(
@@ -518,6 +570,7 @@ class Engine:
         deliver: Callable[[Result], Awaitable[None]] | None,
     ) -> None:
         recorder = self._recorder
+        archive = self._archive
         ended = False
         while not ended:
             item = await completions.get()
@@ -530,18 +583,20 @@ class Engine:
                 # batches rather than once per request.
                 await asyncio.sleep(_LINGER_S)
                 ended = _drain(completions, batch)
-            records = await store.complete(batch, mark)
+            finals = [result for _, result in batch if result is not None]
+            if archive is not None:
+                self._archived = await archive.append(finals)
+            records = await store.complete(batch, self._with_archive(mark))
             if outputs is not None:
                 mark = await outputs.write(records)
-            finals = [result for _, result in batch if result is not None]
             for result in finals:
                 recorder.add(result)
             recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
             if deliver is not None:
                 for result in finals:
                     await deliver(result)
-        if outputs is not None:
-            await store.save_mark(mark)
+        if outputs is not None or archive is not None:
+            await store.save_mark(self._with_archive(mark))
 
     async def _end_commits(
         self,
@@ -627,6 +682,17 @@ async def _handle(handler: Handler, result: Result) -> None:
         result.error = Error(ErrorKind.HANDLER, f"{type(exc).__name__}: {exc}")
     else:
         result.data = data
+
+
+def _warc_module() -> ModuleType:
+    """The archive's module (its libraries come with the ``warc`` extra)."""
+    try:
+        from shoal.sinks import warc
+    except ImportError as exc:
+        raise ConfigError(
+            "warc", f"needs the warc extra (pip install 'shoal[warc]'): {exc}"
+        ) from exc
+    return warc
 
 
 def _host_cap(shard: Shard) -> Callable[[str, int, bool], int]:

@@ -11,11 +11,13 @@ from typing import Protocol
 import aiohttp
 
 from shoal.config import Limits, Timeouts
+from shoal.fetching import capture as wire
 from shoal.fetching.failures import classify
 from shoal.job import Job
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules
 from shoal.sinks.bodies import BodyStore
+from shoal.sinks.spool import Spool
 
 log = logging.getLogger("shoal")
 
@@ -32,6 +34,10 @@ class Task(Protocol):
 _SMALL_BODY = 64 * 1024
 #: A saved body is written out each time this much of it has arrived.
 _FLUSH_BYTES = 1024 * 1024
+#: The bytes of a response to archive are spooled to a file once this many arrived.
+_SPILL_BYTES = 256 * 1024
+#: A redirect's body is archived up to this size (the rest is cut, and marked so).
+_REDIRECT_CAP = 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -59,10 +65,12 @@ class Fetcher:
         proxy: str | None = None,
         rules: HostRules | None = None,
         bodies: BodyStore | None = None,
+        archive: Spool | None = None,
     ) -> None:
         self._session = session
         self._rules = rules
         self._bodies = bodies
+        self._archive = archive
         self._max_bytes = limits.max_bytes
         # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
         self._follow = limits.max_redirects > 0
@@ -73,10 +81,26 @@ class Fetcher:
         self._proxy = proxy
 
     async def run(self, job: Job) -> Result:
+        if self._archive is None:
+            return await self._attempt(job, None)
+        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes))
+        token = wire.current.set(capture)
+        kept = False
+        try:
+            result = await self._attempt(job, capture)
+            kept = result.capture is not None
+        finally:
+            wire.current.reset(token)
+            if not kept:
+                for path in capture.spools:
+                    self._archive.forget(path)
+        return result
+
+    async def _attempt(self, job: Job, capture: wire.Capture | None) -> Result:
         result = job.result(started_at=time.time())
         start = time.perf_counter()
         try:
-            await self._exchange(job, result, start)
+            await self._exchange(job, result, start, capture)
         except _TooLarge:
             result.error = Error(
                 ErrorKind.TOO_LARGE, f"body larger than max_bytes ({self._max_bytes} bytes)"
@@ -101,7 +125,9 @@ class Fetcher:
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return result
 
-    async def _exchange(self, job: Job, result: Result, start: float) -> None:
+    async def _exchange(
+        self, job: Job, result: Result, start: float, capture: wire.Capture | None
+    ) -> None:
         request = job.request
         headers = request.headers
         timeout = self._session.timeout
@@ -134,11 +160,15 @@ class Fetcher:
                 and "Content-Encoding" not in headers
             ):
                 raise _TooLarge
-            await self._read_body(response, result)
+            await self._read_body(response, result, capture)
+        if capture is not None:
+            result.capture = capture  # the whole response arrived: it can be archived
         if self._fail_http and not 200 <= status < 300:
             result.error = Error(ErrorKind.HTTP_STATUS, f"HTTP {status}")
 
-    async def _read_body(self, response: aiohttp.ClientResponse, result: Result) -> None:
+    async def _read_body(
+        self, response: aiohttp.ClientResponse, result: Result, capture: wire.Capture | None
+    ) -> None:
         length = response.content_length
         if (
             length is not None
@@ -163,6 +193,7 @@ class Fetcher:
         chunks: list[bytes] | None = [] if self._keep_body else None
         bodies = self._bodies
         path = None if bodies is None else bodies.new_file()
+        exchange = None if capture is None or not capture.exchanges else capture.exchanges[-1]
         waiting: list[bytes] = []  # read, not yet written: at most about _FLUSH_BYTES
         waiting_size = 0
         try:
@@ -179,6 +210,8 @@ class Fetcher:
                     if waiting_size >= _FLUSH_BYTES:
                         await bodies.write(path, waiting)
                         waiting, waiting_size = [], 0
+                if exchange is not None and exchange.pending >= _SPILL_BYTES:
+                    await self._spill(exchange)
             if bodies is not None and path is not None:
                 await bodies.write(path, waiting)  # creates the file of an empty body too
                 result.body_file = path
@@ -190,3 +223,11 @@ class Fetcher:
         result.sha256 = digest.hexdigest()
         if chunks is not None:
             result.body = b"".join(chunks)
+
+    async def _spill(self, exchange: wire.Exchange) -> None:
+        """Move the received bytes of a large response to its spool file."""
+        spool = self._archive
+        assert spool is not None
+        if exchange.spool is None:
+            exchange.spool = spool.new_file()
+        await spool.write(exchange.spool, exchange.take())

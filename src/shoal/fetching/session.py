@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
+from shoal.fetching import capture
 from shoal.fetching.resolver import StaticResolver
 
 #: Response header limits, set deliberately (aiohttp's own defaults are 8190 and 128).
@@ -29,6 +30,8 @@ class SessionSettings:
     verify_tls: bool = True
     resolve: Mapping[str, str] | None = None
     resolver: AbstractResolver | None = None
+    #: Keep each exchange's bytes for the archive (see :mod:`shoal.fetching.capture`).
+    capture: bool = False
 
 
 def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
@@ -51,6 +54,10 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         resolver=resolver,
         ttl_dns_cache=300,
     )
+    traces = []
+    if settings.capture:
+        capture.install(connector)
+        traces.append(capture.trace_config())
     session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -64,6 +71,7 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         max_line_size=MAX_HEADER_LINE_BYTES,
         max_field_size=MAX_HEADER_LINE_BYTES,
         max_headers=MAX_HEADERS,
+        trace_configs=traces or None,
     )
     # aiohttp quietly sends an idempotent request a second time when the connection fails
     # before the response. shoal counts attempts, and its retry policy decides (and waits)

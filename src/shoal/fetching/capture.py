@@ -1,0 +1,198 @@
+"""Capturing the bytes of each HTTP exchange as they crossed the wire (for ``--warc``).
+
+aiohttp parses responses inside its connection protocol and hands on only the decoded
+body (transfer coding removed, content coding undone). An archive needs the response as
+it arrived, so the session's connections use :class:`CapturingProtocol`: it keeps a copy
+of every byte the protocol parses, per request, for the attempt that asked for it.
+
+How bytes find their attempt: the fetcher sets :data:`current` (a context variable) to a
+:class:`Capture` before it sends. aiohttp prepares a connection for each request it sends
+(the first, then each redirect) by calling ``set_response_params`` from within that same
+task, so the protocol reads the variable there and starts a new :class:`Exchange` on the
+capture; from then on what the connection receives goes to that exchange, until the
+connection is prepared for another request. A trace hook fills in each exchange's request
+as aiohttp sent it (method, URL, headers, body), and reads a redirect's body to its end, so
+the archived redirect is whole.
+
+The response's status line, headers and body are the received bytes, untouched: chunked
+framing and content coding stay as they were sent. The request is rebuilt from what
+aiohttp reports it sent (its request line and headers in order, and the body).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from multidict import CIMultiDict
+from yarl import URL
+
+#: The capture of the attempt running in this task, if it archives its exchanges.
+current: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
+    "shoal_capture", default=None
+)
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """One request sent and the bytes received for it (one hop of a redirect chain)."""
+
+    sent_at: float
+    peer: str | None
+    method: str | None = None
+    url: str | None = None
+    request: bytes = b""
+    #: Received bytes not yet handed on. Those of a large response are moved, as they
+    #: come, to the end of the ``spool`` file, which then holds the bytes before them.
+    chunks: list[bytes] = field(default_factory=list)
+    pending: int = 0
+    spool: str | None = None
+    #: The received bytes went past the redirect-body cap and were cut there.
+    truncated: bool = False
+
+    def received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.pending += len(data)
+
+    def take(self) -> list[bytes]:
+        """The received bytes not taken before."""
+        chunks, self.chunks, self.pending = self.chunks, [], 0
+        return chunks
+
+
+@dataclass(slots=True, eq=False)
+class Capture:
+    """The exchanges of one attempt, in the order they were sent."""
+
+    #: A redirect's body is read for the archive up to this many bytes.
+    redirect_cap: int
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def start(self, peer: str | None) -> Exchange:
+        exchange = Exchange(time.time(), peer)
+        self.exchanges.append(exchange)
+        return exchange
+
+    @property
+    def sent(self) -> list[Exchange]:
+        """The exchanges aiohttp reported sending (a proxy's CONNECT is not one of them)."""
+        return [exchange for exchange in self.exchanges if exchange.method is not None]
+
+    @property
+    def spools(self) -> list[str]:
+        """The spool files of its exchanges (to remove when the capture is not kept)."""
+        return [exchange.spool for exchange in self.exchanges if exchange.spool is not None]
+
+
+class CapturingProtocol(ResponseHandler):
+    """aiohttp's connection protocol, keeping a copy of each response's bytes."""
+
+    _exchange: Exchange | None = None
+
+    def set_response_params(self, **params: Any) -> None:
+        capture = current.get()
+        if capture is None:
+            self._exchange = None
+        else:
+            peer = None
+            transport = self.transport
+            if transport is not None:
+                address = transport.get_extra_info("peername")
+                if isinstance(address, tuple) and address:
+                    peer = str(address[0])
+            self._exchange = capture.start(peer)
+        super().set_response_params(**params)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self._exchange
+        # Bytes that reach the HTTP parser; none arrive before the first request is sent.
+        if exchange is not None and data and self._parser is not None and not self._upgraded:
+            exchange.received(data)
+        super().data_received(data)
+
+
+def install(connector: aiohttp.BaseConnector) -> None:
+    """Make ``connector`` open its connections with :class:`CapturingProtocol`.
+
+    aiohttp has no public hook for this; the connector's protocol factory is an internal
+    attribute. The archive tests round-trip every kind of response, so a change in aiohttp
+    that broke this would fail them.
+    """
+    if not hasattr(connector, "_factory"):
+        raise RuntimeError("this aiohttp version offers no way to capture responses")
+    factory = functools.partial(CapturingProtocol, loop=connector._loop)
+    connector._factory = cast("functools.partial[ResponseHandler]", factory)
+
+
+def trace_config() -> aiohttp.TraceConfig:
+    """The trace hooks that record each exchange's request and complete its redirects."""
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_headers_sent)
+    config.on_request_chunk_sent.append(_chunk_sent)
+    config.on_request_redirect.append(_redirect)
+    return config
+
+
+def _latest() -> Exchange | None:
+    capture = current.get()
+    if capture is None or not capture.exchanges:
+        return None
+    return capture.exchanges[-1]
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    exchange = _latest()
+    if exchange is not None:
+        exchange.method = params.method
+        exchange.url = str(params.url)
+        exchange.request = request_head(params.method, params.url, params.headers)
+
+
+async def _chunk_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestChunkSentParams,
+) -> None:
+    exchange = _latest()
+    if exchange is not None and exchange.method is not None:
+        exchange.request += params.chunk
+
+
+async def _redirect(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestRedirectParams,
+) -> None:
+    """Read a redirect's body (aiohttp would drop it) so its exchange is archived whole."""
+    capture = current.get()
+    exchange = _latest()
+    if capture is None or exchange is None:
+        return
+    content = params.response.content
+    read = 0
+    while not content.at_eof():
+        chunk = await content.readany()
+        if not chunk:
+            break
+        read += len(chunk)
+        if read > capture.redirect_cap:
+            exchange.truncated = True
+            break
+
+
+def request_head(method: str, url: URL, headers: CIMultiDict[str]) -> bytes:
+    """The request line and headers as aiohttp writes them (HTTP/1.1, origin form)."""
+    target = url.raw_path_qs or "/"
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
