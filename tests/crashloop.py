@@ -27,6 +27,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -475,6 +476,8 @@ class Settings:
     tear: float = 0.5
     #: The longest any one run may take.
     run_limit_s: float = 60.0
+    #: Archive with ``--warc`` too, tear the archive after kills as well, and check it.
+    warc: bool = False
 
 
 @dataclass(slots=True)
@@ -500,6 +503,60 @@ class RoundReport:
     refetched: int = 0
     seconds: float = 0.0
     kill_lines: list[str] = field(default_factory=list)
+
+
+def archive_file(prefix: Path, number: int) -> Path:
+    return prefix.parent / f"{prefix.name}-{number:05d}.warc.gz"
+
+
+def check_archive(prefix: Path, output: bytes) -> None:
+    """A completed job's archive: every file reads whole with warcio (no torn record) and
+    passes its digests; it holds exactly one response per record that points into it (the
+    generated URLs have no redirects), and nothing else; the index lists exactly those."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    files = sorted(prefix.parent.glob(prefix.name + "-*.warc.gz"))
+    check(bool(files), "the job wrote no WARC file")
+    script = os.path.join(os.path.dirname(sys.executable), "warcio")
+    done = subprocess.run([script, "check", *map(str, files)], capture_output=True)
+    check(done.returncode == 0, f"warcio check failed: {done.stdout[-2000:]!r}")
+    responses: dict[tuple[str, int], str] = {}
+    requests = 0
+    for path in files:
+        with path.open("rb") as file:
+            iterator = ArchiveIterator(file)
+            for record in iterator:
+                record.content_stream().read()
+                if record.rec_type == "response":
+                    uri = record.rec_headers.get_header("WARC-Target-URI")
+                    responses[(path.name, iterator.get_record_offset())] = uri
+                requests += record.rec_type == "request"
+    check(requests == len(responses), f"{requests} requests for {len(responses)} responses")
+    pointed: dict[tuple[str, int], str] = {}
+    for line in output.splitlines():
+        record = orjson.loads(line)
+        if record["warc"] is None:
+            check(
+                record["status"] is None or record["error"]["kind"] not in ("http_status",),
+                f"{record['url']} got a response but points into no archive",
+            )
+            continue
+        location = record["warc"]
+        pointed[(location["filename"], location["offset"])] = record["url"]
+    archived = Counter(responses.values())
+    twice = [url for url, count in archived.items() if count > 1]
+    check(not twice, f"responses archived more than once: {twice[:3]}")
+    check(
+        pointed == responses,
+        f"the records point at {len(pointed)} responses, the archive holds {len(responses)}; "
+        f"first differences: {sorted(set(pointed.items()) ^ set(responses.items()))[:3]}",
+    )
+    index = (prefix.parent / (prefix.name + ".cdxj")).read_bytes().splitlines()
+    indexed = {}
+    for line in index:
+        fields = orjson.loads(line.split(b" ", 2)[2])
+        indexed[(fields["filename"], int(fields["offset"]))] = fields["url"]
+    check(len(index) == len(indexed) and indexed == responses, "the index does not match")
 
 
 def _holds_open(descriptors: str, path: str) -> bool:
@@ -586,6 +643,9 @@ class CrashRound:
             "--progress",
             "off",
         )
+        self.archive = folder / "crawl"
+        if settings.warc:
+            self.args = (*self.args, "--warc", str(self.archive))
         if not settings.stdin:
             self.journal = Path(str(self.output) + ".journal")
         self._lock_path = os.path.realpath(str(self.journal) + ".lock")
@@ -614,6 +674,8 @@ class CrashRound:
         final = await self._run_once(self._draw(kill=False))
         view = self._check_complete_job(final, before, "the final run")
         output = self._output()
+        if self.settings.warc:
+            check_archive(self.archive, output)
         hits = self.server.total
         again = await self._run_once(self._draw(kill=False))
         self._check_completed(again, "the run after the job was complete")
@@ -810,6 +872,8 @@ class CrashRound:
         self.report.lost_max = max(self.report.lost_max, len(lost))
         self.report.plain_lost_max = max(self.report.plain_lost_max, plain)
         tear = self._tear(view, output)
+        if self.settings.warc:
+            tear += self._tear_archive(view, where)
         earlier, total_kills = self._numbering
         line = (
             f"kill {earlier + self.report.kills:>3}/{total_kills} {ended.how}: "
@@ -844,6 +908,28 @@ class CrashRound:
             self.report.tears += 1
             return f", torn: {len(piece)} B of the next record appended"
         return ""
+
+    def _tear_archive(self, view: JournalView, where: str) -> str:
+        """Check that the archive holds at least what the journal committed of it; then
+        sometimes leave its last file ending in a part of a record, as a kill inside a
+        write would."""
+        positions = orjson.loads(view.meta.get("mark_positions", "{}"))
+        if "warc.file" not in positions:
+            return ""
+        path = archive_file(self.archive, positions["warc.file"])
+        size = path.stat().st_size if path.exists() else 0
+        check(
+            size >= positions["warc.offset"],
+            f"{where}: {path.name} holds {size} B, less than the {positions['warc.offset']} B "
+            "the journal committed",
+        )
+        if self._tear_rng.random() >= self.settings.tear:
+            return ""
+        last = max(self.archive.parent.glob(self.archive.name + "-*.warc.gz"))
+        piece = b"\x1f\x8b\x08\x00" + self._tear_rng.randbytes(self._tear_rng.randrange(1, 300))
+        with last.open("ab") as file:
+            file.write(piece)
+        return f", archive torn: {len(piece)} B appended to {last.name}"
 
     def _output(self) -> bytes:
         """The output file's content (empty when no run got as far as creating it)."""

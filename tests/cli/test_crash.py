@@ -40,16 +40,18 @@ async def crash_server() -> AsyncIterator[CrashServer]:
 
 
 @pytest.mark.parametrize(
-    ("seed", "stdin"),
+    ("seed", "stdin", "warc"),
     [
-        pytest.param(20240611, False, id="file"),
-        pytest.param(4, True, id="stdin"),
+        pytest.param(20240611, False, False, id="file"),
+        pytest.param(4, True, False, id="stdin"),
+        # With --warc: the archive too is torn at kills, and ends holding each response once.
+        pytest.param(77, False, True, id="warc"),
     ],
 )
 async def test_random_kills_then_resume_is_exactly_once(
-    crash_server: CrashServer, tmp_path: Path, seed: int, stdin: bool
+    crash_server: CrashServer, tmp_path: Path, seed: int, stdin: bool, warc: bool
 ) -> None:
-    settings = Settings(urls=3000, kills=12, max_seconds=60, stdin=stdin, concurrency=24)
+    settings = Settings(urls=3000, kills=12, max_seconds=60, stdin=stdin, concurrency=24, warc=warc)
     crash = CrashRound(crash_server, tmp_path, settings, random.Random(seed), say=print)
     report = await crash.run()
     # The kills landed inside the job: several before it finished, some with it part done;
