@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import hashlib
 import io
@@ -142,6 +143,18 @@ def warcio_check(*paths: Path) -> None:
     done = subprocess.run([script, "check", "-v", *map(str, paths)], capture_output=True)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert b"digest pass" in done.stdout and b"fail" not in done.stdout
+
+
+def assert_archived_once(files: list[Path], urls: list[str]) -> None:
+    """The files pass ``warcio check`` and hold one response for each URL, and no other."""
+    warcio_check(*files)
+    archived = [
+        r.rec_headers.get_header("WARC-Target-URI")
+        for f in files
+        for r in records(f)
+        if r.rec_type == "response"
+    ]
+    assert sorted(archived) == sorted(urls)
 
 
 def read_at(tmp_path: Path, location: dict[str, Any], parse: bool = True) -> Any:
@@ -385,14 +398,7 @@ async def test_archive_with_processes(server: Misbehaving, tmp_path: Path) -> No
     assert done.code == 0, done.stderr
     files = warc_files(tmp_path, "crawl.part-*.warc.gz")
     assert {f.name.split("-0")[0] for f in files} == {"crawl.part-1-of-2", "crawl.part-2-of-2"}
-    warcio_check(*files)
-    archived = [
-        r.rec_headers.get_header("WARC-Target-URI")
-        for f in files
-        for r in records(f)
-        if r.rec_type == "response"
-    ]
-    assert sorted(archived) == sorted(urls)
+    assert_archived_once(files, urls)
     for record in read_records(out):
         response, _body = read_at(tmp_path, record["warc"])
         assert response.rec_headers.get_header("WARC-Target-URI") == record["url"]
@@ -420,3 +426,91 @@ async def test_cli_options_and_errors(server: Misbehaving, tmp_path: Path) -> No
         )
     assert_clean_stop(done, str(locked))
     assert server.log.paths["/ok"] == 0
+
+
+async def test_the_index_matches_what_cdxj_indexer_writes(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    urls = [server.url("/redirect/2"), server.url("/status/404"), server.url("/ok?size=5000")]
+    urls += [server.url(f"/ok?size={n}") for n in range(1, 5)]
+    await archive(urls, tmp_path, warc_max_size=2000)
+    files = warc_files(tmp_path)
+    assert len(files) >= 2
+    script = os.path.join(os.path.dirname(sys.executable), "cdxj-indexer")
+    process = await asyncio.create_subprocess_exec(
+        script, *[f.name for f in files], cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    theirs, _ = await process.communicate()
+    assert process.returncode == 0
+
+    def parsed(data: bytes) -> list[tuple[bytes, bytes, Any]]:
+        return [
+            (key, stamp, orjson.loads(rest))
+            for key, stamp, rest in (line.split(b" ", 2) for line in data.splitlines())
+        ]
+
+    ours = parsed((tmp_path / "crawl.cdxj").read_bytes())
+    assert len(ours) == len(urls) + 2  # the two redirects have their own lines
+    assert sorted(ours, key=repr) == sorted(parsed(theirs), key=repr)
+
+
+async def test_a_long_redirect_body_is_cut_and_marked_truncated(tmp_path: Path) -> None:
+    big = b"r" * (3 * 1024 * 1024)
+
+    async def moved(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, body=big, headers={"Location": "/there"})
+
+    async def there(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="arrived")
+
+    app = web.Application()
+    app.router.add_get("/moved", moved)
+    app.router.add_get("/there", there)
+    runner, port = await serve(app)
+    try:
+        [result] = await archive([f"http://a.test:{port}/moved"], tmp_path)
+    finally:
+        await runner.cleanup()
+    assert result.status == 200 and result.warc is not None
+    [path] = warc_files(tmp_path)
+    warcio_check(path)
+    redirect, final = [r for r in records(path) if r.rec_type == "response"]
+    assert redirect.rec_headers.get_header("WARC-Truncated") == "length"
+    assert final.rec_headers.get_header("WARC-Truncated") is None
+    assert 1024 * 1024 <= len(redirect.body) < len(big)
+    assert final.body == b"arrived"
+
+
+async def test_restart_begins_the_archive_again_and_a_shortened_file_stops_the_run(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    urls = [server.url(f"/ok?size={n}") for n in range(1, 30)]
+    source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    source.write_bytes(lines(*urls))
+    args = ("fetch", str(source), "-o", str(output), "--warc", str(tmp_path / "crawl"))
+    options = (*RESOLVE, "--warc-max-size", "3KiB", "--progress", "off")
+    first = await run_shoal(*args, *options)
+    assert first.code == 0, first.stderr
+    assert len(warc_files(tmp_path)) > 3
+    again = await run_shoal(*args, *options, "--restart")
+    assert again.code == 0, again.stderr
+    files = warc_files(tmp_path)
+    assert_archived_once(files, urls)  # once each: the first job's archive is gone
+    # CSV export carries the location.
+    exported = await run_shoal("export", str(output), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout.decode())))
+    by_url = {r["url"]: r for r in read_records(output)}
+    for row in rows:
+        warc = by_url[row["url"]]["warc"]
+        assert (row["warc_filename"], row["warc_offset"], row["warc_length"]) == (
+            warc["filename"],
+            str(warc["offset"]),
+            str(warc["length"]),
+        )
+    # Part of the archive lost outside shoal: the next run refuses to go on.
+    last = files[-1]
+    with last.open("r+b") as file:
+        file.truncate(last.stat().st_size // 2)
+    lost = await run_shoal(*args, *options)
+    assert lost.code == 3, lost.stderr
+    assert last.name in lost.stderr and "Traceback" not in lost.stderr

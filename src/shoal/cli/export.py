@@ -15,7 +15,8 @@ from shoal.cli.run import JOURNAL_SUFFIX
 from shoal.store.reader import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
-#: ``error``, and ``meta`` and ``data`` are written as JSON text.
+#: ``error``, the ``warc_`` columns from ``warc``, and ``meta`` and ``data`` are written as
+#: JSON text.
 CSV_COLUMNS = (
     "url",
     "id",
@@ -34,6 +35,9 @@ CSV_COLUMNS = (
     "started_at",
     "redirects",
     "body_path",
+    "warc_filename",
+    "warc_offset",
+    "warc_length",
     "meta",
     "data",
 )
@@ -138,12 +142,15 @@ def write_records(
 
 def _row(record: dict[str, Any]) -> list[Any]:
     error = record.get("error") or {}
+    warc = record.get("warc") or {}
     row: list[Any] = []
     for column in CSV_COLUMNS:
         if column == "error_kind":
             value = error.get("kind")
         elif column == "error_message":
             value = error.get("message")
+        elif column.startswith("warc_"):
+            value = warc.get(column.removeprefix("warc_"))
         elif column in ("meta", "data"):
             raw = record.get(column)
             value = None if raw is None else orjson.dumps(raw).decode()
