@@ -245,6 +245,8 @@ def build_cases(quick: bool) -> list[Case]:
     httpx_n = 1_000 if quick else 3_000
     aria_n = 2_000 if quick else 10_000
     large_n = 200 if quick else 500
+    warc_n = 5_000 if quick else 20_000
+    wget_n = 1_000 if quick else 3_000
     latency_n = 2_000 if quick else 5_000
     memory_sizes = (100_000, 1_000_000) if quick else (100_000, 1_000_000, 10_000_000)
     memory_bound = 10.0 if quick else 25.0
@@ -297,6 +299,26 @@ def build_cases(quick: bool) -> list[Case]:
             notes=(
                 "shoal runs with --save-bodies (content-addressed, moved into place when"
                 " final); pool-save streams each body to its own file, 64 KiB at a time.",
+            ),
+        ),
+        Case(
+            key="warc",
+            workload="warc",
+            title=f"warc: 1 KiB bodies archived as WARC, K=100 ({warc_n:,} URLs)",
+            path="/1k.bin",
+            body_bytes=1024,
+            k=100,
+            clients=("shoal", "shoal-bare", "pool-warc", "wget"),
+            n=warc_n,
+            n_for={"wget": wget_n},
+            notes=(
+                "shoal runs with --warc (the bytes from the wire, request and response"
+                " records, digests, CDXJ index, committed with the journal); shoal-bare is"
+                " the same run without --warc, for the archive's own cost.",
+                "pool-warc: an aiohttp pool writing response and request records with"
+                " warcio on the event loop's thread (headers and body as aiohttp decoded"
+                " them, no index, no resume).",
+                f"wget --warc-file fetches one URL at a time ({wget_n:,} URLs); compare req/s.",
             ),
         ),
     ]
@@ -404,18 +426,27 @@ def shoal_executable() -> str:
 
 
 def client_argv(
-    client: str, urls: Path, k: int, work: Path, lists: UrlLists, *, save: bool = False
+    client: str, urls: Path, k: int, work: Path, lists: UrlLists, *, workload: str = ""
 ) -> list[str]:
     py = sys.executable
     match client:
-        case "shoal" | "shoal-p2":
+        case "shoal" | "shoal-p2" | "shoal-bare":
             out = work / "out.jsonl"
             options = f"-c {k} --per-host {k} --progress off -q".split()
             if client == "shoal-p2":
                 options += ["--processes", "2"]
-            if save:
+            if workload == "save":
                 options += ["--save-bodies", str(work / "bodies")]
+            if workload == "warc" and client == "shoal":
+                options += ["--warc", str(work / "crawl")]
             return [shoal_executable(), "fetch", str(urls), "-o", str(out), *options]
+        case "pool-warc":
+            peer = str(PEERS / "aiohttp_pool_warc.py")
+            return [py, peer, str(urls), str(k), str(work / "crawl.warc.gz")]
+        case "wget":
+            warc = str(work / "crawl")
+            options = ["-q", "-O", "/dev/null", f"--warc-file={warc}", "--no-warc-keep-log"]
+            return ["wget", *options, "-i", str(urls)]
         case "pool-save":
             peer = str(PEERS / "aiohttp_pool_save.py")
             return [py, peer, str(urls), str(k), str(work / "files")]
@@ -472,7 +503,7 @@ def count_failures(client: str, rc: int, work: Path, partial: bool, n: int) -> i
         codes = (work / "stdout").read_text().split()
         ok = sum(1 for code in codes if code.startswith(("2", "3")))
         return n - ok if not partial else len(codes) - ok
-    if client in ("wget2", "aria2c"):
+    if client in ("wget2", "aria2c", "wget"):
         return 0 if rc == 0 else None
     match = re.search(r"failures=(\d+)", (work / "stderr").read_text(errors="replace"))
     return int(match.group(1)) if match else None
@@ -502,7 +533,7 @@ def run_client(
     urls = lists.get(case.path, n)
     work = Path(tempfile.mkdtemp(prefix=f"{case.key}-{client}-", dir=scratch))
     try:
-        argv = client_argv(client, urls, case.k, work, lists, save=case.workload == "save")
+        argv = client_argv(client, urls, case.k, work, lists, workload=case.workload)
         before = nginx.requests()
         measured = measure(
             argv,
@@ -749,6 +780,8 @@ def machine() -> dict[str, str]:
         "curl": " ".join(command_version(["curl", "--version"]).split()[:2]),
         "wget2": command_version(["wget2", "--version"]).split(" - ")[0],
         "aria2c": command_version(["aria2c", "--version"]),
+        "wget": command_version(["wget", "--version"]).split(" built")[0],
+        "warcio": package_version("warcio"),
     }
 
 
@@ -878,7 +911,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="WORKLOAD",
-        help="comma-separated subset of: small, large, save, latency, memory",
+        help="comma-separated subset of: small, large, save, warc, latency, memory",
     )
     parser.add_argument(
         "--out", type=Path, default=BENCH / "results", help="results folder (bench/results)"
@@ -890,7 +923,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.reps = 1
     if args.only:
         wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-        unknown = wanted - {"small", "large", "save", "latency", "memory"}
+        unknown = wanted - {"small", "large", "save", "warc", "latency", "memory"}
         if unknown:
             parser.error(f"--only: unknown workload(s): {', '.join(sorted(unknown))}")
         args.only = wanted
@@ -906,7 +939,7 @@ def log(message: str) -> None:
 
 
 def require_tools() -> None:
-    missing = [tool for tool in ("nginx", "curl", "wget2", "aria2c") if not shutil.which(tool)]
+    missing = [tool for tool in ("nginx", "curl", "wget", "wget2", "aria2c") if not shutil.which(tool)]
     if not ECHO_MODULE.exists():
         missing.append(str(ECHO_MODULE))
     if missing:

@@ -47,7 +47,11 @@ class Exchange:
     peer: str | None
     method: str | None = None
     url: str | None = None
-    request: bytes = b""
+    #: The request as sent: its target and headers (formatted by :meth:`request`, off the
+    #: event loop), and its body.
+    target: URL | None = None
+    headers: CIMultiDict[str] | None = None
+    body: bytes = b""
     #: Received bytes not yet handed on. Those of a large response are moved, as they
     #: come, to the end of the ``spool`` file, which then holds the bytes before them.
     chunks: list[bytes] = field(default_factory=list)
@@ -59,6 +63,15 @@ class Exchange:
     def received(self, data: bytes) -> None:
         self.chunks.append(data)
         self.pending += len(data)
+
+    def request(self) -> bytes:
+        """The request's bytes: its line and headers as aiohttp writes them, and its body."""
+        assert self.method is not None and self.target is not None
+        target = self.target.raw_path_qs or "/"
+        lines = [f"{self.method} {target} HTTP/1.1"]
+        lines.extend(f"{name}: {value}" for name, value in (self.headers or {}).items())
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        return head + self.body
 
     def take(self) -> list[bytes]:
         """The received bytes not taken before."""
@@ -155,7 +168,8 @@ async def _headers_sent(
     if exchange is not None:
         exchange.method = params.method
         exchange.url = str(params.url)
-        exchange.request = request_head(params.method, params.url, params.headers)
+        exchange.target = params.url
+        exchange.headers = params.headers
 
 
 async def _chunk_sent(
@@ -165,7 +179,7 @@ async def _chunk_sent(
 ) -> None:
     exchange = _latest()
     if exchange is not None and exchange.method is not None:
-        exchange.request += params.chunk
+        exchange.body += params.chunk
 
 
 async def _redirect(
@@ -188,11 +202,3 @@ async def _redirect(
         if read > capture.redirect_cap:
             exchange.truncated = True
             break
-
-
-def request_head(method: str, url: URL, headers: CIMultiDict[str]) -> bytes:
-    """The request line and headers as aiohttp writes them (HTTP/1.1, origin form)."""
-    target = url.raw_path_qs or "/"
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")

@@ -19,11 +19,14 @@ spooled by the fetcher (see :mod:`shoal.fetching.capture`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import hashlib
 import io
 import os
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -31,6 +34,8 @@ from typing import IO, Any
 import orjson
 import surt
 from warcio.archiveiterator import ArchiveIterator
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
@@ -63,10 +68,14 @@ class WarcArchive:
         self.max_size = max_size
         self._info = {"software": f"shoal/{__version__}", **(info or {})}
         self.spool = Spool(self.prefix + ".partial", "archive spool")
-        self._writer = WARCWriter(None, gzip=True, warc_version="1.1")
+        # Records are compressed here (see _GzipMember), not by warcio.
+        self._writer = WARCWriter(None, gzip=False, warc_version="1.1")
         self._file: IO[bytes] | None = None
         self._index: IO[bytes] | None = None
         self._number = 0
+        #: The sizes of the open file and of the index (kept here: tell() costs a syscall).
+        self._size = 0
+        self._index_size = 0
         self._warcinfo_id = ""
 
     def file_name(self, number: int) -> str:
@@ -103,6 +112,7 @@ class WarcArchive:
             self._close()
             raise OutputError(f"cannot open archive {self.prefix}: {exc}") from exc
         self._number = number
+        self._size, self._index_size = offset, index_size
         if offset > 0:
             self._warcinfo_id = self._find_warcinfo()
         return self.position()
@@ -116,12 +126,7 @@ class WarcArchive:
 
     def position(self) -> dict[str, int]:
         """The archive's end, for the journal."""
-        assert self._file is not None and self._index is not None
-        return {
-            FILE_KEY: self._number,
-            OFFSET_KEY: self._file.tell(),
-            INDEX_KEY: self._index.tell(),
-        }
+        return {FILE_KEY: self._number, OFFSET_KEY: self._size, INDEX_KEY: self._index_size}
 
     async def finish(self) -> None:
         """Close the files at the end of a job (the spool stays, for the next job)."""
@@ -165,11 +170,9 @@ class WarcArchive:
         return self.position()
 
     def _archive(self, capture: Capture) -> WarcLocation | None:
-        file = self._file
-        assert file is not None
-        if file.tell() >= self.max_size:
+        if self._size >= self.max_size:
             self._roll()
-        if self._file is not None and self._file.tell() == 0:
+        if self._size == 0:
             self._start_file()
         location = None
         for exchange in capture.sent:
@@ -181,6 +184,7 @@ class WarcArchive:
         self._file.close()
         self._number += 1
         self._file = _open_at(self._path(self._number), 0)
+        self._size = 0
 
     def _start_file(self) -> None:
         assert self._file is not None
@@ -196,87 +200,188 @@ class WarcArchive:
         self._write(record)
 
     def _write(self, record: Any) -> tuple[int, int]:
-        file = self._file
-        assert file is not None
-        self._writer.out = file
-        start = file.tell()
-        self._writer.write_record(record)
-        return start, file.tell() - start
+        assert self._file is not None
+        member = _GzipMember(self._file)
+        self._writer.out = member
+        self._writer.write_record(record)  # ends with member.flush()
+        start = self._size
+        self._size += member.size
+        return start, member.size
 
     def _write_exchange(self, exchange: Exchange) -> WarcLocation:
         assert exchange.url is not None
         date = datetime_to_iso_date(
             datetime.fromtimestamp(exchange.sent_at, UTC).replace(tzinfo=None), use_micros=True
         )
-        headers = {"WARC-Date": date, "WARC-Warcinfo-ID": self._warcinfo_id}
+        headers = [("WARC-Date", date), ("WARC-Warcinfo-ID", self._warcinfo_id)]
+        extra = []
         if exchange.peer is not None:
-            headers["WARC-IP-Address"] = exchange.peer
+            extra.append(("WARC-IP-Address", exchange.peer))
         if exchange.truncated:
-            headers["WARC-Truncated"] = "length"
-        with _received(exchange) as (stream, length):
-            response = self._writer.create_warc_record(
-                exchange.url,
-                "response",
-                payload=stream,
-                length=length,
-                warc_headers_dict=dict(headers),
+            extra.append(("WARC-Truncated", "length"))
+        response_id = self._writer._make_warc_id()
+        with _received(exchange) as block:
+            offset, size = self._write_block(
+                "response", exchange.url, response_id, [*headers, *extra], block
             )
-            offset, size = self._write(response)
-        response_id = response.rec_headers.get_header("WARC-Record-ID")
-        headers.pop("WARC-IP-Address", None)
-        headers.pop("WARC-Truncated", None)
-        headers["WARC-Concurrent-To"] = response_id
-        request = self._writer.create_warc_record(
-            exchange.url,
-            "request",
-            payload=io.BytesIO(exchange.request),
-            length=len(exchange.request),
-            warc_headers_dict=headers,
+        request = _Block.of(exchange.request())
+        concurrent = [*headers, ("WARC-Concurrent-To", response_id)]
+        self._write_block(
+            "request", exchange.url, self._writer._make_warc_id(), concurrent, request
         )
-        self._write(request)
         name = self.file_name(self._number)
-        self._index_line(exchange.url, date, response, name, offset, size)
+        self._index_line(exchange.url, date, block, name, offset, size)
         return WarcLocation(name, offset, size)
 
+    def _write_block(
+        self,
+        kind: str,
+        uri: str,
+        record_id: str,
+        headers: list[tuple[str, str]],
+        block: _Block,
+    ) -> tuple[int, int]:
+        """Write one record whose block is ``block``'s bytes, unchanged: warcio writes the
+        WARC headers and the block as given (the digests are known, so it reads it once)."""
+        fields = [
+            ("WARC-Type", kind),
+            ("WARC-Record-ID", record_id),
+            ("WARC-Target-URI", uri),
+            *headers,
+            ("WARC-Payload-Digest", block.payload_digest),
+            ("WARC-Block-Digest", block.block_digest),
+            ("Content-Type", f"application/http; msgtype={kind}"),
+            ("Content-Length", str(block.length)),
+        ]
+        warc_headers = StatusAndHeaders("", fields, protocol=self._writer.warc_version)
+        record = ArcWarcRecord("warc", kind, warc_headers, block.stream, None, None, block.length)
+        return self._write(record)
+
     def _index_line(
-        self, url: str, date: str, record: Any, name: str, offset: int, size: int
+        self, url: str, date: str, block: _Block, name: str, offset: int, size: int
     ) -> None:
-        http = record.http_headers
         fields: dict[str, str] = {"url": url}
-        mime = http.get_header("Content-Type") if http is not None else None
-        if mime:
-            fields["mime"] = mime.split(";", 1)[0].strip()
-        if http is not None:
-            fields["status"] = http.get_statuscode()
-        digest = record.rec_headers.get_header("WARC-Payload-Digest")
-        if digest:
-            fields["digest"] = digest
-        fields.update(length=str(size), offset=str(offset), filename=name)
+        if block.mime:
+            fields["mime"] = block.mime
+        if block.status:
+            fields["status"] = block.status
+        fields.update(
+            digest=block.payload_digest, length=str(size), offset=str(offset), filename=name
+        )
         timestamp = re.sub(r"\D", "", date)[:14]
         line = f"{surt.surt(url)} {timestamp} ".encode() + orjson.dumps(fields) + b"\n"
         assert self._index is not None
         self._index.write(line)
+        self._index_size += len(line)
+
+
+class _Block:
+    """An HTTP message as a record's block: its bytes (a stream), their length, its two
+    SHA-1 digests (the block; the payload, after the header section, as warcio computes
+    and checks it) and, for the index, the status and media type from its header section.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        whole, payload = hashlib.sha1(), hashlib.sha1()
+        head = b""
+        end = -1
+        length = 0
+        while chunk := stream.read(_READ_BYTES):
+            length += len(chunk)
+            whole.update(chunk)
+            if end >= 0:
+                payload.update(chunk)
+                continue
+            head += chunk
+            end = _header_end(head)
+            if end >= 0:
+                payload.update(head[end:])
+                head = head[:end]
+        stream.seek(0)
+        self.length = length
+        self.block_digest = _digest(whole)
+        self.payload_digest = _digest(payload)
+        self.status, self.mime = _status_and_type(head if end >= 0 else b"")
+
+    @classmethod
+    def of(cls, data: bytes) -> _Block:
+        return cls(io.BytesIO(data))
+
+
+_READ_BYTES = 1024 * 1024
+
+
+def _header_end(data: bytes) -> int:
+    """Where an HTTP message's header section ends (just past its empty line), or -1."""
+    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf + 2 <= lf):
+        return crlf + 4
+    return lf + 2 if lf >= 0 else -1
+
+
+def _digest(hasher: Any) -> str:
+    return "sha1:" + base64.b32encode(hasher.digest()).decode()
+
+
+def _status_and_type(head: bytes) -> tuple[str | None, str | None]:
+    """A response's status code and media type, read from its header section."""
+    lines = head.decode("latin-1").splitlines()
+    if not lines:
+        return None, None
+    first = lines[0].split()
+    status = first[1] if len(first) > 1 and first[0].startswith("HTTP/") else None
+    mime = None
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            mime = value.split(";", 1)[0].strip() or None
+            break
+    return status, mime
+
+
+class _GzipMember:
+    """Where warcio writes one record: compressed as one gzip member into ``file``.
+
+    warcio's own gzip wrapper compresses at level 9 and flushes the file after each
+    record; this one uses zlib's default level (most of level 9's ratio, several times
+    faster) and leaves flushing the file to the end of each batch.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        compressed = self._compressor.compress(data)
+        if compressed:
+            self._file.write(compressed)
+            self.size += len(compressed)
+
+    def flush(self) -> None:
+        compressed = self._compressor.flush()
+        self._file.write(compressed)
+        self.size += len(compressed)
 
 
 class _received:
-    """The bytes received for an exchange, as a readable stream and its length: its spool
-    file (with the bytes still in memory appended), or the bytes in memory."""
+    """The bytes received for an exchange as a :class:`_Block`: from its spool file (with
+    the bytes still in memory appended), or from memory."""
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._file: IO[bytes] | None = None
 
-    def __enter__(self) -> tuple[IO[bytes], int]:
+    def __enter__(self) -> _Block:
         exchange = self._exchange
         chunks = exchange.take()
         if exchange.spool is None:
-            data = b"".join(chunks)
-            return io.BytesIO(data), len(data)
+            return _Block.of(b"".join(chunks))
         self._file = file = open(exchange.spool, "a+b")
         file.writelines(chunks)
-        length = file.tell()
         file.seek(0)
-        return file, length
+        return _Block(file)
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
