@@ -41,6 +41,7 @@ from shoal.fetching import (
     ensure_descriptors,
     open_session,
 )
+from shoal.fetching.capture import Budget
 from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
@@ -144,6 +145,8 @@ class Engine:
         self._warc_max_size = warc_max_size
         self._archive: _Archive | None = None
         self._archived: dict[str, int] = {}
+        # What captures waiting to be archived may hold in memory, across all workers.
+        self._capture_budget = Budget()
         self._recorder = Recorder()
         self._scheduler: Scheduler | None = None
         self._running = False
@@ -181,6 +184,7 @@ class Engine:
             rules=None if self._rules.uniform else self._rules,
             bodies=self._bodies,
             archive=None if self._archive is None else self._archive.spool,
+            budget=self._capture_budget,
         )
         politeness = self.politeness
         if politeness.respect_robots:
@@ -548,6 +552,7 @@ class Engine:
         capture, archive = result.capture, self._archive
         assert capture is not None and archive is not None
         result.capture = None
+        self._capture_budget.release(capture)
         for path in capture.spools:
             await archive.spool.discard(path)
 
@@ -585,7 +590,10 @@ class Engine:
                 ended = _drain(completions, batch)
             finals = [result for _, result in batch if result is not None]
             if archive is not None:
+                captures = [result.capture for result in finals if result.capture is not None]
                 self._archived = await archive.append(finals)
+                for capture in captures:
+                    self._capture_budget.release(capture)
             records = await store.complete(batch, self._with_archive(mark))
             if outputs is not None:
                 mark = await outputs.write(records)

@@ -86,6 +86,8 @@ class Capture:
     #: A redirect's body is read for the archive up to this many bytes.
     redirect_cap: int
     exchanges: list[Exchange] = field(default_factory=list)
+    #: Received bytes it holds in memory, counted against its :class:`Budget`.
+    held: int = 0
 
     def start(self, peer: str | None) -> Exchange:
         exchange = Exchange(time.time(), peer)
@@ -101,6 +103,29 @@ class Capture:
     def spools(self) -> list[str]:
         """The spool files of its exchanges (to remove when the capture is not kept)."""
         return [exchange.spool for exchange in self.exchanges if exchange.spool is not None]
+
+
+class Budget:
+    """How many received bytes all captures waiting to be archived may hold in memory;
+    past it, a finished response's bytes go to its spool file. Used on the event loop
+    only."""
+
+    def __init__(self, limit: int = 32 * 1024 * 1024) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, capture: Capture) -> bool:
+        """Count ``capture``'s bytes in memory, if they fit."""
+        size = sum(exchange.pending for exchange in capture.exchanges)
+        if self.held + size > self.limit:
+            return False
+        capture.held = size
+        self.held += size
+        return True
+
+    def release(self, capture: Capture) -> None:
+        self.held -= capture.held
+        capture.held = 0
 
 
 class CapturingProtocol(ResponseHandler):

@@ -66,11 +66,13 @@ class Fetcher:
         rules: HostRules | None = None,
         bodies: BodyStore | None = None,
         archive: Spool | None = None,
+        budget: wire.Budget | None = None,
     ) -> None:
         self._session = session
         self._rules = rules
         self._bodies = bodies
         self._archive = archive
+        self._budget = budget or wire.Budget()
         self._max_bytes = limits.max_bytes
         # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
         self._follow = limits.max_redirects > 0
@@ -89,6 +91,10 @@ class Fetcher:
         try:
             result = await self._attempt(job, capture)
             kept = result.capture is not None
+            if kept and not self._budget.hold(capture):
+                for exchange in capture.exchanges:
+                    if exchange.pending:
+                        await self._spill(exchange)
         finally:
             wire.current.reset(token)
             if not kept:
