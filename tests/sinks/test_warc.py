@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +28,13 @@ from shoal.result import Result
 from shoal.sinks.warc import WarcArchive
 from tests.cli.test_cli import RESOLVE, lines, read_records
 from tests.cli.test_cli import shoal as run_shoal
-from tests.cli.test_disk_faults import assert_clean_stop, check_read_only_holds, launch, read_only
+from tests.cli.test_disk_faults import (
+    assert_clean_stop,
+    check_read_only_holds,
+    inspect_journal,
+    launch,
+    read_only,
+)
 from tests.conftest import resolver
 from tests.servers import Misbehaving, serve
 
@@ -543,3 +550,36 @@ async def test_over_the_memory_budget_responses_wait_in_spool_files(
         _, body = read_at(tmp_path, record["warc"])
         assert body == b"o" * int(record["url"].split("size=")[1])
     assert not (tmp_path / "crawl.partial").exists()
+
+
+async def test_a_full_disk_under_the_archive_stops_cleanly_then_resumes(
+    tmp_path: Path,
+) -> None:
+    """The archive hits the file-size limit mid-run: exit 3 naming it, the journal intact;
+    the next run cuts the archive back to what was committed and finishes exactly once."""
+
+    async def noise(request: web.Request) -> web.StreamResponse:  # does not compress
+        await asyncio.sleep(0.03)  # answers come in a trickle: several commits before the fault
+        return web.Response(body=random.Random(request.match_info["n"]).randbytes(100_000))
+
+    app = web.Application()
+    app.router.add_get("/noise/{n}", noise)
+    runner, port = await serve(app)
+    try:
+        urls = [f"http://a.test:{port}/noise/{n}" for n in range(40)]
+        output = tmp_path / "out.jsonl"
+        archive = ("--warc", str(tmp_path / "crawl"), "-c", "2", "--progress", "off")
+        args = ("fetch", "-", "-o", str(output), *archive, *RESOLVE)
+        stopped = await launch(*args, size_limit=1_000_000, stdin=lines(*urls))
+        assert_clean_stop(stopped, "cannot write archive", "File too large")
+        check, recorded = inspect_journal(tmp_path / "out.jsonl.journal")
+        assert check == "ok"
+        assert 0 < len(recorded) < len(urls), "the fault should come mid-run"
+        resumed = await launch(*args, stdin=lines(*urls))
+    finally:
+        await runner.cleanup()
+    assert resumed.code == 0, resumed.stderr
+    assert_archived_once(warc_files(tmp_path), urls)
+    for record in read_records(output):
+        _, body = read_at(tmp_path, record["warc"])
+        assert hashlib.sha256(body).hexdigest() == record["sha256"]
