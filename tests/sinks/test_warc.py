@@ -73,6 +73,12 @@ WIRE = {
         b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(GZIPPED, 3),
         TEXT,
     ),
+    # An interim response first: aiohttp skips it, and so does the archive.
+    "/early-hints": (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhints",
+        b"hints",
+    ),
     "/not-found": (
         b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nnope",
         b"nope",
@@ -187,6 +193,8 @@ async def test_responses_are_archived_as_sent_on_the_wire(wire: int, tmp_path: P
     for result in results:
         assert result.warc is not None
         sent, decoded = WIRE[result.url.split(str(wire), 1)[1]]
+        if sent.startswith(b"HTTP/1.1 103"):
+            sent = sent.split(b"\r\n\r\n", 1)[1]
         # The record's whole block is exactly the bytes the server wrote: status line,
         # headers, chunk framing and gzip as they were.
         record, block = read_at(tmp_path, result.warc, parse=False)
@@ -583,3 +591,35 @@ async def test_a_full_disk_under_the_archive_stops_cleanly_then_resumes(
     for record in read_records(output):
         _, body = read_at(tmp_path, record["warc"])
         assert hashlib.sha256(body).hexdigest() == record["sha256"]
+
+
+async def test_a_run_without_warc_in_between_keeps_the_archive(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    """A job resumed once without --warc, then with it again, goes on with its archive:
+    what the first run archived stays, and nothing is cut or archived twice."""
+    urls = [server.url(f"/delay?s=0.01&n={n}") for n in range(60)]
+    journal, prefix = str(tmp_path / "job"), str(tmp_path / "crawl")
+
+    async def some(engine: shoal.Engine, count: int) -> None:
+        output = str(tmp_path / "out.jsonl")
+        async with engine, engine.stream(urls, journal=journal, output=output) as results:
+            async for _ in results:
+                count -= 1
+                if count == 0:
+                    break
+
+    await some(shoal.Engine(resolver=resolver(), warc=prefix, limits=Limits(concurrency=4)), 10)
+    await some(shoal.Engine(resolver=resolver(), limits=Limits(concurrency=4)), 10)
+    engine = shoal.Engine(resolver=resolver(), warc=prefix)
+    async with engine:
+        await engine.run(urls, journal=journal, output=str(tmp_path / "out.jsonl"))
+    records = read_records(tmp_path / "out.jsonl")
+    archived = [r for r in records if r["warc"] is not None]
+    # The second run committed at least the 10 it delivered (the results of a batch).
+    assert len(records) == 60 and 10 <= len(records) - len(archived) <= 40
+    assert_archived_once(warc_files(tmp_path), [r["url"] for r in archived])
+    for record in archived:
+        response, body = read_at(tmp_path, record["warc"])
+        assert response.rec_headers.get_header("WARC-Target-URI") == record["url"]
+        assert body == b"late"

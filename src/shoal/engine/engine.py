@@ -50,6 +50,7 @@ from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
 from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
+from shoal.store.store import ARCHIVE_POSITIONS
 from shoal.version import __version__
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class Engine:
         self._warc = warc
         self._warc_max_size = warc_max_size
         self._archive: _Archive | None = None
+        #: The archive's end, as the journal keeps it among the sink mark's positions.
         self._archived: dict[str, int] = {}
         # What captures waiting to be archived may hold in memory, across all workers.
         self._capture_budget = Budget()
@@ -329,6 +331,12 @@ class Engine:
                 self._archived = await self._archive.open(
                     state.mark.positions if state.resumed else None
                 )
+            else:  # kept for a later run with the archive again
+                self._archived = {
+                    name: value
+                    for name, value in state.mark.positions.items()
+                    if name.startswith(ARCHIVE_POSITIONS)
+                }
             mark = await self._catch_up(store, outputs, state)
             if not state.input_done:
                 await source.skip_to(state.position)
@@ -360,7 +368,7 @@ class Engine:
 
     def _with_archive(self, mark: SinkMark) -> SinkMark:
         """``mark`` with the archive's end added (committed with it, see :mod:`.warc`)."""
-        if self._archive is None:
+        if not self._archived:
             return mark
         return SinkMark(mark.done_seq, {**mark.positions, **self._archived})
 
@@ -603,7 +611,7 @@ class Engine:
             if deliver is not None:
                 for result in finals:
                     await deliver(result)
-        if outputs is not None or archive is not None:
+        if outputs is not None or self._archived:
             await store.save_mark(self._with_archive(mark))
 
     async def _end_commits(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -73,10 +74,33 @@ class Exchange:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         return head + self.body
 
+    def drop_interim(self) -> None:
+        """Leave out interim responses received before the final one (``103 Early Hints``,
+        say): aiohttp skips them, and a record holds one response. Called once the final
+        response's headers are in."""
+        if not self.chunks or not _INTERIM.match(self.chunks[0]):
+            return
+        data = b"".join(self.chunks)
+        while _INTERIM.match(data) and (end := header_end(data)) >= 0:
+            data = data[end:]
+        self.chunks, self.pending = [data], len(data)
+
     def take(self) -> list[bytes]:
         """The received bytes not taken before."""
         chunks, self.chunks, self.pending = self.chunks, [], 0
         return chunks
+
+
+#: The start of an interim (1xx) response, but not ``101 Switching Protocols``.
+_INTERIM = re.compile(rb"HTTP/\d(?:\.\d)? +1(?!01)\d\d")
+
+
+def header_end(data: bytes) -> int:
+    """Where an HTTP message's header section ends (just past its empty line), or -1."""
+    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf + 2 <= lf):
+        return crlf + 4
+    return lf + 2 if lf >= 0 else -1
 
 
 @dataclass(slots=True, eq=False)
@@ -217,6 +241,7 @@ async def _redirect(
     exchange = _latest()
     if capture is None or exchange is None:
         return
+    exchange.drop_interim()
     content = params.response.content
     read = 0
     while not content.at_eof():

@@ -154,6 +154,8 @@ class Fetcher:
             timeout=timeout,
         ) as response:
             result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
+            if capture is not None and capture.exchanges:
+                capture.exchanges[-1].drop_interim()
             result.status = status = response.status
             result.final_url = str(response.url)
             result.redirects = len(response.history)

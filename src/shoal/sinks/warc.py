@@ -41,15 +41,16 @@ from warcio.warcwriter import WARCWriter
 
 from shoal.config import DEFAULT_WARC_MAX_SIZE
 from shoal.errors import OutputError
-from shoal.fetching.capture import Capture, Exchange
+from shoal.fetching.capture import Capture, Exchange, header_end
 from shoal.result import Result, WarcLocation
 from shoal.sinks.spool import Spool
+from shoal.store.store import ARCHIVE_POSITIONS
 from shoal.version import __version__
 
 #: The archive's end, as the journal keeps it among the sink mark's positions.
-FILE_KEY = "warc.file"
-OFFSET_KEY = "warc.offset"
-INDEX_KEY = "warc.cdxj"
+FILE_KEY = ARCHIVE_POSITIONS + "file"
+OFFSET_KEY = ARCHIVE_POSITIONS + "offset"
+INDEX_KEY = ARCHIVE_POSITIONS + "cdxj"
 
 
 class WarcArchive:
@@ -294,7 +295,7 @@ class _Block:
                 payload.update(chunk)
                 continue
             head += chunk
-            end = _header_end(head)
+            end = header_end(head)
             if end >= 0:
                 payload.update(head[end:])
                 head = head[:end]
@@ -310,14 +311,6 @@ class _Block:
 
 
 _READ_BYTES = 1024 * 1024
-
-
-def _header_end(data: bytes) -> int:
-    """Where an HTTP message's header section ends (just past its empty line), or -1."""
-    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf + 2 <= lf):
-        return crlf + 4
-    return lf + 2 if lf >= 0 else -1
 
 
 def _digest(hasher: Any) -> str:

@@ -23,6 +23,11 @@ Completion = tuple[Job, Result | None]
 Record = tuple[int, bytes]
 
 
+#: Names in a sink mark's positions that start so hold the web archive's end (``--warc``),
+#: which commits with the records rather than after them.
+ARCHIVE_POSITIONS = "warc."
+
+
 @dataclass(frozen=True, slots=True)
 class SinkMark:
     """Every record with ``done_seq`` up to this one is in the outputs, which end at
