@@ -623,3 +623,32 @@ async def test_a_run_without_warc_in_between_keeps_the_archive(
         response, body = read_at(tmp_path, record["warc"])
         assert response.rec_headers.get_header("WARC-Target-URI") == record["url"]
         assert body == b"late"
+
+
+async def test_https_exchanges_are_archived_as_decrypted_bytes(tmp_path: Path) -> None:
+    """Over TLS, the record holds the HTTP bytes inside the encryption, as for plain HTTP."""
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("a.test").configure_cert(context)
+    app = web.Application()
+    app.router.add_get("/chunked", _wire)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        # The test's own CA is not in the system store: certificates are not checked here.
+        [result] = await archive([f"https://a.test:{port}/chunked"], tmp_path, verify_tls=False)
+    finally:
+        await runner.cleanup()
+    assert result.status == 200 and result.warc is not None
+    record, block = read_at(tmp_path, result.warc, parse=False)
+    assert block == WIRE["/chunked"][0]
+    assert record.rec_headers.get_header("WARC-Target-URI") == f"https://a.test:{port}/chunked"
+    assert record.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
+    warcio_check(*warc_files(tmp_path))
