@@ -467,6 +467,20 @@ async def test_the_index_matches_what_cdxj_indexer_writes(
     ours = parsed((tmp_path / "crawl.cdxj").read_bytes())
     assert len(ours) == len(urls) + 2  # the two redirects have their own lines
     assert sorted(ours, key=repr) == sorted(parsed(theirs), key=repr)
+    # warcio's own index finds every response record where ours says it is.
+    listed = set()
+    for path in files:
+        warcio = os.path.join(os.path.dirname(sys.executable), "warcio")
+        process = await asyncio.create_subprocess_exec(
+            warcio, "index", str(path), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await process.communicate()
+        assert process.returncode == 0
+        for line in out.splitlines():
+            entry = orjson.loads(line)
+            if entry["warc-type"] == "response":
+                listed.add((path.name, int(entry["offset"]), entry["warc-target-uri"]))
+    assert listed == {(f["filename"], int(f["offset"]), f["url"]) for _, _, f in ours}
 
 
 async def test_a_long_redirect_body_is_cut_and_marked_truncated(tmp_path: Path) -> None:
