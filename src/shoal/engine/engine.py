@@ -318,6 +318,7 @@ class Engine:
         self._running = True
         self._stopping = False
         self._recorder = recorder = Recorder()
+        self._capture_budget.held = 0  # what an aborted run held is gone with it
         source = requests if isinstance(requests, Source) else IterableSource(requests)
         outputs = _open_outputs(output)
         store = _open_store(journal, outputs is not None)
