@@ -53,13 +53,17 @@ class Exchange:
     target: URL | None = None
     headers: CIMultiDict[str] | None = None
     body: bytes = b""
+    #: The request line holds the whole URL, as it does to a plain HTTP proxy.
+    absolute: bool = False
     #: Received bytes not yet handed on. Those of a large response are moved, as they
     #: come, to the end of the ``spool`` file, which then holds the bytes before them.
     chunks: list[bytes] = field(default_factory=list)
     pending: int = 0
     spool: str | None = None
-    #: The received bytes went past the redirect-body cap and were cut there.
-    truncated: bool = False
+    #: Why the received bytes are incomplete (a redirect's body is read for the archive
+    #: only): ``length`` (past the cap) or ``disconnect`` (it broke off or stalled); the
+    #: record's ``WARC-Truncated``.
+    truncated: str | None = None
 
     def received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -68,7 +72,8 @@ class Exchange:
     def request(self) -> bytes:
         """The request's bytes: its line and headers as aiohttp writes them, and its body."""
         assert self.method is not None and self.target is not None
-        target = self.target.raw_path_qs or "/"
+        # The whole URL to a plain HTTP proxy, the path and query otherwise.
+        target = str(self.target) if self.absolute else self.target.raw_path_qs or "/"
         lines = [f"{self.method} {target} HTTP/1.1"]
         lines.extend(f"{name}: {value}" for name, value in (self.headers or {}).items())
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
@@ -78,9 +83,11 @@ class Exchange:
         """Leave out interim responses received before the final one (``103 Early Hints``,
         say): aiohttp skips them, and a record holds one response. Called once the final
         response's headers are in."""
-        if not self.chunks or not _INTERIM.match(self.chunks[0]):
+        if not self.chunks:
             return
-        data = b"".join(self.chunks)
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        if not _INTERIM.match(data):
+            return
         while _INTERIM.match(data) and (end := header_end(data)) >= 0:
             data = data[end:]
         self.chunks, self.pending = [data], len(data)
@@ -112,6 +119,8 @@ class Capture:
     exchanges: list[Exchange] = field(default_factory=list)
     #: Received bytes it holds in memory, counted against its :class:`Budget`.
     held: int = 0
+    #: Its requests go through an HTTP proxy.
+    proxied: bool = False
 
     def start(self, peer: str | None) -> Exchange:
         exchange = Exchange(time.time(), peer)
@@ -214,7 +223,10 @@ async def _headers_sent(
     params: aiohttp.TraceRequestHeadersSentParams,
 ) -> None:
     exchange = _latest()
-    if exchange is not None:
+    capture = current.get()
+    if exchange is not None and capture is not None:
+        # Like aiohttp: the whole URL to a proxy, unless it is tunnelled (https).
+        exchange.absolute = capture.proxied and params.url.scheme not in ("https", "wss")
         exchange.method = params.method
         exchange.url = str(params.url)
         exchange.target = params.url
@@ -236,19 +248,30 @@ async def _redirect(
     context: SimpleNamespace,
     params: aiohttp.TraceRequestRedirectParams,
 ) -> None:
-    """Read a redirect's body (aiohttp would drop it) so its exchange is archived whole."""
+    """Read a redirect's body (aiohttp would drop it) so its exchange is archived whole.
+
+    Only a redirect aiohttp will follow (it has a Location): one without is the final
+    response, whose body the fetcher reads. A body that breaks off or stalls is archived
+    as far as it came, and the redirect is followed all the same, as without an archive.
+    """
     capture = current.get()
     exchange = _latest()
+    response = params.response
     if capture is None or exchange is None:
         return
     exchange.drop_interim()
-    content = params.response.content
+    if "Location" not in response.headers and "URI" not in response.headers:
+        return
+    content = response.content
     read = 0
-    while not content.at_eof():
-        chunk = await content.readany()
-        if not chunk:
-            break
-        read += len(chunk)
-        if read > capture.redirect_cap:
-            exchange.truncated = True
-            break
+    try:
+        while not content.at_eof():
+            chunk = await content.readany()
+            if not chunk:
+                break
+            read += len(chunk)
+            if read > capture.redirect_cap:
+                exchange.truncated = "length"
+                break
+    except aiohttp.ClientError:  # the between-reads timeout too
+        exchange.truncated = "disconnect"

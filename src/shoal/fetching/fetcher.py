@@ -85,7 +85,7 @@ class Fetcher:
     async def run(self, job: Job) -> Result:
         if self._archive is None:
             return await self._attempt(job, None)
-        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes))
+        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=bool(self._proxy))
         token = wire.current.set(capture)
         kept = False
         try:
@@ -166,6 +166,8 @@ class Fetcher:
                 length is not None
                 and length > self._max_bytes
                 and "Content-Encoding" not in headers
+                and request.method != "HEAD"  # these announce a body they do not carry
+                and status not in (204, 304)
             ):
                 raise _TooLarge
             await self._read_body(response, result, capture)

@@ -218,8 +218,8 @@ class WarcArchive:
         extra = []
         if exchange.peer is not None:
             extra.append(("WARC-IP-Address", exchange.peer))
-        if exchange.truncated:
-            extra.append(("WARC-Truncated", "length"))
+        if exchange.truncated is not None:
+            extra.append(("WARC-Truncated", exchange.truncated))
         response_id = self._writer._make_warc_id()
         with _received(exchange) as block:
             offset, size = self._write_block(
