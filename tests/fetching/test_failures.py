@@ -81,6 +81,15 @@ async def test_body_over_max_bytes_is_too_large(server: Misbehaving) -> None:
     assert result.error is not None and result.error.kind is ErrorKind.TOO_LARGE
 
 
+async def test_head_announcing_a_large_body_is_not_too_large(server: Misbehaving) -> None:
+    # A HEAD answer's Content-Length is the size of the body a GET would get; none comes.
+    result = await fetch_one(
+        {"url": server.url("/ok?size=200000"), "method": "HEAD"},
+        limits=Limits(max_bytes=100_000),
+    )
+    assert result.ok and result.status == 200 and result.bytes == 0
+
+
 async def test_gzip_bomb_stops_on_decompressed_size(server: Misbehaving) -> None:
     result = await fetch_one(
         server.url("/gzip-bomb?size=67108864"), limits=Limits(max_bytes=1024 * 1024)
