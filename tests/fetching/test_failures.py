@@ -12,7 +12,7 @@ from tests.conftest import resolver
 from tests.servers import Misbehaving
 
 
-async def fetch_one(url: str, **options: object) -> shoal.Result:
+async def fetch_one(url: str | dict[str, str], **options: object) -> shoal.Result:
     options.setdefault("retry", RetryPolicy(retries=0))
     options.setdefault("timeouts", Timeouts(total_s=2, connect_s=1, read_s=1))
     engine = shoal.Engine(resolver=resolver(), **options)  # type: ignore[arg-type]
