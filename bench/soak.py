@@ -77,6 +77,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--run-limit", type=float, default=180, help="longest one run may take (default 180)"
     )
+    parser.add_argument(
+        "--warc",
+        action="store_true",
+        help="archive with --warc too, tear the archive at kills, and check it at each job's end",
+    )
     parser.add_argument("--keep", action="store_true", help="keep every job's files")
     arguments = parser.parse_args(argv)
     if min(arguments.kills, arguments.round_kills) < 1 or arguments.urls < 10:
@@ -114,6 +119,7 @@ async def soak(arguments: argparse.Namespace, folder: Path) -> int:
                 long=arguments.long,
                 long_delay_s=arguments.long_delay,
                 run_limit_s=arguments.run_limit,
+                warc=arguments.warc,
             )
             where = folder / f"round-{number}"
             where.mkdir()
