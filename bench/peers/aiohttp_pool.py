@@ -1,25 +1,40 @@
 """Peer: a bare aiohttp worker pool (K workers on a bounded queue, uvloop), reading URLs
-from a file and reading each body fully. The baseline shoal's single process is held to."""
+from a file and reading each body fully. The baseline shoal's single process is held to.
+
+:func:`run_pool` is the pool itself; the other ``aiohttp_pool_*`` peers run it with their
+own handling of each response.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import uvloop
 
+#: What a worker does with a response: (its line number in the file, its URL, the response).
+Handle = Callable[[int, str, aiohttp.ClientResponse], Awaitable[None]]
 
-async def main(path: str, workers: int) -> int:
-    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=workers * 2)
+
+async def read_body(number: int, url: str, response: aiohttp.ClientResponse) -> None:
+    await response.read()
+
+
+async def run_pool(path: str, workers: int, handle: Handle = read_body) -> int:
+    """Fetch every URL in ``path`` with ``workers`` workers; the count of failures (an
+    exception, or a status of 400 and above)."""
+    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=workers * 2)
     failures = 0
 
     async def work(session: aiohttp.ClientSession) -> None:
         nonlocal failures
-        while (url := await queue.get()) is not None:
+        while (item := await queue.get()) is not None:
+            number, url = item
             try:
                 async with session.get(url) as response:
-                    await response.read()
+                    await handle(number, url, response)
                     if response.status >= 400:
                         failures += 1
             except (aiohttp.ClientError, OSError, TimeoutError):
@@ -30,14 +45,17 @@ async def main(path: str, workers: int) -> int:
         tasks = [asyncio.create_task(work(session)) for _ in range(workers)]
         # A local file read lazily, line by line: memory stays flat whatever its length.
         with open(path) as file:  # noqa: ASYNC230
-            for line in file:
-                await queue.put(line.strip())
+            for number, line in enumerate(file):
+                await queue.put((number, line.strip()))
         for _ in tasks:
             await queue.put(None)
         await asyncio.gather(*tasks)
     return failures
 
 
+def report(failures: int) -> None:
+    print(f"failures={failures}", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    failed = uvloop.run(main(sys.argv[1], int(sys.argv[2])))
-    print(f"failures={failed}", file=sys.stderr)
+    report(uvloop.run(run_pool(sys.argv[1], int(sys.argv[2]))))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -140,10 +141,12 @@ class Engine:
         self._bodies: BodyStore | None = None
         if warc_max_size < 1:
             raise ConfigError("warc_max_size", "must be at least 1 byte")
-        # Checked now: a missing extra is a usage error, not a failure mid-job.
-        self._warc_module = None if warc is None else _warc_module()
-        self._warc = warc
-        self._warc_max_size = warc_max_size
+        # The archive's module is imported now: a missing extra is a usage error, not a
+        # failure mid-job.
+        self._new_archive: Callable[..., _Archive] | None = None
+        if warc is not None:
+            archive_type = _warc_module().WarcArchive
+            self._new_archive = functools.partial(archive_type, warc, max_size=warc_max_size)
         self._archive: _Archive | None = None
         #: The archive's end, as the journal keeps it among the sink mark's positions.
         self._archived: dict[str, int] = {}
@@ -166,10 +169,8 @@ class Engine:
                 bodies.close()
                 raise
             self._bodies = bodies
-        if self._warc is not None and self._warc_module is not None:
-            self._archive = self._warc_module.WarcArchive(
-                self._warc,
-                max_size=self._warc_max_size,
+        if self._new_archive is not None:
+            self._archive = self._new_archive(
                 info={
                     "http-header-user-agent": self._user_agent,
                     "robots": "obey" if self.politeness.respect_robots else "ignore",

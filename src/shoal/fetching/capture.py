@@ -47,8 +47,7 @@ class Exchange:
     sent_at: float
     peer: str | None
     method: str | None = None
-    url: str | None = None
-    #: The request as sent: its target and headers (formatted by :meth:`request`, off the
+    #: The request as sent: its URL and headers (formatted by :meth:`request`, off the
     #: event loop), and its body.
     target: URL | None = None
     headers: CIMultiDict[str] | None = None
@@ -64,6 +63,11 @@ class Exchange:
     #: only): ``length`` (past the cap) or ``disconnect`` (it broke off or stalled); the
     #: record's ``WARC-Truncated``.
     truncated: str | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.target is not None
+        return str(self.target)
 
     def received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -222,13 +226,12 @@ async def _headers_sent(
     context: SimpleNamespace,
     params: aiohttp.TraceRequestHeadersSentParams,
 ) -> None:
-    exchange = _latest()
     capture = current.get()
-    if exchange is not None and capture is not None:
+    if capture is not None and capture.exchanges:
+        exchange = capture.exchanges[-1]
         # Like aiohttp: the whole URL to a proxy, unless it is tunnelled (https).
         exchange.absolute = capture.proxied and params.url.scheme not in ("https", "wss")
         exchange.method = params.method
-        exchange.url = str(params.url)
         exchange.target = params.url
         exchange.headers = params.headers
 
@@ -255,10 +258,10 @@ async def _redirect(
     as far as it came, and the redirect is followed all the same, as without an archive.
     """
     capture = current.get()
-    exchange = _latest()
-    response = params.response
-    if capture is None or exchange is None:
+    if capture is None or not capture.exchanges:
         return
+    exchange = capture.exchanges[-1]
+    response = params.response
     exchange.drop_interim()
     if "Location" not in response.headers and "URI" not in response.headers:
         return

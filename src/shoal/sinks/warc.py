@@ -27,7 +27,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -35,7 +35,7 @@ import orjson
 import surt
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
-from warcio.statusandheaders import StatusAndHeaders
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
@@ -46,6 +46,8 @@ from shoal.result import Result, WarcLocation
 from shoal.sinks.spool import Spool
 from shoal.store.store import ARCHIVE_POSITIONS
 from shoal.version import __version__
+
+make_warc_id = StatusAndHeadersParser.make_warc_id
 
 #: The archive's end, as the journal keeps it among the sink mark's positions.
 FILE_KEY = ARCHIVE_POSITIONS + "file"
@@ -210,28 +212,24 @@ class WarcArchive:
         return start, member.size
 
     def _write_exchange(self, exchange: Exchange) -> WarcLocation:
-        assert exchange.url is not None
-        date = datetime_to_iso_date(
-            datetime.fromtimestamp(exchange.sent_at, UTC).replace(tzinfo=None), use_micros=True
-        )
-        headers = [("WARC-Date", date), ("WARC-Warcinfo-ID", self._warcinfo_id)]
-        extra = []
+        url = exchange.url
+        sent = datetime.fromtimestamp(exchange.sent_at, UTC).replace(tzinfo=None)
+        common = [
+            ("WARC-Date", datetime_to_iso_date(sent, use_micros=True)),
+            ("WARC-Warcinfo-ID", self._warcinfo_id),
+        ]
+        response = list(common)
         if exchange.peer is not None:
-            extra.append(("WARC-IP-Address", exchange.peer))
+            response.append(("WARC-IP-Address", exchange.peer))
         if exchange.truncated is not None:
-            extra.append(("WARC-Truncated", exchange.truncated))
-        response_id = self._writer._make_warc_id()
+            response.append(("WARC-Truncated", exchange.truncated))
+        response_id = make_warc_id()
         with _received(exchange) as block:
-            offset, size = self._write_block(
-                "response", exchange.url, response_id, [*headers, *extra], block
-            )
-        request = _Block.of(exchange.request())
-        concurrent = [*headers, ("WARC-Concurrent-To", response_id)]
-        self._write_block(
-            "request", exchange.url, self._writer._make_warc_id(), concurrent, request
-        )
+            offset, size = self._write_block("response", url, response_id, response, block)
+        request = [*common, ("WARC-Concurrent-To", response_id)]
+        self._write_block("request", url, make_warc_id(), request, _Block.of(exchange.request()))
         name = self.file_name(self._number)
-        self._index_line(exchange.url, date, block, name, offset, size)
+        self._index_line(url, sent.strftime("%Y%m%d%H%M%S"), block, name, offset, size)
         return WarcLocation(name, offset, size)
 
     def _write_block(
@@ -259,17 +257,17 @@ class WarcArchive:
         return self._write(record)
 
     def _index_line(
-        self, url: str, date: str, block: _Block, name: str, offset: int, size: int
+        self, url: str, timestamp: str, block: _Block, name: str, offset: int, size: int
     ) -> None:
         fields: dict[str, str] = {"url": url}
-        if block.mime:
-            fields["mime"] = block.mime
-        if block.status:
-            fields["status"] = block.status
+        status, mime = _status_and_type(block.head)
+        if mime:
+            fields["mime"] = mime
+        if status:
+            fields["status"] = status
         fields.update(
             digest=block.payload_digest, length=str(size), offset=str(offset), filename=name
         )
-        timestamp = re.sub(r"\D", "", date)[:14]
         line = f"{surt.surt(url)} {timestamp} ".encode() + orjson.dumps(fields) + b"\n"
         assert self._index is not None
         self._index.write(line)
@@ -279,7 +277,7 @@ class WarcArchive:
 class _Block:
     """An HTTP message as a record's block: its bytes (a stream), their length, its two
     SHA-1 digests (the block; the payload, after the header section, as warcio computes
-    and checks it) and, for the index, the status and media type from its header section.
+    and checks it), and its header section.
     """
 
     def __init__(self, stream: IO[bytes]) -> None:
@@ -303,7 +301,7 @@ class _Block:
         self.length = length
         self.block_digest = _digest(whole)
         self.payload_digest = _digest(payload)
-        self.status, self.mime = _status_and_type(head if end >= 0 else b"")
+        self.head = head if end >= 0 else b""
 
     @classmethod
     def of(cls, data: bytes) -> _Block:
@@ -358,27 +356,18 @@ class _GzipMember:
         self.size += len(compressed)
 
 
-class _received:
+@contextlib.contextmanager
+def _received(exchange: Exchange) -> Iterator[_Block]:
     """The bytes received for an exchange as a :class:`_Block`: from its spool file (with
     the bytes still in memory appended), or from memory."""
-
-    def __init__(self, exchange: Exchange) -> None:
-        self._exchange = exchange
-        self._file: IO[bytes] | None = None
-
-    def __enter__(self) -> _Block:
-        exchange = self._exchange
-        chunks = exchange.take()
-        if exchange.spool is None:
-            return _Block.of(b"".join(chunks))
-        self._file = file = open(exchange.spool, "a+b")
+    chunks = exchange.take()
+    if exchange.spool is None:
+        yield _Block.of(b"".join(chunks))
+        return
+    with open(exchange.spool, "a+b") as file:
         file.writelines(chunks)
         file.seek(0)
-        return _Block(file)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
+        yield _Block(file)
 
 
 def _open_at(path: str, size: int) -> IO[bytes]:
