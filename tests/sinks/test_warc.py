@@ -376,9 +376,6 @@ async def _captured(server: Misbehaving, path: str) -> Result:
 
     settings = SessionSettings(
         connections=4,
-        connect_timeout_s=2,
-        read_timeout_s=2,
-        total_timeout_s=5,
         resolver=resolver(),
         capture=True,
     )

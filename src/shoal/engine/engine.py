@@ -43,6 +43,7 @@ from shoal.fetching import (
     open_session,
 )
 from shoal.fetching.capture import Budget
+from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
@@ -117,9 +118,6 @@ class Engine:
         self._user_agent = merged["User-Agent"]
         self._settings = SessionSettings(
             connections=self.limits.concurrency,
-            connect_timeout_s=self.timeouts.connect_s,
-            read_timeout_s=self.timeouts.read_s,
-            total_timeout_s=self.timeouts.total_s,
             headers=dict(merged),
             verify_tls=verify_tls,
             resolve=resolve,
@@ -135,6 +133,7 @@ class Engine:
         self._rng = random.Random(seed)
         self._shard = shard
         self._session: aiohttp.ClientSession | None = None
+        self._watchdog: Watchdog | None = None
         self._task: Task | None = None
         self._robots: Robots | None = None
         self._save_bodies = save_bodies
@@ -177,10 +176,14 @@ class Engine:
                 },
             )
         self._session = open_session(self._settings)
+        every = [self.timeouts]
+        every += [p.timeouts for p in self.politeness.hosts.values() if p.timeouts is not None]
+        self._watchdog = Watchdog(tick_for(every))
         self._task = Fetcher(
             self._session,
             limits=self.limits,
-            total_timeout_s=self.timeouts.total_s,
+            timeouts=self.timeouts,
+            watchdog=self._watchdog,
             fail_http=self._fail_http,
             keep_body=self._keep_body or self._handler is not None,
             proxy=self._proxy,
@@ -210,6 +213,9 @@ class Engine:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
         if self._session is not None:
             await self._session.close()
             self._session = None

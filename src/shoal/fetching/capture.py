@@ -22,17 +22,17 @@ aiohttp reports it sent (its request line and headers in order, and the body).
 from __future__ import annotations
 
 import contextvars
-import functools
 import re
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
+
+from shoal.fetching.deadlines import WatchedProtocol
 
 #: The capture of the attempt running in this task, if it archives its exchanges.
 current: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
@@ -165,7 +165,7 @@ class Budget:
         capture.held = 0
 
 
-class CapturingProtocol(ResponseHandler):
+class CapturingProtocol(WatchedProtocol):
     """aiohttp's connection protocol, keeping a copy of each response's bytes."""
 
     _exchange: Exchange | None = None
@@ -190,19 +190,6 @@ class CapturingProtocol(ResponseHandler):
         if exchange is not None and data and self._parser is not None and not self._upgraded:
             exchange.received(data)
         super().data_received(data)
-
-
-def install(connector: aiohttp.BaseConnector) -> None:
-    """Make ``connector`` open its connections with :class:`CapturingProtocol`.
-
-    aiohttp has no public hook for this; the connector's protocol factory is an internal
-    attribute. The archive tests round-trip every kind of response, so a change in aiohttp
-    that broke this would fail them.
-    """
-    if not hasattr(connector, "_factory"):
-        raise RuntimeError("this aiohttp version offers no way to capture responses")
-    factory = functools.partial(CapturingProtocol, loop=connector._loop)
-    connector._factory = cast("functools.partial[ResponseHandler]", factory)
 
 
 def trace_config() -> aiohttp.TraceConfig:

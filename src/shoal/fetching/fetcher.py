@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import hashlib
 import logging
 import time
@@ -12,6 +12,8 @@ import aiohttp
 
 from shoal.config import Limits, Timeouts
 from shoal.fetching import capture as wire
+from shoal.fetching import deadlines
+from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.failures import classify
 from shoal.job import Job
 from shoal.result import Error, ErrorKind, Result
@@ -44,13 +46,6 @@ class _TooLarge(Exception):
     pass
 
 
-@functools.lru_cache(maxsize=256)
-def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=timeouts.total_s, connect=timeouts.connect_s, sock_read=timeouts.read_s
-    )
-
-
 class Fetcher:
     """The default task: an HTTP request on the engine's session."""
 
@@ -59,7 +54,8 @@ class Fetcher:
         session: aiohttp.ClientSession,
         *,
         limits: Limits,
-        total_timeout_s: float,
+        timeouts: Timeouts,
+        watchdog: Watchdog,
         fail_http: bool = False,
         keep_body: bool = False,
         proxy: str | None = None,
@@ -77,7 +73,8 @@ class Fetcher:
         # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
         self._follow = limits.max_redirects > 0
         self._max_redirects = limits.max_redirects + 1
-        self._total_s = total_timeout_s
+        self._timeouts = timeouts
+        self._watchdog = watchdog
         self._fail_http = fail_http
         self._keep_body = keep_body
         self._proxy = proxy
@@ -104,45 +101,51 @@ class Fetcher:
 
     async def _attempt(self, job: Job, capture: wire.Capture | None) -> Result:
         result = job.result(started_at=time.time())
+        timeouts = self._timeouts
+        if self._rules is not None:
+            timeouts = self._rules.for_host(job.host).timeouts or timeouts
         start = time.perf_counter()
+        attempt = self._watchdog.start(timeouts)
+        token = deadlines.current.set(attempt)
         try:
-            await self._exchange(job, result, start, capture)
+            await self._exchange(job, result, start, capture, attempt)
+        except asyncio.CancelledError:
+            if not attempt.timed_out():
+                raise
+            result.error = _expired(attempt, timeouts, job)
         except _TooLarge:
             result.error = Error(
                 ErrorKind.TOO_LARGE, f"body larger than max_bytes ({self._max_bytes} bytes)"
             )
-        except aiohttp.ServerTimeoutError as exc:  # the connect and between-reads timeouts
-            result.error = classify(exc)
-        except TimeoutError:  # the session's total deadline for the attempt
-            total_s = self._total_s
-            if self._rules is not None:
-                timeouts = self._rules.for_host(job.host).timeouts
-                total_s = total_s if timeouts is None else timeouts.total_s
-            result.error = Error(
-                ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({total_s:g} s)"
-            )
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # The watchdog's between-reads timeout arrives as aiohttp's own (a
+            # ServerTimeoutError); classify names it.
             result.error = classify(exc)
         except (ValueError, TypeError, LookupError) as exc:
             # aiohttp rejects some requests it cannot encode (a header value outside
             # latin-1, say): that request fails, the run goes on.
             log.warning("request %s failed unexpectedly", job.request.url, exc_info=True)
             result.error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
+        finally:
+            deadlines.current.reset(token)
+            self._watchdog.end(attempt)
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return result
 
     async def _exchange(
-        self, job: Job, result: Result, start: float, capture: wire.Capture | None
+        self,
+        job: Job,
+        result: Result,
+        start: float,
+        capture: wire.Capture | None,
+        attempt: Attempt,
     ) -> None:
         request = job.request
         headers = request.headers
-        timeout = self._session.timeout
         if self._rules is not None:
             rule = self._rules.for_host(job.host)
             if rule.headers:
                 headers = {**rule.headers, **(headers or {})}
-            if rule.timeouts is not None:
-                timeout = _client_timeout(rule.timeouts)
         async with self._session.request(
             request.method,
             job.target or request.url,
@@ -151,7 +154,6 @@ class Fetcher:
             allow_redirects=self._follow,
             max_redirects=self._max_redirects,
             proxy=self._proxy,
-            timeout=timeout,
         ) as response:
             result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
             if capture is not None and capture.exchanges:
@@ -170,14 +172,18 @@ class Fetcher:
                 and status not in (204, 304)
             ):
                 raise _TooLarge
-            await self._read_body(response, result, capture)
+            await self._read_body(response, result, capture, attempt)
         if capture is not None:
             result.capture = capture  # the whole response arrived: it can be archived
         if self._fail_http and not 200 <= status < 300:
             result.error = Error(ErrorKind.HTTP_STATUS, f"HTTP {status}")
 
     async def _read_body(
-        self, response: aiohttp.ClientResponse, result: Result, capture: wire.Capture | None
+        self,
+        response: aiohttp.ClientResponse,
+        result: Result,
+        capture: wire.Capture | None,
+        attempt: Attempt,
     ) -> None:
         length = response.content_length
         if (
@@ -220,8 +226,10 @@ class Fetcher:
                     if waiting_size >= _FLUSH_BYTES:
                         await bodies.write(path, waiting)
                         waiting, waiting_size = [], 0
+                        attempt.touch(asyncio.get_running_loop().time())
                 if exchange is not None and exchange.pending >= _SPILL_BYTES:
                     await self._spill(exchange)
+                    attempt.touch(asyncio.get_running_loop().time())
             if bodies is not None and path is not None:
                 await bodies.write(path, waiting)  # creates the file of an empty body too
                 result.body_file = path
@@ -241,3 +249,14 @@ class Fetcher:
         if exchange.spool is None:
             exchange.spool = spool.new_file()
         await spool.write(exchange.spool, exchange.take())
+
+
+def _expired(attempt: Attempt, timeouts: Timeouts, job: Job) -> Error:
+    """The error of an attempt the watchdog ended at its connect or total deadline."""
+    if attempt.expired == deadlines.CONNECT:
+        return Error(
+            ErrorKind.TIMEOUT,
+            f"Connection timeout to host {job.target or job.request.url}"
+            f" (connect timeout {timeouts.connect_s:g} s)",
+        )
+    return Error(ErrorKind.TIMEOUT, f"attempt exceeded the total timeout ({timeouts.total_s:g} s)")

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
-from shoal.fetching import capture
+from shoal.fetching import capture, deadlines
 from shoal.fetching.resolver import StaticResolver
 
 #: Response header limits, set deliberately (aiohttp's own defaults are 8190 and 128).
@@ -23,9 +23,6 @@ class SessionSettings:
     """What the session needs to know; the engine derives it from its options."""
 
     connections: int
-    connect_timeout_s: float
-    read_timeout_s: float
-    total_timeout_s: float
     headers: Mapping[str, str] = field(default_factory=dict)
     verify_tls: bool = True
     resolve: Mapping[str, str] | None = None
@@ -40,8 +37,9 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
     No cookie jar (every request stands alone, and the jar costs CPU per request), no
     silent resends (see below), no environment proxies, no pool wait (the scheduler
     already caps requests in flight, so the connector's limit is only a safety net), and
-    the three timeouts of an attempt: total (through the end of the body), connect, and
-    between reads.
+    no timeouts of aiohttp's: the three deadlines of an attempt (total, connect, between
+    reads) are kept by the fetcher's watchdog (:mod:`shoal.fetching.deadlines`), whose
+    protocol the connections use.
     """
     resolver = settings.resolver
     if settings.resolve:
@@ -56,17 +54,15 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
     )
     traces = []
     if settings.capture:
-        capture.install(connector)
+        deadlines.install(connector, capture.CapturingProtocol)
         traces.append(capture.trace_config())
+    else:
+        deadlines.install(connector, deadlines.WatchedProtocol)
     session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         headers=dict(settings.headers),
-        timeout=aiohttp.ClientTimeout(
-            total=settings.total_timeout_s,
-            connect=settings.connect_timeout_s,
-            sock_read=settings.read_timeout_s,
-        ),
+        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
         trust_env=False,
         max_line_size=MAX_HEADER_LINE_BYTES,
         max_field_size=MAX_HEADER_LINE_BYTES,

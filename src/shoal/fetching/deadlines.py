@@ -1,0 +1,222 @@
+"""The deadlines of the attempts in flight, kept by one watchdog instead of timers per request.
+
+aiohttp arms timers for every request: a total deadline, a connect deadline, and a
+between-reads timer that it cancels and arms again on every chunk the socket delivers. At
+thousands of requests a second those timers cost more than shoal's own bookkeeping, and
+they cost more the slower the servers are. shoal therefore hands aiohttp no timeouts at all
+and keeps the three deadlines itself:
+
+* each attempt is an :class:`Attempt` with its due times, registered with the engine's
+  :class:`Watchdog` for as long as it runs;
+* the connection protocol (:class:`WatchedProtocol`) learns which attempt it serves when
+  aiohttp prepares it for a request (``set_response_params`` runs in the attempt's own task,
+  where :data:`current` names the attempt); where aiohttp would arm or re-arm its
+  between-reads timer (the request sent, each read, reading resumed) it notes the loop
+  time instead, and where aiohttp would disarm it (the body complete, reading paused) it
+  says the attempt is not waiting on the server;
+* one loop timer wakes the watchdog every ``tick_s`` to look at the attempts in flight.
+
+An attempt that is not connected by its connect deadline, or whose whole run passes its
+total deadline, is cancelled, and the fetcher turns that cancellation into a ``timeout``
+error. One whose server stays silent for ``read_s`` gets the same exception aiohttp raises
+for its own between-reads timeout, through the protocol, so the request ends as it did
+before. A deadline fires at most one tick late; ticks are a small fraction of the shortest
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from typing import Any, cast
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+from shoal.config import Timeouts
+
+#: Ticks per shortest timeout: a deadline fires at most this fraction of it late.
+_TICKS_PER_TIMEOUT = 16
+_MIN_TICK_S = 0.005
+_MAX_TICK_S = 0.5
+
+#: What ended an attempt early.
+CONNECT, TOTAL, READ = "connect", "total", "read"
+
+
+class Attempt:
+    """One attempt's deadlines (loop times) and what the watchdog knows of its progress."""
+
+    __slots__ = (
+        "cancelling",
+        "connect_due",
+        "expired",
+        "last_read",
+        "protocol",
+        "read_s",
+        "reading",
+        "task",
+        "total_due",
+    )
+
+    def __init__(self, task: asyncio.Task[Any], now: float, timeouts: Timeouts) -> None:
+        self.task = task
+        #: The task's count of pending cancellations when the attempt began: a cancellation
+        #: from elsewhere is told apart from the watchdog's by it.
+        self.cancelling = task.cancelling()
+        self.total_due = now + timeouts.total_s
+        self.connect_due = now + timeouts.connect_s
+        self.read_s = timeouts.read_s
+        #: The connection serving the attempt (``None`` until it is connected).
+        self.protocol: WatchedProtocol | None = None
+        #: Whether it waits on the server (between-reads deadline armed), and since when.
+        self.reading = False
+        self.last_read = now
+        #: ``CONNECT``, ``TOTAL`` or ``READ`` once a deadline passed.
+        self.expired: str | None = None
+
+    def touch(self, now: float) -> None:
+        """Count progress made on the client's side (a slow write of a saved body, say),
+        so a read paused for it is not taken for a silent server."""
+        self.last_read = now
+
+    def due(self, now: float) -> str | None:
+        """Which deadline has passed at ``now``, if any."""
+        if now >= self.total_due:
+            return TOTAL
+        if self.protocol is None:
+            return CONNECT if now >= self.connect_due else None
+        if self.reading and now - self.last_read >= self.read_s:
+            return READ
+        return None
+
+    def timed_out(self) -> bool:
+        """Whether a cancellation the attempt's task received came from the watchdog
+        alone (then it is withdrawn, and the attempt ends with a timeout)."""
+        if self.expired not in (CONNECT, TOTAL):
+            return False
+        return self.task.uncancel() <= self.cancelling
+
+
+#: The attempt running in this task, read by the protocol when aiohttp prepares it.
+current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
+    "shoal_attempt", default=None
+)
+
+
+def tick_for(timeouts: list[Timeouts]) -> float:
+    """How often the watchdog looks, for the shortest of these timeouts."""
+    shortest = min(min(t.total_s, t.connect_s, t.read_s) for t in timeouts)
+    return min(_MAX_TICK_S, max(_MIN_TICK_S, shortest / _TICKS_PER_TIMEOUT))
+
+
+class Watchdog:
+    """Ends the attempts whose deadlines pass; wakes every ``tick_s`` while any runs."""
+
+    def __init__(self, tick_s: float) -> None:
+        self.tick_s = tick_s
+        self._attempts: set[Attempt] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, timeouts: Timeouts) -> Attempt:
+        """Register a new attempt of the current task (call :meth:`end` when it ends)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        attempt = Attempt(task, loop.time(), timeouts)
+        self._attempts.add(attempt)
+        if self._timer is None:
+            self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
+        return attempt
+
+    def end(self, attempt: Attempt) -> None:
+        self._attempts.discard(attempt)
+        attempt.protocol = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._attempts.clear()
+
+    def check(self, now: float) -> list[Attempt]:
+        """End the attempts whose deadlines have passed at ``now``; return them."""
+        ended = []
+        for attempt in self._attempts:
+            if attempt.expired is not None:
+                continue
+            reason = attempt.due(now)
+            if reason is None:
+                continue
+            attempt.expired = reason
+            ended.append(attempt)
+        for attempt in ended:
+            protocol = attempt.protocol
+            if attempt.expired != READ:
+                attempt.task.cancel()
+            elif protocol is not None and protocol.serves(attempt):
+                protocol.read_timed_out()
+        return ended
+
+    def _tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self.check(loop.time())
+        self._timer = None
+        if self._attempts:
+            self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
+
+
+class WatchedProtocol(ResponseHandler):
+    """aiohttp's connection protocol, telling the watchdog when its attempt progresses.
+
+    It takes over aiohttp's between-reads timer: the two methods that arm and disarm that
+    timer keep the attempt's ``last_read`` and ``reading`` instead (aiohttp is given no
+    read timeout, so it would arm nothing).
+    """
+
+    _attempt: Attempt | None = None
+
+    def set_response_params(self, **params: Any) -> None:
+        attempt = current.get()
+        self._attempt = attempt
+        if attempt is not None:
+            attempt.protocol = self  # connected: the connect deadline no longer applies
+        super().set_response_params(**params)
+
+    def serves(self, attempt: Attempt) -> bool:
+        return self._attempt is attempt
+
+    def _reschedule_timeout(self) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.last_read = self._loop.time()
+            attempt.reading = True
+
+    def _drop_timeout(self) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.reading = False
+        super()._drop_timeout()
+
+    def read_timed_out(self) -> None:
+        """Fail the request waiting on this connection as aiohttp's own between-reads
+        timeout does (a ``ServerTimeoutError`` for the reader of headers or body)."""
+        self._attempt = None
+        self._on_read_timeout()
+
+
+def install(connector: aiohttp.BaseConnector, protocol: type[WatchedProtocol]) -> None:
+    """Make ``connector`` open its connections with ``protocol``.
+
+    aiohttp has no public hook for this; the connector's protocol factory is an internal
+    attribute. The timeout and archive tests would fail if a change in aiohttp broke it.
+    """
+    if not hasattr(connector, "_factory"):
+        raise RuntimeError("this aiohttp version offers no way to watch its connections")
+    factory = functools.partial(protocol, loop=connector._loop)
+    connector._factory = cast("functools.partial[ResponseHandler]", factory)
