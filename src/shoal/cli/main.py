@@ -12,14 +12,6 @@ from typing import Any
 import click
 from rich.console import Console
 
-from shoal.cli.export import (
-    journal_of,
-    output_stream,
-    record_filter,
-    status_json,
-    status_lines,
-    write_records,
-)
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
     HeaderLine,
@@ -44,7 +36,6 @@ from shoal.engine import Engine, loop_factory
 from shoal.errors import ConfigError, JournalError
 from shoal.result import ErrorKind
 from shoal.sources.items import valid_method
-from shoal.store.reader import JournalReader
 from shoal.version import __version__
 
 #: Library setting names, as the command line spells them (for error messages).
@@ -386,7 +377,7 @@ def fetch(
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
     if method is not None and not valid_method(method):
         raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         settings: dict[str, Any] = dict(
             limits=Limits(
@@ -470,6 +461,9 @@ _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
 def status(job: str, as_json: bool) -> None:
     """Show a job's counts and progress from its journal (JOB: the journal, or the output
     file it sits beside). Safe while the job runs."""
+    from shoal.cli.export import journal_of, status_json, status_lines
+    from shoal.store.reader import JournalReader
+
     path = journal_of(job)
     try:
         with JournalReader(path) as reader:
@@ -524,6 +518,9 @@ def export(
 ) -> None:
     """Write a job's final records again from its journal, in commit order (JOB: the
     journal, or the output file it sits beside)."""
+    from shoal.cli.export import journal_of, output_stream, record_filter, write_records
+    from shoal.store.reader import JournalReader
+
     kinds = {kind.value for kind in ErrorKind}
     for kind in errors:
         if kind not in kinds:
@@ -586,7 +583,7 @@ def demo(count: int, output: str | None, progress: str) -> None:
     """Fetch a few thousand URLs from a built-in local server (no network needed)."""
     from shoal.cli.demo import run_demo
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
     show = progress == "on" or (progress == "auto" and console.is_terminal)
     sys.exit(run_async(run_demo(count, output, show, console)))
 

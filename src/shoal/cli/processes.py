@@ -41,7 +41,6 @@ from shoal.cli.run import (
     remove_journal,
 )
 from shoal.reporting import Statistics
-from shoal.reporting.progress import Progress
 from shoal.sources import FileSource
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
@@ -172,6 +171,8 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
     progress = None
     try:
         if options.progress:
+            from shoal.reporting.progress import Progress  # only a terminal draws it
+
             progress = asyncio.create_task(Progress(console, combined).run())
         async with asyncio.TaskGroup() as group:
             for index, worker in enumerate(workers):

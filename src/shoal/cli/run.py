@@ -16,7 +16,6 @@ from rich.console import Console
 from shoal.engine import Engine
 from shoal.errors import JournalError, OutputError
 from shoal.reporting import Statistics
-from shoal.reporting.progress import Progress
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource
 
@@ -96,7 +95,7 @@ async def run_job(
 
 def print_summary(console: Console, stats: Statistics, *, resumable: bool) -> None:
     """The end-of-run summary, with a hint when an interrupted job can be resumed."""
-    console.print(render_summary(stats))
+    console.print(render_summary(stats), markup=False, highlight=False)
     if stats.interrupted and resumable:
         console.print("shoal: interrupted; run the same command again to resume the job.")
 
@@ -138,6 +137,8 @@ async def execute(
     if watch is None and options.progress:
 
         def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
+            from shoal.reporting.progress import Progress  # only a terminal draws it
+
             return Progress(console, read).run()
 
     for number in stop_signals:

@@ -22,7 +22,6 @@ or host pattern with overrides for those hosts::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,6 +66,8 @@ def load_config(ctx: click.Context, param: click.Parameter, value: str | None) -
     """The ``--config`` callback: read the file into the command's defaults."""
     if value is None:
         return None
+    import tomllib  # only when a file is given: every start of the command is shorter
+
     hint = "'--config'"
     try:
         with open(value, "rb") as file:

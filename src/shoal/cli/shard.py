@@ -70,7 +70,7 @@ async def run_shard(plan: Plan, index: int) -> int:
         progress=False,
         quiet=True,
     )
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
     code, stats = await execute(engine, part, console, watch=_watch, stop_signals=(signal.SIGTERM,))
     if stats is not None:
         _report(stats)

@@ -599,7 +599,7 @@ class Engine:
                 break
             batch = [item]
             ended = _drain(completions, batch)
-            if not ended and len(batch) < _SMALL_BATCH:
+            if not ended and len(batch) < _SMALL_BATCH and self._more_coming():
                 # Few results are arriving: wait a moment so a slow job still commits in
                 # batches rather than once per request.
                 await asyncio.sleep(_LINGER_S)
@@ -621,6 +621,12 @@ class Engine:
                     await deliver(result)
         if outputs is not None or self._archived:
             await store.save_mark(self._with_archive(mark))
+
+    def _more_coming(self) -> bool:
+        """Whether requests are still held (queued, in flight or waiting to retry): with
+        none, lingering for more results would only delay the end of the job."""
+        scheduler = self._scheduler
+        return scheduler is None or scheduler.held > 0
 
     async def _end_commits(
         self,

@@ -17,13 +17,16 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
-from protego import Protego
 
 from shoal.fetching.failures import classify
 from shoal.job import Job
 from shoal.result import Error, ErrorKind
+
+if TYPE_CHECKING:
+    from protego import Protego
 
 #: Longest robots.txt read (RFC 9309 asks crawlers to read at least 500 KiB).
 MAX_ROBOTS_BYTES = 512 * 1024
@@ -121,6 +124,8 @@ class Robots:
                 body = await response.content.read(MAX_ROBOTS_BYTES)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return _unreachable(f"robots.txt unreachable ({classify(exc).message})")
+        from protego import Protego  # only jobs that read robots.txt load the parser
+
         rules = Protego.parse(body.decode("utf-8", errors="replace"))
         delay = rules.crawl_delay(self._user_agent)
         if delay is not None and self._on_crawl_delay is not None:

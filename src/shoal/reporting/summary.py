@@ -1,8 +1,10 @@
-"""The summary printed when a run ends."""
+"""The summary printed when a run ends: plain text in two columns.
+
+Plain text, not a rich table: it reads the same in a terminal and in a log file, and a
+short job does not spend its time laying out a table.
+"""
 
 from __future__ import annotations
-
-from rich.table import Table
 
 from shoal.reporting.statistics import Statistics
 from shoal.reporting.units import format_bytes, format_duration
@@ -12,11 +14,9 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} ms"
 
 
-def render_summary(stats: Statistics) -> Table:
-    """A two-column table: what was done, how it ended, how fast."""
-    table = Table(title="shoal summary", show_header=False, title_justify="left", box=None)
-    table.add_column(style="bold")
-    table.add_column()
+def render_summary(stats: Statistics) -> str:
+    """Two columns under a title: what was done, how it ended, how fast."""
+    table = _Rows()
     state = "interrupted" if stats.interrupted else "finished"
     table.add_row("run", f"{state} in {format_duration(stats.elapsed_s)}")
     table.add_row(
@@ -58,7 +58,20 @@ def render_summary(stats: Statistics) -> Table:
         f"{stats.requests_per_s:,.1f} req/s, {format_bytes(stats.bytes_per_s)}/s, "
         f"{format_bytes(stats.bytes)} in all",
     )
-    return table
+    return table.render("shoal summary")
+
+
+class _Rows:
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, str]] = []
+
+    def add_row(self, name: str, value: str) -> None:
+        self._rows.append((name, value))
+
+    def render(self, title: str) -> str:
+        width = max(len(name) for name, _ in self._rows)
+        lines = [title, *(f" {name:<{width}}  {value}" for name, value in self._rows)]
+        return "\n".join(lines)
 
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
