@@ -8,8 +8,10 @@ from collections import Counter
 
 import pytest
 
+from shoal.config import Politeness
 from shoal.job import Job
-from shoal.scheduling import Scheduler
+from shoal.scheduling import HostRules, Scheduler
+from shoal.scheduling.scheduler import HOST_QUEUE
 from shoal.sources.items import entry_for
 
 _SEQ = itertools.count(1)
@@ -418,3 +420,52 @@ async def test_job_handed_to_a_worker_cancelled_before_it_runs_is_given_back() -
     await done(scheduler, handed)
     scheduler.close()
     assert await take(scheduler) is None
+
+
+# -- deferring a host's backlog to the store ------------------------------------------------
+
+
+def _fill(scheduler: Scheduler, host: str, count: int) -> int:
+    """Offer ``count`` jobs of ``host``; how many the scheduler wanted in memory."""
+    wanted = 0
+    for _ in range(count):
+        offered = job(host)
+        if scheduler.wants(offered):
+            scheduler.add(offered)
+            wanted += 1
+    return wanted
+
+
+@pytest.mark.parametrize(
+    ("per_host", "concurrency", "politeness", "kept"),
+    [
+        (4, 4, Politeness(), "all"),  # it alone keeps every worker busy
+        (8, 4, Politeness(), "all"),
+        (4, 8, Politeness(), "queue"),  # workers would idle: read on for other hosts
+        (4, 4, Politeness(per_second=100.0), "queue"),  # paced: it cannot fill them
+        (4, 4, Politeness(adaptive=True), "queue"),  # it may be slowed down
+    ],
+)
+async def test_only_a_host_that_cannot_fill_the_workers_is_deferred(
+    per_host: int, concurrency: int, politeness: Politeness, kept: str
+) -> None:
+    scheduler = Scheduler(
+        per_host=per_host,
+        capacity=10_000,
+        concurrency=concurrency,
+        rules=HostRules(politeness, per_host),
+    )
+    wanted = _fill(scheduler, "big.test", HOST_QUEUE * 2)
+    assert wanted == (HOST_QUEUE * 2 if kept == "all" else HOST_QUEUE)
+
+
+async def test_a_saturating_host_still_waits_for_room() -> None:
+    capacity = HOST_QUEUE + 10
+    scheduler = Scheduler(per_host=4, capacity=capacity, concurrency=4)
+    assert _fill(scheduler, "big.test", capacity) == capacity  # past HOST_QUEUE, in memory
+    waiting = asyncio.create_task(scheduler.wait_room())
+    await settle()
+    assert not waiting.done()  # memory stays bounded by the capacity
+    finished = await take_job(scheduler)
+    await done(scheduler, finished)
+    await asyncio.wait_for(waiting, 1)

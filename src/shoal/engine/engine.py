@@ -398,6 +398,7 @@ class Engine:
             rules=self._rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,
+            concurrency=limits.concurrency,
         )
         completions: asyncio.Queue[Completion | None] = asyncio.Queue(
             maxsize=max(1024, 2 * limits.concurrency)

@@ -37,11 +37,14 @@ HOST_QUEUE = 512
 
 
 class _Host:
-    __slots__ = ("control", "in_flight", "name", "queue", "ready", "sleeping")
+    __slots__ = ("control", "in_flight", "name", "queue", "ready", "saturates", "sleeping")
 
-    def __init__(self, name: str, control: HostControl) -> None:
+    def __init__(self, name: str, control: HostControl, saturates: bool) -> None:
         self.name = name
         self.control = control
+        #: It may keep every worker busy alone (unpaced, its cap at least the concurrency):
+        #: its backlog may wait in memory, up to the capacity, instead of in the store.
+        self.saturates = saturates
         self.queue: deque[Job] = deque()
         self.in_flight = 0
         self.ready = False  # in the ring
@@ -55,6 +58,8 @@ class Scheduler:
     flight and no pacing); ``host_cap`` gives a shard's part of a host's cap. ``capacity``
     bounds the jobs held (queued, waiting to retry, or in flight); the feeder waits for
     room with :meth:`wait_room`, so memory stays bounded whatever the input size.
+    ``concurrency`` is the number of workers: a host that can keep them all busy alone has
+    its backlog held in memory rather than deferred to the store (see :meth:`wants`).
     """
 
     def __init__(
@@ -66,8 +71,10 @@ class Scheduler:
         rules: HostRules | None = None,
         retry_after_max_s: float = math.inf,
         rng: random.Random | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self._rules = rules or HostRules(Politeness(), per_host)
+        self._concurrency = concurrency
         self._politeness = self._rules.politeness
         self._host_cap = host_cap
         self._retry_after_max_s = retry_after_max_s
@@ -178,11 +185,17 @@ class Scheduler:
     def wants(self, job: Job) -> bool:
         """Whether ``job`` should be added now; if not, the caller defers it to the store
         (and says so with :meth:`deferred`), so a host with a huge backlog cannot fill the
-        scheduler and keep the input's other hosts from being read."""
+        scheduler and keep the input's other hosts from being read.
+
+        A host that can keep every worker busy by itself is not deferred: reading on to find
+        other hosts would find no idle worker to give them, and the trip through the store
+        costs every one of its requests. Its backlog waits in memory up to the capacity,
+        where the feeder waits for room.
+        """
         if job.host in self._deferred:
             return False  # its older jobs wait in the store: keep the order
         host = self._hosts.get(job.host)
-        return host is None or len(host.queue) < HOST_QUEUE
+        return host is None or len(host.queue) < HOST_QUEUE or host.saturates
 
     def deferred(self, jobs: list[Job]) -> None:
         """``jobs`` were deferred to the store."""
@@ -340,7 +353,14 @@ class Scheduler:
                 share=share,
                 retry_after_max_s=self._retry_after_max_s,
             )
-            host = self._hosts[name] = _Host(name, control)
+            workers = self._concurrency
+            saturates = (
+                workers is not None
+                and limit >= workers
+                and not rule.paced
+                and not self._politeness.adaptive
+            )
+            host = self._hosts[name] = _Host(name, control, saturates)
         elif self._idle:
             self._idle.pop(name, None)
         return host
