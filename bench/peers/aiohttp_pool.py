@@ -8,11 +8,13 @@ own handling of each response.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import uvloop
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 #: What a worker does with a response: (its line number in the file, its URL, the response).
 Handle = Callable[[int, str, aiohttp.ClientResponse], Awaitable[None]]
@@ -22,9 +24,32 @@ async def read_body(number: int, url: str, response: aiohttp.ClientResponse) -> 
     await response.read()
 
 
-async def run_pool(path: str, workers: int, handle: Handle = read_body) -> int:
+class Loopback(AbstractResolver):
+    """Every host name is 127.0.0.1 (the many-hosts workload's names, h0.test, ...)."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def run_pool(
+    path: str, workers: int, handle: Handle = read_body, *, loopback: bool = False
+) -> int:
     """Fetch every URL in ``path`` with ``workers`` workers; the count of failures (an
-    exception, or a status of 400 and above)."""
+    exception, or a status of 400 and above). ``loopback`` sends every name to 127.0.0.1."""
     queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=workers * 2)
     failures = 0
 
@@ -40,7 +65,7 @@ async def run_pool(path: str, workers: int, handle: Handle = read_body) -> int:
             except (aiohttp.ClientError, OSError, TimeoutError):
                 failures += 1
 
-    connector = aiohttp.TCPConnector(limit=workers)
+    connector = aiohttp.TCPConnector(limit=workers, resolver=Loopback() if loopback else None)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [asyncio.create_task(work(session)) for _ in range(workers)]
         # A local file read lazily, line by line: memory stays flat whatever its length.
@@ -58,4 +83,5 @@ def report(failures: int) -> None:
 
 
 if __name__ == "__main__":
-    report(uvloop.run(run_pool(sys.argv[1], int(sys.argv[2]))))
+    loopback = sys.argv[3:] == ["loopback"]
+    report(uvloop.run(run_pool(sys.argv[1], int(sys.argv[2]), loopback=loopback)))
