@@ -66,3 +66,24 @@ def test_the_summary_is_plain_text_in_two_columns() -> None:
     assert lines[2] == " requests    3 this run: 2 ok, 1 failed; 1 retry"
     assert lines[-2].startswith(" latency     p50 ")
     assert "[" not in "".join(lines)  # no markup: it goes out as it is
+
+
+def test_a_run_sets_the_collector_for_many_requests_in_flight_and_restores_it() -> None:
+    import gc
+
+    from shoal.cli.main import GC_THRESHOLDS, run_async
+
+    seen: list[tuple[int, int, int]] = []
+    frozen: list[int] = []
+
+    async def job() -> int:
+        seen.append(gc.get_threshold())
+        frozen.append(gc.get_freeze_count())
+        return 7
+
+    before = gc.get_threshold()
+    assert run_async(job()) == 7
+    assert seen == [GC_THRESHOLDS]
+    assert frozen[0] > 0  # start-up's objects are left out of the run's collections
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
