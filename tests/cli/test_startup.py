@@ -14,7 +14,6 @@ LATER = (
     "protego",
     "tomllib",
     "warcio",
-    "importlib.metadata",
     "shoal.cli.export",
     "shoal.store.reader",
     "shoal.reporting.progress",
