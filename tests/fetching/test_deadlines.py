@@ -145,12 +145,13 @@ async def test_a_silent_server_ends_with_the_between_reads_timeout(
 
 
 async def test_a_slow_but_steady_body_is_not_a_read_timeout(server: Misbehaving) -> None:
-    # Each piece comes well within the between-reads timeout, the whole well past it.
+    # Each piece comes well within the between-reads timeout (a tenth of it), the whole
+    # body well past it.
     result = await _fetch(
-        server.url("/trickle?n=8&every=0.1"), Timeouts(total_s=5, connect_s=1, read_s=0.3)
+        server.url("/trickle?n=15&every=0.1"), Timeouts(total_s=10, connect_s=1, read_s=1)
     )
     assert result.ok, result.error
-    assert result.elapsed_ms is not None and result.elapsed_ms >= 700
+    assert result.elapsed_ms is not None and result.elapsed_ms >= 1400
 
 
 async def test_a_total_deadline_ends_a_trickle(server: Misbehaving) -> None:
