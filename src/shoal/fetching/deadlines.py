@@ -22,6 +22,11 @@ error. One whose server stays silent for ``read_s`` gets the same exception aioh
 for its own between-reads timeout, through the protocol, so the request ends as it did
 before. A deadline fires at most one tick late; ticks are a small fraction of the shortest
 timeout.
+
+A connection only answers for the attempt it was last prepared for, and only once it is
+the attempt's own: a proxy's CONNECT exchange (prepared without a read timeout) leaves the
+connect deadline running until the tunnel is up, and an idle connection of an earlier
+redirect hop closing later does not disarm the next hop's deadline.
 """
 
 from __future__ import annotations
@@ -73,7 +78,10 @@ class Attempt:
         #: Whether it waits on the server (between-reads deadline armed), and since when.
         self.reading = False
         self.last_read = now
-        #: ``CONNECT``, ``TOTAL`` or ``READ`` once a deadline passed.
+        #: ``CONNECT`` or ``TOTAL`` once that deadline passed (the attempt is cancelled). A
+        #: passed between-reads deadline fails the read it waits for and is not kept here:
+        #: the attempt may go on (an archived redirect's body is read past such a stall),
+        #: with its connect and total deadlines still watched.
         self.expired: str | None = None
 
     def touch(self, now: float) -> None:
@@ -146,29 +154,37 @@ class Watchdog:
     def check(self, now: float) -> list[Attempt]:
         """End the attempts whose deadlines have passed at ``now``; return them."""
         ended = []
+        reads = []
         for attempt in self._attempts:
             if attempt.expired is not None:
                 continue
             reason = attempt.due(now)
             if reason is None:
                 continue
-            attempt.expired = reason
+            if reason == READ:
+                attempt.reading = False  # fired once; the attempt keeps its other deadlines
+                reads.append(attempt)
+            else:
+                attempt.expired = reason
             ended.append(attempt)
         for attempt in ended:
-            protocol = attempt.protocol
-            if attempt.expired != READ:
+            if attempt.expired is not None:
                 attempt.task.cancel()
-            elif protocol is not None and protocol.serves(attempt):
+        for attempt in reads:
+            protocol = attempt.protocol
+            if protocol is not None and protocol.serves(attempt):
                 protocol.read_timed_out()
         return ended
 
     def _tick(self) -> None:
         loop = self._loop
         assert loop is not None
-        self.check(loop.time())
         self._timer = None
-        if self._attempts:
-            self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
+        try:
+            self.check(loop.time())
+        finally:  # a fault in one check must not switch every deadline off
+            if self._attempts:
+                self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
 
 
 class WatchedProtocol(ResponseHandler):
@@ -182,7 +198,9 @@ class WatchedProtocol(ResponseHandler):
     _attempt: Attempt | None = None
 
     def set_response_params(self, **params: Any) -> None:
-        attempt = current.get()
+        # The session's requests pass read_timeout; the connector's CONNECT to a proxy does
+        # not: the tunnel is not the connection yet, the connect deadline still holds.
+        attempt = current.get() if "read_timeout" in params else None
         self._attempt = attempt
         if attempt is not None:
             attempt.protocol = self  # connected: the connect deadline no longer applies
@@ -193,13 +211,13 @@ class WatchedProtocol(ResponseHandler):
 
     def _reschedule_timeout(self) -> None:
         attempt = self._attempt
-        if attempt is not None:
+        if attempt is not None and attempt.protocol is self:
             attempt.last_read = self._loop.time()
             attempt.reading = True
 
     def _drop_timeout(self) -> None:
         attempt = self._attempt
-        if attempt is not None:
+        if attempt is not None and attempt.protocol is self:
             attempt.reading = False
         super()._drop_timeout()
 
