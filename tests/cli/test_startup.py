@@ -70,7 +70,7 @@ def test_the_summary_is_plain_text_in_two_columns() -> None:
 def test_a_run_sets_the_collector_for_many_requests_in_flight_and_restores_it() -> None:
     import gc
 
-    from shoal.cli.main import GC_THRESHOLDS, run_async
+    from shoal.cli.run import GC_THRESHOLDS, run_async
 
     seen: list[tuple[int, int, int]] = []
     frozen: list[int] = []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import os
 import sys
 import traceback
-from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -29,11 +26,12 @@ from shoal.cli.run import (
     JobOptions,
     default_journal,
     ignore_file_size_signal,
+    run_async,
     run_job,
 )
 from shoal.cli.settings import host_policies, load_config, use_environment
 from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
-from shoal.engine import Engine, loop_factory
+from shoal.engine import Engine
 from shoal.errors import ConfigError, JournalError
 from shoal.result import ErrorKind
 from shoal.sources.items import valid_method
@@ -65,34 +63,6 @@ CLI_NAMES = {
     "warc": "--warc",
     "warc_max_size": "--warc-max-size",
 }
-
-
-#: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def run_async(main: Coroutine[Any, Any, int]) -> int:
-    """The one place the command line starts an event loop (uvloop when installed).
-
-    For the run, the garbage collector is set for a process that keeps thousands of
-    requests in flight. What start-up made (modules, classes, aiohttp's tables) lives as
-    long as the process and is frozen out of later collections. The young generation is
-    far larger than Python's 700 objects: a request's objects live as long as it waits on
-    its server, so with slow servers a small young generation walks every request in
-    flight again and again and promotes it, only for reference counting to free it a
-    moment later. (Measured: 16-22% less CPU on the many-hosts latency workload, 6% on
-    1 KiB bodies, peak memory unchanged; docs/benchmarks.md.) Cycles are still collected,
-    a few times a second at most.
-    """
-    previous = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(main)
-    finally:
-        gc.set_threshold(*previous)
-        gc.unfreeze()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import tempfile
@@ -13,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from shoal.engine import Engine
+from shoal.engine import Engine, loop_factory
 from shoal.errors import JournalError, OutputError
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
@@ -39,6 +40,34 @@ class JobOptions:
     progress: bool
     quiet: bool
     method: str = "GET"
+
+
+#: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """The one place the command line starts an event loop (uvloop when installed).
+
+    For the run, the garbage collector is set for a process that keeps thousands of
+    requests in flight. What start-up made (modules, classes, aiohttp's tables) lives as
+    long as the process and is frozen out of later collections. The young generation is
+    far larger than Python's 700 objects: a request's objects live as long as it waits on
+    its server, so with slow servers a small young generation walks every request in
+    flight again and again and promotes it, only for reference counting to free it a
+    moment later. (Measured: 16-22% less CPU on the many-hosts latency workload, 6% on
+    1 KiB bodies, peak memory unchanged; docs/benchmarks.md.) Cycles are still collected,
+    a few times a second at most.
+    """
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(main)
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
 
 
 def ignore_file_size_signal() -> None:

@@ -22,9 +22,8 @@ from collections.abc import Callable
 import orjson
 from rich.console import Console
 
-from shoal.cli.main import run_async
 from shoal.cli.processes import PLAN_PREFIX, STATS_MARK, Plan, shard_journal, shard_output
-from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal
+from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal, run_async
 from shoal.config import Limits
 from shoal.engine import Engine
 from shoal.reporting import Statistics

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
@@ -102,13 +103,17 @@ class Fetcher:
     async def _attempt(self, job: Job, capture: wire.Capture | None) -> Result:
         result = job.result(started_at=time.time())
         timeouts = self._timeouts
-        if self._rules is not None:
-            timeouts = self._rules.for_host(job.host).timeouts or timeouts
+        headers = job.request.headers
+        if self._rules is not None:  # the host's overrides, looked up once per attempt
+            rule = self._rules.for_host(job.host)
+            timeouts = rule.timeouts or timeouts
+            if rule.headers:
+                headers = {**rule.headers, **(headers or {})}
         start = time.perf_counter()
         attempt = self._watchdog.start(timeouts)
         token = deadlines.current.set(attempt)
         try:
-            await self._exchange(job, result, start, capture, attempt)
+            await self._exchange(job, headers, result, start, capture, attempt)
         except asyncio.CancelledError:
             if not attempt.timed_out():
                 raise
@@ -135,17 +140,13 @@ class Fetcher:
     async def _exchange(
         self,
         job: Job,
+        headers: Mapping[str, str] | None,
         result: Result,
         start: float,
         capture: wire.Capture | None,
         attempt: Attempt,
     ) -> None:
         request = job.request
-        headers = request.headers
-        if self._rules is not None:
-            rule = self._rules.for_host(job.host)
-            if rule.headers:
-                headers = {**rule.headers, **(headers or {})}
         async with self._session.request(
             request.method,
             job.target or request.url,
