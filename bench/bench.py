@@ -292,6 +292,7 @@ def build_cases(quick: bool) -> list[Case]:
     memory_bound = 10.0 if quick else 25.0
     all_clients = (
         "shoal",
+        "shoal-memory",
         "shoal-p2",
         "pool",
         "pool-x2",
@@ -557,6 +558,9 @@ def client_argv(client: str, urls: Path, case: Case, work: Path, lists: UrlLists
             if workload == "startup":
                 options.remove("-q")  # a user's run prints its summary
             return [shoal_executable(), "fetch", str(urls), "-o", str(out), *options]
+        case "shoal-memory":
+            peer = str(PEERS / "shoal_memory.py")
+            return [py, peer, str(urls), str(k), str(work / "out.jsonl")]
         case "import":
             return [py, "-c", "import asyncio, aiohttp"]
         case "pool-x2":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import enum
+import functools
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -135,7 +137,20 @@ class Result:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    """``datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")``, with the
+    date and time of day formatted once per second (that call costs about 5 µs a record)."""
+    fraction, whole = math.modf(timestamp)
+    micros = round(fraction * 1e6)  # as datetime rounds: half to even, carried to the second
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_second(int(whole))}.{micros // 1000:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return datetime.fromtimestamp(whole, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 def _charset(headers: CIMultiDictProxy[str] | None) -> str | None:
