@@ -9,7 +9,10 @@ import pytest
 import shoal
 
 EXPECTED = [
+    "CachingResolver",
     "ConfigError",
+    "DNSSettings",
+    "DNSStatistics",
     "Engine",
     "Error",
     "ErrorKind",

@@ -5,10 +5,10 @@ for result in shoal.fetch(["http://a.example/", "http://b.example/"], keep_body=
     print(result.url, result.status, result.text())
 """
 
-from shoal.config import HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, Handler, fetch
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
-from shoal.fetching import StaticResolver
+from shoal.fetching import CachingResolver, DNSStatistics, StaticResolver
 from shoal.reporting import Latency, Statistics
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
@@ -17,7 +17,10 @@ from shoal.sources import FileSource
 from shoal.version import __version__
 
 __all__ = [
+    "CachingResolver",
     "ConfigError",
+    "DNSSettings",
+    "DNSStatistics",
     "Engine",
     "Error",
     "ErrorKind",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,6 +53,65 @@ class Timeouts:
         _at_least("total_s", self.total_s, 0.001)
         _at_least("connect_s", self.connect_s, 0.001)
         _at_least("read_s", self.read_s, 0.001)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DNSSettings:
+    """How host names are looked up (see :mod:`shoal.fetching.dns` and docs/network.md).
+
+    ``servers`` are name servers as ``ADDRESS`` or ``ADDRESS:PORT`` (IPv6 as ``[ADDRESS]:PORT``)
+    used instead of the system's. An answer is kept for its TTL, clamped to
+    ``min_ttl_s``..``max_ttl_s``; a name that does not exist is remembered for
+    ``negative_ttl_s``. At most ``max_lookups`` lookups run at once, each waiting
+    ``timeout_s`` per try for ``tries`` tries; the cache holds at most ``max_names`` names
+    (the least recently looked up go first). ``prefer_ipv6`` tries IPv6 addresses first.
+    """
+
+    servers: tuple[str, ...] = ()
+    min_ttl_s: float = 60.0
+    max_ttl_s: float = 3600.0
+    negative_ttl_s: float = 30.0
+    max_lookups: int = 64
+    timeout_s: float = 2.0
+    tries: int = 2
+    max_names: int = 100_000
+    prefer_ipv6: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least("min_ttl_s", self.min_ttl_s, 0)
+        _at_least("max_ttl_s", self.max_ttl_s, self.min_ttl_s)
+        _at_least("negative_ttl_s", self.negative_ttl_s, 0)
+        _at_least("max_lookups", self.max_lookups, 1)
+        _at_least("timeout_s", self.timeout_s, 0.001)
+        _at_least("tries", self.tries, 1)
+        _at_least("max_names", self.max_names, 1)
+        for server in self.servers:
+            check_name_server(server)
+
+
+def check_name_server(server: str) -> tuple[str, int]:
+    """``(address, port)`` of ``ADDRESS[:PORT]`` (``[V6]:PORT`` for IPv6 with a port)."""
+    address, port = server, 53
+    if server.startswith("["):
+        address, _, rest = server[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError("servers", f"{server!r} is not ADDRESS[:PORT]")
+            port = _port(server, rest[1:])
+    elif server.count(":") == 1:
+        address, _, text = server.partition(":")
+        port = _port(server, text)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ConfigError("servers", f"{server!r} is not an IP address of a name server") from None
+    return address, port
+
+
+def _port(server: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise ConfigError("servers", f"{server!r} has no valid port")
+    return int(text)
 
 
 #: A WARC file is rolled over to the next once it reaches this size (``--warc-max-size``).

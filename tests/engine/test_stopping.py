@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from shoal import Engine, Limits
 from tests.conftest import resolver
@@ -29,6 +30,21 @@ async def test_stop_ends_a_run_whose_async_input_is_waiting(server: Misbehaving)
     assert stats.done == 1
     assert stats.interrupted
     release.set()
+
+
+async def test_stop_before_run_is_honoured_and_the_next_run_goes_on(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    urls = [server.url(f"/ok?i={i}") for i in range(5)]
+    journal = str(tmp_path / "job.journal")
+    async with Engine(resolver=resolver()) as engine:
+        engine.stop()
+        stopped = await asyncio.wait_for(engine.run(urls, journal=journal), 5)
+        assert (stopped.done, stopped.interrupted) == (0, True)
+        assert server.log.total == 0  # nothing was sent
+        resumed = await engine.run(urls, journal=journal)  # the stop was that run's only
+    assert (resumed.done, resumed.ok, resumed.interrupted) == (5, 5, False)
+    assert server.log.total == 5
 
 
 async def test_lower_case_user_agent_header_replaces_the_default(server: Misbehaving) -> None:

@@ -114,6 +114,17 @@ async def test_redirect_chain_within_limit(server: Misbehaving) -> None:
 async def test_redirect_chain_over_limit(server: Misbehaving) -> None:
     result = await fetch_one(server.url("/redirect/4"), limits=Limits(max_redirects=3))
     assert result.error is not None and result.error.kind is ErrorKind.TOO_MANY_REDIRECTS
+    assert result.error.message == (
+        f"more than 3 redirects (max_redirects); the last from {server.url('/redirect/1')} to /ok"
+    )
+
+
+async def test_redirect_loop_names_the_limit_and_the_last_location(server: Misbehaving) -> None:
+    result = await fetch_one(server.url("/loop"), limits=Limits(max_redirects=5))
+    assert result.error is not None and result.error.kind is ErrorKind.TOO_MANY_REDIRECTS
+    assert result.error.message == (
+        f"more than 5 redirects (max_redirects); the last from {server.url('/loop')} to /loop"
+    )
 
 
 async def test_zero_redirects_returns_the_redirect(server: Misbehaving) -> None:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from shoal.latency import LatencyHistogram
 from shoal.reporting import Latency, Recorder, Statistics
-from shoal.reporting.statistics import LatencyHistogram
 from shoal.reporting.units import format_bytes, format_duration, parse_size
 from shoal.result import Error, ErrorKind, Result
 

@@ -30,7 +30,7 @@ from shoal.cli.run import (
     run_job,
 )
 from shoal.cli.settings import host_policies, load_config, use_environment
-from shoal.config import Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine
 from shoal.errors import ConfigError, JournalError
 from shoal.result import ErrorKind
@@ -52,7 +52,12 @@ CLI_NAMES = {
     "retry_after_max_s": "--max-retry-after",
     "on_statuses": "--retry-on",
     "proxy": "--proxy",
+    "ca_bundle": "--ca-bundle",
     "resolve": "--resolve",
+    "servers": "--dns-server",
+    "min_ttl_s": "--dns-min-ttl",
+    "max_ttl_s": "--dns-max-ttl",
+    "max_lookups": "--dns-concurrency",
     "per_second": "--per-host-rate",
     "burst": "--burst",
     "delay_s": "--delay",
@@ -205,6 +210,13 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     "--user-agent", default=f"shoal/{__version__}", show_default=True, help="The User-Agent header."
 )
 @click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Also trust the CA certificates in this PEM file (besides the system's).",
+)
 @click.option("--proxy", default=None, help="Send every request through this HTTP proxy.")
 @click.option(
     "--fail",
@@ -217,6 +229,34 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     multiple=True,
     metavar="HOST:ADDRESS",
     help="Connect to ADDRESS for HOST instead of asking DNS; repeatable.",
+)
+@click.option(
+    "--dns-server",
+    "dns_servers",
+    multiple=True,
+    metavar="ADDR[:PORT]",
+    help="Ask this name server instead of the system's; repeatable ([V6]:PORT for IPv6).",
+)
+@click.option(
+    "--dns-min-ttl",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Keep each DNS answer at least this many seconds, whatever its TTL.",
+)
+@click.option(
+    "--dns-max-ttl",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Keep each DNS answer at most this many seconds.",
+)
+@click.option(
+    "--dns-concurrency",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="DNS lookups in flight at once.",
 )
 @click.option(
     "--progress",
@@ -344,9 +384,14 @@ def fetch(
     method: str | None,
     user_agent: str,
     insecure: bool,
+    ca_bundle: str | None,
     proxy: str | None,
     fail_http: bool,
     resolve: tuple[str, ...],
+    dns_servers: tuple[str, ...],
+    dns_min_ttl: float,
+    dns_max_ttl: float,
+    dns_concurrency: int,
     progress: str,
     save_bodies: str | None,
     warc: str | None,
@@ -408,8 +453,15 @@ def fetch(
             user_agent=user_agent,
             fail_http=fail_http,
             resolve=parse_resolve(resolve),
+            dns=DNSSettings(
+                servers=dns_servers,
+                min_ttl_s=dns_min_ttl,
+                max_ttl_s=dns_max_ttl,
+                max_lookups=dns_concurrency,
+            ),
             proxy=proxy,
             verify_tls=not insecure,
+            ca_bundle=ca_bundle,
             save_bodies=save_bodies,
             warc=warc,
             warc_max_size=warc_max_size,

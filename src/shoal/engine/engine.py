@@ -32,8 +32,15 @@ import orjson
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 
-from shoal.config import DEFAULT_WARC_MAX_SIZE, Limits, Politeness, RetryPolicy, Timeouts
-from shoal.errors import ConfigError, Rejected, ShoalError
+from shoal.config import (
+    DEFAULT_WARC_MAX_SIZE,
+    DNSSettings,
+    Limits,
+    Politeness,
+    RetryPolicy,
+    Timeouts,
+)
+from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
 from shoal.fetching import (
     Fetcher,
     Robots,
@@ -44,6 +51,8 @@ from shoal.fetching import (
 )
 from shoal.fetching.capture import Budget
 from shoal.fetching.deadlines import Watchdog, tick_for
+from shoal.fetching.dns import CachingResolver, DNSStatistics
+from shoal.fetching.session import trust_context
 from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
@@ -97,8 +106,10 @@ class Engine:
         handler: Handler | None = None,
         resolve: Mapping[str, str] | None = None,
         resolver: AbstractResolver | None = None,
+        dns: DNSSettings | None = None,
         proxy: str | None = None,
         verify_tls: bool = True,
+        ca_bundle: str | None = None,
         seed: int | None = None,
         shard: Shard | None = None,
         save_bodies: str | None = None,
@@ -109,6 +120,11 @@ class Engine:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
+        self.dns = dns or DNSSettings()
+        # The resolver is the engine's unless the caller brings one: it outlives a session
+        # (its cache serves every run of this engine) and its counts feed statistics().
+        self._dns = CachingResolver(self.dns) if resolver is None else None
+        self._dns_at_start = DNSStatistics()
         self._rules = HostRules(self.politeness, self.limits.per_host)
         # Fail now, not with "Too many open files" mid-run.
         ensure_descriptors(self.limits.concurrency)
@@ -120,8 +136,10 @@ class Engine:
             connections=self.limits.concurrency,
             headers=dict(merged),
             verify_tls=verify_tls,
+            # Also trust the roots in this PEM file; read now, so a bad one is a usage error.
+            tls_context=None if ca_bundle is None else trust_context(ca_bundle),
             resolve=resolve,
-            resolver=resolver,
+            resolver=resolver or self._dns,
             capture=warc is not None,
         )
         if proxy is not None and not proxy.startswith(("http://", "https://")):
@@ -219,6 +237,8 @@ class Engine:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._dns is not None:
+            await self._dns.close()
         if self._bodies is not None:
             self._bodies.close()
             self._bodies = None
@@ -230,9 +250,10 @@ class Engine:
 
     def statistics(self) -> Statistics:
         """A snapshot of the current (or last) run."""
+        dns = None if self._dns is None else self._dns.statistics().since(self._dns_at_start)
         scheduler = self._scheduler
         if scheduler is None:
-            return self._recorder.snapshot()
+            return self._recorder.snapshot(dns=dns)
         in_flight = scheduler.in_flight
         waiting = scheduler.waiting_retry
         return self._recorder.snapshot(
@@ -240,6 +261,7 @@ class Engine:
             queued=max(0, scheduler.held - in_flight - waiting),
             waiting_retry=waiting,
             hosts=scheduler.host_states(),
+            dns=dns,
         )
 
     def stop(self) -> None:
@@ -322,15 +344,25 @@ class Engine:
             raise ShoalError("this engine is already running a job")
         if isinstance(requests, str | bytes):
             raise TypeError("requests must be an iterable of URLs or requests, not one string")
-        self._running = True
-        self._stopping = False
+        self._running = True  # (a stop() before the run is kept: the run ends at once)
         self._recorder = recorder = Recorder()
+        if self._dns is not None:
+            self._dns_at_start = self._dns.statistics()
         self._capture_budget.held = 0  # what an aborted run held is gone with it
         source = requests if isinstance(requests, Source) else IterableSource(requests)
         outputs = _open_outputs(output)
         store = _open_store(journal, outputs is not None)
         try:
-            state = await store.open(source.name)
+            state = await store.open(source.name, await source.fingerprint())
+            if state.resumed and state.fingerprint is not None:
+                length = int(state.fingerprint.partition(":")[0])
+                if await source.fingerprint(length) != state.fingerprint:
+                    raise JournalError(
+                        f"{source.name} has changed since this job began (its first"
+                        f" {length:,} bytes differ from the ones the journal recorded):"
+                        " resuming would skip or repeat lines; pass --restart to start"
+                        " over, or another --job path to keep both"
+                    )
             recorder.skipped = state.counts.ok + state.counts.failed
             recorder.job_ok, recorder.job_failed = state.counts.ok, state.counts.failed
             if state.input_done:
@@ -355,6 +387,7 @@ class Engine:
         finally:
             recorder.finish()
             recorder.interrupted = self._stopping
+            self._stopping = False  # the stop was this run's; the next run starts afresh
             self._running = False
             self._abortable = []
             try:

@@ -1,6 +1,7 @@
 """Making requests: one aiohttp session, one attempt at a time, errors mapped to kinds."""
 
 from shoal.fetching.descriptors import descriptors_needed, ensure_descriptors
+from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.failures import classify
 from shoal.fetching.fetcher import Fetcher, Task
 from shoal.fetching.resolver import StaticResolver
@@ -8,6 +9,8 @@ from shoal.fetching.robots import Robots
 from shoal.fetching.session import SessionSettings, open_session
 
 __all__ = [
+    "CachingResolver",
+    "DNSStatistics",
     "Fetcher",
     "Robots",
     "SessionSettings",

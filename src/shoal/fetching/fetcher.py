@@ -15,7 +15,8 @@ from shoal.config import Limits, Timeouts
 from shoal.fetching import capture as wire
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
-from shoal.fetching.failures import classify
+from shoal.fetching.decoding import Decoder, Undecodable
+from shoal.fetching.failures import classify, undecodable
 from shoal.job import Job
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules
@@ -118,10 +119,17 @@ class Fetcher:
             if not attempt.timed_out():
                 raise
             result.error = _expired(attempt, timeouts, job)
-        except _TooLarge:
+        except _TooLarge as exc:
+            # args: the Content-Encoding of a body found too large as it was decoded
+            decoded = f" once decoded (Content-Encoding: {exc.args[0]})" if exc.args else ""
             result.error = Error(
-                ErrorKind.TOO_LARGE, f"body larger than max_bytes ({self._max_bytes} bytes)"
+                ErrorKind.TOO_LARGE,
+                f"body larger than max_bytes ({self._max_bytes} bytes){decoded}",
             )
+        except Undecodable as exc:
+            result.error = undecodable(exc.header, exc.reason)
+        except aiohttp.TooManyRedirects as exc:
+            result.error = _redirect_loop(exc, self._max_redirects - 1)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             # The watchdog's between-reads timeout arrives as aiohttp's own (a
             # ServerTimeoutError); classify names it.
@@ -155,6 +163,9 @@ class Fetcher:
             allow_redirects=self._follow,
             max_redirects=self._max_redirects,
             proxy=self._proxy,
+            # The body's content codings are undone here (see Decoder), not by aiohttp,
+            # which cannot tell a body cut short in its coding from a whole one.
+            auto_decompress=False,
         ) as response:
             result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
             if capture is not None and capture.exchanges:
@@ -213,24 +224,36 @@ class Fetcher:
         exchange = None if capture is None or not capture.exchanges else capture.exchanges[-1]
         waiting: list[bytes] = []  # read, not yet written: at most about _FLUSH_BYTES
         waiting_size = 0
+        decoder = Decoder.of(response.headers)
+        unyielded = 0  # bytes decoded since other tasks last had a turn
         try:
             async for chunk in response.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise _TooLarge
-                digest.update(chunk)
-                if chunks is not None:
-                    chunks.append(chunk)
-                if bodies is not None and path is not None:
-                    waiting.append(chunk)
-                    waiting_size += len(chunk)
-                    if waiting_size >= _FLUSH_BYTES:
-                        await bodies.write(path, waiting)
-                        waiting, waiting_size = [], 0
-                        attempt.touch(asyncio.get_running_loop().time())
+                # A piece at a time, so a bomb is stopped at max_bytes, never held whole.
+                for piece in (chunk,) if decoder is None else decoder.feed(chunk):
+                    size += len(piece)
+                    if size > limit:
+                        raise _TooLarge() if decoder is None else _TooLarge(decoder.header)
+                    digest.update(piece)
+                    if chunks is not None:
+                        chunks.append(piece)
+                    if bodies is not None and path is not None:
+                        waiting.append(piece)
+                        waiting_size += len(piece)
+                        if waiting_size >= _FLUSH_BYTES:
+                            await bodies.write(path, waiting)
+                            waiting, waiting_size = [], 0
+                            attempt.touch(asyncio.get_running_loop().time())
+                    if decoder is not None:
+                        unyielded += len(piece)
+                        if unyielded >= _FLUSH_BYTES:  # a small chunk may decode to a lot
+                            unyielded = 0
+                            await asyncio.sleep(0)
+                            attempt.touch(asyncio.get_running_loop().time())
                 if exchange is not None and exchange.pending >= _SPILL_BYTES:
                     await self._spill(exchange)
                     attempt.touch(asyncio.get_running_loop().time())
+            if decoder is not None:
+                decoder.finish()
             if bodies is not None and path is not None:
                 await bodies.write(path, waiting)  # creates the file of an empty body too
                 result.body_file = path
@@ -250,6 +273,18 @@ class Fetcher:
         if exchange.spool is None:
             exchange.spool = spool.new_file()
         await spool.write(exchange.spool, exchange.take())
+
+
+def _redirect_loop(exc: aiohttp.TooManyRedirects, limit: int) -> Error:
+    """A chain longer than ``limit``, named with where it went last (aiohttp's own message
+    is empty)."""
+    last = exc.history[-1] if exc.history else None
+    location = None if last is None else last.headers.get("Location")
+    where = f"{last.url}" if last is not None else str(exc.request_info.real_url)
+    text = f"more than {limit} redirects (max_redirects); the last from {where}"
+    if location is not None:
+        text += f" to {location}"
+    return Error(ErrorKind.TOO_MANY_REDIRECTS, text[:500])
 
 
 def _expired(attempt: Attempt, timeouts: Timeouts, job: Job) -> Error:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 
+from shoal.errors import ConfigError
 from shoal.fetching import capture, deadlines
 from shoal.fetching.resolver import StaticResolver
 
@@ -25,10 +25,31 @@ class SessionSettings:
     connections: int
     headers: Mapping[str, str] = field(default_factory=dict)
     verify_tls: bool = True
+    #: The roots to verify against when ``verify_tls`` (see :func:`trust_context`); ``None``:
+    #: the system's.
+    tls_context: ssl.SSLContext | None = None
     resolve: Mapping[str, str] | None = None
     resolver: AbstractResolver | None = None
     #: Keep each exchange's bytes for the archive (see :mod:`shoal.fetching.capture`).
     capture: bool = False
+
+
+def trust_context(ca_bundle: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts the CA certificates in ``ca_bundle`` (a PEM file)
+    as well as the system's roots. An unreadable file, or one without a certificate, is a
+    :class:`ConfigError` of ``ca_bundle``."""
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=ca_bundle)
+    except ssl.SSLError as exc:
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            problem = "holds no PEM certificate"
+        else:
+            problem = f"is not a valid PEM file of CA certificates ({exc.reason or exc})"
+        raise ConfigError("ca_bundle", f"{ca_bundle} {problem}") from exc
+    except OSError as exc:
+        raise ConfigError("ca_bundle", f"cannot read {ca_bundle}: {exc.strerror}") from exc
+    return context
 
 
 def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
@@ -41,16 +62,18 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
     reads) are kept by the fetcher's watchdog (:mod:`shoal.fetching.deadlines`), whose
     protocol the connections use.
     """
-    resolver = settings.resolver
+    resolver = settings.resolver  # the engine's (a CachingResolver unless the caller's)
     if settings.resolve:
-        resolver = StaticResolver(settings.resolve, resolver or DefaultResolver())
+        resolver = StaticResolver(settings.resolve, resolver)
     tls: ssl.SSLContext | bool = bool(settings.verify_tls)
+    if settings.verify_tls and settings.tls_context is not None:
+        tls = settings.tls_context
     connector = aiohttp.TCPConnector(
         limit=settings.connections,
         limit_per_host=0,
         ssl=tls,
         resolver=resolver,
-        ttl_dns_cache=300,
+        use_dns_cache=False,  # the resolver keeps its own cache, bounded and by TTL
     )
     traces = []
     if settings.capture:

@@ -4,6 +4,7 @@ The display modules (``progress``, ``summary``) load rich; they are imported by 
 line only, so a library user does not pay for them.
 """
 
-from shoal.reporting.statistics import Latency, Recorder, Statistics
+from shoal.latency import Latency
+from shoal.reporting.statistics import Recorder, Statistics
 
 __all__ = ["Latency", "Recorder", "Statistics"]

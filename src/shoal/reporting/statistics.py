@@ -7,7 +7,6 @@ the summary, later a dashboard or metrics endpoint) reads snapshots of it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -15,73 +14,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from shoal.fetching.dns import DNSStatistics
+from shoal.latency import Latency, LatencyHistogram, latency_from
 from shoal.result import Result
 from shoal.scheduling.hosts import HostState
-
-_BUCKETS_PER_E = 40  # about 2.5% relative resolution
-
-
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """Latency percentiles in milliseconds over the finished requests of a run."""
-
-    count: int = 0
-    p50_ms: float | None = None
-    p90_ms: float | None = None
-    p99_ms: float | None = None
-    max_ms: float | None = None
-
-
-class LatencyHistogram:
-    """A log-bucketed histogram: constant memory, percentiles within a few percent."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[int] = Counter()
-        self.count = 0
-        self.max_ms = 0.0
-
-    def add(self, ms: float) -> None:
-        self._counts[int(math.log1p(ms) * _BUCKETS_PER_E)] += 1
-        self.count += 1
-        if ms > self.max_ms:
-            self.max_ms = ms
-
-    def percentile(self, fraction: float) -> float | None:
-        return _percentile(self._counts, self.count, self.max_ms, fraction)
-
-    def buckets(self) -> Mapping[int, int]:
-        return MappingProxyType(dict(self._counts))
-
-    def snapshot(self) -> Latency:
-        return latency_from(self._counts, self.max_ms)
-
-
-def _percentile(
-    counts: Mapping[int, int], count: int, max_ms: float, fraction: float
-) -> float | None:
-    if not count:
-        return None
-    rank = fraction * count
-    seen = 0
-    for bucket in sorted(counts):
-        seen += counts[bucket]
-        if seen >= rank:
-            return min(max_ms, math.expm1((bucket + 0.5) / _BUCKETS_PER_E))
-    return max_ms
-
-
-def latency_from(counts: Mapping[int, int], max_ms: float) -> Latency:
-    """Percentiles from histogram bucket counts (also merged ones from several runs)."""
-    count = sum(counts.values())
-    if not count:
-        return Latency()
-    return Latency(
-        count,
-        _percentile(counts, count, max_ms, 0.50),
-        _percentile(counts, count, max_ms, 0.90),
-        _percentile(counts, count, max_ms, 0.99),
-        max_ms,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +51,8 @@ class Statistics:
     latency_buckets: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     #: The hosts that are paused, parked, slowed down or given up, by name (at most 50).
     hosts: tuple[HostState, ...] = ()
+    #: The resolver's lookups during the run (zeros when the caller brought a resolver).
+    dns: DNSStatistics = field(default_factory=DNSStatistics)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -124,6 +62,7 @@ class Statistics:
         data["latency_max_ms"] = self.latency.max_ms
         data["latency_buckets"] = sorted(self.latency_buckets.items())
         data["hosts"] = [dataclasses.asdict(host) for host in self.hosts]
+        data["dns"] = self.dns.to_dict()
         return data
 
     @classmethod
@@ -136,6 +75,7 @@ class Statistics:
             latency=latency_from(buckets, data["latency_max_ms"] or 0.0),
             latency_buckets=MappingProxyType(buckets),
             hosts=tuple(HostState(**host) for host in data.get("hosts", ())),
+            dns=DNSStatistics.from_dict(data["dns"]) if "dns" in data else DNSStatistics(),
         )
 
     @classmethod
@@ -161,6 +101,7 @@ class Statistics:
             interrupted=any(part.interrupted for part in parts),
             latency_buckets=MappingProxyType(dict(buckets)),
             hosts=tuple(sorted((h for part in parts for h in part.hosts), key=_host_name)),
+            dns=DNSStatistics.combine([part.dns for part in parts]),
             **summed,
         )
 
@@ -259,6 +200,7 @@ class Recorder:
         queued: int = 0,
         waiting_retry: int = 0,
         hosts: tuple[HostState, ...] = (),
+        dns: DNSStatistics | None = None,
     ) -> Statistics:
         end = self._finished if self._finished is not None else time.monotonic()
         return Statistics(
@@ -283,4 +225,5 @@ class Recorder:
             interrupted=self.interrupted,
             latency_buckets=self._latency.buckets(),
             hosts=hosts,
+            dns=dns or DNSStatistics(),
         )

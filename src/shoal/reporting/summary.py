@@ -53,6 +53,20 @@ def render_summary(stats: Statistics) -> str:
         f"p50 {_ms(lat.p50_ms)}, p90 {_ms(lat.p90_ms)}, p99 {_ms(lat.p99_ms)}, "
         f"max {_ms(lat.max_ms)}",
     )
+    dns = stats.dns
+    if dns.lookups or dns.cached or dns.coalesced:
+        problems = [
+            f"{count:,} {label}"
+            for count, label in ((dns.not_found, "not found"), (dns.failed, "failed"))
+            if count
+        ]
+        table.add_row(
+            "dns",
+            f"{dns.lookups:,} {'lookup' if dns.lookups == 1 else 'lookups'}"
+            f" (p50 {_ms(dns.latency.p50_ms)}, max {_ms(dns.latency.max_ms)})"
+            f", {dns.cached + dns.coalesced:,} answered from the cache"
+            + (f"; {', '.join(problems)}" if problems else ""),
+        )
     table.add_row(
         "throughput",
         f"{stats.requests_per_s:,.1f} req/s, {format_bytes(stats.bytes_per_s)}/s, "

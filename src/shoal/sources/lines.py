@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import select
 import stat
@@ -20,6 +21,8 @@ from shoal.sources.source import Position, Source
 MAX_LINE_BYTES = 1024 * 1024
 #: How long one read of a quiet pipe waits before handing back an empty batch.
 _PIPE_WAIT_S = 0.25
+#: A file's fingerprint covers this much of its start (or all of a shorter file).
+_FINGERPRINT_BYTES = 64 * 1024
 _COUNT_CHUNK = 1024 * 1024
 
 
@@ -106,6 +109,16 @@ class FileSource(Source):
 
     async def skip_to(self, position: Position) -> None:
         await asyncio.to_thread(self._skip_to, position)
+
+    async def fingerprint(self, length: int | None = None) -> str | None:
+        if not self._seekable:
+            return None  # a pipe is read once: nothing to compare it with
+        return await asyncio.to_thread(self._fingerprint, length)
+
+    def _fingerprint(self, length: int | None) -> str:
+        size = _FINGERPRINT_BYTES if length is None else length
+        head = os.pread(self._file.fileno(), size, 0)  # a shorter file gives fewer bytes
+        return f"{len(head)}:{hashlib.sha256(head).hexdigest()}"
 
     def _skip_to(self, position: Position) -> None:
         if self._seekable:

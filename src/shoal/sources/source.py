@@ -35,6 +35,13 @@ class Source(abc.ABC):
         A batch may be empty when every line read was blank or a comment.
         """
 
+    async def fingerprint(self, length: int | None = None) -> str | None:
+        """``LENGTH:SHA256`` of the input's first bytes, to see on resume that a file was
+        not replaced under the same name; ``None`` where there is nothing to compare.
+        ``length`` is the recorded fingerprint's (a file that has grown since still agrees).
+        """
+        return None
+
     async def wait_total(self) -> int | None:
         """An estimate of the number of items, when one can be had cheaply."""
         return None

@@ -30,7 +30,7 @@ class MemoryStore(Store):
         self._done_seq = 0
         self._deferred: dict[str, deque[Job]] = {}
 
-    async def open(self, input_name: str) -> JobState:
+    async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
         return JobState(Position(), False, SinkMark(), self.counts, resumed=False)
 
     async def pending(self, after_seq: int, limit: int) -> list[Job]:

@@ -88,10 +88,10 @@ class SQLiteStore(Store):
 
     # -- opening ---------------------------------------------------------------------------
 
-    async def open(self, input_name: str) -> JobState:
-        return await self._call(self._open, input_name)
+    async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
+        return await self._call(self._open, input_name, fingerprint)
 
-    def _open(self, input_name: str) -> JobState:
+    def _open(self, input_name: str, fingerprint: str | None) -> JobState:
         if os.path.isdir(self.path):
             raise JournalError(f"{self.path} is a folder, not a journal file")
         self._lock()
@@ -115,6 +115,8 @@ class SQLiteStore(Store):
         resumed = bool(meta)
         if not resumed:
             meta = {"version": SCHEMA_VERSION, "input": input_name}
+            if fingerprint is not None:
+                meta["input_fingerprint"] = fingerprint
             with _transaction(db):
                 db.executemany("INSERT INTO meta(name, value) VALUES (?, ?)", list(meta.items()))
         elif int(meta.get("version", 0)) != SCHEMA_VERSION:
@@ -139,7 +141,15 @@ class SQLiteStore(Store):
             orjson.loads(meta["mark_positions"]) if "mark_positions" in meta else {},
         )
         position = Position(int(meta.get("input_items", 0)), int(meta.get("input_offset", 0)))
-        return JobState(position, bool(int(meta.get("input_done", 0))), mark, self.counts, resumed)
+        recorded = meta.get("input_fingerprint")
+        return JobState(
+            position,
+            bool(int(meta.get("input_done", 0))),
+            mark,
+            self.counts,
+            resumed,
+            None if recorded is None else str(recorded),
+        )
 
     # -- reading back ----------------------------------------------------------------------
 

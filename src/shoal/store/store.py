@@ -59,6 +59,8 @@ class JobState:
     mark: SinkMark
     counts: JobCounts
     resumed: bool
+    #: The input's fingerprint as the job's first run recorded it (``None``: none was).
+    fingerprint: str | None = None
 
 
 class Store(abc.ABC):
@@ -67,8 +69,9 @@ class Store(abc.ABC):
     counts: JobCounts
 
     @abc.abstractmethod
-    async def open(self, input_name: str) -> JobState:
-        """Open or create the job; refuse a journal that belongs to another input."""
+    async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
+        """Open or create the job; refuse a journal that belongs to another input. A new
+        job records the input's ``fingerprint`` (see ``Source.fingerprint``)."""
 
     @abc.abstractmethod
     async def pending(self, after_seq: int, limit: int) -> list[Job]:

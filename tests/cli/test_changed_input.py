@@ -1,0 +1,62 @@
+"""A resumed job whose input file was replaced under the same name is refused (it would skip
+or repeat lines); a file that only grew is not; --restart starts over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from tests.cli.test_cli import RESOLVE, shoal
+from tests.servers import Misbehaving
+
+
+def urls(server: Misbehaving, tag: str, count: int) -> str:
+    return "".join(server.url(f"/ok?{tag}={n}") + "\n" for n in range(count))
+
+
+def record_urls(path: Path) -> list[str]:
+    return [orjson.loads(line)["url"] for line in path.read_bytes().splitlines()]
+
+
+async def test_a_replaced_input_is_refused_until_restart(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    listing, out = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    args = ("fetch", str(listing), "-o", str(out), *RESOLVE, "--progress", "off", "-q")
+    listing.write_text(urls(server, "a", 3))
+    assert (await shoal(*args)).code == 0
+    listing.write_text(urls(server, "b", 3))  # another list under the same name
+    refused = await shoal(*args)
+    assert refused.code == 2
+    assert "has changed since this job began" in refused.stderr
+    assert "--restart" in refused.stderr
+    assert len(record_urls(out)) == 3  # nothing lost, nothing added
+    assert server.log.total == 3
+    restarted = await shoal(*args, "--restart")
+    assert restarted.code == 0, restarted.stderr
+    assert record_urls(out) == [server.url(f"/ok?b={n}") for n in range(3)]
+
+
+async def test_a_grown_input_is_not_refused(server: Misbehaving, tmp_path: Path) -> None:
+    listing, out = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    args = ("fetch", str(listing), "-o", str(out), *RESOLVE, "--progress", "off", "-q")
+    listing.write_text(urls(server, "a", 3))
+    assert (await shoal(*args)).code == 0
+    with listing.open("a") as file:
+        file.write(server.url("/ok?more=1") + "\n")
+    resumed = await shoal(*args)  # the job had read its input to the end: it is complete
+    assert resumed.code == 0, resumed.stderr
+    assert "has changed" not in resumed.stderr
+    assert len(record_urls(out)) == 3
+
+
+async def test_a_shortened_input_is_refused(server: Misbehaving, tmp_path: Path) -> None:
+    listing, out = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    args = ("fetch", str(listing), "-o", str(out), *RESOLVE, "--progress", "off", "-q")
+    listing.write_text(urls(server, "a", 3))
+    assert (await shoal(*args)).code == 0
+    listing.write_text(urls(server, "a", 2))  # the same start, cut short
+    refused = await shoal(*args)
+    assert refused.code == 2
+    assert "has changed" in refused.stderr
