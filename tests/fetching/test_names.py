@@ -56,7 +56,7 @@ async def test_an_international_name_is_looked_up_as_punycode(
     assert result.ok, result.error
     assert result.url == f"http://bücher.test:{server.port}/ok"  # as the user wrote it
     assert result.final_url == f"http://xn--bcher-kva.test:{server.port}/ok"
-    assert dns.zone.count("xn--bcher-kva.test") == 2
+    assert dns.zone.count("xn--bcher-kva.test") >= 2  # A and AAAA, for the encoded name
     assert "xn--bcher-kva.test" in server.log.hosts
 
 
@@ -68,7 +68,7 @@ async def test_a_redirect_to_an_international_name_is_followed(
     assert result.ok, result.error
     assert result.redirects == 1
     assert result.final_url == f"http://xn--mnchen-3ya.test:{server.port}/ok"
-    assert dns.zone.count("xn--mnchen-3ya.test") == 2
+    assert dns.zone.count("xn--mnchen-3ya.test") >= 2
 
 
 async def test_names_in_upper_case_and_spelled_alike_are_one_request(

@@ -111,8 +111,10 @@ class FileSource(Source):
         await asyncio.to_thread(self._skip_to, position)
 
     async def fingerprint(self, length: int | None = None) -> str | None:
-        if not self._seekable:
-            return None  # a pipe is read once: nothing to compare it with
+        if not self._seekable or self._path == "-":
+            # A pipe is read once: nothing to compare it with. Stdin from a file may be
+            # another file each run (one that holds the rest of the input, say).
+            return None
         return await asyncio.to_thread(self._fingerprint, length)
 
     def _fingerprint(self, length: int | None) -> str:
