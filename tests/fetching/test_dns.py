@@ -385,3 +385,23 @@ def test_cli_max_ttl_below_min_ttl_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--dns-max-ttl" in done.stderr
+
+
+async def test_channels_are_renewed_so_c_ares_cache_stays_bounded(
+    dns: TestDNSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shoal.fetching.dns._CHANNEL_LOOKUPS", 5)
+    # shoal's own cache off: every request is a lookup, so c-ares's cache shows.
+    resolver = CachingResolver(settings(dns, min_ttl_s=0, max_ttl_s=0))
+    try:
+        await lookup(resolver, "renew.test")
+        await lookup(resolver, "renew.test")  # the same channel: c-ares answers itself
+        assert dns.zone.count("renew.test") == 2
+        names = [f"fill{n}.test" for n in range(12)]
+        await asyncio.gather(*(lookup(resolver, name) for name in names))
+        await lookup(resolver, "renew.test")  # a fresh channel: asked again
+        assert dns.zone.count("renew.test") == 4
+        assert resolver.statistics().lookups == 15
+    finally:
+        await resolver.close()
+    assert not resolver._retired  # every channel that had its share was closed
