@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from yarl import URL
@@ -37,6 +38,10 @@ class Job:
     attempts: int = 0
     #: The loop time the current attempt started (kept when a host adapts its pace).
     started: float = 0.0
+    #: Set while the attempt's host is paced and its request is not sent yet: the task
+    #: calls it (with the job) once the request is on the wire, which lets the host's pace
+    #: count from then (see :meth:`shoal.scheduling.hosts.HostControl.started`).
+    on_sent: Callable[[Job], None] | None = None
 
     def result(self, *, error: Error | None = None, started_at: float | None = None) -> Result:
         """A new result for this job, carrying the request's identity and the attempts."""

@@ -103,10 +103,9 @@ async def fetch_paced(
     """``fetch_all`` for a run whose spacing is measured at the server.
 
     Before the run, the same engine opens ``warm[host]`` keep-alive connections to each
-    host (then forgotten in the server's log), so every measured request reuses one: a
-    host's first request would otherwise also carry the connection's setup and reach the
-    server late, which shortens the next gap by that much on a busy machine (see
-    ``test_connection_setup_does_not_shorten_the_first_gap``).
+    host (then forgotten in the server's log), so every measured request reuses one and
+    the spacing measured is the pace alone (that a new connection's set-up does not
+    shorten a gap is ``test_connection_setup_does_not_shorten_the_first_gap``'s part).
     """
     async with make_engine(**options) as engine:
         await collect(
@@ -282,12 +281,6 @@ class SlowResolver(StaticResolver):
         return await super().resolve(host, port, family)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a host's pace counts from when a request is handed to aiohttp, so the "
-    "DNS lookup and connect of its first request delay only that one: with a 0.2 s lookup "
-    "and 4/s the server sees the first two requests ~0.05 s apart",
-)
 async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehaving) -> None:
     rate, count = 4.0, 3
     urls = [server.url(f"/ok?n={n}", host="far.test") for n in range(count)]

@@ -26,13 +26,22 @@ def control(politeness: Politeness | None = None, **rule: object) -> HostControl
     )
 
 
-def starts(host: HostControl, count: int, now: float = 0.0) -> list[float]:
-    """Start ``count`` requests as early as the host allows; their start times."""
+def start(host: HostControl, now: float, sent_after_s: float = 0.0) -> None:
+    """Start a request at ``now``, on the wire ``sent_after_s`` later."""
+    if host.started(now):
+        host.sent(now + sent_after_s, RNG)
+
+
+def starts(
+    host: HostControl, count: int, now: float = 0.0, sent_after_s: float = 0.0
+) -> list[float]:
+    """Start ``count`` requests as early as the host allows, each sent ``sent_after_s``
+    after it starts; their send times."""
     times = []
     for _ in range(count):
         now = max(now, host.ready_at())
-        host.started(now, RNG)
-        times.append(now)
+        start(host, now, sent_after_s)
+        times.append(now + sent_after_s)
     return times
 
 
@@ -62,13 +71,33 @@ def test_an_unpaced_host_is_always_ready() -> None:
     host = control()
     assert host.ready_at() == -math.inf
     assert not host.paced
-    host.started(5.0, RNG)
+    assert not host.started(5.0)  # nothing to report: it is not paced
     assert host.ready_at() == -math.inf
 
 
 def test_rate_spaces_starts_evenly() -> None:
     host = control(per_second=4.0)
     assert starts(host, 5, now=10.0) == [10.0, 10.25, 10.5, 10.75, 11.0]
+
+
+def test_pace_counts_from_the_send_not_the_start() -> None:
+    # Each request takes 0.2 s to be sent (a lookup, a connection): the gaps between sends
+    # stay a full interval, so starts are 0.45 s apart.
+    host = control(per_second=4.0)
+    assert starts(host, 3, now=10.0, sent_after_s=0.2) == pytest.approx([10.2, 10.65, 11.1])
+
+
+def test_no_request_starts_while_the_last_one_waits_to_be_sent() -> None:
+    host = control(per_second=100.0, burst=5)
+    assert host.started(0.0)
+    assert host.unsent == 1 and host.ready_at() == math.inf
+    host.sent(3.0, RNG)  # a slow connection: the next is due once this one is out
+    assert host.unsent == 0 and host.ready_at() == pytest.approx(3.01 - 0.04)
+
+
+def test_a_delay_counts_from_the_send() -> None:
+    host = control(delay_s=1.0)
+    assert starts(host, 3, now=0.0, sent_after_s=0.5) == pytest.approx([0.5, 2.0, 3.5])
 
 
 def test_rate_allows_a_burst_then_spaces() -> None:
@@ -222,11 +251,11 @@ def test_probe_after_the_cool_down_then_give_up() -> None:
     host.observe(unreachable(), started=0.0, now=0.0)
     host.observe(unreachable(), started=0.0, now=0.0)
     assert host.ready_at() == pytest.approx(10.0)
-    host.started(10.0, RNG)  # the probe
+    start(host, 10.0)  # the probe
     assert host.probing and host.cap == 1
     host.observe(unreachable(), started=10.0, now=10.5)
     assert host.ready_at() == pytest.approx(30.5)  # the cool-down doubled
-    host.started(30.5, RNG)
+    start(host, 30.5)
     host.observe(unreachable(), started=30.5, now=31.0)
     assert host.gave_up is not None
     assert host.gave_up.kind is ErrorKind.CONNECT
@@ -238,7 +267,7 @@ def test_probe_after_the_cool_down_then_give_up() -> None:
 def test_a_successful_probe_restores_the_host() -> None:
     host = control(Politeness(dead_after=1, dead_cooldown_s=5))
     host.observe(unreachable(), started=0.0, now=0.0)
-    host.started(5.0, RNG)
+    start(host, 5.0)
     host.observe(answer(200), started=5.0, now=5.1)
     assert not host.probing and host.cap == 8 and host.ready_at() == -math.inf
     assert host.is_plain(6.0)

@@ -469,3 +469,51 @@ async def test_a_saturating_host_still_waits_for_room() -> None:
     finished = await take_job(scheduler)
     await done(scheduler, finished)
     await asyncio.wait_for(waiting, 1)
+
+
+# -- a paced host waits for its request to be sent ------------------------------------------
+
+
+def paced(per_second: float) -> Scheduler:
+    politeness = Politeness(per_second=per_second, burst=10)
+    return Scheduler(per_host=8, capacity=100, rules=HostRules(politeness, 8))
+
+
+async def test_a_paced_host_starts_nothing_until_its_request_is_sent() -> None:
+    scheduler = paced(1000.0)  # the burst lets ten go at once: only the send holds them
+    first, second = job("p.test", "/1"), job("p.test", "/2")
+    for queued in (first, second):
+        scheduler.add(queued)
+    assert await take(scheduler) is first
+    assert first.on_sent is not None
+    waiting = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert not waiting.done()  # the first is still connecting
+    first.on_sent(first)
+    assert first.on_sent is None
+    assert await asyncio.wait_for(waiting, 1) is second
+    assert scheduler.in_flight == 2
+
+
+async def test_an_attempt_that_ends_unsent_frees_its_paced_host() -> None:
+    scheduler = paced(1000.0)
+    first, second = job("p.test", "/1"), job("p.test", "/2")
+    for queued in (first, second):
+        scheduler.add(queued)
+    assert await take(scheduler) is first
+    waiting = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert not waiting.done()
+    await done(scheduler, first)  # its connection failed: never sent
+    assert first.on_sent is None
+    assert await asyncio.wait_for(waiting, 1) is second
+
+
+async def test_an_unpaced_host_has_no_send_to_wait_for() -> None:
+    scheduler = Scheduler(per_host=8, capacity=100)
+    first, second = job("u.test", "/1"), job("u.test", "/2")
+    for queued in (first, second):
+        scheduler.add(queued)
+    assert await take(scheduler) is first
+    assert first.on_sent is None
+    assert await take(scheduler) is second

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiohttp
@@ -58,6 +59,7 @@ class Attempt:
         "connect_due",
         "expired",
         "last_read",
+        "on_sent",
         "protocol",
         "read_s",
         "reading",
@@ -75,6 +77,9 @@ class Attempt:
         self.read_s = timeouts.read_s
         #: The connection serving the attempt (``None`` until it is connected).
         self.protocol: WatchedProtocol | None = None
+        #: Called once, when the connection is handed to the request (which aiohttp then
+        #: writes at once): the moment the request is sent.
+        self.on_sent: Callable[[], None] | None = None
         #: Whether it waits on the server (between-reads deadline armed), and since when.
         self.reading = False
         self.last_read = now
@@ -204,6 +209,10 @@ class WatchedProtocol(ResponseHandler):
         self._attempt = attempt
         if attempt is not None:
             attempt.protocol = self  # connected: the connect deadline no longer applies
+            sent = attempt.on_sent
+            if sent is not None:
+                attempt.on_sent = None
+                sent()
         super().set_response_params(**params)
 
     def serves(self, attempt: Attempt) -> bool:

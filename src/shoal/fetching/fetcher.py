@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -30,7 +31,12 @@ class Task(Protocol):
     """A kind of work the engine runs for a job. Fetching a URL is the default one."""
 
     async def run(self, job: Job) -> Result:
-        """Make one attempt at ``job`` (``job.attempts`` already counts it)."""
+        """Make one attempt at ``job`` (``job.attempts`` already counts it).
+
+        When ``job.on_sent`` is set, call it with the job as the work reaches its host
+        (a request is sent): the host's pace counts from then. A task that never calls it
+        has its attempt's end taken as that moment.
+        """
         ...
 
 
@@ -112,6 +118,8 @@ class Fetcher:
                 headers = {**rule.headers, **(headers or {})}
         start = time.perf_counter()
         attempt = self._watchdog.start(timeouts)
+        if job.on_sent is not None:  # its host is paced from the moment it is sent
+            attempt.on_sent = functools.partial(job.on_sent, job)
         token = deadlines.current.set(attempt)
         try:
             await self._exchange(job, headers, result, start, capture, attempt)

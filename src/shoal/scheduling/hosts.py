@@ -5,7 +5,8 @@
 the exact name, each overriding the one before).
 
 :class:`HostControl` holds what one host has earned: when its next request may start
-(a generic cell rate algorithm for ``per_second``, plus the least delay with jitter), a
+(a generic cell rate algorithm for ``per_second``, plus the least delay with jitter, both
+counted from the moment a request is sent: see :meth:`HostControl.started`), a
 pause from ``Retry-After``, the adaptive window and delay, and the count of consecutive
 connection failures that parks a dead host. It reads a clock value it is given and never
 sleeps, so the scheduler can keep one timer for every waiting host.
@@ -178,6 +179,7 @@ class HostControl:
         "probes",
         "probing",
         "tracks",
+        "unsent",
         "unverified",
         "window",
     )
@@ -220,6 +222,8 @@ class HostControl:
         #: Until robots.txt is read, one request at a time (the one reading it).
         self.unverified = politeness.respect_robots
         self.gave_up: Error | None = None
+        #: Requests started and not yet on the wire (only counted while paced).
+        self.unsent = 0
         self.cap = self.limit
         self.tracks = False
         self._settle()
@@ -247,26 +251,46 @@ class HostControl:
         return self._interval > 0 or self._delay > 0 or self.extra_delay_s > 0
 
     def ready_at(self) -> float:
-        """The loop time from which the next request may start."""
+        """The loop time from which the next request may start: ``inf`` while a paced
+        host's last request waits to be sent (it is due once that one is)."""
         if self.gave_up is not None:
             return -math.inf  # its requests fail at once, without being sent
+        if self.unsent:
+            return math.inf
         return max(
             self._tat - self._tolerance, self._earliest, self.paused_until, self.parked_until
         )
 
-    def started(self, now: float, rng: random.Random) -> None:
-        """A request to the host starts now (asked only while ``tracks``)."""
-        if self._interval > 0:
-            self._tat = max(self._tat, now) + self._interval
-        delay = self._delay + self.extra_delay_s
-        if delay > 0:
-            self._earliest = now + delay * (1.0 + self._jitter * rng.random())
+    def started(self, now: float) -> bool:
+        """A request to the host starts now (asked only while ``tracks``).
+
+        True when the host is paced: its pace then counts from the moment the request is
+        sent, which the caller reports with :meth:`sent` (or when the attempt ends, if it
+        never got that far), and no other request starts before. The time a request takes
+        to be sent (a DNS lookup, a connection, a TLS handshake) thus never shortens the
+        gap the server sees.
+        """
         if self.parked_until > -math.inf and now >= self.parked_until and not self.probing:
             self.probing = True  # the first request after a cool-down is a probe
             self._settle()
         if self.paused_until > -math.inf and now >= self.paused_until:
             self.paused_until = -math.inf  # the pause is over
             self._settle()
+        if self._interval > 0 or self._delay > 0 or self.extra_delay_s > 0:
+            self.unsent += 1
+            return True
+        return False
+
+    def sent(self, now: float, rng: random.Random) -> None:
+        """A request :meth:`started` while paced is on the wire now (or ended before, its
+        connection failing, say: a connection attempt is traffic too): the next is due
+        from here."""
+        self.unsent -= 1
+        if self._interval > 0:
+            self._tat = max(self._tat, now) + self._interval
+        delay = self._delay + self.extra_delay_s
+        if delay > 0:
+            self._earliest = now + delay * (1.0 + self._jitter * rng.random())
 
     def verify(self) -> None:
         """The host's robots.txt is read: the one-at-a-time limit ends."""

@@ -36,6 +36,11 @@ _RESOLUTION_S = 0.001
 HOST_QUEUE = 512
 
 
+def _wait(due: float, now: float) -> float:
+    """Seconds until ``due`` for a snapshot (0 while a request is still to be sent)."""
+    return 0.0 if due == math.inf else round(max(0.0, due - now), 3)
+
+
 class _Host:
     __slots__ = ("control", "in_flight", "name", "queue", "ready", "saturates", "sleeping")
 
@@ -79,6 +84,7 @@ class Scheduler:
         self._host_cap = host_cap
         self._retry_after_max_s = retry_after_max_s
         self._rng = rng or random.Random()
+        self._on_sent = self._sent
         self._capacity = capacity
         self._hosts: dict[str, _Host] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
@@ -137,7 +143,7 @@ class Scheduler:
                         queued=len(host.queue),
                         cap=control.cap,
                         delay_s=round(control.delay_now(), 3),
-                        wait_s=round(max(0.0, control.ready_at() - now), 3),
+                        wait_s=_wait(control.ready_at(), now),
                         failures=control.failures,
                     )
                 )
@@ -302,6 +308,9 @@ class Scheduler:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
+        if job.on_sent is not None:  # ended before it was sent
+            job.on_sent = None
+            host.control.sent(self._now(), self._rng)
         if result is not None and host.control.observe(result, job.started, self._now()):
             self._notable.add(host.name)
         if host.queue:
@@ -379,6 +388,8 @@ class Scheduler:
             return
         if control.tracks:
             due = control.ready_at()
+            if due == math.inf:
+                return  # its last request is still to be sent: that wakes it
             if due > self._now() + _RESOLUTION_S:
                 host.sleeping = True
                 self._push_timer(due, host)
@@ -399,13 +410,16 @@ class Scheduler:
             if control.tracks:
                 now = self._now()
                 due = control.ready_at()
+                if due == math.inf:
+                    continue  # its last request is still to be sent: that wakes it
                 if due > now + _RESOLUTION_S:  # paused while it waited in the ring
                     host.sleeping = True
                     self._push_timer(due, host)
                     continue
                 job = host.queue.popleft()
                 job.started = now
-                control.started(now, self._rng)
+                if control.started(now):
+                    job.on_sent = self._on_sent
             else:
                 job = host.queue.popleft()
             host.in_flight += 1
@@ -441,10 +455,22 @@ class Scheduler:
                 del self._hosts[name]
                 self._notable.discard(name)
 
+    def _sent(self, job: Job) -> None:
+        """``job``'s request is on the wire: its paced host may be due again."""
+        if job.on_sent is None:
+            return
+        job.on_sent = None
+        host = self._hosts[job.host]
+        host.control.sent(self._now(), self._rng)
+        self._consider(host)
+
     def _give_back(self, job: Job) -> None:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
+        if job.on_sent is not None:
+            job.on_sent = None
+            host.control.sent(self._now(), self._rng)
         host.queue.appendleft(job)
         if not host.ready and not host.sleeping:
             host.ready = True
