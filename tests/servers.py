@@ -26,6 +26,10 @@ Routes (``key`` makes state per test; query parameters tune each one):
 * ``/gzip-bomb?size=...`` — a gzip body that inflates to ``size`` bytes.
 * ``/status/{code}`` — that status.
 * ``/echo`` — a JSON echo of the method, headers and body.
+* ``/cookie/set?name=n&value=v&domain=d&to=URL`` — sets a cookie (a ``Domain`` when ``d``
+  is given), then redirects to ``to`` (200 without it).
+* ``/cookie/check?name=n`` — 200 when the request carries cookie ``n``, else 403: a site
+  that sets a cookie and redirects to check it.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class Misbehaving:
             ("/gzip-bomb", self.gzip_bomb),
             ("/status/{code}", self.status),
             ("/echo", self.echo),
+            ("/cookie/set", self.cookie_set),
+            ("/cookie/check", self.cookie_check),
         ]
         for path, handler in routes:
             app.router.add_route("*", path, handler)
@@ -233,6 +239,25 @@ class Misbehaving:
 
     async def redirect_to(self, request: Request) -> web.StreamResponse:
         raise web.HTTPFound(request.query["url"])
+
+    async def cookie_set(self, request: Request) -> web.StreamResponse:
+        query = request.query
+        target = query.get("to")
+        name, value = query.get("name", "session"), query.get("value", "1")
+        domain = query.get("domain")
+        if target is None:
+            response = web.Response(text="set")
+            response.set_cookie(name, value, domain=domain)
+            return response
+        found = web.HTTPFound(target)
+        found.set_cookie(name, value, domain=domain)
+        raise found
+
+    async def cookie_check(self, request: Request) -> web.StreamResponse:
+        name = request.query.get("name", "session")
+        if name not in request.cookies:
+            raise web.HTTPForbidden(text=f"no cookie {name}")
+        return web.Response(text=f"{name}={request.cookies[name]}")
 
     async def big(self, request: Request) -> web.StreamResponse:
         size = int(request.query.get("size", 1024 * 1024))

@@ -217,6 +217,11 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     metavar="FILE",
     help="Also trust the CA certificates in this PEM file (besides the system's).",
 )
+@click.option(
+    "--cookies",
+    is_flag=True,
+    help="Keep the cookies sites set and send them back (one bounded jar per site).",
+)
 @click.option("--proxy", default=None, help="Send every request through this HTTP proxy.")
 @click.option(
     "--fail",
@@ -385,6 +390,7 @@ def fetch(
     user_agent: str,
     insecure: bool,
     ca_bundle: str | None,
+    cookies: bool,
     proxy: str | None,
     fail_http: bool,
     resolve: tuple[str, ...],
@@ -462,6 +468,7 @@ def fetch(
             proxy=proxy,
             verify_tls=not insecure,
             ca_bundle=ca_bundle,
+            cookies=cookies,
             save_bodies=save_bodies,
             warc=warc,
             warc_max_size=warc_max_size,

@@ -110,6 +110,7 @@ class Engine:
         proxy: str | None = None,
         verify_tls: bool = True,
         ca_bundle: str | None = None,
+        cookies: bool = False,
         seed: int | None = None,
         shard: Shard | None = None,
         save_bodies: str | None = None,
@@ -141,6 +142,7 @@ class Engine:
             resolve=resolve,
             resolver=resolver or self._dns,
             capture=warc is not None,
+            cookies=cookies,
         )
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ConfigError("proxy", f"{proxy!r} is not an http:// or https:// URL")

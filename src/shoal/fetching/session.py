@@ -11,6 +11,7 @@ from aiohttp.abc import AbstractResolver
 
 from shoal.errors import ConfigError
 from shoal.fetching import capture, deadlines
+from shoal.fetching.cookies import SiteCookieJar
 from shoal.fetching.resolver import StaticResolver
 
 #: Response header limits, set deliberately (aiohttp's own defaults are 8190 and 128).
@@ -32,6 +33,8 @@ class SessionSettings:
     resolver: AbstractResolver | None = None
     #: Keep each exchange's bytes for the archive (see :mod:`shoal.fetching.capture`).
     capture: bool = False
+    #: Keep the cookies sites set, one bounded jar per site (see :mod:`shoal.fetching.cookies`).
+    cookies: bool = False
 
 
 def trust_context(ca_bundle: str) -> ssl.SSLContext:
@@ -55,7 +58,8 @@ def trust_context(ca_bundle: str) -> ssl.SSLContext:
 def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
     """A session tuned for bulk fetching.
 
-    No cookie jar (every request stands alone, and the jar costs CPU per request), no
+    No cookie jar unless asked for (every request stands alone, and a jar costs CPU per
+    request; with ``cookies``, one bounded jar per site), no
     silent resends (see below), no environment proxies, no pool wait (the scheduler
     already caps requests in flight, so the connector's limit is only a safety net), and
     no timeouts of aiohttp's: the three deadlines of an attempt (total, connect, between
@@ -85,7 +89,7 @@ def open_session(settings: SessionSettings) -> aiohttp.ClientSession:
         deadlines.install(connector, deadlines.WatchedProtocol)
     session = aiohttp.ClientSession(
         connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
+        cookie_jar=SiteCookieJar() if settings.cookies else aiohttp.DummyCookieJar(),
         headers=dict(settings.headers),
         timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
         trust_env=False,
