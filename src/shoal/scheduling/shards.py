@@ -1,7 +1,9 @@
 """Splitting one job over several processes without breaking its limits.
 
 Every request goes to exactly one shard, chosen from its host and its key, so a duplicate
-always meets its twin in the same shard's journal. A host's requests are spread over
+meets its twin in the same shard's journal; the exception is two requests that share an
+``id`` but name different hosts, which may go to two shards (routing by the id alone would
+break the split of each host's cap). A host's requests are spread over
 ``min(per_host, count)`` shards starting at a shard picked by the host's name, and each of
 those shards gets its part of the host's in-flight cap: the parts add up to ``per_host``
 exactly, so the cap holds over the whole job. Hashes are CRC-32 and the key's own digest,
