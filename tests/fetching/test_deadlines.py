@@ -25,6 +25,7 @@ from tests.conftest import resolver
 from tests.servers import Misbehaving
 
 TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=3)
+NO_RETRY = RetryPolicy(retries=0)
 
 
 async def _parked() -> None:
@@ -111,6 +112,47 @@ async def test_a_cancellation_from_elsewhere_wins_over_an_expired_deadline() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     watchdog.close()
+
+
+async def test_a_stall_of_the_loop_is_not_held_against_connect_or_read() -> None:
+    watchdog = Watchdog(tick_s=0.01)
+    task = asyncio.create_task(_parked())
+    waiting = Attempt(task, 100.0, TIMEOUTS)  # connecting: due at 102
+    reading = Attempt(task, 100.0, TIMEOUTS)
+    reading.protocol, reading.reading, reading.last_read = _protocol(), True, 101.0
+    watchdog._attempts |= {waiting, reading}
+    watchdog.stalled(1.5, 104.0)  # nothing ran from 102.5 to 104
+    assert waiting.connect_due == pytest.approx(103.5) and waiting.due(103.4) is None
+    assert reading.last_read == pytest.approx(102.5) and reading.due(105.4) is None
+    assert reading.due(105.5) == READ
+    assert waiting.total_due == reading.total_due == 110.0  # the total deadline stays
+    recent = Attempt(task, 103.9, TIMEOUTS)
+    recent.protocol, recent.reading, recent.last_read = _protocol(), True, 103.9
+    watchdog._attempts.add(recent)
+    watchdog.stalled(1.0, 104.0)
+    assert recent.last_read == 104.0  # never later than now
+    task.cancel()
+    watchdog.close()
+
+
+async def test_a_blocked_loop_does_not_time_out_an_answer_that_came_meanwhile(
+    server: Misbehaving,
+) -> None:
+    # The server answers after 0.25 s; the loop is blocked from 0.1 s to 0.7 s, longer than
+    # the between-reads timeout, so the answer comes once the loop runs again, just after
+    # the watchdog's late tick: that tick must not take the stall for a silent server.
+    timeouts = Timeouts(total_s=5, connect_s=2, read_s=0.3)
+    async with shoal.Engine(timeouts=timeouts, resolver=resolver(), retry=NO_RETRY) as engine:
+
+        async def block_later() -> None:
+            await asyncio.sleep(0.1)
+            time.sleep(0.6)  # noqa: ASYNC251  (the point: a long callback of the client's own)
+
+        blocker = asyncio.create_task(block_later())
+        async with engine.stream([server.url("/delay?s=0.25")]) as results:
+            [result] = [r async for r in results]
+        await blocker
+    assert result.ok and result.status == 200, result.error
 
 
 def test_tick_is_a_small_part_of_the_shortest_timeout() -> None:

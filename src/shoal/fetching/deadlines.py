@@ -14,7 +14,11 @@ and keeps the three deadlines itself:
   between-reads timer (the request sent, each read, reading resumed) it notes the loop
   time instead, and where aiohttp would disarm it (the body complete, reading paused) it
   says the attempt is not waiting on the server;
-* one loop timer wakes the watchdog every ``tick_s`` to look at the attempts in flight.
+* one loop timer wakes the watchdog every ``tick_s`` to look at the attempts in flight;
+* a tick that comes more than a tick late means the loop was stalled (a long callback, a
+  busy machine): that time is not counted against the connect and between-reads
+  deadlines (see :meth:`Watchdog.stalled`), so a stall of shoal's own never passes for a
+  silent server.
 
 An attempt that is not connected by its connect deadline, or whose whole run passes its
 total deadline, is cancelled, and the fetcher turns that cancellation into a ``timeout``
@@ -131,6 +135,8 @@ class Watchdog:
         self.tick_s = tick_s
         self._attempts: set[Attempt] = set()
         self._timer: asyncio.TimerHandle | None = None
+        #: The loop time the armed tick is due.
+        self._due = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, timeouts: Timeouts) -> Attempt:
@@ -143,7 +149,7 @@ class Watchdog:
         attempt = Attempt(task, loop.time(), timeouts)
         self._attempts.add(attempt)
         if self._timer is None:
-            self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
+            self._arm(loop, loop.time())
         return attempt
 
     def end(self, attempt: Attempt) -> None:
@@ -185,11 +191,28 @@ class Watchdog:
         loop = self._loop
         assert loop is not None
         self._timer = None
+        now = loop.time()
+        late = now - self._due
         try:
-            self.check(loop.time())
+            if late > self.tick_s:
+                self.stalled(late, now)
+            self.check(now)
         finally:  # a fault in one check must not switch every deadline off
             if self._attempts:
-                self._timer = loop.call_at(loop.time() + self.tick_s, self._tick)
+                self._arm(loop, now)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        self._due = now + self.tick_s
+        self._timer = loop.call_at(self._due, self._tick)
+
+    def stalled(self, late: float, now: float) -> None:
+        """The loop ran nothing for about ``late`` seconds (the tick came that late): a
+        connection or an answer that arrived meanwhile may not be read yet (uvloop runs
+        timers before it polls the sockets), so that time is not held against the connect
+        and between-reads deadlines. The total deadline stays: it bounds every attempt."""
+        for attempt in self._attempts:
+            attempt.connect_due += late
+            attempt.last_read = min(now, attempt.last_read + late)
 
 
 class WatchedProtocol(ResponseHandler):
