@@ -517,3 +517,23 @@ async def test_an_unpaced_host_has_no_send_to_wait_for() -> None:
     assert await take(scheduler) is first
     assert first.on_sent is None
     assert await take(scheduler) is second
+
+
+async def test_a_paused_scheduler_hands_out_nothing_until_resumed() -> None:
+    scheduler = Scheduler(per_host=8, capacity=100)
+    scheduler.pause()
+    first = job("z.test", "/1")
+    scheduler.add(first)
+    waiting = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert scheduler.paused and not waiting.done()
+    scheduler.resume()
+    assert await asyncio.wait_for(waiting, 1) is first
+    scheduler.pause()
+    second = job("z.test", "/2")
+    scheduler.add(second)
+    late = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert not late.done()
+    scheduler.stop()  # a paused scheduler still stops
+    assert await asyncio.wait_for(late, 1) is None

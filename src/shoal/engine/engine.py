@@ -175,6 +175,7 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._running = False
         self._stopping = False
+        self._paused = False
         self._abortable: list[asyncio.Task[None]] = []
 
     # -- lifetime --------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class Engine:
         dns = None if self._dns is None else self._dns.statistics().since(self._dns_at_start)
         scheduler = self._scheduler
         if scheduler is None:
-            return self._recorder.snapshot(dns=dns)
+            return self._recorder.snapshot(dns=dns, paused=self._paused)
         in_flight = scheduler.in_flight
         waiting = scheduler.waiting_retry
         return self._recorder.snapshot(
@@ -264,7 +265,26 @@ class Engine:
             waiting_retry=waiting,
             hosts=scheduler.host_states(),
             dns=dns,
+            paused=self._paused,
         )
+
+    def pause(self) -> None:
+        """Start no new request until :meth:`resume`: the ones in flight finish, and the
+        run stays open (it can still be stopped, and a paused job killed resumes like any
+        other). Called before a run, the run starts paused."""
+        self._paused = True
+        if self._scheduler is not None:
+            self._scheduler.pause()
+
+    def resume(self) -> None:
+        """Start requests again after :meth:`pause`."""
+        self._paused = False
+        if self._scheduler is not None:
+            self._scheduler.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def stop(self) -> None:
         """Take no new work; requests in flight finish, then the run ends (resumable)."""
@@ -435,6 +455,8 @@ class Engine:
             rng=self._rng,
             concurrency=limits.concurrency,
         )
+        if self._paused:
+            scheduler.pause()
         completions: asyncio.Queue[Completion | None] = asyncio.Queue(
             maxsize=max(1024, 2 * limits.concurrency)
         )

@@ -53,6 +53,8 @@ class Statistics:
     hosts: tuple[HostState, ...] = ()
     #: The resolver's lookups during the run (zeros when the caller brought a resolver).
     dns: DNSStatistics = field(default_factory=DNSStatistics)
+    #: Whether the run is paused (:meth:`shoal.Engine.pause`): no new request starts.
+    paused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -63,6 +65,7 @@ class Statistics:
         data["latency_buckets"] = sorted(self.latency_buckets.items())
         data["hosts"] = [dataclasses.asdict(host) for host in self.hosts]
         data["dns"] = self.dns.to_dict()
+        data["paused"] = self.paused
         return data
 
     @classmethod
@@ -76,6 +79,7 @@ class Statistics:
             latency_buckets=MappingProxyType(buckets),
             hosts=tuple(HostState(**host) for host in data.get("hosts", ())),
             dns=DNSStatistics.from_dict(data["dns"]) if "dns" in data else DNSStatistics(),
+            paused=bool(data.get("paused", False)),
         )
 
     @classmethod
@@ -102,6 +106,7 @@ class Statistics:
             latency_buckets=MappingProxyType(dict(buckets)),
             hosts=tuple(sorted((h for part in parts for h in part.hosts), key=_host_name)),
             dns=DNSStatistics.combine([part.dns for part in parts]),
+            paused=any(part.paused for part in parts),
             **summed,
         )
 
@@ -201,6 +206,7 @@ class Recorder:
         waiting_retry: int = 0,
         hosts: tuple[HostState, ...] = (),
         dns: DNSStatistics | None = None,
+        paused: bool = False,
     ) -> Statistics:
         end = self._finished if self._finished is not None else time.monotonic()
         return Statistics(
@@ -226,4 +232,5 @@ class Recorder:
             latency_buckets=self._latency.buckets(),
             hosts=hosts,
             dns=dns or DNSStatistics(),
+            paused=paused,
         )

@@ -102,6 +102,7 @@ class Scheduler:
         self.in_flight = 0
         self._closed = False
         self._stopped = False
+        self._paused = False
         self._deferred: dict[str, int] = {}
         self._hungry: set[str] = set()
         self._refill = asyncio.Event()
@@ -261,6 +262,20 @@ class Scheduler:
         self._closed = True
         self._wake_if_finished()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Hand out no job until :meth:`resume`; jobs in flight finish, retries and paces
+        keep their times, and a job handed out already runs."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Hand out jobs again (the ones due while paused go first, host by host)."""
+        self._paused = False
+        self._dispatch()
+
     def stop(self) -> None:
         """Hand out no more jobs; jobs already in flight still finish."""
         self._stopped = True
@@ -285,7 +300,7 @@ class Scheduler:
         """The next job to run, or ``None`` when there is no more work."""
         if self._stopped:
             return None
-        if self._ready and not self._waiters:
+        if self._ready and not self._waiters and not self._paused:
             job = self._take()
             if job is not None:
                 return job
@@ -478,6 +493,8 @@ class Scheduler:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        if self._paused:
+            return
         waiters = self._waiters
         while waiters and self._ready:
             job = self._take()
