@@ -56,7 +56,7 @@ from shoal.fetching.session import trust_context
 from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import HostRules, Scheduler, Shard, retry_delay
+from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
@@ -267,6 +267,11 @@ class Engine:
             dns=dns,
             paused=self._paused,
         )
+
+    def busiest_hosts(self, limit: int = 20) -> tuple[HostState, ...]:
+        """The hosts of the current run with the most requests in flight and queued."""
+        scheduler = self._scheduler
+        return () if scheduler is None else scheduler.busiest(limit)
 
     def pause(self) -> None:
         """Start no new request until :meth:`resume`: the ones in flight finish, and the

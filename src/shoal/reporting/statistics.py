@@ -55,6 +55,11 @@ class Statistics:
     dns: DNSStatistics = field(default_factory=DNSStatistics)
     #: Whether the run is paused (:meth:`shoal.Engine.pause`): no new request starts.
     paused: bool = False
+    #: Final results by outcome and status class: ``"ok/2xx"``, ``"failed/none"`` (no
+    #: response), ``"failed/5xx"`` …
+    by_outcome: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: When the last result was counted (seconds since the epoch), if any was.
+    last_progress_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -66,6 +71,8 @@ class Statistics:
         data["hosts"] = [dataclasses.asdict(host) for host in self.hosts]
         data["dns"] = self.dns.to_dict()
         data["paused"] = self.paused
+        data["by_outcome"] = dict(self.by_outcome)
+        data["last_progress_at"] = self.last_progress_at
         return data
 
     @classmethod
@@ -80,6 +87,8 @@ class Statistics:
             hosts=tuple(HostState(**host) for host in data.get("hosts", ())),
             dns=DNSStatistics.from_dict(data["dns"]) if "dns" in data else DNSStatistics(),
             paused=bool(data.get("paused", False)),
+            by_outcome=MappingProxyType(dict(data.get("by_outcome", {}))),
+            last_progress_at=data.get("last_progress_at"),
         )
 
     @classmethod
@@ -87,8 +96,10 @@ class Statistics:
         """One view of several runs side by side (the processes of one job)."""
         status: Counter[str] = Counter()
         errors: Counter[str] = Counter()
+        outcomes: Counter[str] = Counter()
         buckets: Counter[int] = Counter()
         for part in parts:
+            outcomes.update(part.by_outcome)
             status.update(part.by_status)
             errors.update(part.by_error)
             buckets.update(part.latency_buckets)
@@ -107,6 +118,11 @@ class Statistics:
             hosts=tuple(sorted((h for part in parts for h in part.hosts), key=_host_name)),
             dns=DNSStatistics.combine([part.dns for part in parts]),
             paused=any(part.paused for part in parts),
+            by_outcome=MappingProxyType(dict(outcomes)),
+            last_progress_at=max(
+                (p.last_progress_at for p in parts if p.last_progress_at is not None),
+                default=None,
+            ),
             **summed,
         )
 
@@ -174,6 +190,8 @@ class Recorder:
         self.interrupted = False
         self._by_status: Counter[str] = Counter()
         self._by_error: Counter[str] = Counter()
+        self._by_outcome: Counter[str] = Counter()
+        self.last_progress_at: float | None = None
         self._latency = LatencyHistogram()
 
     def start(self) -> None:
@@ -187,14 +205,18 @@ class Recorder:
         """Count a committed result."""
         self.done += 1
         self.bytes += result.bytes
+        self.last_progress_at = time.time()
+        status = "none" if result.status is None else f"{result.status // 100}xx"
         if result.status is not None:
-            self._by_status[f"{result.status // 100}xx"] += 1
+            self._by_status[status] += 1
         error = result.error
         if error is None:
             self.ok += 1
+            self._by_outcome["ok/" + status] += 1
         else:
             self.failed += 1
             self._by_error[error.kind.value] += 1
+            self._by_outcome["failed/" + status] += 1
         if result.elapsed_ms is not None:
             self._latency.add(result.elapsed_ms)
 
@@ -233,4 +255,6 @@ class Recorder:
             hosts=hosts,
             dns=dns or DNSStatistics(),
             paused=paused,
+            by_outcome=MappingProxyType(dict(self._by_outcome)),
+            last_progress_at=self.last_progress_at,
         )

@@ -41,6 +41,20 @@ def _wait(due: float, now: float) -> float:
     return 0.0 if due == math.inf else round(max(0.0, due - now), 3)
 
 
+def _state_of(host: _Host, state: str, now: float) -> HostState:
+    control = host.control
+    return HostState(
+        host=host.name,
+        state=state,
+        in_flight=host.in_flight,
+        queued=len(host.queue),
+        cap=control.cap,
+        delay_s=round(control.delay_now(), 3),
+        wait_s=_wait(control.ready_at(), now),
+        failures=control.failures,
+    )
+
+
 class _Host:
     __slots__ = ("control", "in_flight", "name", "queue", "ready", "saturates", "sleeping")
 
@@ -135,20 +149,19 @@ class Scheduler:
                 self._notable.discard(name)
                 continue
             if len(shown) < _SHOWN_HOSTS:
-                control = host.control
-                shown.append(
-                    HostState(
-                        host=name,
-                        state=str(state),
-                        in_flight=host.in_flight,
-                        queued=len(host.queue),
-                        cap=control.cap,
-                        delay_s=round(control.delay_now(), 3),
-                        wait_s=_wait(control.ready_at(), now),
-                        failures=control.failures,
-                    )
-                )
+                shown.append(_state_of(host, str(state), now))
         return tuple(sorted(shown, key=lambda state: state.host))
+
+    def busiest(self, limit: int) -> tuple[HostState, ...]:
+        """The ``limit`` hosts with the most requests in flight and queued, busiest first
+        (a walk over the hosts the scheduler holds: for a dashboard, not a hot path)."""
+        now = self._now()
+        top = heapq.nlargest(
+            limit,
+            (host for host in self._hosts.values() if host.in_flight or host.queue),
+            key=lambda host: (host.in_flight, len(host.queue)),
+        )
+        return tuple(_state_of(host, host.control.state(now), now) for host in top)
 
     def keep_apart(self, name: str, delay_s: float) -> None:
         """Start requests to host ``name`` at least ``delay_s`` apart from now on."""
