@@ -1,0 +1,134 @@
+"""The dashboard against a real run: its JSON matches statistics(), /metrics parses with
+prometheus_client's own parser, the controls pause, resume and stop, and each refusal of
+the guard (token, Host, Origin, a non-loopback address without a token) holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shoal import ConfigError, Engine, Limits
+from shoal.reporting.dashboard import Dashboard
+from tests.cli.test_cli import wait_until
+from tests.conftest import resolver
+from tests.servers import Misbehaving
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # unsafe: keep cookies from an IP address host, as a browser does
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+def make_engine() -> Engine:
+    return Engine(limits=Limits(concurrency=4, per_host=4), resolver=resolver())
+
+
+async def test_stats_and_metrics_match_the_run(
+    server: Misbehaving, client: aiohttp.ClientSession
+) -> None:
+    engine = make_engine()
+    urls = [server.url(f"/ok?n={n}") for n in range(30)] + [server.url("/status/503")]
+    async with engine, Dashboard(engine) as dashboard:
+        stats = await engine.run(urls)
+        base = f"http://127.0.0.1:{dashboard.port}"
+        async with client.get(base + "/api/stats") as response:
+            data = await response.json()
+        async with client.get(base + "/metrics") as response:
+            text = await response.text()
+        async with client.get(base + "/") as response:
+            page = await response.text()
+    assert data["done"] == stats.done == 31 and data["ok"] == stats.ok
+    assert data["by_outcome"] == {"ok/2xx": 30, "ok/5xx": 1}
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["outcome"], s.labels["status_class"]): s.value
+        for s in families["shoal_requests"].samples
+    }
+    assert requests == {("ok", "2xx"): 30.0, ("ok", "5xx"): 1.0}
+    durations = families["shoal_request_duration_seconds"].samples
+    count = next(s.value for s in durations if s.name.endswith("_count"))
+    assert count == 31
+    assert families["shoal_paused"].samples[0].value == 0
+    assert "/static/uPlot.iife.min.js" in page and "http" not in page.split("<body>")[1]
+
+
+async def test_the_controls_pause_resume_and_stop(
+    server: Misbehaving, client: aiohttp.ClientSession
+) -> None:
+    engine = make_engine()
+    async with engine, Dashboard(engine) as dashboard:
+        base = f"http://127.0.0.1:{dashboard.port}"
+        async with client.post(base + "/api/pause") as response:
+            assert (await response.json())["paused"] is True
+        run = asyncio.create_task(engine.run([server.url(f"/ok?n={n}") for n in range(20)]))
+        await asyncio.sleep(0.3)
+        assert server.log.total == 0  # paused: nothing reached the server
+        async with client.post(base + "/api/resume") as response:
+            assert (await response.json())["paused"] is False
+        await wait_until(lambda: server.log.total > 0, 5, "requests after resume")
+        async with client.post(base + "/api/stop") as response:
+            assert response.status == 200
+        stats = await asyncio.wait_for(run, 10)
+    assert stats.interrupted or stats.done == 20
+
+
+async def test_a_get_changes_nothing(client: aiohttp.ClientSession) -> None:
+    engine = make_engine()
+    async with engine, Dashboard(engine) as dashboard:
+        url = f"http://127.0.0.1:{dashboard.port}/api/pause"
+        async with client.get(url) as response:
+            assert response.status == 405
+    assert not engine.paused
+
+
+async def test_the_guard_refuses_other_hosts_and_other_origins(
+    client: aiohttp.ClientSession,
+) -> None:
+    engine = make_engine()
+    async with engine, Dashboard(engine) as dashboard:
+        base = f"http://127.0.0.1:{dashboard.port}"
+        rebound = {"Host": f"attacker.example:{dashboard.port}"}
+        async with client.get(base + "/api/stats", headers=rebound) as response:
+            assert response.status == 403
+        forged = {"Origin": "http://attacker.example"}
+        async with client.post(base + "/api/stop", headers=forged) as response:
+            assert response.status == 403
+        same = {"Origin": base}
+        async with client.post(base + "/api/pause", headers=same) as response:
+            assert response.status == 200
+    assert engine.paused and not engine.statistics().interrupted
+
+
+async def test_a_token_guards_every_route(client: aiohttp.ClientSession) -> None:
+    engine = make_engine()
+    async with engine, Dashboard(engine, token="s3cret") as dashboard:
+        base = f"http://127.0.0.1:{dashboard.port}"
+        for path in ("/", "/api/stats", "/metrics"):
+            async with client.get(base + path) as response:
+                assert response.status == 401, path
+        async with client.post(base + "/api/pause") as response:
+            assert response.status == 401
+        bearer = {"Authorization": "Bearer s3cret"}
+        async with client.get(base + "/api/stats", headers=bearer) as response:
+            assert response.status == 200
+        async with client.get(base + "/?token=wrong") as response:
+            assert response.status == 401
+        async with client.get(dashboard.url) as response:  # sets the cookie, then the page
+            assert response.status == 200 and "shoal" in await response.text()
+        async with client.get(base + "/api/stats") as response:
+            assert response.status == 200  # the cookie now
+    assert not engine.paused
+
+
+def test_another_address_needs_a_token() -> None:
+    engine = make_engine()
+    with pytest.raises(ConfigError) as refused:
+        Dashboard(engine, host="0.0.0.0")
+    assert refused.value.option == "dashboard_token"
+    Dashboard(engine, host="0.0.0.0", token="t")  # with one, it is allowed
