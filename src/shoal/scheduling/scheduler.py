@@ -336,9 +336,7 @@ class Scheduler:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
-        if job.on_sent is not None:  # ended before it was sent
-            job.on_sent = None
-            host.control.sent(self._now(), self._rng)
+        self._unsent(host, job)  # ended before it was sent
         if result is not None and host.control.observe(result, job.started, self._now()):
             self._notable.add(host.name)
         if host.queue:
@@ -485,20 +483,22 @@ class Scheduler:
 
     def _sent(self, job: Job) -> None:
         """``job``'s request is on the wire: its paced host may be due again."""
-        if job.on_sent is None:
-            return
-        job.on_sent = None
-        host = self._hosts[job.host]
-        host.control.sent(self._now(), self._rng)
-        self._consider(host)
+        if job.on_sent is not None:
+            host = self._hosts[job.host]
+            self._unsent(host, job)
+            self._consider(host)
+
+    def _unsent(self, host: _Host, job: Job) -> None:
+        """If ``job`` still waits to be reported sent, its host's pace counts from now."""
+        if job.on_sent is not None:
+            job.on_sent = None
+            host.control.sent(self._now(), self._rng)
 
     def _give_back(self, job: Job) -> None:
         self.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
-        if job.on_sent is not None:
-            job.on_sent = None
-            host.control.sent(self._now(), self._rng)
+        self._unsent(host, job)
         host.queue.appendleft(job)
         if not host.ready and not host.sleeping:
             host.ready = True
