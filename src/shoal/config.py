@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shoal.errors import ConfigError
 from shoal.result import ErrorKind
@@ -239,3 +242,31 @@ def check_host_pattern(pattern: str) -> str:
         except UnicodeError as exc:
             raise ConfigError("hosts", f"{pattern!r} is not a valid host name") from exc
     return text
+
+
+def plain(value: object) -> Any:
+    """A configuration as JSON-ready data: value classes as objects of their fields, sets
+    sorted, error kinds by name. Kept in the journal for ``shoal report``, which may be
+    shared, so ``headers`` keep only their names (their values may carry credentials)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            item.name: (
+                _header_names(getattr(value, item.name))
+                if item.name == "headers"
+                else plain(getattr(value, item.name))
+            )
+            for item in dataclasses.fields(value)
+        }
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in sorted(value.items())}
+    if isinstance(value, set | frozenset):
+        return sorted(plain(item) for item in value)
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def _header_names(headers: Mapping[str, str] | None) -> list[str] | None:
+    return None if headers is None else sorted(headers)

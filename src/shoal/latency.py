@@ -49,6 +49,12 @@ class LatencyHistogram:
         return latency_from(self._counts, self.max_ms)
 
 
+def bucket_range(bucket: int) -> tuple[float, float]:
+    """The latencies (ms) one bucket of :meth:`LatencyHistogram.buckets` counts: from the
+    first up to the second (a chart of the histogram draws its bars there)."""
+    return math.expm1(bucket / _BUCKETS_PER_E), math.expm1((bucket + 1) / _BUCKETS_PER_E)
+
+
 def _percentile(
     counts: Mapping[int, int], count: int, max_ms: float, fraction: float
 ) -> float | None:

@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -345,6 +346,55 @@ async def test_complete_commits_the_mark(tmp_path: Path, open_store: Opener) -> 
     state = await reopened_state(tmp_path)
     assert state.mark == SinkMark(0, {"jsonl": 0})
     assert state.counts.ok == 1
+
+
+async def test_complete_sums_each_second_into_the_timeline(
+    tmp_path: Path, open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store()
+    jobs = await store.admit(entries(*(f"http://a.test/{n}" for n in range(1, 7))), Position(6))
+    clock = iter([1_000.2, 1_000.9, 1_002.5])
+    monkeypatch.setattr("shoal.store.sqlite.time", SimpleNamespace(time=lambda: next(clock)))
+    await store.complete(
+        [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
+    )
+    # The same second again, and a job that is not final yet (its retry is coming).
+    jobs[5].attempts = 1
+    await store.complete([(jobs[2], ok_result(jobs[2])), (jobs[5], None)], SinkMark())
+    await store.complete([(jobs[3], ok_result(jobs[3]))], SinkMark())
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
+        rows = db.execute("SELECT * FROM timeline ORDER BY second").fetchall()
+    # (second, ok, failed, bytes, attempts): one row a second, however many batches.
+    assert rows == [(1000, 2, 1, 4, 5), (1002, 1, 0, 2, 1)]
+
+
+async def test_describe_keeps_the_latest_settings(tmp_path: Path, open_store: Opener) -> None:
+    store = await open_store()
+    await store.describe({"limits": {"concurrency": 5}})
+    await store.describe({"limits": {"concurrency": 7}, "output": "/x/out.jsonl"})
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+    assert orjson.loads(value) == {"limits": {"concurrency": 7}, "output": "/x/out.jsonl"}
+    await MemoryStore().describe({"kept": False})  # keeps nothing, and does not mind
+
+
+async def test_a_journal_without_a_timeline_gains_one(tmp_path: Path, open_store: Opener) -> None:
+    """A journal made before the timeline existed opens as before, and its next commits
+    are on the timeline."""
+    store = await open_store()
+    jobs = await store.admit(entries("http://a.test/1", "http://a.test/2"), Position(2))
+    await store.complete([(jobs[0], ok_result(jobs[0]))], SinkMark())
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db, db:
+        db.execute("DROP TABLE timeline")
+    again = await open_store()
+    pending = await again.pending(0, 10)
+    await again.complete([(pending[0], ok_result(pending[0]))], SinkMark())
+    await again.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:
+        assert db.execute("SELECT SUM(ok), SUM(failed) FROM timeline").fetchone() == (1, 0)
 
 
 # -- MemoryStore ------------------------------------------------------------------------------

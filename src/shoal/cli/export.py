@@ -1,4 +1,5 @@
-"""Reading a job back from its journal: ``shoal status`` and ``shoal export``."""
+"""Reading a job back from its journal: ``shoal status``, ``shoal export`` and where
+``shoal report`` writes."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def journal_of(job: str) -> str:
     if not job.endswith(JOURNAL_SUFFIX) and os.path.isfile(job + JOURNAL_SUFFIX):
         return job + JOURNAL_SUFFIX
     return job
+
+
+def report_path(journal: str) -> str:
+    """Where ``shoal report`` writes by default: beside the journal, named after it
+    (``results.jsonl.journal`` -> ``results.jsonl.report.html``)."""
+    return journal.removesuffix(JOURNAL_SUFFIX) + ".report.html"
 
 
 def status_lines(path: str, summary: JobSummary) -> list[str]:

@@ -608,6 +608,53 @@ def export(
 
 
 @cli.command()
+@_JOB
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(allow_dash=True, dir_okay=False, writable=True),
+    help="Where the page goes ('-': stdout; default: the journal's path, its .journal"
+    " suffix replaced by .report.html).",
+)
+def report(job: str, output: str | None) -> None:
+    """Write a job's report, one self-contained HTML page, from its journal (JOB: the
+    journal, or the output file it sits beside). Safe while the job runs."""
+    from shoal.cli.export import journal_of, report_path
+    from shoal.store.reader import JournalReader
+
+    try:
+        from shoal.reporting.report import render_report
+    except ImportError as exc:
+        raise click.UsageError(
+            f"the report needs the report extra (pip install 'shoal[report]'): {exc}"
+        ) from exc
+    path = journal_of(job)
+    try:
+        with JournalReader(path) as reader:
+            page = render_report(reader)
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
+    target = report_path(path) if output is None else output
+    if target == "-":
+        sys.stdout.buffer.write(page)
+        sys.stdout.buffer.flush()
+        return
+    opened = False
+    try:
+        with open(target, "wb") as out:
+            opened = True
+            out.write(page)
+    except OSError as exc:
+        problem = f"cannot write the report {target}: {exc.strerror or exc}"
+        if not opened:  # a path that cannot be a file here: a bad option
+            raise click.UsageError(problem) from exc
+        click.echo(f"shoal: {problem}", err=True)  # a fault while writing, a full disk
+        sys.exit(EXIT_FAULT)
+    click.echo(f"report: {target}", err=True)
+
+
+@cli.command()
 @click.option(
     "-n",
     "--requests",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import random
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
+from yarl import URL
 
 from shoal.config import (
     DEFAULT_WARC_MAX_SIZE,
@@ -39,6 +41,7 @@ from shoal.config import (
     Politeness,
     RetryPolicy,
     Timeouts,
+    plain,
 )
 from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
 from shoal.fetching import (
@@ -163,6 +166,7 @@ class Engine:
         # The archive's module is imported now: a missing extra is a usage error, not a
         # failure mid-job.
         self._new_archive: Callable[..., _Archive] | None = None
+        self._warc = warc
         if warc is not None:
             archive_type = _warc_module().WarcArchive
             self._new_archive = functools.partial(archive_type, warc, max_size=warc_max_size)
@@ -390,6 +394,7 @@ class Engine:
                         " resuming would skip or repeat lines; pass --restart to start"
                         " over, or another --job path to keep both"
                     )
+            await store.describe(self._description(output))
             recorder.skipped = state.counts.ok + state.counts.failed
             recorder.job_ok, recorder.job_failed = state.counts.ok, state.counts.failed
             if state.input_done:
@@ -422,6 +427,30 @@ class Engine:
                     await self._archive.finish()
             finally:
                 await _close_all(store, outputs, source)
+
+    def _description(self, output: str | None) -> dict[str, Any]:
+        """This run's settings as the journal keeps them for ``shoal report``: paths made
+        absolute, header values and a proxy's credentials left out."""
+        session = self._settings
+        return {
+            "shoal": __version__,
+            "limits": plain(self.limits),
+            "timeouts": plain(self.timeouts),
+            "retry": plain(self.retry),
+            "politeness": plain(self.politeness),
+            "dns": plain(self.dns),
+            "user_agent": self._user_agent,
+            "headers": sorted(name for name in session.headers if name != "User-Agent"),
+            "fail_http": self._fail_http,
+            "verify_tls": session.verify_tls,
+            "cookies": session.cookies,
+            "proxy": None if self._proxy is None else str(URL(self._proxy).with_user(None)),
+            "resolve": plain(session.resolve or {}),
+            "output": _absolute(output),
+            "save_bodies": _absolute(self._save_bodies),
+            "warc": _absolute(self._warc),
+            "shard": None if self._shard is None else [self._shard.index, self._shard.count],
+        }
 
     async def _catch_up(self, store: Store, outputs: Outputs | None, state: JobState) -> SinkMark:
         """Bring the outputs up to the journal: cut them back, then write what is missing."""
@@ -801,6 +830,10 @@ def _open_store(journal: str | Store | None, records: bool) -> Store:
     if isinstance(journal, Store):
         return journal
     return SQLiteStore(journal)
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if path is None or path == "-" else os.path.abspath(path)
 
 
 def _open_outputs(output: str | None) -> Outputs | None:

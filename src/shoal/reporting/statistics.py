@@ -1,14 +1,14 @@
 """Counters and latency histograms, read as immutable :class:`Statistics` snapshots.
 
 The engine owns one :class:`Recorder`; everything that shows progress (the progress bar,
-the summary, later a dashboard or metrics endpoint) reads snapshots of it.
+the summary, the dashboard and its metrics) reads snapshots of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,6 +18,21 @@ from shoal.fetching.dns import DNSStatistics
 from shoal.latency import Latency, LatencyHistogram, latency_from
 from shoal.result import Result
 from shoal.scheduling.hosts import HostState
+
+#: How many of the latest failures a snapshot keeps of each error kind.
+RECENT_PER_KIND = 5
+#: The most of a URL or message a sample keeps (a snapshot stays small).
+_SHOWN = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSample:
+    """One recent final failure: its kind, request, message and when (epoch seconds)."""
+
+    kind: str
+    url: str
+    message: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,8 @@ class Statistics:
     by_outcome: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: When the last result was counted (seconds since the epoch), if any was.
     last_progress_at: float | None = None
+    #: The latest final failures, newest first: at most ``RECENT_PER_KIND`` of each kind.
+    recent_errors: tuple[ErrorSample, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -73,6 +90,7 @@ class Statistics:
         data["paused"] = self.paused
         data["by_outcome"] = dict(self.by_outcome)
         data["last_progress_at"] = self.last_progress_at
+        data["recent_errors"] = [dataclasses.asdict(sample) for sample in self.recent_errors]
         return data
 
     @classmethod
@@ -89,6 +107,7 @@ class Statistics:
             paused=bool(data.get("paused", False)),
             by_outcome=MappingProxyType(dict(data.get("by_outcome", {}))),
             last_progress_at=data.get("last_progress_at"),
+            recent_errors=tuple(ErrorSample(**e) for e in data.get("recent_errors", ())),
         )
 
     @classmethod
@@ -123,6 +142,7 @@ class Statistics:
                 (p.last_progress_at for p in parts if p.last_progress_at is not None),
                 default=None,
             ),
+            recent_errors=_recent([sample for part in parts for sample in part.recent_errors]),
             **summed,
         )
 
@@ -151,6 +171,17 @@ class Statistics:
 
 def _host_name(state: HostState) -> str:
     return state.host
+
+
+def _recent(samples: Sequence[ErrorSample]) -> tuple[ErrorSample, ...]:
+    """The newest ``RECENT_PER_KIND`` samples of each kind, newest first."""
+    kept: list[ErrorSample] = []
+    per_kind: Counter[str] = Counter()
+    for sample in sorted(samples, key=lambda s: (-s.at, s.kind, s.url)):
+        if per_kind[sample.kind] < RECENT_PER_KIND:
+            per_kind[sample.kind] += 1
+            kept.append(sample)
+    return tuple(kept)
 
 
 _SUMMED_FIELDS = (
@@ -193,6 +224,7 @@ class Recorder:
         self._by_outcome: Counter[str] = Counter()
         self.last_progress_at: float | None = None
         self._latency = LatencyHistogram()
+        self._recent: dict[str, deque[ErrorSample]] = {}
 
     def start(self) -> None:
         self._started = time.monotonic()
@@ -205,7 +237,7 @@ class Recorder:
         """Count a committed result."""
         self.done += 1
         self.bytes += result.bytes
-        self.last_progress_at = time.time()
+        self.last_progress_at = now = time.time()
         status = "none" if result.status is None else f"{result.status // 100}xx"
         if result.status is not None:
             self._by_status[status] += 1
@@ -215,8 +247,13 @@ class Recorder:
             self._by_outcome["ok/" + status] += 1
         else:
             self.failed += 1
-            self._by_error[error.kind.value] += 1
+            kind = error.kind.value
+            self._by_error[kind] += 1
             self._by_outcome["failed/" + status] += 1
+            recent = self._recent.get(kind)
+            if recent is None:
+                recent = self._recent[kind] = deque(maxlen=RECENT_PER_KIND)
+            recent.append(ErrorSample(kind, result.url[:_SHOWN], error.message[:_SHOWN], now))
         if result.elapsed_ms is not None:
             self._latency.add(result.elapsed_ms)
 
@@ -257,4 +294,5 @@ class Recorder:
             paused=paused,
             by_outcome=MappingProxyType(dict(self._by_outcome)),
             last_progress_at=self.last_progress_at,
+            recent_errors=_recent([s for recent in self._recent.values() for s in recent]),
         )

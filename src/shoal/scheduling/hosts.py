@@ -132,7 +132,10 @@ class HostState:
     ``state`` is ``paused`` (a Retry-After), ``parked`` (unreachable, waiting to probe),
     ``probing``, ``dead`` (given up), ``slowed`` (the adaptive throttle is below the
     host's settings) or ``ok``. ``cap`` is its in-flight cap now, ``delay_s`` the least
-    time between starts now, ``wait_s`` how long until it may start again.
+    time between starts now, ``wait_s`` how long until it may start again. ``done`` counts
+    the attempts that ended since the scheduler last took the host up (a dashboard turns
+    two snapshots into a rate), ``last_error`` is the last failed attempt's
+    ``kind: message``.
     """
 
     host: str
@@ -143,6 +146,8 @@ class HostState:
     delay_s: float
     wait_s: float
     failures: int
+    done: int = 0
+    last_error: str | None = None
 
 
 class HostControl:

@@ -52,11 +52,23 @@ def _state_of(host: _Host, state: str, now: float) -> HostState:
         delay_s=round(control.delay_now(), 3),
         wait_s=_wait(control.ready_at(), now),
         failures=control.failures,
+        done=host.done,
+        last_error=None if (e := host.last_error) is None else f"{e.kind.value}: {e.message}",
     )
 
 
 class _Host:
-    __slots__ = ("control", "in_flight", "name", "queue", "ready", "saturates", "sleeping")
+    __slots__ = (
+        "control",
+        "done",
+        "in_flight",
+        "last_error",
+        "name",
+        "queue",
+        "ready",
+        "saturates",
+        "sleeping",
+    )
 
     def __init__(self, name: str, control: HostControl, saturates: bool) -> None:
         self.name = name
@@ -66,6 +78,9 @@ class _Host:
         self.saturates = saturates
         self.queue: deque[Job] = deque()
         self.in_flight = 0
+        #: Attempts ended, and the last one's error (for the dashboard).
+        self.done = 0
+        self.last_error: Error | None = None
         self.ready = False  # in the ring
         self.sleeping = False  # in the timer heap
 
@@ -337,8 +352,12 @@ class Scheduler:
         host = self._hosts[job.host]
         host.in_flight -= 1
         self._unsent(host, job)  # ended before it was sent
-        if result is not None and host.control.observe(result, job.started, self._now()):
-            self._notable.add(host.name)
+        if result is not None:
+            host.done += 1
+            if result.error is not None:
+                host.last_error = result.error
+            if host.control.observe(result, job.started, self._now()):
+                self._notable.add(host.name)
         if host.queue:
             self._consider(host)
         elif host.in_flight == 0:

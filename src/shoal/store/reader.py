@@ -1,7 +1,11 @@
-"""Reading a job's journal without touching it: for ``shoal status`` and ``shoal export``.
+"""Reading a job's journal without touching it: for ``shoal status``, ``shoal export`` and
+``shoal report``.
 
 The journal is opened read-only (SQLite's ``mode=ro``), so it can be read while the job
-runs; a running job's later commits simply are not seen.
+runs; a running job's later commits simply are not seen. Every query streams or aggregates
+in SQLite: a journal of millions of records is never held in memory, and whatever grows
+with the job (hosts, error messages) is grouped by SQLite and only the top rows come back.
+Ties are broken by name, so the same journal always reads back the same.
 """
 
 from __future__ import annotations
@@ -9,15 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
+
+import orjson
 
 from shoal.errors import JournalError
+from shoal.latency import LatencyHistogram
 from shoal.store.sqlite import SCHEMA_VERSION
+from shoal.store.store import ARCHIVE_POSITIONS
 
 _BATCH = 2048
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,87 @@ class JobSummary:
         return self.admitted - self.ok - self.failed
 
 
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """What was committed in ``seconds`` seconds from Unix time ``start``."""
+
+    start: int
+    seconds: int
+    ok: int
+    failed: int
+    bytes: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineSpan:
+    """The seconds a job's timeline covers, and from where it is read.
+
+    ``source`` is ``"journal"`` (the journal's own per-second commit counts) or, for a
+    journal whose timeline lacks some records (one made by an earlier shoal), ``"records"``:
+    each record counted in the second its last attempt ended (``started_at`` plus
+    ``elapsed_ms``), which leaves out records with no attempt (bad input lines).
+    """
+
+    source: str
+    first: int
+    last: int
+    ok: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTotals:
+    """Sums over every final record, from one pass."""
+
+    records: int = 0
+    bytes: int = 0
+    attempts: int = 0
+    #: Attempts after each request's first.
+    retries: int = 0
+    redirects: int = 0
+    #: Final records by exact status (``None``: no response came).
+    statuses: dict[int | None, int] = field(default_factory=dict)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    first_byte: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: WARC file name to (responses archived in it, the end of the last one).
+    warc_files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    bodies: int = 0
+    body_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """One host's final records (``host`` ``None``: a request with no host name)."""
+
+    host: str | None
+    requests: int
+    failed: int
+    bytes: int
+    mean_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """Final failures with the same kind and message, and the first of their URLs."""
+
+    kind: str
+    message: str
+    count: int
+    example_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Top(Generic[T]):
+    """The first ``rows`` of a grouping, and how many groups there are in all."""
+
+    rows: list[T]
+    groups: int
+
+
+_TEXT = "CAST(record AS TEXT)"
+
+
 class JournalReader:
     """A read-only view of a journal file. Use it as a context manager."""
 
@@ -58,6 +149,7 @@ class JournalReader:
             self._db.close()
             raise JournalError(f"{path} was written by another version of shoal")
         self._meta = meta
+        self._db.create_function("shoal_host", 1, _host, deterministic=True)
 
     def __enter__(self) -> Self:
         return self
@@ -112,3 +204,184 @@ class JournalReader:
             after = rows[-1][0]
             for _, record in rows:
                 yield bytes(record)
+
+    # -- for the report ----------------------------------------------------------------------
+
+    def _query(self, query: str, parameters: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(query, parameters)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+
+    def _rows(self, query: str, parameters: tuple[Any, ...] = ()) -> Iterator[Any]:
+        """A query's rows, streamed (a journal may hold millions)."""
+        cursor = self._query(query, parameters)
+        try:
+            while rows := cursor.fetchmany(_BATCH):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def settings(self) -> dict[str, Any] | None:
+        """The latest run's settings (``Store.describe``); ``None`` when no run kept them."""
+        raw = self._meta.get("settings")
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def positions(self) -> dict[str, int]:
+        """The outputs' sizes as the journal's sink mark last recorded them (the web
+        archive's own end left out: :attr:`RecordTotals.warc_files` says it per file)."""
+        raw = self._meta.get("mark_positions")
+        positions = {} if raw is None else orjson.loads(raw)
+        return {
+            str(name): int(size)
+            for name, size in sorted(positions.items())
+            if not str(name).startswith(ARCHIVE_POSITIONS)
+        }
+
+    def totals(self) -> RecordTotals:
+        """Status counts, latency histograms, bytes, attempts and the outputs' shares, over
+        every final record in one streaming pass."""
+        statuses: Counter[int | None] = Counter()
+        latency, first_byte = LatencyHistogram(), LatencyHistogram()
+        warc: dict[str, tuple[int, int]] = {}
+        records = size = attempts = retries = redirects = bodies = body_bytes = 0
+        loads = orjson.loads  # faster here than SQLite's json_extract of ten fields
+        for (raw,) in self._rows("SELECT record FROM records"):
+            record = loads(raw)
+            records += 1
+            statuses[record.get("status")] += 1
+            nbytes = record.get("bytes") or 0
+            size += nbytes
+            tries = record.get("attempts") or 0
+            if tries:
+                attempts += tries
+                retries += tries - 1
+            redirects += record.get("redirects") or 0
+            if (elapsed := record.get("elapsed_ms")) is not None:
+                latency.add(elapsed)
+            if (ttfb := record.get("ttfb_ms")) is not None:
+                first_byte.add(ttfb)
+            if record.get("body_path") is not None:
+                bodies += 1
+                body_bytes += nbytes
+            if archived := record.get("warc"):
+                count, end = warc.get(archived["filename"], (0, 0))
+                reach = max(end, archived["offset"] + archived["length"])
+                warc[archived["filename"]] = (count + 1, reach)
+        return RecordTotals(
+            records=records,
+            bytes=size,
+            attempts=attempts,
+            retries=retries,
+            redirects=redirects,
+            statuses=dict(sorted(statuses.items(), key=lambda item: _order(item[0]))),
+            latency=latency,
+            first_byte=first_byte,
+            warc_files=dict(sorted(warc.items())),
+            bodies=bodies,
+            body_bytes=body_bytes,
+        )
+
+    def timeline_span(self) -> TimelineSpan | None:
+        """Where the job's timeline lies; ``None`` when no record has a time."""
+        table = self._query(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'timeline'"
+        ).fetchone()[0]
+        if table:
+            first, last, ok, failed = self._query(
+                "SELECT MIN(second), MAX(second), COALESCE(SUM(ok), 0), COALESCE(SUM(failed), 0)"
+                " FROM timeline"
+            ).fetchone()
+            final = int(self._meta.get("ok", 0)) + int(self._meta.get("failed", 0))
+            if first is not None and ok + failed >= final:
+                return TimelineSpan("journal", first, last, ok, failed)
+        first, last, ok, failed = self._query(
+            f"SELECT MIN(s), MAX(s), COALESCE(SUM(1 - failed), 0), COALESCE(SUM(failed), 0)"
+            f" FROM (SELECT {_ENDED} AS s, failed FROM records) WHERE s IS NOT NULL"
+        ).fetchone()
+        return None if first is None else TimelineSpan("records", first, last, ok, failed)
+
+    def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]:
+        """The timeline in intervals of ``seconds`` from ``span.first``, in order; an
+        interval in which nothing was committed is left out."""
+        if span.source == "journal":
+            query = (
+                "SELECT (second - ?1) / ?2, SUM(ok), SUM(failed), SUM(bytes), SUM(attempts)"
+                " FROM timeline GROUP BY 1 ORDER BY 1"
+            )
+        else:
+            query = (
+                "SELECT (s - ?1) / ?2, SUM(1 - failed), SUM(failed), SUM(b), SUM(a) FROM"
+                f" (SELECT {_ENDED} AS s, failed, json_extract({_TEXT}, '$.bytes') AS b,"
+                f" json_extract({_TEXT}, '$.attempts') AS a FROM records)"
+                " WHERE s IS NOT NULL GROUP BY 1 ORDER BY 1"
+            )
+        return [
+            Interval(span.first + index * seconds, seconds, ok, failed, size or 0, tries or 0)
+            for index, ok, failed, size, tries in self._rows(query, (span.first, seconds))
+        ]
+
+    def hosts(self, limit: int) -> Top[HostRow]:
+        """The hosts with the most final records (their names as the requests gave them)."""
+        rows = self._query(
+            "SELECT host, COUNT(*) AS n, SUM(failed), SUM(COALESCE(b, 0)), AVG(ms),"
+            " COUNT(*) OVER () FROM (SELECT shoal_host(json_extract(t, '$.url')) AS host,"
+            " failed, json_extract(t, '$.bytes') AS b, json_extract(t, '$.elapsed_ms') AS ms"
+            f" FROM (SELECT {_TEXT} AS t, failed FROM records))"
+            " GROUP BY host ORDER BY n DESC, host LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return Top(
+            [HostRow(host, n, failed, size, mean) for host, n, failed, size, mean, _ in rows],
+            rows[0][-1] if rows else 0,
+        )
+
+    def error_groups(self, limit: int) -> Top[ErrorGroup]:
+        """Final failures grouped by kind and message, the largest groups first."""
+        rows = self._query(
+            "SELECT kind, message, COUNT(*) AS n, MIN(url), COUNT(*) OVER () FROM"
+            " (SELECT json_extract(t, '$.error.kind') AS kind,"
+            " json_extract(t, '$.error.message') AS message, json_extract(t, '$.url') AS url"
+            f" FROM (SELECT {_TEXT} AS t FROM records WHERE failed))"
+            " GROUP BY kind, message ORDER BY n DESC, kind, message LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return Top(
+            [
+                ErrorGroup(str(kind), str(message or ""), n, str(url or ""))
+                for kind, message, n, url, _ in rows
+            ],
+            rows[0][-1] if rows else 0,
+        )
+
+
+#: The Unix second a record's last attempt ended, from its ISO ``started_at`` (or NULL).
+_ENDED = (
+    f"CAST((julianday(json_extract({_TEXT}, '$.started_at')) - 2440587.5) * 86400.0"
+    f" + COALESCE(json_extract({_TEXT}, '$.elapsed_ms'), 0) / 1000.0 AS INTEGER)"
+)
+
+
+def _host(url: object) -> str | None:
+    """A URL's host name, lower-cased (``None`` for text that names none).
+
+    Called by SQLite once a record, so it only splits strings (a third of the time
+    ``urlsplit`` takes): the authority after ``://``, without user info and port.
+    """
+    if not isinstance(url, str):
+        return None
+    _, separator, rest = url.partition("://")
+    if not separator:
+        return None
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if authority.startswith("["):  # an IPv6 address
+        host = authority[1:].partition("]")[0]
+    else:
+        host = authority.partition(":")[0]
+    return host.lower() or None
+
+
+def _order(status: int | None) -> int:
+    return 0 if status is None else status

@@ -7,7 +7,13 @@ Tables:
   1 ok, 2 failed) and ``attempts``.
 * ``records`` — the final JSON record of each finished request, keyed by ``done_seq``
   (commit order): the outputs are exactly this table, in this order.
-* ``meta`` — the input position, whether the input is exhausted, the sink mark, and counts.
+* ``meta`` — the input position, whether the input is exhausted, the sink mark, counts, and
+  ``settings``: the latest run's settings as JSON (see :meth:`Store.describe`).
+* ``timeline`` — what was committed in each second (Unix time of the commit): final records
+  ok and failed, their body bytes and attempts. One row per second in which a commit
+  happened, however many requests it held, so it grows with the job's duration, not its
+  size; ``shoal report`` draws throughput over time from it. A journal made before the
+  table existed gains it on its next run (and has no timeline for earlier runs).
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives the process
 being killed at any moment; a power loss may lose the last commits but never corrupts the
@@ -21,7 +27,8 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -52,7 +59,19 @@ CREATE TABLE IF NOT EXISTS records (
     failed INTEGER NOT NULL,
     record BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS timeline (
+    second INTEGER PRIMARY KEY,
+    ok INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+);
 """
+_TIMELINE_UPSERT = (
+    "INSERT INTO timeline(second, ok, failed, bytes, attempts) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(second) DO UPDATE SET ok = ok + excluded.ok, failed = failed + excluded.failed,"
+    " bytes = bytes + excluded.bytes, attempts = attempts + excluded.attempts"
+)
 _TEMPORARY = """
 CREATE TEMP TABLE IF NOT EXISTS deferred (
     host TEXT NOT NULL,
@@ -277,7 +296,7 @@ class SQLiteStore(Store):
         states = []
         rows = []
         records: list[Record] = []
-        ok = failed = 0
+        ok = failed = size = attempts = 0
         done_seq = self._done_seq
         dumps = orjson.dumps
         for job, result in done:
@@ -293,6 +312,8 @@ class SQLiteStore(Store):
             else:
                 failed += 1
                 state = _FAILED
+            size += result.bytes
+            attempts += result.attempts
             states.append((state, result.attempts, job.seq))
             rows.append((done_seq, job.seq, state == _FAILED, record))
             records.append((done_seq, record))
@@ -304,6 +325,8 @@ class SQLiteStore(Store):
                         "INSERT INTO records(done_seq, seq, failed, record) VALUES (?, ?, ?, ?)",
                         rows,
                     )
+                    # The batch commits in one moment: one row of sums for its second.
+                    db.execute(_TIMELINE_UPSERT, (int(time.time()), ok, failed, size, attempts))
                 db.executemany(
                     "REPLACE INTO meta(name, value) VALUES (?, ?)",
                     [
@@ -318,6 +341,9 @@ class SQLiteStore(Store):
         self.counts.ok += ok
         self.counts.failed += failed
         return records
+
+    async def describe(self, settings: Mapping[str, Any]) -> None:
+        await self._call(self._set_meta, [("settings", orjson.dumps(settings))])
 
     async def save_mark(self, mark: SinkMark) -> None:
         await self._call(self._set_meta, _mark_items(mark))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from shoal.job import Entry, Job
 from shoal.result import Result
@@ -72,6 +73,11 @@ class Store(abc.ABC):
     async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
         """Open or create the job; refuse a journal that belongs to another input. A new
         job records the input's ``fingerprint`` (see ``Source.fingerprint``)."""
+
+    async def describe(self, settings: Mapping[str, Any]) -> None:  # noqa: B027 - optional
+        """Keep the run's ``settings`` (JSON-ready values) with the job, replacing an
+        earlier run's, for ``shoal report``. A store that keeps nothing after the run (the
+        memory store) need not keep them."""
 
     @abc.abstractmethod
     async def pending(self, after_seq: int, limit: int) -> list[Job]:

@@ -1,0 +1,405 @@
+"""``shoal report``: one self-contained HTML page about a job, made from its journal alone.
+
+The page loads nothing: its style is inline, its charts are inline SVG (``charts``), and
+it has no script and no link. Everything it shows that came from the journal — URLs, host
+names, error messages, paths — is escaped, since a job's URLs and its servers' messages
+may be anyone's text. And it says only what the journal holds, in an order fixed by the
+journal's contents, never the time it was made: the same journal gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shoal.reporting import charts
+from shoal.reporting.units import format_bytes, format_duration
+from shoal.store.reader import JobSummary, JournalReader, RecordTotals, TimelineSpan
+from shoal.version import __version__
+
+#: Rows of the top hosts and of the grouped errors.
+TOP_HOSTS = 25
+TOP_ERRORS = 25
+#: The throughput chart's intervals at most.
+INTERVALS = 240
+#: Percentiles of the latency table.
+PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999))
+#: Longest error message or URL shown in a table cell, in characters.
+_LONGEST = 300
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
+margin:0 auto;max-width:1000px;padding:24px 20px 60px;background:#fff}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;padding-top:8px;
+border-top:1px solid #ddd}p{margin:6px 0}.sub{color:#555}.note{color:#666;font-size:13px}
+.state{padding:10px 14px;border-radius:6px;margin:16px 0;font-weight:600}
+.finished{background:#e7f4ec;color:#1f5c38}.incomplete{background:#fdf1de;color:#7a4b0c}
+table{border-collapse:collapse;margin:8px 0;width:100%}
+th,td{text-align:left;padding:4px 10px 4px 0;border-bottom:1px solid #eee;vertical-align:top}
+th{font-weight:600;color:#444}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.t{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
+table.kv th{width:30%;font-weight:normal;color:#555}
+svg{width:100%;height:auto;display:block;margin:8px 0}
+footer{margin-top:40px;color:#777;font-size:12px}
+"""
+
+
+def render_report(reader: JournalReader) -> bytes:
+    """The report of the job whose journal ``reader`` reads, as UTF-8 HTML."""
+    summary = reader.summary()
+    totals = reader.totals()
+    span = reader.timeline_span()
+    settings = reader.settings()
+    title = f"shoal report: {os.path.basename(summary.input) or 'a job'}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="sub">journal <code>{_e(os.path.abspath(reader.path))}</code></p>',
+        _state(summary),
+        *_totals(summary, totals, span),
+        *_throughput(reader, span),
+        *_outcomes(summary, totals),
+        *_latency(totals),
+        *_hosts(reader),
+        *_errors(reader, summary),
+        *_outputs(reader, settings, totals),
+        *_configuration(settings),
+        f"<footer>Made by shoal {_e(__version__)} from the job's journal alone, read-only:"
+        " the same journal gives the same page.</footer>",
+        "</body></html>",
+        "",
+    ]
+    return "\n".join(parts).encode()
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _state(summary: JobSummary) -> str:
+    if summary.input_done and summary.pending == 0:
+        return '<p class="state finished">Finished: every request of the job is final.</p>'
+    reasons = []
+    if summary.pending:
+        reasons.append(f"{summary.pending:,} {_s(summary.pending, 'request')} pending")
+    if not summary.input_done:
+        reasons.append(f"the input read up to line {summary.lines_read:,} only")
+    return (
+        '<p class="state incomplete">Incomplete: '
+        + _e(" and ".join(reasons))
+        + ". The job was interrupted or is still running; running the same command again"
+        " resumes it. This page shows what the journal held when it was read.</p>"
+    )
+
+
+def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None) -> list[str]:
+    read = "read to the end" if summary.input_done else f"{summary.lines_read:,} lines read so far"
+    rows = [
+        ("input", f"{summary.input} ({read})"),
+        ("requests", f"{summary.admitted:,} admitted"),
+        ("ok", f"{summary.ok:,}"),
+        ("failed", f"{summary.failed:,}"),
+        ("pending", f"{summary.pending:,}"),
+        (
+            "attempts",
+            f"{totals.attempts:,} ({totals.retries:,} {_s(totals.retries, 'retry', 'retries')})",
+        ),
+        ("redirects followed", f"{totals.redirects:,}"),
+        ("body bytes", f"{format_bytes(totals.bytes)} ({totals.bytes:,} bytes)"),
+    ]
+    if span is not None:
+        seconds = span.last - span.first + 1
+        what = "commit" if span.source == "journal" else "request ended"
+        rows += [
+            (f"first {what}", _utc(span.first)),
+            (f"last {what}", _utc(span.last)),
+            ("span", f"{format_duration(seconds)} ({seconds:,} s, pauses included)"),
+            ("mean rate", f"{(span.ok + span.failed) / seconds:,.1f} requests/s"),
+        ]
+    return ["<h2>Totals</h2>", _pairs(rows)]
+
+
+def _throughput(reader: JournalReader, span: TimelineSpan | None) -> list[str]:
+    out = ["<h2>Throughput over time</h2>"]
+    if span is None:
+        return [*out, "<p>No final record has a time yet: nothing to draw.</p>"]
+    seconds = charts.nice_interval(span.last - span.first + 1, INTERVALS)
+    intervals = reader.timeline(span, seconds)
+    if span.source == "journal":
+        source = "the journal's timeline: what each commit made final, by the second it committed"
+    else:
+        source = (
+            "the records' own times, each counted when its last attempt ended (this journal"
+            " has no timeline for some of its records: it was begun by an earlier shoal)"
+        )
+    drawn = [(i.start, i.ok, i.failed, i.bytes) for i in intervals]
+    return [
+        *out,
+        charts.throughput_svg(span.first, seconds, drawn),
+        f'<p class="note">From {_e(source)}; {seconds:,} s intervals.</p>',
+    ]
+
+
+def _outcomes(summary: JobSummary, totals: RecordTotals) -> list[str]:
+    out = ["<h2>Statuses and errors</h2>"]
+    records = totals.records or 1
+    if totals.statuses:
+        labels = [_status(code) for code in totals.statuses]
+        counts = list(totals.statuses.values())
+        colours = [charts.status_colour(code) for code in totals.statuses]
+        out.append(charts.bars_svg("statuses", labels, counts, colours))
+        out.append(
+            _table(
+                ("status", "records", "share"),
+                [
+                    (label, f"{count:,}", f"{100 * count / records:.1f}%")
+                    for label, count in zip(labels, counts, strict=True)
+                ],
+                numeric=(1, 2),
+            )
+        )
+    else:
+        out.append("<p>No final record yet.</p>")
+    if summary.by_error:
+        kinds = sorted(summary.by_error.items(), key=lambda item: (-item[1], item[0]))
+        out.append("<p><strong>Failures by error kind</strong></p>")
+        out.append(
+            charts.bars_svg(
+                "errors",
+                [kind for kind, _ in kinds],
+                [count for _, count in kinds],
+                [charts.FAILED_COLOUR] * len(kinds),
+            )
+        )
+        out.append(
+            _table(
+                ("error kind", "failures", "share of records"),
+                [(kind, f"{n:,}", f"{100 * n / records:.1f}%") for kind, n in kinds],
+                numeric=(1, 2),
+            )
+        )
+    else:
+        out.append("<p>No request failed.</p>")
+    return out
+
+
+def _latency(totals: RecordTotals) -> list[str]:
+    out = ["<h2>Latency</h2>"]
+    total, first = totals.latency, totals.first_byte
+    if not total.count:
+        return [*out, "<p>No request made an attempt yet.</p>"]
+    heads = ("", "requests", *(name for name, _ in PERCENTILES), "max")
+    rows = [
+        (
+            label,
+            f"{histogram.count:,}",
+            *(_ms(histogram.percentile(fraction)) for _, fraction in PERCENTILES),
+            _ms(histogram.max_ms),
+        )
+        for label, histogram in (("whole request", total), ("first byte", first))
+        if histogram.count
+    ]
+    marks = [
+        (name, value)
+        for name, fraction in PERCENTILES
+        if name in ("p50", "p90", "p99") and (value := total.percentile(fraction)) is not None
+    ]
+    return [
+        *out,
+        _table(heads, rows, numeric=range(1, len(heads))),
+        charts.latency_svg(total.buckets(), first.buckets(), marks),
+        '<p class="note">The last attempt of each final request: from its start to the end'
+        " of its body, and to its response's headers. Percentiles come from a log-bucketed"
+        " histogram and are within about 2.5%.</p>",
+    ]
+
+
+def _hosts(reader: JournalReader) -> list[str]:
+    top = reader.hosts(TOP_HOSTS)
+    out = ["<h2>Top hosts</h2>"]
+    if not top.rows:
+        return [*out, "<p>No final record yet.</p>"]
+    rows = [
+        (
+            "(no host)" if row.host is None else row.host,
+            f"{row.requests:,}",
+            f"{row.requests - row.failed:,}",
+            f"{row.failed:,}",
+            f"{100 * row.failed / row.requests:.1f}%",
+            format_bytes(row.bytes),
+            _ms(row.mean_ms),
+        )
+        for row in top.rows
+    ]
+    shown = f"; the {len(top.rows):,} with the most records" if top.groups > len(top.rows) else ""
+    return [
+        *out,
+        f"<p>{top.groups:,} {_s(top.groups, 'host')} in all, by the requests' URLs{shown}.</p>",
+        _table(
+            ("host", "records", "ok", "failed", "failed share", "body bytes", "mean latency"),
+            rows,
+            numeric=range(1, 7),
+            text=(0,),
+        ),
+    ]
+
+
+def _errors(reader: JournalReader, summary: JobSummary) -> list[str]:
+    out = ["<h2>Errors, grouped</h2>"]
+    if not summary.failed:
+        return [*out, "<p>No request failed.</p>"]
+    top = reader.error_groups(TOP_ERRORS)
+    shown = f"; the {len(top.rows):,} largest" if top.groups > len(top.rows) else ""
+    return [
+        *out,
+        f"<p>Failures with the same kind and message: {top.groups:,}"
+        f" {_s(top.groups, 'group')}{shown}.</p>",
+        _table(
+            ("kind", "message", "failures", "first URL"),
+            [
+                (group.kind, _cut(group.message), f"{group.count:,}", _cut(group.example_url))
+                for group in top.rows
+            ],
+            numeric=(2,),
+            text=(1, 3),
+        ),
+    ]
+
+
+def _outputs(
+    reader: JournalReader, settings: dict[str, Any] | None, totals: RecordTotals
+) -> list[str]:
+    out = ["<h2>Outputs</h2>"]
+    positions = reader.positions()
+    rows: list[tuple[str, str, str]] = []
+    output = None if settings is None else settings.get("output")
+    if "jsonl" in positions:
+        where = str(output) if output else "the output file"
+        rows.append(("records (JSON lines)", where, f"{format_bytes(positions['jsonl'])} written"))
+    elif "stream" in positions or output == "-":
+        rows.append(("records (JSON lines)", "standard output", ""))
+    bodies = None if settings is None else settings.get("save_bodies")
+    if bodies or totals.bodies:
+        rows.append(
+            (
+                "response bodies",
+                str(bodies or "a --save-bodies folder"),
+                f"{totals.bodies:,} {_s(totals.bodies, 'record')} with a body,"
+                f" {format_bytes(totals.body_bytes)}",
+            )
+        )
+    prefix = None if settings is None else settings.get("warc")
+    folder = os.path.dirname(str(prefix)) if prefix else ""
+    for filename, (count, end) in totals.warc_files.items():
+        rows.append(
+            (
+                "web archive",
+                os.path.join(folder, filename),
+                f"{count:,} {_s(count, 'response')}, {format_bytes(end)} up to the last",
+            )
+        )
+    if prefix:
+        rows.append(("web archive index (CDXJ)", f"{prefix}.cdxj", ""))
+    rows.append(("journal", os.path.abspath(reader.path), ""))
+    return [
+        *out,
+        _table(("what", "where", ""), rows, text=(1,)),
+        '<p class="note">As the journal recorded them; the files may have moved since.</p>',
+    ]
+
+
+def _configuration(settings: dict[str, Any] | None) -> list[str]:
+    out = ["<h2>Configuration</h2>"]
+    if settings is None:
+        return [*out, "<p>Not recorded: this journal's runs were made by an earlier shoal.</p>"]
+    rows = [(name, _value(value)) for name, value in _flatten("", settings)]
+    return [
+        *out,
+        "<p>The latest run's settings (header values and proxy credentials are not kept).</p>",
+        _pairs(rows, text=True),
+    ]
+
+
+# -- pieces ----------------------------------------------------------------------------------
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _table(
+    heads: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    numeric: Iterable[int] = (),
+    text: Iterable[int] = (),
+) -> str:
+    numbers, texts = set(numeric), set(text)
+
+    def cls(index: int) -> str:
+        return ' class="n"' if index in numbers else ' class="t"' if index in texts else ""
+
+    head = "".join(f"<th{cls(i)}>{_e(name)}</th>" for i, name in enumerate(heads))
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{_e(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pairs(rows: Iterable[tuple[str, str]], *, text: bool = False) -> str:
+    cell = ' class="t"' if text else ""
+    body = "".join(
+        f"<tr><th>{_e(name)}</th><td{cell}>{_e(value)}</td></tr>" for name, value in rows
+    )
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
+def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
+    """Nested settings as ``(dotted.name, value)``, in the order they were kept."""
+    if isinstance(value, dict) and value:
+        for name, item in value.items():
+            yield from _flatten(f"{prefix}.{name}" if prefix else str(name), item)
+    else:
+        yield prefix, value
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_value(item) for item in value) if value else "—"
+    if isinstance(value, dict):
+        return "—" if not value else orjson.dumps(value).decode()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _status(code: int | None) -> str:
+    return "no response" if code is None else str(code)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f} ms"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _LONGEST else text[: _LONGEST - 1] + "…"
+
+
+def _utc(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _s(count: int, noun: str, plural: str | None = None) -> str:
+    return noun if count == 1 else plural or noun + "s"
