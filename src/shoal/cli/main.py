@@ -12,6 +12,7 @@ from rich.console import Console
 
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
+    Address,
     HeaderLine,
     Rate,
     Size,
@@ -67,6 +68,8 @@ CLI_NAMES = {
     "hosts": "--config",
     "warc": "--warc",
     "warc_max_size": "--warc-max-size",
+    "dashboard": "--dashboard",
+    "dashboard_token": "--dashboard-token",
 }
 
 
@@ -367,6 +370,18 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     type=_Processes(),
     help="Worker processes sharing the job ('auto': one per CPU core).",
 )
+@click.option(
+    "--dashboard",
+    type=Address(),
+    default=None,
+    help="Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT "
+    "(host 127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.",
+)
+@click.option(
+    "--dashboard-token",
+    default=None,
+    help="The token every dashboard route needs (required on a non-loopback address).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary at the end.")
 def fetch(
     input_path: str,
@@ -412,6 +427,8 @@ def fetch(
     respect_robots: bool,
     robots_crawl_delay: bool,
     processes: str,
+    dashboard: tuple[str, int] | None,
+    dashboard_token: str | None,
     quiet: bool,
 ) -> None:
     """Fetch every request in INPUT (a file of URLs or JSON objects; '-' or none: stdin).
@@ -421,6 +438,8 @@ def fetch(
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
     if method is not None and not valid_method(method):
         raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
+    if dashboard is not None:
+        check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         settings: dict[str, Any] = dict(
@@ -486,6 +505,8 @@ def fetch(
         progress=progress == "on" or (progress == "auto" and console.is_terminal),
         quiet=quiet,
         method=(method or "GET").upper(),
+        dashboard=dashboard,
+        dashboard_token=dashboard_token or None,
     )
     count = (os.cpu_count() or 1) if processes == "auto" else int(processes)
     if count > concurrency:
@@ -502,6 +523,23 @@ def fetch(
 
 
 use_environment(fetch)
+
+
+def check_dashboard(host: str, token: str | None) -> None:
+    """Refuse, before anything runs, a dashboard that could not be served safely."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("aiohttp_sse", "prometheus_client")):
+        raise click.UsageError(
+            "--dashboard needs the dashboard extra: pip install 'shoal[dashboard]'"
+        )
+    from shoal.reporting.dashboard import is_loopback
+
+    if not is_loopback(host) and not token:
+        raise click.BadParameter(
+            f"the dashboard on {host} (not a loopback address) needs a token",
+            param_hint="'--dashboard-token'",
+        )
 
 
 _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))

@@ -42,6 +42,38 @@ class Size(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{value!r} is not a size (examples: 1048576, 512KiB, 50MiB, 1G)", param, ctx)
 
 
+class Address(click.ParamType):  # type: ignore[type-arg]
+    """``[HOST:]PORT`` for a server to listen on (``8080``, ``0.0.0.0:8080``, ``[::1]:0``);
+    the host defaults to 127.0.0.1 and port 0 picks a free one."""
+
+    name = "[HOST:]PORT"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host = "127.0.0.1"
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not port.isdigit() or int(port) > 65535 or (sep and not _listenable(host)):
+            self.fail(f"{value!r} is not [HOST:]PORT (examples: 8080, 0.0.0.0:8080)", param, ctx)
+        return host, int(port)
+
+
+def _listenable(host: str) -> bool:
+    if not host or any(c in host for c in "[]/ "):
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ":" not in host  # a name
+    return True
+
+
 def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
     """``("Accept: text/html",)`` -> ``{"Accept": "text/html"}``."""
     headers: dict[str, str] = {}

@@ -7,6 +7,8 @@ in-flight cap, so the job's limits hold as a whole. Workers report statistics sn
 their stderr; this process draws one progress line, forwards interrupts, prints one
 summary, and once every worker has finished joins the parts into the output. An
 interrupted job is resumed by running the same command (with the same ``--processes``).
+With ``--dashboard`` this process serves it for the whole job: the combined snapshots, the
+workers' busiest hosts, and pause and resume sent to every worker (SIGUSR1, SIGUSR2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import glob
+import heapq
 import os
 import pickle
 import re
@@ -22,7 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +42,16 @@ from shoal.cli.run import (
     announce_stop,
     print_summary,
     remove_journal,
+    serve_dashboard,
 )
 from shoal.reporting import Statistics
+from shoal.scheduling import HostState
 from shoal.sources import FileSource
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
 STATS_MARK = b"\x1eshoal-stats "
+#: What the coordinator sends a worker to pause it, and to resume it.
+PAUSE_SIGNAL, RESUME_SIGNAL = signal.SIGUSR1, signal.SIGUSR2
 #: The temporary folder of the plan the workers read.
 PLAN_PREFIX = "shoal-plan-"
 
@@ -146,14 +153,7 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         )
         for index in range(plan.count)
     ]
-    latest: list[Statistics | None] = [None] * plan.count
-
-    def combined() -> Statistics:
-        stats = Statistics.combine([s for s in latest if s is not None])
-        if (None in latest or stats.total_is_estimate) and estimate is not None:
-            stats = dataclasses.replace(stats, total=estimate, total_is_estimate=True)
-        return stats
-
+    view = _JobView(workers, estimate)
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -173,11 +173,12 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         if options.progress:
             from shoal.reporting.progress import Progress  # only a terminal draws it
 
-            progress = asyncio.create_task(Progress(console, combined).run())
-        async with asyncio.TaskGroup() as group:
+            progress = asyncio.create_task(Progress(console, view.statistics).run())
+        view.on_stop = forward
+        async with serve_dashboard(view, options), asyncio.TaskGroup() as group:
             for index, worker in enumerate(workers):
                 assert worker.stderr is not None
-                group.create_task(_read_reports(worker.stderr, latest, index, console))
+                group.create_task(_read_reports(worker.stderr, view, index, console))
                 if to_stdout:
                     assert worker.stdout is not None
                     group.create_task(_relay(worker.stdout))
@@ -200,18 +201,71 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         except OSError as exc:
             console.print(f"[red]shoal: stopped: cannot write {options.output}: {exc}[/]")
             return EXIT_FAULT
-    if None not in latest and not options.quiet:
-        print_summary(console, combined(), resumable=resumable)
+    if None not in view.latest and not options.quiet:
+        print_summary(console, view.statistics(), resumable=resumable)
     return code
 
 
+class _JobView:
+    """The whole job, seen through its workers' latest reports, and steered by signals
+    to them: what the progress line, the summary and the dashboard read and control."""
+
+    def __init__(self, workers: list[asyncio.subprocess.Process], estimate: int | None) -> None:
+        self._workers = workers
+        self._estimate = estimate
+        self.latest: list[Statistics | None] = [None] * len(workers)
+        self._busiest: list[tuple[HostState, ...]] = [()] * len(workers)
+        self._paused = False
+        self.on_stop: Callable[[], None] = lambda: None
+
+    def report(self, index: int, data: dict[str, Any]) -> None:
+        stats = Statistics.from_dict(data)
+        self.latest[index] = stats
+        self._busiest[index] = tuple(HostState(**host) for host in data.get("busiest", ()))
+        if stats.paused != self._paused:  # a worker that started after the last change
+            self._signal(self._workers[index])
+
+    def statistics(self) -> Statistics:
+        latest = self.latest
+        stats = Statistics.combine([s for s in latest if s is not None])
+        if (None in latest or stats.total_is_estimate) and self._estimate is not None:
+            stats = dataclasses.replace(stats, total=self._estimate, total_is_estimate=True)
+        if stats.paused != self._paused:  # as asked: every worker has been signalled
+            stats = dataclasses.replace(stats, paused=self._paused)
+        return stats
+
+    def busiest_hosts(self, limit: int = 20) -> tuple[HostState, ...]:
+        hosts = (host for part in self._busiest for host in part)
+        return tuple(heapq.nlargest(limit, hosts, key=lambda h: (h.in_flight, h.queued)))
+
+    def pause(self) -> None:
+        self._paused = True
+        for worker in self._workers:
+            self._signal(worker)
+
+    def resume(self) -> None:
+        self._paused = False
+        for worker in self._workers:
+            self._signal(worker)
+
+    def stop(self) -> None:
+        self.on_stop()
+
+    def _signal(self, worker: asyncio.subprocess.Process) -> None:
+        # Only a worker that has reported has its handlers (the default would end it).
+        index = self._workers.index(worker)
+        if worker.returncode is None and self.latest[index] is not None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.send_signal(PAUSE_SIGNAL if self._paused else RESUME_SIGNAL)
+
+
 async def _read_reports(
-    stream: asyncio.StreamReader, latest: list[Statistics | None], index: int, console: Console
+    stream: asyncio.StreamReader, view: _JobView, index: int, console: Console
 ) -> None:
     """Take statistics lines from a worker's stderr; pass anything else through."""
     while line := await stream.readline():
         if line.startswith(STATS_MARK):
-            latest[index] = Statistics.from_dict(orjson.loads(line[len(STATS_MARK) :]))
+            view.report(index, orjson.loads(line[len(STATS_MARK) :]))
         else:
             console.file.write(line.decode(errors="replace"))
             console.file.flush()

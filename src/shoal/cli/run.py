@@ -7,18 +7,22 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from shoal.engine import Engine, loop_factory
-from shoal.errors import JournalError, OutputError
+from shoal.errors import ConfigError, JournalError, OutputError
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource
+
+if TYPE_CHECKING:
+    from shoal.reporting.dashboard import Controlled
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +44,9 @@ class JobOptions:
     progress: bool
     quiet: bool
     method: str = "GET"
+    #: Serve the live dashboard here (``--dashboard``), and the token it asks for.
+    dashboard: tuple[str, int] | None = None
+    dashboard_token: str | None = None
 
 
 #: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
@@ -177,6 +184,9 @@ async def execute(
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
         return EXIT_USAGE, None
+    except ConfigError as exc:  # the dashboard cannot listen
+        console.print(f"[red]shoal: error: --dashboard: {exc.message}[/]")
+        return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
         console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
         return EXIT_USAGE, None
@@ -188,6 +198,21 @@ async def execute(
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
+
+
+@contextlib.asynccontextmanager
+async def serve_dashboard(engine: Controlled, options: JobOptions) -> AsyncIterator[None]:
+    """Serve the live dashboard of ``engine`` for the run when ``--dashboard`` asks for it,
+    and say where on stderr."""
+    if options.dashboard is None:
+        yield
+        return
+    from shoal.reporting.dashboard import Dashboard  # needs the dashboard extra
+
+    host, port = options.dashboard
+    async with Dashboard(engine, host=host, port=port, token=options.dashboard_token) as shown:
+        print(f"shoal: dashboard at {shown.url}", file=sys.stderr, flush=True)
+        yield
 
 
 def _resumes_stdin(options: JobOptions) -> bool:
@@ -204,7 +229,7 @@ def exit_code(stats: Statistics) -> int:
 
 async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> Statistics:
     with _journal_path(options) as journal:
-        async with engine:
+        async with engine, serve_dashboard(engine, options):
             source = FileSource(options.input, default_method=options.method)
             watcher: asyncio.Task[None] | None = None
             if watch is not None:

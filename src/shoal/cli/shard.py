@@ -17,12 +17,21 @@ import pickle
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import orjson
 from rich.console import Console
 
-from shoal.cli.processes import PLAN_PREFIX, STATS_MARK, Plan, shard_journal, shard_output
+from shoal.cli.processes import (
+    PAUSE_SIGNAL,
+    PLAN_PREFIX,
+    RESUME_SIGNAL,
+    STATS_MARK,
+    Plan,
+    shard_journal,
+    shard_output,
+)
 from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal, run_async
 from shoal.config import Limits
 from shoal.engine import Engine
@@ -35,16 +44,29 @@ _REPORT_EVERY_S = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
-def _report(stats: Statistics) -> None:
+#: How many of its busiest hosts a worker reports (for the coordinator's dashboard).
+_BUSIEST = 20
+
+
+def _report(stats: Statistics, engine: Engine) -> None:
+    data = stats.to_dict()
+    data["busiest"] = [dataclasses.asdict(host) for host in engine.busiest_hosts(_BUSIEST)]
     # With the coordinator gone, nobody reads this pipe: the worker still stops cleanly.
     with contextlib.suppress(BrokenPipeError):
-        os.write(2, STATS_MARK + orjson.dumps(stats.to_dict()) + b"\n")
+        os.write(2, STATS_MARK + orjson.dumps(data) + b"\n")
 
 
-async def _watch(read: Callable[[], Statistics]) -> None:
-    while True:
-        _report(read())
-        await asyncio.sleep(_REPORT_EVERY_S)
+def _watcher(engine: Engine) -> Callable[[Callable[[], Statistics]], Coroutine[Any, Any, None]]:
+    async def watch(read: Callable[[], Statistics]) -> None:
+        loop = asyncio.get_running_loop()
+        # Installed before the first report: the coordinator signals only after one.
+        loop.add_signal_handler(PAUSE_SIGNAL, engine.pause)
+        loop.add_signal_handler(RESUME_SIGNAL, engine.resume)
+        while True:
+            _report(read(), engine)
+            await asyncio.sleep(_REPORT_EVERY_S)
+
+    return watch
 
 
 async def run_shard(plan: Plan, index: int) -> int:
@@ -68,11 +90,14 @@ async def run_shard(plan: Plan, index: int) -> int:
         restart=False,
         progress=False,
         quiet=True,
+        dashboard=None,
     )
     console = Console(stderr=True, soft_wrap=True, emoji=False)
-    code, stats = await execute(engine, part, console, watch=_watch, stop_signals=(signal.SIGTERM,))
+    code, stats = await execute(
+        engine, part, console, watch=_watcher(engine), stop_signals=(signal.SIGTERM,)
+    )
     if stats is not None:
-        _report(stats)
+        _report(stats, engine)
     return code
 
 
