@@ -4,8 +4,7 @@ Debian's ``chromium`` driven by Playwright for Python (``executable_path``, neve
 downloaded browser). The numbers the page shows match the run's ``statistics()``; its
 Pause button stops new requests (asserted at the test server), Resume starts them again and
 Stop ends the run resumable, and the same job run again completes the rest exactly once.
-The page asks nothing of any origin but the dashboard's own and logs no errors (but one,
-known: the 404 of the /favicon.ico it asks for, see ``browse``). A
+The page asks nothing of any origin but the dashboard's own and logs no errors. A
 screenshot of each test's page is kept: in ``$SHOAL_ARTIFACTS`` when set, else the test's
 ``tmp_path``.
 
@@ -125,16 +124,12 @@ async def browse(browser: Browser, dashboard: Dashboard) -> AsyncIterator[Browsi
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     browsing = Browsing(page, dashboard.url.rstrip("/"))
-    # Known: the page declares no icon, so Chromium asks for /favicon.ico, which the
-    # dashboard does not serve (a 404, logged as a console error). Tolerated here, and
-    # only that; the fix is `<link rel="icon" href="data:,">` in dashboard.html.
-    favicon = browsing.base + "/favicon.ico"
 
     def on_request(request: PageRequest) -> None:
         browsing.requests.append(request.url)
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and message.location.get("url") != favicon:
+        if message.type == "error":
             browsing.errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     def on_page_error(error: PageError) -> None:
@@ -171,6 +166,11 @@ READ_PAGE = """() => {
     errors: rows("errors"),
     hosts: Array.from(document.querySelectorAll("#hosts tbody tr td:first-child"),
                       (td) => td.textContent).sort(),
+    recent: Array.from(document.querySelectorAll("#recent tbody tr"), (tr) => {
+      const cells = tr.querySelectorAll("td");
+      return cells.length === 4 ? [cells[0].textContent, cells[2].textContent,
+                                   cells[3].textContent] : null;
+    }).filter((row) => row !== null),
   };
 }"""
 
@@ -201,6 +201,7 @@ def expected_view(stats: Statistics, busiest_hosts: tuple[Any, ...]) -> dict[str
         "statuses": {name: _count(n) for name, n in stats.by_status.items()},
         "errors": {name: _count(n) for name, n in stats.by_error.items()},
         "hosts": sorted({host.host for host in (*stats.hosts, *busiest_hosts)}),
+        "recent": [[e.kind, e.url, e.message] for e in stats.recent_errors],
     }
 
 
@@ -209,7 +210,7 @@ def _milliseconds(shown: str) -> float | None:
 
 
 def agrees(shown: dict[str, Any], expected: dict[str, Any]) -> bool:
-    for key in ("counts", "statuses", "errors", "hosts"):
+    for key in ("counts", "statuses", "errors", "hosts", "recent"):
         if shown[key] != expected[key]:
             return False
     for name, wanted in expected["latency"].items():
@@ -298,7 +299,7 @@ async def test_the_page_shows_the_runs_statistics(
             assert 0 < paused.done < len(urls) and paused.in_flight == 0
             view = await page_agrees_with(browsing, engine)
             assert engine.statistics().done == paused.done  # still frozen: a fair match
-            assert view["statuses"] and view["errors"] and len(view["hosts"]) >= 1
+            assert view["statuses"] and view["errors"] and view["recent"] and view["hosts"]
             await browsing.wait_for_state("paused")
             await browsing.screenshot(artifacts, "dashboard-paused.png")
             engine.resume()
