@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
 from pathlib import Path
 
 import orjson
@@ -76,6 +77,47 @@ async def test_status_while_the_job_runs(server: Misbehaving, tmp_path: Path) ->
         done = await finish(process, within_s=20)
     assert done.code == 0, done.stderr  # reading the journal did not disturb the job
     assert line_count(output) == len(urls)
+
+
+async def test_status_watch_follows_the_job_to_its_end(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    urls = [server.url(f"/delay?s=0.1&n={n}") for n in range(24)]
+    source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    source.write_bytes(lines(*urls))
+    args = ("fetch", str(source), "-o", str(output), "-c", "2", *RESOLVE, "-q")
+    process = await start(*args, "--progress", "off")
+    try:
+        await wait_until(lambda: line_count(output) >= 2, 10, "some records")
+        watched = await shoal("status", str(output), "--watch", "--json", within_s=30)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        done = await finish(process, within_s=20)
+    assert done.code == 0, done.stderr  # the looks did not disturb the job
+    assert watched.code == 0, watched.stderr
+    looks = watched.records()
+    assert len(looks) >= 2  # one a second, while the job ran
+    assert looks[0]["running"] is True and looks[0]["pending"] > 0
+    assert looks[-1]["ok"] == len(urls) and looks[-1]["pending"] == 0
+    assert [look["ok"] for look in looks] == sorted(look["ok"] for look in looks)
+
+
+async def test_status_watch_of_a_job_nobody_runs_ends_at_once(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    urls = [server.url(f"/delay?s=0.05&n={n}", host=f"w{n}.test") for n in range(200)]
+    source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
+    source.write_bytes(lines(*urls))
+    process = await start("fetch", str(source), "-o", str(output), "-c", "4", *RESOLVE)
+    await wait_until(lambda: line_count(output) >= 5, 10, "some records")
+    process.send_signal(signal.SIGINT)
+    stopped = await finish(process, within_s=20)
+    assert stopped.code == 130, stopped.stderr
+    watched = await shoal("status", str(output), "--watch", within_s=10)
+    assert watched.code == 0, watched.stderr
+    text = watched.stdout.decode()
+    assert text.count("state      not running") == 1 and "pending" in text
 
 
 async def test_export_jsonl_equals_the_output(server: Misbehaving, tmp_path: Path) -> None:

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import orjson
 
 from shoal.cli.run import JOURNAL_SUFFIX
-from shoal.store.reader import JobSummary
+from shoal.store.reader import JobSummary, JournalReader, is_running
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
 #: ``error``, the ``warc_`` columns from ``warc``, and ``meta`` and ``data`` are written as
@@ -73,7 +75,62 @@ def status_lines(path: str, summary: JobSummary) -> list[str]:
     return lines
 
 
-def status_json(path: str, summary: JobSummary) -> bytes:
+def show_status(path: str, *, as_json: bool) -> JobSummary:
+    """Print the job's status once (text, or one JSON line) and return what was shown."""
+    with JournalReader(path) as reader:
+        summary = reader.summary()
+    if as_json:
+        sys.stdout.buffer.write(status_json(path, summary) + b"\n")
+        sys.stdout.buffer.flush()
+    else:
+        print("\n".join(status_lines(path, summary)), flush=True)
+    return summary
+
+
+#: How often ``shoal status --watch`` looks again (seconds).
+WATCH_EVERY_S = 1.0
+
+
+def watch_status(path: str, *, as_json: bool) -> None:
+    """``shoal status --watch``: the status every second until the job is complete or no
+    shoal runs it. On a terminal the text is redrawn in place; elsewhere (a pipe, a log)
+    each look is printed in turn, with ``--json`` one JSON object per line."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console(soft_wrap=True, emoji=False, highlight=False)
+    in_place = console.is_terminal and not as_json
+
+    def look() -> tuple[JobSummary, bool]:
+        running = is_running(path)  # before reading: a run that ends meanwhile is seen done
+        with JournalReader(path) as reader:
+            return reader.summary(), running
+
+    def text(summary: JobSummary, running: bool) -> str:
+        complete = summary.input_done and summary.pending == 0
+        state = "complete" if complete else "running" if running else "not running"
+        return "\n".join([*status_lines(path, summary), f"state      {state}"])
+
+    with contextlib.ExitStack() as stack:
+        live = None
+        if in_place:
+            live = stack.enter_context(Live(console=console, auto_refresh=False))
+        while True:
+            summary, running = look()
+            if as_json:
+                sys.stdout.buffer.write(status_json(path, summary, running=running) + b"\n")
+                sys.stdout.buffer.flush()
+            elif live is not None:
+                live.update(Text(text(summary, running)), refresh=True)
+            else:
+                print(text(summary, running) + "\n", flush=True)
+            if (summary.input_done and summary.pending == 0) or not running:
+                return
+            time.sleep(WATCH_EVERY_S)
+
+
+def status_json(path: str, summary: JobSummary, *, running: bool | None = None) -> bytes:
     return orjson.dumps(
         {
             "job": path,
@@ -86,6 +143,7 @@ def status_json(path: str, summary: JobSummary) -> bytes:
             "pending": summary.pending,
             "by_status": summary.by_status,
             "by_error": summary.by_error,
+            **({} if running is None else {"running": running}),
         }
     )
 

@@ -548,22 +548,25 @@ _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
 @cli.command()
 @_JOB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-def status(job: str, as_json: bool) -> None:
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw every second until the job is complete or no shoal runs it "
+    "(with --json: one object per second).",
+)
+def status(job: str, as_json: bool, watch: bool) -> None:
     """Show a job's counts and progress from its journal (JOB: the journal, or the output
     file it sits beside). Safe while the job runs."""
-    from shoal.cli.export import journal_of, status_json, status_lines
-    from shoal.store.reader import JournalReader
+    from shoal.cli.export import journal_of, show_status, watch_status
 
     path = journal_of(job)
     try:
-        with JournalReader(path) as reader:
-            summary = reader.summary()
+        if watch:
+            watch_status(path, as_json=as_json)
+        else:
+            show_status(path, as_json=as_json)
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
-    if as_json:
-        sys.stdout.buffer.write(status_json(path, summary) + b"\n")
-    else:
-        click.echo("\n".join(status_lines(path, summary)))
 
 
 @cli.command()

@@ -11,6 +11,7 @@ Ties are broken by name, so the same journal always reads back the same.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections import Counter
@@ -128,6 +129,22 @@ class Top(Generic[T]):
 
 
 _TEXT = "CAST(record AS TEXT)"
+
+
+def is_running(path: str) -> bool:
+    """Whether a shoal holds the journal's lock now (runs its job): a look that takes the
+    lock shared for an instant (a starting run retries past it)."""
+    try:
+        fd = os.open(path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # never run, or its folder is unreadable: nothing runs it from here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock too
+    return False
 
 
 class JournalReader:

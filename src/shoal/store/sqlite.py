@@ -42,6 +42,8 @@ from shoal.sources.source import Position
 from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
 
 SCHEMA_VERSION = 1
+#: Tries, 10 ms apart, to take a journal's lock before it counts as in use.
+_LOCK_TRIES = 5
 _PENDING, _OK, _FAILED = 0, 1, 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -375,13 +377,19 @@ class SQLiteStore(Store):
             fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:  # an unwritable place: a fault to fix, not a bad option
             raise OutputError(f"cannot open journal {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise JournalError(
-                f"{self.path} is in use: another shoal is running this job"
-            ) from None
+        # ``shoal status --watch`` holds it shared for an instant to see whether the job
+        # runs: a few short retries keep such a look from refusing a run that starts.
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt == _LOCK_TRIES - 1:
+                    os.close(fd)
+                    raise JournalError(
+                        f"{self.path} is in use: another shoal is running this job"
+                    ) from None
+                time.sleep(0.01)
         self._lock_fd = fd
 
 
