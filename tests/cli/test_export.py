@@ -79,9 +79,7 @@ async def test_status_while_the_job_runs(server: Misbehaving, tmp_path: Path) ->
     assert line_count(output) == len(urls)
 
 
-async def test_status_watch_follows_the_job_to_its_end(
-    server: Misbehaving, tmp_path: Path
-) -> None:
+async def test_status_watch_follows_the_job_to_its_end(server: Misbehaving, tmp_path: Path) -> None:
     urls = [server.url(f"/delay?s=0.1&n={n}") for n in range(24)]
     source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
     source.write_bytes(lines(*urls))
