@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -242,6 +243,82 @@ def measure(
     )
 
 
+# ---------------------------------------------------------------- a dashboard's viewer
+
+#: Where ``shoal-dashboard`` serves its dashboard (a port picked once per suite).
+DASHBOARD_PORT = free_port()
+
+
+@contextlib.contextmanager
+def _nothing() -> Any:
+    yield
+
+
+class DashboardWatcher:
+    """What an open dashboard page costs the run: its event stream read as it comes and,
+    like a Prometheus scraper, ``/metrics`` and ``/api/hosts`` every second. Runs in
+    threads of this process, so its own CPU is not counted as shoal's."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stopping = threading.Event()
+        self.events = self.scrapes = 0
+        self.threads = [
+            threading.Thread(target=self._stream, daemon=True),
+            threading.Thread(target=self._scrape, daemon=True),
+        ]
+
+    def __enter__(self) -> DashboardWatcher:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        if not self.events or not self.scrapes:
+            print(f"  (dashboard watcher: {self.events} events, {self.scrapes} scrapes)")
+
+    def _connect(self) -> http.client.HTTPConnection | None:
+        while not self.stopping.is_set():  # until the run listens
+            connection = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            try:
+                connection.connect()
+                return connection
+            except OSError:
+                connection.close()
+                time.sleep(0.02)
+        return None
+
+    def _stream(self) -> None:
+        connection = self._connect()
+        if connection is None:
+            return
+        with contextlib.closing(connection):
+            try:
+                connection.request("GET", "/api/events")
+                response = connection.getresponse()
+                while not self.stopping.is_set() and (line := response.readline()):
+                    self.events += line.startswith(b"data:")
+            except OSError:
+                return  # the run ended
+
+    def _scrape(self) -> None:
+        connection = self._connect()
+        if connection is None:
+            return
+        with contextlib.closing(connection):
+            while not self.stopping.wait(1.0):
+                try:
+                    for path in ("/metrics", "/api/hosts"):
+                        connection.request("GET", path)
+                        connection.getresponse().read()
+                    self.scrapes += 1
+                except (OSError, http.client.HTTPException):
+                    return
+
+
 # ---------------------------------------------------------------- workloads
 
 
@@ -294,6 +371,7 @@ def build_cases(quick: bool) -> list[Case]:
         "shoal",
         "shoal-memory",
         "shoal-p2",
+        "shoal-dashboard",
         "pool",
         "pool-x2",
         "gather",
@@ -543,7 +621,7 @@ def client_argv(client: str, urls: Path, case: Case, work: Path, lists: UrlLists
     py = sys.executable
     k, workload = case.k, case.workload
     match client:
-        case "shoal" | "shoal-p2" | "shoal-bare":
+        case "shoal" | "shoal-p2" | "shoal-bare" | "shoal-dashboard":
             out = work / "out.jsonl"
             per_host = case.per_host or k
             options = f"-c {k} --per-host {per_host} --progress off -q".split()
@@ -551,6 +629,8 @@ def client_argv(client: str, urls: Path, case: Case, work: Path, lists: UrlLists
                 options += ["--resolve", f"*.test:{HOST}"]
             if client == "shoal-p2":
                 options += ["--processes", "2"]
+            if client == "shoal-dashboard":
+                options += ["--dashboard", f"{HOST}:{DASHBOARD_PORT}"]
             if workload == "save":
                 options += ["--save-bodies", str(work / "bodies")]
             if workload == "warc" and client == "shoal":
@@ -664,13 +744,14 @@ def run_client(
     try:
         argv = client_argv(client, urls, case, work, lists)
         before = nginx.requests()
-        measured = measure(
-            argv,
-            cwd=work,
-            stdout=work / "stdout",
-            stderr=work / "stderr",
-            limit=case.bound if case.bound is not None else RUN_TIMEOUT,
-        )
+        with DashboardWatcher(DASHBOARD_PORT) if client == "shoal-dashboard" else _nothing():
+            measured = measure(
+                argv,
+                cwd=work,
+                stdout=work / "stdout",
+                stderr=work / "stderr",
+                limit=case.bound if case.bound is not None else RUN_TIMEOUT,
+            )
         after = nginx.requests()
         partial = measured.interrupted
         failures = count_failures(client, measured.returncode, work, partial, n)
@@ -1075,9 +1156,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of: " + ", ".join(WORKLOADS),
     )
     parser.add_argument(
+        "--clients",
+        metavar="CLIENT",
+        help="comma-separated clients to run, of each workload's (shoal first: the ratios)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=BENCH / "results", help="results folder (bench/results)"
     )
     args = parser.parse_args(argv)
+    if args.clients:
+        args.clients = {name.strip() for name in args.clients.split(",") if name.strip()}
     if args.reps < 1:
         parser.error("--reps must be at least 1")
     if args.quick:
@@ -1114,6 +1202,12 @@ def run_suite(args: argparse.Namespace, scratch: Path) -> int:
     cases = [
         case for case in build_cases(args.quick) if not args.only or case.workload in args.only
     ]
+    if args.clients:
+        cases = [
+            dataclasses.replace(case, clients=kept)
+            for case in cases
+            if (kept := tuple(c for c in case.clients if c in args.clients))
+        ]
     nginx = Nginx(scratch / "nginx")
     all_runs: list[Run] = []
     rows: dict[str, list[Row]] = {}
