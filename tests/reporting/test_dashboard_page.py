@@ -312,7 +312,8 @@ async def test_the_page_shows_the_runs_statistics(
         view = await page_agrees_with(browsing, engine)
         assert finished.done == len(urls) == finished.total and not finished.interrupted
         assert view["counts"]["done"] == _count(len(urls))
-        assert await browsing.state() not in ("paused", "stopping")
+        await browsing.wait_for_state("finished")
+        assert finished.finished
         assert finished.by_error and finished.retries >= 4 + 2  # the flaky and the 503s
         await browsing.screenshot(artifacts, "dashboard-finished.png")
         browsing.check()
@@ -359,7 +360,7 @@ async def test_pause_resume_and_stop_from_the_page(
         assert stopped.interrupted and not stopped.paused
         assert resumed_at <= stopped.done < len(urls)
         assert server.log.total == stopped.done  # what was sent finished and was counted
-        await browsing.wait_for_state("stopping")
+        await browsing.wait_for_state("stopped")  # ended by the stop: resumable
         await page_agrees_with(browsing, engine)
         browsing.check()
     assert len(read_records(output)) == stopped.done  # the output agrees with the journal

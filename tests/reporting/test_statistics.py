@@ -121,6 +121,39 @@ def test_recorder_counts_by_status_class_and_error_kind() -> None:
     assert (stats.in_flight, stats.queued, stats.waiting_retry) == (3, 4, 5)
 
 
+def test_recent_errors_keep_the_latest_of_each_kind() -> None:
+    recorder = Recorder()
+    for n in range(8):
+        result = make_result(None, kind=ErrorKind.TIMEOUT)
+        result.url = f"http://t.test/{n}"
+        recorder.add(result)
+    recorder.add(make_result(None, kind=ErrorKind.DNS))
+    recorder.add(make_result(200))
+    stats = recorder.snapshot()
+    timeouts = [s.url for s in stats.recent_errors if s.kind == "timeout"]
+    assert sorted(timeouts) == [f"http://t.test/{n}" for n in range(3, 8)]  # the latest 5
+    assert [s.kind for s in stats.recent_errors].count("dns") == 1
+    assert stats.recent_errors == tuple(sorted(stats.recent_errors, key=lambda s: -s.at))
+    again = Statistics.from_dict(stats.to_dict())
+    assert again.recent_errors == stats.recent_errors
+    both = Statistics.combine([stats, again])
+    assert [s.kind for s in both.recent_errors].count("timeout") == 5  # still capped
+
+
+def test_finished_says_the_run_ended() -> None:
+    recorder = Recorder()
+    recorder.start()
+    assert not recorder.snapshot().finished
+    running = recorder.snapshot()
+    recorder.finish()
+    ended = recorder.snapshot()
+    assert ended.finished and Statistics.from_dict(ended.to_dict()).finished
+    assert not Statistics.combine([ended, running]).finished  # one process still runs
+    assert Statistics.combine([ended, ended]).finished
+    recorder.start()  # a next run
+    assert not recorder.snapshot().finished
+
+
 def test_snapshot_is_a_frozen_copy() -> None:
     recorder = Recorder()
     recorder.add(make_result(200))

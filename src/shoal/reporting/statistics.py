@@ -77,6 +77,8 @@ class Statistics:
     last_progress_at: float | None = None
     #: The latest final failures, newest first: at most ``RECENT_PER_KIND`` of each kind.
     recent_errors: tuple[ErrorSample, ...] = ()
+    #: Whether the run has ended (to its end, or stopped: see ``interrupted``).
+    finished: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -91,6 +93,7 @@ class Statistics:
         data["by_outcome"] = dict(self.by_outcome)
         data["last_progress_at"] = self.last_progress_at
         data["recent_errors"] = [dataclasses.asdict(sample) for sample in self.recent_errors]
+        data["finished"] = self.finished
         return data
 
     @classmethod
@@ -108,6 +111,7 @@ class Statistics:
             by_outcome=MappingProxyType(dict(data.get("by_outcome", {}))),
             last_progress_at=data.get("last_progress_at"),
             recent_errors=tuple(ErrorSample(**e) for e in data.get("recent_errors", ())),
+            finished=bool(data.get("finished", False)),
         )
 
     @classmethod
@@ -143,6 +147,7 @@ class Statistics:
                 default=None,
             ),
             recent_errors=_recent([sample for part in parts for sample in part.recent_errors]),
+            finished=bool(parts) and all(part.finished for part in parts),
             **summed,
         )
 
@@ -295,4 +300,5 @@ class Recorder:
             by_outcome=MappingProxyType(dict(self._by_outcome)),
             last_progress_at=self.last_progress_at,
             recent_errors=_recent([s for recent in self._recent.values() for s in recent]),
+            finished=self._finished is not None,
         )

@@ -67,7 +67,7 @@
     for (const key of ["ok", "failed", "in_flight", "queued", "waiting_retry", "retries", "done"])
       $(key).textContent = fmt(data[key]);
     $("total").textContent = data.total === null ? "?" : fmt(data.total) + (data.total_is_estimate ? " (estimate)" : "");
-    $("eta").textContent = data.paused ? "paused" : duration(data.eta_s);
+    $("eta").textContent = data.finished ? "—" : data.paused ? "paused" : duration(data.eta_s);
     const total = data.total ? data.total - data.skipped : 0;
     $("bar-fill").style.width = total ? Math.min(100, 100 * data.done / total) + "%" : "0";
     $("p50").textContent = ms(data.latency_p50_ms); $("p90").textContent = ms(data.latency_p90_ms);
@@ -88,7 +88,10 @@
     latencyChart.setData([buckets.map((p) => p[0]), buckets.map((p) => p[1])]);
     const state = $("state");
     state.className = "state";
-    if (data.interrupted) { state.textContent = "stopping"; state.classList.add("stopped"); }
+    if (data.finished) {
+      state.textContent = data.interrupted ? "stopped" : "finished";
+      state.classList.add(data.interrupted ? "stopped" : "finished");
+    } else if (data.interrupted) { state.textContent = "stopping"; state.classList.add("stopped"); }
     else if (data.paused) { state.textContent = "paused"; state.classList.add("paused"); }
     else { state.textContent = "running"; }
     document.body.dataset.done = data.done;
