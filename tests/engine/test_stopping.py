@@ -47,6 +47,15 @@ async def test_stop_before_run_is_honoured_and_the_next_run_goes_on(
     assert server.log.total == 5
 
 
+async def test_stop_after_a_run_ended_leaves_its_statistics(server: Misbehaving) -> None:
+    async with Engine(resolver=resolver()) as engine:
+        finished = await engine.run([server.url("/ok")])
+        engine.stop()  # a dashboard's late Stop, say: the run already ended
+        after = engine.statistics()
+        assert not finished.interrupted and not after.interrupted and after.finished
+        assert after.done == 1
+
+
 async def test_lower_case_user_agent_header_replaces_the_default(server: Misbehaving) -> None:
     engine = Engine(
         resolver=resolver(), headers={"user-agent": "mine/1"}, limits=Limits(concurrency=1)

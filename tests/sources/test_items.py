@@ -144,6 +144,12 @@ async def test_list_source() -> None:
     assert await source.read_batch(2) is None
 
 
+async def test_a_sized_input_gives_its_size_before_it_is_read() -> None:
+    assert await IterableSource(urls(5)).wait_total() == 5  # the progress line's total
+    assert await IterableSource(tuple(urls(3))).wait_total() == 3
+    assert await IterableSource(iter(urls(5))).wait_total() is None  # unknown until read
+
+
 async def test_empty_source() -> None:
     source = IterableSource([])
     assert await source.read_batch(10) is None

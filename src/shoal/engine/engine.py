@@ -296,9 +296,13 @@ class Engine:
         return self._paused
 
     def stop(self) -> None:
-        """Take no new work; requests in flight finish, then the run ends (resumable)."""
+        """Take no new work; requests in flight finish, then the run ends (resumable).
+
+        Called between runs, it is kept for the next run, which then ends at once; the
+        statistics of a run that already ended are left as they were."""
         self._stopping = True
-        self._recorder.interrupted = True
+        if self._running:
+            self._recorder.interrupted = True
         if self._scheduler is not None:
             self._scheduler.stop()
         if self._abortable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 from yarl import URL
@@ -145,10 +145,16 @@ class IterableSource(Source):
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
         self._step: asyncio.Task[object] | None = None
+        #: A list's or tuple's length: the job's size before it is read (duplicates and
+        #: bad items may make it smaller).
+        self._size = len(items) if isinstance(items, Sized) else None
         if isinstance(items, AsyncIterable):
             self._async = aiter(items)
         else:
             self._sync = iter(items)
+
+    async def wait_total(self) -> int | None:
+        return self._size
 
     async def skip_to(self, position: Position) -> None:
         for _ in range(position.items):
