@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+import click
 import orjson
 
-from shoal.cli.run import JOURNAL_SUFFIX
+from shoal.cli.run import EXIT_FAULT, JOURNAL_SUFFIX
+from shoal.errors import JournalError
 from shoal.store.reader import JobSummary, JournalReader, is_running
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
@@ -227,3 +229,37 @@ def _row(record: dict[str, Any]) -> list[Any]:
 
 def output_stream(path: str) -> BinaryIO:
     return sys.stdout.buffer if path == "-" else open(path, "wb")
+
+
+def write_report(job: str, output: str | None) -> None:
+    """``shoal report``: render the job's page from its journal and write it (``None``:
+    beside the journal; ``-``: stdout)."""
+    try:
+        from shoal.reporting.report import render_report
+    except ImportError as exc:
+        raise click.UsageError(
+            f"the report needs the report extra (pip install 'shoal[report]'): {exc}"
+        ) from exc
+    path = journal_of(job)
+    try:
+        with JournalReader(path) as reader:
+            page = render_report(reader)
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
+    target = report_path(path) if output is None else output
+    if target == "-":
+        sys.stdout.buffer.write(page)
+        sys.stdout.buffer.flush()
+        return
+    opened = False
+    try:
+        with open(target, "wb") as out:
+            opened = True
+            out.write(page)
+    except OSError as exc:
+        problem = f"cannot write the report {target}: {exc.strerror or exc}"
+        if not opened:  # a path that cannot be a file here: a bad option
+            raise click.UsageError(problem) from exc
+        click.echo(f"shoal: {problem}", err=True)  # a fault while writing, a full disk
+        sys.exit(EXIT_FAULT)
+    click.echo(f"report: {target}", err=True)

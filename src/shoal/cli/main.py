@@ -25,6 +25,7 @@ from shoal.cli.run import (
     EXIT_FAULT,
     EXIT_USAGE,
     JobOptions,
+    check_dashboard,
     default_journal,
     ignore_file_size_signal,
     run_async,
@@ -525,23 +526,6 @@ def fetch(
 use_environment(fetch)
 
 
-def check_dashboard(host: str, token: str | None) -> None:
-    """Refuse, before anything runs, a dashboard that could not be served safely."""
-    import importlib.util
-
-    if any(importlib.util.find_spec(name) is None for name in ("aiohttp_sse", "prometheus_client")):
-        raise click.UsageError(
-            "--dashboard needs the dashboard extra: pip install 'shoal[dashboard]'"
-        )
-    from shoal.reporting.dashboard import is_loopback
-
-    if not is_loopback(host) and not token:
-        raise click.BadParameter(
-            f"the dashboard on {host} (not a loopback address) needs a token",
-            param_hint="'--dashboard-token'",
-        )
-
-
 _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
 
 
@@ -661,38 +645,9 @@ def export(
 def report(job: str, output: str | None) -> None:
     """Write a job's report, one self-contained HTML page, from its journal (JOB: the
     journal, or the output file it sits beside). Safe while the job runs."""
-    from shoal.cli.export import journal_of, report_path
-    from shoal.store.reader import JournalReader
+    from shoal.cli.export import write_report
 
-    try:
-        from shoal.reporting.report import render_report
-    except ImportError as exc:
-        raise click.UsageError(
-            f"the report needs the report extra (pip install 'shoal[report]'): {exc}"
-        ) from exc
-    path = journal_of(job)
-    try:
-        with JournalReader(path) as reader:
-            page = render_report(reader)
-    except JournalError as exc:
-        raise click.UsageError(str(exc)) from exc
-    target = report_path(path) if output is None else output
-    if target == "-":
-        sys.stdout.buffer.write(page)
-        sys.stdout.buffer.flush()
-        return
-    opened = False
-    try:
-        with open(target, "wb") as out:
-            opened = True
-            out.write(page)
-    except OSError as exc:
-        problem = f"cannot write the report {target}: {exc.strerror or exc}"
-        if not opened:  # a path that cannot be a file here: a bad option
-            raise click.UsageError(problem) from exc
-        click.echo(f"shoal: {problem}", err=True)  # a fault while writing, a full disk
-        sys.exit(EXIT_FAULT)
-    click.echo(f"report: {target}", err=True)
+    write_report(job, output)
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 
 from shoal.engine import Engine, loop_factory
@@ -198,6 +199,23 @@ async def execute(
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
+
+
+def check_dashboard(host: str, token: str | None) -> None:
+    """Refuse, before anything runs, a dashboard that could not be served safely."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("aiohttp_sse", "prometheus_client")):
+        raise click.UsageError(
+            "--dashboard needs the dashboard extra: pip install 'shoal[dashboard]'"
+        )
+    from shoal.reporting.dashboard import is_loopback
+
+    if not is_loopback(host) and not token:
+        raise click.BadParameter(
+            f"the dashboard on {host} (not a loopback address) needs a token",
+            param_hint="'--dashboard-token'",
+        )
 
 
 @contextlib.asynccontextmanager
