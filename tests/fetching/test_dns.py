@@ -255,13 +255,17 @@ async def test_many_hosts_are_each_looked_up_once(dns: TestDNSServer, server: Mi
     names = [f"host{n}.test" for n in range(250)]
     urls = [server.url(f"/ok?i={i}", host=names[i % len(names)]) for i in range(1000)]
     results = []
-    async with engine(dns, limits=Limits(concurrency=50, per_host=4)) as fetcher:
+    # On a starved machine a lookup (or a connect) can time out now and then: more patient
+    # retries than elsewhere, since what this test counts is lookups, not first tries.
+    patient = RetryPolicy(retries=5, backoff_base_s=0.05, backoff_max_s=0.5)
+    limits = Limits(concurrency=50, per_host=4)
+    async with engine(dns, limits=limits, retry=patient) as fetcher:
         async with fetcher.stream(urls) as stream:
             async for result in stream:
                 results.append(result)
         stats = fetcher.statistics()
     assert len(results) == 1000
-    assert all(r.status == 200 and r.error is None for r in results)
+    assert [r for r in results if r.status != 200 or r.error is not None] == []
     # Each name was looked up once (a lookup that failed on a busy machine is retried).
     assert stats.dns.lookups - stats.dns.failed == 250
     assert (stats.dns.names, stats.dns.not_found) == (250, 0)
