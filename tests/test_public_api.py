@@ -11,6 +11,7 @@ import shoal
 EXPECTED = [
     "CachingResolver",
     "ConfigError",
+    "Crawl",
     "DNSSettings",
     "DNSStatistics",
     "Engine",

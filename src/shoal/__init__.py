@@ -5,7 +5,7 @@ for result in shoal.fetch(["http://a.example/", "http://b.example/"], keep_body=
     print(result.url, result.status, result.text())
 """
 
-from shoal.config import DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import Crawl, DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, Handler, fetch
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
 from shoal.fetching import CachingResolver, DNSStatistics, StaticResolver
@@ -19,6 +19,7 @@ from shoal.version import __version__
 __all__ = [
     "CachingResolver",
     "ConfigError",
+    "Crawl",
     "DNSSettings",
     "DNSStatistics",
     "Engine",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,6 +228,48 @@ class Politeness:
         _at_least("crawl_delay_max_s", self.crawl_delay_max_s, 0)
         for pattern in self.hosts:
             check_host_pattern(pattern)
+
+
+#: The scopes a crawl's follow-ups may be kept to, against the page that gave them.
+SCOPES = ("same-host", "same-domain", "same-origin", "all")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Crawl:
+    """Which follow-ups (:meth:`shoal.Result.follow`) a job admits.
+
+    ``max_depth`` bounds the links between the input and a request (``None``: no bound);
+    ``max_requests`` stops admitting follow-ups once the job holds that many requests in
+    all (the input's included). ``scope`` keeps a follow-up to the page that gave it:
+    ``same-host`` (the same host name), ``same-domain`` (the same registrable domain, by
+    the public suffix list), ``same-origin`` (scheme, host and port) or ``all``.
+    ``include`` and ``exclude`` are regular expressions searched in the absolute URL: with
+    any ``include``, one must match; no ``exclude`` may.
+    """
+
+    max_depth: int | None = None
+    max_requests: int | None = None
+    scope: str = "same-host"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_depth is not None:
+            _at_least("max_depth", self.max_depth, 0)
+        if self.max_requests is not None:
+            _at_least("max_requests", self.max_requests, 1)
+        if self.scope not in SCOPES:
+            raise ConfigError("scope", f"{self.scope!r} is not one of {', '.join(SCOPES)}")
+        for option in ("include", "exclude"):
+            patterns = getattr(self, option)
+            if isinstance(patterns, str):
+                raise ConfigError(option, "give a list of patterns, not one string")
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    problem = f"{pattern!r} is not a regular expression: {exc}"
+                    raise ConfigError(option, problem) from exc
 
 
 def check_host_pattern(pattern: str) -> str:

@@ -16,6 +16,8 @@ class Entry:
     """One input item after parsing: a valid request, or why the item is not one.
 
     ``target`` is the checked URL (``None`` when ``error`` is set); ``key`` deduplicates.
+    A follow-up (see :meth:`shoal.Result.follow`) has a ``depth`` above 0 and its
+    ``parent``'s seq and URL.
     """
 
     request: Request
@@ -23,6 +25,9 @@ class Entry:
     line: int | None
     target: URL | None
     error: Error | None
+    depth: int = 0
+    parent: int | None = None
+    parent_url: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -36,6 +41,11 @@ class Job:
     error: Error | None
     host: str
     attempts: int = 0
+    depth: int = 0
+    #: The URL of the request that gave this one, for a follow-up.
+    parent_url: str | None = None
+    #: The follow-ups the final response gave, to admit as it commits (internal).
+    found: list[Entry] | None = None
     #: The loop time the current attempt started (kept when a host adapts its pace).
     started: float = 0.0
     #: Set while the attempt's host is paced and its request is not sent yet: the task
@@ -55,17 +65,28 @@ class Job:
             error=error,
             attempts=self.attempts,
             started_at=started_at,
+            depth=self.depth,
+            parent=self.parent_url,
         )
 
     @classmethod
     def admit(cls, seq: int, entry: Entry) -> Job:
         target = entry.target
         host = "" if target is None else (target.raw_host or "")
-        return cls(seq, entry.request, entry.line, target, entry.error, host)
+        job = cls(seq, entry.request, entry.line, target, entry.error, host)
+        job.depth, job.parent_url = entry.depth, entry.parent_url
+        return job
 
     @classmethod
     def restore(
-        cls, seq: int, request: Request, line: int | None, error: Error | None, attempts: int
+        cls,
+        seq: int,
+        request: Request,
+        line: int | None,
+        error: Error | None,
+        attempts: int,
+        depth: int = 0,
+        parent_url: str | None = None,
     ) -> Job:
         """Rebuild a job that the store admitted but that is not final yet.
 
@@ -82,4 +103,4 @@ class Job:
                 else:
                     target = checked
         host = "" if target is None else (target.raw_host or "")
-        return cls(seq, request, line, target, error, host, attempts)
+        return cls(seq, request, line, target, error, host, attempts, depth, parent_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import enum
 import functools
 import math
@@ -11,9 +12,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 if TYPE_CHECKING:
     from shoal.fetching.capture import Capture
+    from shoal.request import Request
 
 
 class ErrorKind(enum.StrEnum):
@@ -89,6 +92,10 @@ class Result:
     redirects: int = 0
     meta: Any = None
     data: Any = None
+    #: How many links away from the input this request is (0: it came from the input).
+    depth: int = 0
+    #: The URL of the request whose response gave this one (``follow``), if any.
+    parent: str | None = None
     #: Where the body is stored, relative to the ``--save-bodies`` folder.
     body_path: str | None = None
     body: builtins.bytes | None = field(default=None, repr=False)
@@ -99,11 +106,39 @@ class Result:
     #: The exchanges on the wire, until they are archived (internal).
     capture: Capture | None = field(default=None, repr=False)
     headers: CIMultiDictProxy[str] | None = field(default=None, repr=False)
+    #: What :meth:`follow` was given, until the engine admits it (internal).
+    follow_ups: list[Request] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
         """True when the request succeeded (no error)."""
         return self.error is None
+
+    def follow(self, target: str | Request) -> None:
+        """Ask for a follow-up request (from a handler): a URL, relative ones resolved
+        against this response's final URL, or a :class:`shoal.Request`.
+
+        It is admitted with this one's depth + 1 and this URL as its parent, in the same
+        commit as this record, unless the engine's :class:`shoal.Crawl` settings leave it
+        out (depth, scope, patterns, budget) or the job holds it already.
+        """
+        from shoal.request import Request
+
+        request = target if isinstance(target, Request) else None
+        text = target if request is None else request.url
+        if not isinstance(text, str):
+            raise TypeError(f"follow() takes a URL or a Request, not {type(target).__name__}")
+        try:
+            absolute = str(URL(self.final_url or self.url).join(URL(text)))
+        except ValueError:
+            absolute = text  # not a URL: kept as given, and failed as an invalid one
+        if request is None:
+            request = Request(absolute)
+        elif absolute != request.url:
+            request = dataclasses.replace(request, url=absolute)
+        if self.follow_ups is None:
+            self.follow_ups = []
+        self.follow_ups.append(request)
 
     def text(self, encoding: str | None = None) -> str:
         """The body decoded as text (needs ``keep_body=True``)."""
@@ -133,6 +168,8 @@ class Result:
             "warc": None if self.warc is None else self.warc.to_record(),
             "meta": self.meta,
             "data": self.data,
+            "depth": self.depth,
+            "parent": self.parent,
         }
 
 

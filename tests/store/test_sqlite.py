@@ -240,14 +240,14 @@ async def test_complete_commits_records_in_done_order(open_store: Opener) -> Non
     store = await open_store()
     jobs = await store.admit(entries(*(f"http://a.test/{n}" for n in range(1, 5))), Position(4))
     done = [(jobs[2], ok_result(jobs[2])), (jobs[0], failed_result(jobs[0]))]
-    records = await store.complete(done, SinkMark())
+    records = (await store.complete(done, SinkMark())).records
     assert [seq for seq, _ in records] == [1, 2]
     decoded = [orjson.loads(record) for _, record in records]
     assert [record["url"] for record in decoded] == ["http://a.test/3", "http://a.test/1"]
     assert decoded[0]["status"] == 200 and decoded[0]["error"] is None
     assert decoded[1]["error"] == {"kind": "timeout", "message": "slow"}
     assert decoded[1]["attempts"] == 3
-    more = await store.complete([(jobs[1], ok_result(jobs[1], 404))], SinkMark())
+    more = (await store.complete([(jobs[1], ok_result(jobs[1], 404))], SinkMark())).records
     assert [seq for seq, _ in more] == [3]
     assert store.counts == JobCounts(admitted=4, ok=2, failed=1)
     assert store.counts.pending == 1
@@ -256,7 +256,7 @@ async def test_complete_commits_records_in_done_order(open_store: Opener) -> Non
 async def test_records_after(open_store: Opener) -> None:
     store = await open_store()
     jobs = await store.admit(entries(*(f"http://a.test/{n}" for n in range(1, 6))), Position(5))
-    committed = await store.complete([(job, ok_result(job)) for job in jobs], SinkMark())
+    committed = (await store.complete([(job, ok_result(job)) for job in jobs], SinkMark())).records
     assert await store.records_after(0, 100) == committed
     assert await store.records_after(2, 2) == committed[2:4]
     assert await store.records_after(5, 10) == []
@@ -266,12 +266,12 @@ async def test_records_after(open_store: Opener) -> None:
 async def test_records_and_done_seq_survive_reopen(open_store: Opener) -> None:
     store = await open_store()
     jobs = await store.admit(entries("http://a.test/1", "http://a.test/2"), Position(2))
-    first = await store.complete([(jobs[1], ok_result(jobs[1]))], SinkMark())
+    first = (await store.complete([(jobs[1], ok_result(jobs[1]))], SinkMark())).records
     await store.close()
     again = await open_store()
     assert await again.records_after(0, 10) == first
     pending = await again.pending(0, 10)
-    second = await again.complete([(pending[0], ok_result(pending[0]))], SinkMark())
+    second = (await again.complete([(pending[0], ok_result(pending[0]))], SinkMark())).records
     assert [seq for seq, _ in second] == [2]  # numbering continues after the reopen
     assert again.counts == JobCounts(admitted=2, ok=2, failed=0)
 
@@ -423,9 +423,10 @@ async def test_memory_store_complete_counts_and_numbers_records() -> None:
     store = MemoryStore()
     await store.open("<iterable>")
     jobs = await store.admit(entries("http://a.test/1", "http://a.test/2"), Position(2))
-    records = await store.complete(
+    committed = await store.complete(
         [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
     )
+    records = committed.records
     assert [seq for seq, _ in records] == [1, 2]
     assert orjson.loads(records[1][1])["error"]["kind"] == "timeout"
     assert store.counts == JobCounts(admitted=2, ok=1, failed=1)

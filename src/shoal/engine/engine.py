@@ -36,6 +36,7 @@ from yarl import URL
 
 from shoal.config import (
     DEFAULT_WARC_MAX_SIZE,
+    Crawl,
     DNSSettings,
     Limits,
     Politeness,
@@ -43,6 +44,7 @@ from shoal.config import (
     Timeouts,
     plain,
 )
+from shoal.crawling import Frontier
 from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
 from shoal.fetching import (
     Fetcher,
@@ -63,7 +65,15 @@ from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
-from shoal.store import Completion, JobState, MemoryStore, SinkMark, SQLiteStore, Store
+from shoal.store import (
+    Committed,
+    Completion,
+    JobState,
+    MemoryStore,
+    SinkMark,
+    SQLiteStore,
+    Store,
+)
 from shoal.store.store import ARCHIVE_POSITIONS
 from shoal.version import __version__
 
@@ -107,6 +117,7 @@ class Engine:
         fail_http: bool = False,
         keep_body: bool = False,
         handler: Handler | None = None,
+        crawl: Crawl | None = None,
         resolve: Mapping[str, str] | None = None,
         resolver: AbstractResolver | None = None,
         dns: DNSSettings | None = None,
@@ -125,6 +136,7 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
         self.dns = dns or DNSSettings()
+        self.crawl = crawl or Crawl()
         # The resolver is the engine's unless the caller brings one: it outlives a session
         # (its cache serves every run of this engine) and its counts feed statistics().
         self._dns = CachingResolver(self.dns) if resolver is None else None
@@ -176,6 +188,7 @@ class Engine:
         # What captures waiting to be archived may hold in memory, across all workers.
         self._capture_budget = Budget()
         self._recorder = Recorder()
+        self._frontier = Frontier(self.crawl, self._recorder.links)
         self._scheduler: Scheduler | None = None
         self._running = False
         self._stopping = False
@@ -381,6 +394,7 @@ class Engine:
             raise TypeError("requests must be an iterable of URLs or requests, not one string")
         self._running = True  # (a stop() before the run is kept: the run ends at once)
         self._recorder = recorder = Recorder()
+        self._frontier = Frontier(self.crawl, recorder.links)
         if self._dns is not None:
             self._dns_at_start = self._dns.statistics()
         self._capture_budget.held = 0  # what an aborted run held is gone with it
@@ -443,6 +457,7 @@ class Engine:
             "retry": plain(self.retry),
             "politeness": plain(self.politeness),
             "dns": plain(self.dns),
+            "crawl": plain(self.crawl),
             "user_agent": self._user_agent,
             "headers": sorted(name for name in session.headers if name != "User-Agent"),
             "fail_http": self._fail_http,
@@ -525,8 +540,13 @@ class Engine:
         recorder = self._recorder
         if state.resumed:
             after = 0
-            while not self._stopping:
-                jobs = await store.pending(after, _INPUT_BATCH)
+            while not self._stopping and after < state.last_seq:
+                # (Follow-ups admitted since the run began are the committer's to hand on.)
+                jobs = [
+                    job
+                    for job in await store.pending(after, _INPUT_BATCH)
+                    if job.seq <= state.last_seq
+                ]
                 if not jobs:
                     break
                 after = jobs[-1].seq
@@ -547,9 +567,7 @@ class Engine:
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
                 await self._dispatch(jobs, store, scheduler, completions)
-        if not self._stopping:
-            await scheduler.wait_no_deferred()  # the refiller brings the last ones back
-        scheduler.close()
+        scheduler.close()  # workers end once nothing is held, deferred or expected
 
     def _own_entries(self, entries: list[Entry]) -> list[Entry]:
         """The entries this engine's shard handles (each host's rule decides its spread)."""
@@ -639,6 +657,12 @@ class Engine:
                 await self._settle_body(result, final=delay is None)
             if result.capture is not None and delay is not None:
                 await self._drop_capture(result)
+            if result.follow_ups is not None:
+                if delay is None and result.error is None:
+                    job.found = self._frontier.entries(job, result.follow_ups)
+                    if job.found:
+                        scheduler.expect()  # settled once the committer has admitted them
+                result.follow_ups = None
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
                 await _put(completions, (job, None))
@@ -706,9 +730,12 @@ class Engine:
                 self._archived = await archive.append(finals)
                 for capture in captures:
                     self._capture_budget.release(capture)
-            records = await store.complete(batch, self._with_archive(mark))
+            committed = await store.complete(
+                batch, self._with_archive(mark), budget=self.crawl.max_requests
+            )
             if outputs is not None:
-                mark = await outputs.write(records)
+                mark = await outputs.write(committed.records)
+            await self._follow(store, batch, committed)
             for result in finals:
                 recorder.add(result)
             recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
@@ -717,6 +744,37 @@ class Engine:
                     await deliver(result)
         if outputs is not None or self._archived:
             await store.save_mark(self._with_archive(mark))
+
+    async def _follow(self, store: Store, batch: list[Completion], committed: Committed) -> None:
+        """Hand the follow-ups a commit admitted to the scheduler (or defer them to the
+        store, never waiting for room: the workers wait on this task), then settle their
+        parents' expectations."""
+        scheduler = self._scheduler
+        assert scheduler is not None
+        links = self._recorder.links
+        links.admitted += len(committed.admitted)
+        links.duplicate += committed.duplicate
+        links.over_budget += committed.over_budget
+        expected = 0
+        for job, result in batch:
+            if result is not None and job.found:
+                job.found = None
+                expected += 1
+        if committed.admitted and not scheduler.stopped:
+            recorder = self._recorder
+            if recorder.total is not None and not recorder.total_is_estimate:
+                recorder.total = store.counts.admitted
+            deferred = []
+            for job in committed.admitted:
+                if scheduler.room and scheduler.wants(job):
+                    scheduler.add(job)
+                else:
+                    deferred.append(job)
+            if deferred:
+                await store.defer(deferred)
+                scheduler.deferred(deferred)
+        if expected:
+            scheduler.settled(expected)
 
     def _more_coming(self) -> bool:
         """Whether requests are still held (queued, in flight or waiting to retry): with

@@ -17,19 +17,18 @@ in use (its cookies sent or set just now) is the last to go.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
-from functools import cache
 from http.cookies import BaseCookie, Morsel, SimpleCookie
 from types import MappingProxyType
 
 from aiohttp import CookieJar
 from aiohttp.abc import AbstractCookieJar, ClearCookiePredicate
 from aiohttp.typedefs import LooseCookies
-from publicsuffixlist import PublicSuffixList
 from yarl import URL
+
+from shoal.sites import Sites
 
 #: Defaults: the jars' estimated size, and how many sites have one, at most.
 MAX_BYTES = 64 * 1024 * 1024
@@ -39,38 +38,6 @@ MAX_SITES = 100_000
 _JAR_BYTES = 1024
 _COOKIE_BYTES = 2048
 _NO_URL = URL()
-#: Host names whose site is remembered, at most (then the memo starts again).
-_MEMO = 65_536
-
-
-@cache
-def _suffixes() -> PublicSuffixList:
-    """The public suffix list (its bundled copy), read once, when first needed."""
-    return PublicSuffixList()
-
-
-class _Sites:
-    """Host name to site, memoised."""
-
-    def __init__(self) -> None:
-        self._memo: dict[str, str] = {}
-
-    def __call__(self, host: str) -> str:
-        site = self._memo.get(host)
-        if site is None:
-            if len(self._memo) >= _MEMO:
-                self._memo.clear()
-            site = self._memo[host] = _site(host)
-        return site
-
-
-def _site(host: str) -> str:
-    host = host.lower().rstrip(".")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return _suffixes().privatesuffix(host) or host
-    return host
 
 
 def _size(jar: CookieJar) -> int:
@@ -93,7 +60,7 @@ class SiteCookieJar(AbstractCookieJar):
         super().__init__(loop=loop)
         self.max_bytes = max_bytes
         self.max_sites = max_sites
-        self._site = _Sites()
+        self._site = Sites()
         self._jars: OrderedDict[str, CookieJar] = OrderedDict()
         self._sizes: dict[str, int] = {}
         #: The jars' estimated size now (bytes).

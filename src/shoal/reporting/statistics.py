@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from shoal.crawling.frontier import LinkCounts
 from shoal.fetching.dns import DNSStatistics
 from shoal.latency import Latency, LatencyHistogram, latency_from
 from shoal.result import Result
@@ -79,6 +80,8 @@ class Statistics:
     recent_errors: tuple[ErrorSample, ...] = ()
     #: Whether the run has ended (to its end, or stopped: see ``interrupted``).
     finished: bool = False
+    #: What became of the follow-ups handlers asked for (:meth:`shoal.Result.follow`).
+    links: LinkCounts = field(default_factory=LinkCounts)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -94,6 +97,7 @@ class Statistics:
         data["last_progress_at"] = self.last_progress_at
         data["recent_errors"] = [dataclasses.asdict(sample) for sample in self.recent_errors]
         data["finished"] = self.finished
+        data["links"] = self.links.to_dict()
         return data
 
     @classmethod
@@ -112,6 +116,7 @@ class Statistics:
             last_progress_at=data.get("last_progress_at"),
             recent_errors=tuple(ErrorSample(**e) for e in data.get("recent_errors", ())),
             finished=bool(data.get("finished", False)),
+            links=LinkCounts.from_dict(data.get("links", {})),
         )
 
     @classmethod
@@ -148,6 +153,7 @@ class Statistics:
             ),
             recent_errors=_recent([sample for part in parts for sample in part.recent_errors]),
             finished=bool(parts) and all(part.finished for part in parts),
+            links=LinkCounts.combine([part.links for part in parts]),
             **summed,
         )
 
@@ -230,6 +236,7 @@ class Recorder:
         self.last_progress_at: float | None = None
         self._latency = LatencyHistogram()
         self._recent: dict[str, deque[ErrorSample]] = {}
+        self.links = LinkCounts()
 
     def start(self) -> None:
         self._started = time.monotonic()
@@ -301,4 +308,5 @@ class Recorder:
             last_progress_at=self.last_progress_at,
             recent_errors=_recent([s for recent in self._recent.values() for s in recent]),
             finished=self._finished is not None,
+            links=dataclasses.replace(self.links),
         )

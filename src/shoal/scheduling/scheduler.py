@@ -128,6 +128,7 @@ class Scheduler:
         self._room = asyncio.Event()
         self._room.set()
         self._held = 0
+        self._expected = 0
         self.in_flight = 0
         self._closed = False
         self._stopped = False
@@ -272,6 +273,8 @@ class Scheduler:
             self._deferred[name] = left
         for job in jobs:
             self.add(job)
+        if not jobs:
+            self._wake_if_finished()  # the last deferred host had none left after all
         host = self._hosts.get(name)
         if name in self._deferred and (host is None or len(host.queue) <= HOST_QUEUE // 2):
             self._hungry.add(name)  # it drained while the store was asked
@@ -286,9 +289,24 @@ class Scheduler:
         await self._no_deferred.wait()
 
     def close(self) -> None:
-        """No more jobs will be added: workers end once the held jobs are final."""
+        """The input is all in: workers end once no job is held, deferred or expected."""
         self._closed = True
         self._wake_if_finished()
+
+    def expect(self) -> None:
+        """A final job's follow-ups are on their way to the store: the work may grow, so
+        the workers must not end before :meth:`settled`."""
+        self._expected += 1
+
+    def settled(self, count: int = 1) -> None:
+        """``count`` expected commits are done (their new jobs added or deferred)."""
+        self._expected -= count
+        self._wake_if_finished()
+
+    @property
+    def room(self) -> bool:
+        """Whether fewer than ``capacity`` jobs are held."""
+        return self._held < self._capacity
 
     @property
     def paused(self) -> bool:
@@ -332,7 +350,7 @@ class Scheduler:
             job = self._take()
             if job is not None:
                 return job
-        if self._closed and self._held == 0:
+        if self._finished():
             return None
         waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -541,8 +559,13 @@ class Scheduler:
                 self._give_back(job)
                 return
 
+    def _finished(self) -> bool:
+        return (
+            self._closed and self._held == 0 and self._expected == 0 and not self._deferred
+        ) or self._stopped
+
     def _wake_if_finished(self) -> None:
-        if self._closed and self._held == 0:
+        if self._finished():
             self._wake_all()
 
     def _wake_all(self) -> None:

@@ -2,9 +2,10 @@
 
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SQLiteStore
-from shoal.store.store import Completion, JobCounts, JobState, SinkMark, Store
+from shoal.store.store import Committed, Completion, JobCounts, JobState, SinkMark, Store
 
 __all__ = [
+    "Committed",
     "Completion",
     "JobCounts",
     "JobState",

@@ -13,7 +13,7 @@ import orjson
 
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
-from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
+from shoal.store.store import Committed, Completion, JobCounts, JobState, Record, SinkMark, Store
 
 
 class MemoryStore(Store):
@@ -67,12 +67,26 @@ class MemoryStore(Store):
     async def finish_input(self) -> None:
         return None
 
-    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+    async def complete(
+        self, done: Sequence[Completion], mark: SinkMark, *, budget: int | None = None
+    ) -> Committed:
         records: list[Record] = []
+        admitted: list[Job] = []
+        duplicate = over_budget = 0
         dumps = orjson.dumps
-        for _job, result in done:
+        for job, result in done:
             if result is None:
                 continue  # attempts so far: nothing to keep without a journal
+            for entry in job.found or ():
+                if budget is not None and self.counts.admitted >= budget:
+                    over_budget += 1
+                elif entry.key in self._keys:
+                    duplicate += 1
+                else:
+                    self._keys.add(entry.key)
+                    self._seq += 1
+                    self.counts.admitted += 1
+                    admitted.append(Job.admit(self._seq, entry))
             self._done_seq += 1
             if self._records:
                 record = memoryview(dumps(result.to_record())).tobytes()  # see SQLiteStore
@@ -81,7 +95,7 @@ class MemoryStore(Store):
                 self.counts.ok += 1
             else:
                 self.counts.failed += 1
-        return records
+        return Committed(records, admitted, duplicate, over_budget)
 
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:
         return []

@@ -4,7 +4,11 @@ Tables:
 
 * ``requests`` — one row per distinct request: ``seq`` (admission order), ``key`` (16-byte
   dedup key, unique), ``line``, ``spec`` (the request in compact form), ``state`` (0 pending,
-  1 ok, 2 failed) and ``attempts``.
+  1 ok, 2 failed), ``attempts``, and for a follow-up its ``depth`` and ``parent`` (the seq
+  of the request whose response gave it). Follow-ups are admitted in the transaction that
+  commits their parent's record, so the table is also the crawl's frontier: its pending
+  rows are what is left to fetch, and its unique keys drop links seen before (on disk,
+  whatever their number). A journal made before these two columns gains them.
 * ``records`` — the final JSON record of each finished request, keyed by ``done_seq``
   (commit order): the outputs are exactly this table, in this order.
 * ``meta`` — the input position, whether the input is exhausted, the sink mark, counts, and
@@ -39,7 +43,7 @@ from shoal.job import Entry, Job
 from shoal.request import Request, decode_spec, encode_spec, request_from_fields, spec_fields
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position
-from shoal.store.store import Completion, JobCounts, JobState, Record, SinkMark, Store
+from shoal.store.store import Committed, Completion, JobCounts, JobState, Record, SinkMark, Store
 
 SCHEMA_VERSION = 1
 #: Tries, 10 ms apart, to take a journal's lock before it counts as in use.
@@ -53,7 +57,9 @@ CREATE TABLE IF NOT EXISTS requests (
     line INTEGER,
     spec BLOB NOT NULL,
     state INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    depth INTEGER NOT NULL DEFAULT 0,
+    parent INTEGER
 );
 CREATE TABLE IF NOT EXISTS records (
     done_seq INTEGER PRIMARY KEY,
@@ -127,6 +133,7 @@ class SQLiteStore(Store):
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-2048")
             db.executescript(_SCHEMA)
+            _add_columns(db)
             db.executescript(_TEMPORARY)
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
@@ -151,6 +158,7 @@ class SQLiteStore(Store):
                 "pass another --job path, or --restart to discard it"
             )
         self._max_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM requests").fetchone()[0]
+        last_seq = self._max_seq
         self._done_seq = db.execute("SELECT COALESCE(MAX(done_seq), 0) FROM records").fetchone()[0]
         self.counts = JobCounts(
             admitted=int(meta.get("admitted", 0)),
@@ -170,6 +178,7 @@ class SQLiteStore(Store):
             self.counts,
             resumed,
             None if recorded is None else str(recorded),
+            last_seq,
         )
 
     # -- reading back ----------------------------------------------------------------------
@@ -185,8 +194,8 @@ class SQLiteStore(Store):
 
     def _pending(self, after_seq: int, limit: int) -> list[Job]:
         rows = self._read(
-            "SELECT seq, line, spec, attempts FROM requests"
-            " WHERE seq > ? AND state = 0 ORDER BY seq LIMIT ?",
+            f"SELECT {_JOB_COLUMNS} FROM requests AS r LEFT JOIN requests AS p ON p.seq = r.parent"
+            " WHERE r.seq > ? AND r.state = 0 ORDER BY r.seq LIMIT ?",
             (after_seq, limit),
         )
         return _restore(rows)
@@ -211,8 +220,9 @@ class SQLiteStore(Store):
         try:
             with _transaction(db):
                 rows = db.execute(
-                    "SELECT r.seq, r.line, r.spec, r.attempts FROM temp.deferred AS d"
+                    f"SELECT {_JOB_COLUMNS} FROM temp.deferred AS d"
                     " CROSS JOIN requests AS r ON r.seq = d.seq"  # deferred first: by its key
+                    " LEFT JOIN requests AS p ON p.seq = r.parent"
                     " WHERE d.host = ? ORDER BY d.seq LIMIT ?",
                     (host, limit),
                 ).fetchall()
@@ -290,14 +300,19 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise OutputError(f"cannot write journal {self.path}: {exc}") from exc
 
-    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
-        return await self._call(self._complete, done, mark)
+    async def complete(
+        self, done: Sequence[Completion], mark: SinkMark, *, budget: int | None = None
+    ) -> Committed:
+        return await self._call(self._complete, done, mark, budget)
 
-    def _complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
+    def _complete(
+        self, done: Sequence[Completion], mark: SinkMark, budget: int | None
+    ) -> Committed:
         db = self._conn
         states = []
         rows = []
         records: list[Record] = []
+        found: list[Entry] = []
         ok = failed = size = attempts = 0
         done_seq = self._done_seq
         dumps = orjson.dumps
@@ -305,6 +320,8 @@ class SQLiteStore(Store):
             if result is None:  # not final: only the attempts made so far
                 states.append((_PENDING, job.attempts, job.seq))
                 continue
+            if job.found:
+                found += job.found
             done_seq += 1
             # orjson's bytes keep a buffer of several KiB; an exact copy frees it at once.
             record = memoryview(dumps(result.to_record())).tobytes()
@@ -329,11 +346,13 @@ class SQLiteStore(Store):
                     )
                     # The batch commits in one moment: one row of sums for its second.
                     db.execute(_TIMELINE_UPSERT, (int(time.time()), ok, failed, size, attempts))
+                admitted, duplicate, over_budget = self._admit_found(found, budget)
                 db.executemany(
                     "REPLACE INTO meta(name, value) VALUES (?, ?)",
                     [
                         ("ok", self.counts.ok + ok),
                         ("failed", self.counts.failed + failed),
+                        ("admitted", self.counts.admitted + len(admitted)),
                         *_mark_items(mark),
                     ],
                 )
@@ -342,7 +361,34 @@ class SQLiteStore(Store):
         self._done_seq = done_seq
         self.counts.ok += ok
         self.counts.failed += failed
-        return records
+        self.counts.admitted += len(admitted)
+        if admitted:
+            self._max_seq = admitted[-1].seq
+        return Committed(records, admitted, duplicate, over_budget)
+
+    def _admit_found(self, found: list[Entry], budget: int | None) -> tuple[list[Job], int, int]:
+        """Insert follow-ups (inside the commit's transaction), one by one: each one's seq,
+        or whether its key was there already, decides what comes of it."""
+        admitted: list[Job] = []
+        duplicate = over_budget = 0
+        room = None if budget is None else budget - self.counts.admitted
+        insert = self._conn.execute
+        for entry in found:
+            if room is not None and len(admitted) >= room:
+                over_budget += 1
+                continue
+            cursor = insert(
+                "INSERT OR IGNORE INTO requests(key, line, spec, depth, parent)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (entry.key, entry.line, _encode(entry), entry.depth, entry.parent),
+            )
+            if cursor.rowcount:
+                seq = cursor.lastrowid
+                assert seq is not None
+                admitted.append(Job.admit(seq, entry))
+            else:
+                duplicate += 1
+        return admitted, duplicate, over_budget
 
     async def describe(self, settings: Mapping[str, Any]) -> None:
         await self._call(self._set_meta, [("settings", orjson.dumps(settings))])
@@ -446,12 +492,26 @@ def _encode(entry: Entry) -> bytes:
     return orjson.dumps(fields)
 
 
-def _restore(rows: Sequence[tuple[int, int | None, bytes, int]]) -> list[Job]:
-    """Jobs from ``(seq, line, spec, attempts)`` rows of the requests table."""
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Give a journal made before follow-ups existed their columns."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    if "depth" not in columns:
+        db.execute("ALTER TABLE requests ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
+    if "parent" not in columns:
+        db.execute("ALTER TABLE requests ADD COLUMN parent INTEGER")
+
+
+#: A job's row, its parent's spec beside it (``r`` the request, ``p`` its parent).
+_JOB_COLUMNS = "r.seq, r.line, r.spec, r.attempts, r.depth, p.spec"
+
+
+def _restore(rows: Sequence[tuple[int, int | None, bytes, int, int, bytes | None]]) -> list[Job]:
+    """Jobs from rows of :data:`_JOB_COLUMNS`."""
     jobs = []
-    for seq, line, spec, attempts in rows:
+    for seq, line, spec, attempts, depth, parent in rows:
         request, error = _decode(spec)
-        jobs.append(Job.restore(seq, request, line, error, attempts))
+        parent_url = None if parent is None else _decode(parent)[0].url
+        jobs.append(Job.restore(seq, request, line, error, attempts, depth, parent_url))
     return jobs
 
 

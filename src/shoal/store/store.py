@@ -62,6 +62,20 @@ class JobState:
     resumed: bool
     #: The input's fingerprint as the job's first run recorded it (``None``: none was).
     fingerprint: str | None = None
+    #: The highest seq admitted before this run: the pending jobs to pick up end there.
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit made: the new ``records`` in order, and the follow-ups it
+    ``admitted`` (new jobs), besides those it dropped as ``duplicate`` of requests the job
+    holds or as ``over_budget``."""
+
+    records: list[Record]
+    admitted: list[Job] = field(default_factory=list)
+    duplicate: int = 0
+    over_budget: int = 0
 
 
 class Store(abc.ABC):
@@ -100,8 +114,12 @@ class Store(abc.ABC):
         """Record that the whole input has been admitted."""
 
     @abc.abstractmethod
-    async def complete(self, done: Sequence[Completion], mark: SinkMark) -> list[Record]:
-        """Commit final results and the current sink mark; return the new records in order.
+    async def complete(
+        self, done: Sequence[Completion], mark: SinkMark, *, budget: int | None = None
+    ) -> Committed:
+        """Commit final results and the current sink mark, and admit the follow-ups their
+        jobs found (``job.found``) in the same transaction, while the job holds fewer than
+        ``budget`` requests in all.
 
         An item whose result is ``None`` is not final: it records the attempts its job has
         made so far (a retry is coming), so a resumed run does not grant them again.
