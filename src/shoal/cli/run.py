@@ -20,7 +20,7 @@ from shoal.engine import Engine, loop_factory
 from shoal.errors import ConfigError, JournalError, OutputError
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
-from shoal.sources import FileSource
+from shoal.sources import FileSource, IterableSource, Source
 
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
@@ -48,6 +48,8 @@ class JobOptions:
     #: Serve the live dashboard here (``--dashboard``), and the token it asks for.
     dashboard: tuple[str, int] | None = None
     dashboard_token: str | None = None
+    #: Requests given as arguments (a crawl's seeds), read instead of ``input`` when set.
+    seeds: tuple[str, ...] | None = None
 
 
 #: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
@@ -248,7 +250,11 @@ def exit_code(stats: Statistics) -> int:
 async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> Statistics:
     with _journal_path(options) as journal:
         async with engine, serve_dashboard(engine, options):
-            source = FileSource(options.input, default_method=options.method)
+            source: Source = (
+                FileSource(options.input, default_method=options.method)
+                if options.seeds is None
+                else IterableSource(options.seeds, name="<seeds> " + " ".join(options.seeds))
+            )
             watcher: asyncio.Task[None] | None = None
             if watch is not None:
                 watcher = asyncio.create_task(watch(engine.statistics))

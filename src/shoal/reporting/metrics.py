@@ -67,6 +67,16 @@ class StatisticsCollector(Collector):
         yield CounterMetricFamily(
             "shoal_duplicates", "Input requests dropped as duplicates", value=stats.duplicates
         )
+        links = CounterMetricFamily(
+            "shoal_links",
+            "Follow-ups handlers asked for, by what became of them (admitted, duplicate, "
+            "out_of_scope, excluded, too_deep, over_budget, invalid)",
+            labels=("outcome",),
+        )
+        for outcome, count in stats.links.to_dict().items():
+            if outcome != "found":
+                links.add_metric((outcome,), count)
+        yield links
         yield CounterMetricFamily(
             "shoal_skipped", "Requests already final in the journal", value=stats.skipped
         )

@@ -32,6 +32,25 @@ def render_summary(stats: Statistics) -> str:
         table.add_row("resumed", f"{stats.skipped:,} already final from earlier runs")
     if stats.duplicates:
         table.add_row("duplicates", f"{stats.duplicates:,} skipped")
+    links = stats.links
+    if links.found:
+        left_out = [
+            f"{count:,} {label}"
+            for count, label in (
+                (links.duplicate, "seen before"),
+                (links.out_of_scope, "out of scope"),
+                (links.excluded, "excluded"),
+                (links.too_deep, "too deep"),
+                (links.over_budget, "over budget"),
+                (links.invalid, "not http(s)"),
+            )
+            if count
+        ]
+        table.add_row(
+            "links",
+            f"{links.found:,} found, {links.admitted:,} new"
+            + (f"; {', '.join(left_out)}" if left_out else ""),
+        )
     if stats.total is not None and not stats.total_is_estimate:
         table.add_row(
             "job",

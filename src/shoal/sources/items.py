@@ -139,8 +139,10 @@ class IterableSource(Source):
     a crawler's frontier, keeps moving).
     """
 
-    def __init__(self, items: Iterable[object] | AsyncIterable[object]) -> None:
-        self.name = "<iterable>"
+    def __init__(
+        self, items: Iterable[object] | AsyncIterable[object], *, name: str = "<iterable>"
+    ) -> None:
+        self.name = name
         self.position = Position()
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None

@@ -1,0 +1,537 @@
+"""The options every job command shares (``fetch``, ``crawl``), and starting a job
+from them: the engine's settings, the job's options, one process or several."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from shoal.cli.parsing import (
+    DEFAULT_RETRY_ON,
+    Address,
+    HeaderLine,
+    Rate,
+    Size,
+    parse_headers,
+    parse_resolve,
+    parse_retry_on,
+)
+from shoal.cli.processes import Plan, check_journals, run_processes
+from shoal.cli.run import JobOptions, check_dashboard, default_journal, run_async, run_job
+from shoal.cli.settings import host_policies, load_config
+from shoal.config import DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.engine import Engine
+from shoal.errors import ConfigError
+from shoal.sources.items import valid_method
+from shoal.version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Library setting names, as the command line spells them (for error messages).
+CLI_NAMES = {
+    "concurrency": "--concurrency",
+    "per_host": "--per-host",
+    "max_bytes": "--max-bytes",
+    "max_redirects": "--max-redirects",
+    "total_s": "--timeout",
+    "connect_s": "--connect-timeout",
+    "read_s": "--read-timeout",
+    "retries": "--retries",
+    "backoff_base_s": "--backoff",
+    "backoff_max_s": "--backoff-max",
+    "retry_after_max_s": "--max-retry-after",
+    "on_statuses": "--retry-on",
+    "proxy": "--proxy",
+    "ca_bundle": "--ca-bundle",
+    "resolve": "--resolve",
+    "servers": "--dns-server",
+    "min_ttl_s": "--dns-min-ttl",
+    "max_ttl_s": "--dns-max-ttl",
+    "max_lookups": "--dns-concurrency",
+    "per_second": "--per-host-rate",
+    "burst": "--burst",
+    "delay_s": "--delay",
+    "jitter": "--jitter",
+    "dead_after": "--dead-after",
+    "dead_cooldown_s": "--dead-cooldown",
+    "hosts": "--config",
+    "warc": "--warc",
+    "warc_max_size": "--warc-max-size",
+    "dashboard": "--dashboard",
+    "dashboard_token": "--dashboard-token",
+    "max_depth": "--max-depth",
+    "max_requests": "--max-requests",
+    "scope": "--scope",
+    "include": "--include",
+    "exclude": "--exclude",
+}
+
+
+class _Processes(click.ParamType):  # type: ignore[type-arg]
+    """A number of processes, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip().lower()
+        if text == "auto" or (text.isdigit() and int(text) >= 1):
+            return text
+        self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
+
+
+def _positive_float(minimum: float = 0.001) -> click.FloatRange:
+    return click.FloatRange(min=minimum)
+
+
+_JOB_OPTIONS = [
+    click.option(
+        "-o",
+        "--output",
+        default="-",
+        show_default="stdout",
+        type=click.Path(allow_dash=True, dir_okay=False, writable=True),
+        help="Write one JSON record per request here.",
+    ),
+    click.option(
+        "--job",
+        "journal",
+        type=click.Path(dir_okay=False),
+        help="The job's journal (SQLite). Default: OUTPUT.journal beside the output file.",
+    ),
+    click.option("--restart", is_flag=True, help="Discard the journal and start the job over."),
+    click.option(
+        "-c",
+        "--concurrency",
+        default=100,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Requests in flight at once, over all hosts.",
+    ),
+    click.option(
+        "--per-host",
+        default=8,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Requests in flight at once per host.",
+    ),
+    click.option(
+        "--timeout",
+        default=30.0,
+        show_default=True,
+        type=_positive_float(),
+        help="Seconds for a whole attempt (connect, headers, body).",
+    ),
+    click.option(
+        "--connect-timeout",
+        default=10.0,
+        show_default=True,
+        type=_positive_float(),
+        help="Seconds to resolve and connect.",
+    ),
+    click.option(
+        "--read-timeout",
+        default=10.0,
+        show_default=True,
+        type=_positive_float(),
+        help="Seconds to wait for each piece of data.",
+    ),
+    click.option(
+        "--retries",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Retries after the first attempt.",
+    ),
+    click.option(
+        "--retry-on",
+        default=DEFAULT_RETRY_ON,
+        show_default=True,
+        help="Error kinds and statuses to retry (e.g. connect,timeout,reset,429,5xx).",
+    ),
+    click.option(
+        "--backoff",
+        default=0.5,
+        show_default=True,
+        type=_positive_float(0),
+        help="Base of the exponential backoff, in seconds (full jitter).",
+    ),
+    click.option(
+        "--backoff-max",
+        default=30.0,
+        show_default=True,
+        type=_positive_float(0),
+        help="Longest backoff between attempts, in seconds.",
+    ),
+    click.option(
+        "--max-retry-after",
+        default=120.0,
+        show_default=True,
+        type=_positive_float(0),
+        help="Longest Retry-After to honour, in seconds; longer ends the retries.",
+    ),
+    click.option(
+        "--max-redirects",
+        default=10,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Redirects to follow (0: return the 3xx response).",
+    ),
+    click.option(
+        "--max-bytes",
+        default="50MiB",
+        show_default=True,
+        type=Size(),
+        help="Largest body accepted, after decompression.",
+    ),
+    click.option(
+        "-H",
+        "--header",
+        "headers",
+        multiple=True,
+        type=HeaderLine(),
+        help="Add a header to every request ('Name: value'); repeatable.",
+    ),
+    click.option(
+        "--method", default=None, help="Method for lines that do not give one (default GET)."
+    ),
+    click.option(
+        "--user-agent",
+        default=f"shoal/{__version__}",
+        show_default=True,
+        help="The User-Agent header.",
+    ),
+    click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    click.option(
+        "--ca-bundle",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Also trust the CA certificates in this PEM file (besides the system's).",
+    ),
+    click.option(
+        "--cookies",
+        is_flag=True,
+        help="Keep the cookies sites set and send them back (one bounded jar per site).",
+    ),
+    click.option("--proxy", default=None, help="Send every request through this HTTP proxy."),
+    click.option(
+        "--fail",
+        "fail_http",
+        is_flag=True,
+        help="Count non-2xx responses as failures (error kind http_status).",
+    ),
+    click.option(
+        "--resolve",
+        multiple=True,
+        metavar="HOST:ADDRESS",
+        help="Connect to ADDRESS for HOST instead of asking DNS; repeatable.",
+    ),
+    click.option(
+        "--dns-server",
+        "dns_servers",
+        multiple=True,
+        metavar="ADDR[:PORT]",
+        help="Ask this name server instead of the system's; repeatable ([V6]:PORT for IPv6).",
+    ),
+    click.option(
+        "--dns-min-ttl",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="Keep each DNS answer at least this many seconds, whatever its TTL.",
+    ),
+    click.option(
+        "--dns-max-ttl",
+        type=click.FloatRange(min=0),
+        default=3600.0,
+        show_default=True,
+        help="Keep each DNS answer at most this many seconds.",
+    ),
+    click.option(
+        "--dns-concurrency",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        help="DNS lookups in flight at once.",
+    ),
+    click.option(
+        "--progress",
+        type=click.Choice(["auto", "on", "off"]),
+        default="auto",
+        show_default=True,
+        help="Progress on stderr; auto: only when stderr is a terminal.",
+    ),
+    click.option(
+        "--save-bodies",
+        "save_bodies",
+        default=None,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="Store each final response's body in DIR, named by its SHA-256 (record: body_path).",
+    ),
+    click.option(
+        "--warc",
+        "warc",
+        default=None,
+        metavar="PREFIX",
+        type=click.Path(dir_okay=False),
+        help="Archive each final exchange in PREFIX-NNNNN.warc.gz (WARC/1.1) and index it in "
+        "PREFIX.cdxj (record: warc).",
+    ),
+    click.option(
+        "--warc-max-size",
+        "warc_max_size",
+        default="1GiB",
+        show_default=True,
+        type=Size(),
+        help="Start the next WARC file once one reaches this size.",
+    ),
+    click.option(
+        "--per-host-rate",
+        type=Rate(),
+        default=None,
+        help="Requests started per host at most, e.g. 5/s or 30/m (smooth, not in bursts).",
+    ),
+    click.option(
+        "--burst",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Requests a host may start at once within --per-host-rate.",
+    ),
+    click.option(
+        "--delay",
+        default=0.0,
+        show_default=True,
+        type=_positive_float(0),
+        help="Least seconds between two requests started to one host.",
+    ),
+    click.option(
+        "--jitter",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(0, 1),
+        help="Stretch each --delay by a random part of it, up to this fraction.",
+    ),
+    click.option(
+        "--adaptive",
+        is_flag=True,
+        help="Slow a host down on 429/503, timeouts and rising latency; recover slowly.",
+    ),
+    click.option(
+        "--dead-after",
+        default=5,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Consecutive connection failures that park a host (0: never).",
+    ),
+    click.option(
+        "--dead-cooldown",
+        default=30.0,
+        show_default=True,
+        type=_positive_float(),
+        help="Seconds a parked host waits before a probe (doubles per failed probe).",
+    ),
+    click.option(
+        "--respect-robots",
+        is_flag=True,
+        help="Fetch each site's robots.txt once and skip what it disallows (error kind robots).",
+    ),
+    click.option(
+        "--robots-crawl-delay",
+        is_flag=True,
+        help="Also honour robots.txt Crawl-delay as the host's least delay (at most 60 s).",
+    ),
+    click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=load_config,
+        help='Read options, and [hosts."PATTERN"] overrides, from this TOML file.',
+    ),
+    click.option(
+        "-p",
+        "--processes",
+        default="1",
+        show_default=True,
+        type=_Processes(),
+        help="Worker processes sharing the job ('auto': one per CPU core).",
+    ),
+    click.option(
+        "--dashboard",
+        type=Address(),
+        default=None,
+        help="Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT "
+        "(host 127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.",
+    ),
+    click.option(
+        "--dashboard-token",
+        default=None,
+        help="The token every dashboard route needs (required on a non-loopback address).",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No summary at the end."),
+]
+
+
+def job_options(command: F) -> F:
+    """Give ``command`` every option of a job (output, journal, limits, politeness …)."""
+    for option in reversed(_JOB_OPTIONS):
+        command = option(command)
+    return command
+
+
+def start_job(
+    input_path: str,
+    output: str,
+    journal: str | None,
+    restart: bool,
+    concurrency: int,
+    per_host: int,
+    timeout: float,
+    connect_timeout: float,
+    read_timeout: float,
+    retries: int,
+    retry_on: str,
+    backoff: float,
+    backoff_max: float,
+    max_retry_after: float,
+    max_redirects: int,
+    max_bytes: int,
+    headers: tuple[str, ...],
+    method: str | None,
+    user_agent: str,
+    insecure: bool,
+    ca_bundle: str | None,
+    cookies: bool,
+    proxy: str | None,
+    fail_http: bool,
+    resolve: tuple[str, ...],
+    dns_servers: tuple[str, ...],
+    dns_min_ttl: float,
+    dns_max_ttl: float,
+    dns_concurrency: int,
+    progress: str,
+    save_bodies: str | None,
+    warc: str | None,
+    warc_max_size: int,
+    per_host_rate: float | None,
+    burst: int,
+    delay: float,
+    jitter: float,
+    adaptive: bool,
+    dead_after: int,
+    dead_cooldown: float,
+    respect_robots: bool,
+    robots_crawl_delay: bool,
+    processes: str,
+    dashboard: tuple[str, int] | None,
+    dashboard_token: str | None,
+    quiet: bool,
+    extra: dict[str, Any] | None = None,
+    seeds: tuple[str, ...] | None = None,
+) -> NoReturn:
+    """Build the engine and the job from the options, run it, and exit with its code.
+
+    ``extra`` adds engine settings a command has of its own (a crawl's handler and
+    :class:`shoal.Crawl`); ``seeds`` are input requests given as arguments.
+    """
+    retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    if method is not None and not valid_method(method):
+        raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
+    if dashboard is not None:
+        check_dashboard(dashboard[0], dashboard_token)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
+    try:
+        settings: dict[str, Any] = dict(
+            limits=Limits(
+                concurrency=concurrency,
+                per_host=per_host,
+                max_bytes=max_bytes,
+                max_redirects=max_redirects,
+            ),
+            timeouts=(
+                timeouts := Timeouts(
+                    total_s=timeout, connect_s=connect_timeout, read_s=read_timeout
+                )
+            ),
+            politeness=Politeness(
+                per_second=per_host_rate,
+                burst=burst,
+                delay_s=delay,
+                jitter=jitter,
+                adaptive=adaptive,
+                dead_after=dead_after,
+                dead_cooldown_s=dead_cooldown,
+                respect_robots=respect_robots or robots_crawl_delay,
+                robots_crawl_delay=robots_crawl_delay,
+                hosts=host_policies(click.get_current_context(), timeouts),
+            ),
+            retry=RetryPolicy(
+                retries=retries,
+                backoff_base_s=backoff,
+                backoff_max_s=backoff_max,
+                retry_after_max_s=max_retry_after,
+                on_errors=retry_kinds,
+                on_statuses=retry_statuses,
+            ),
+            headers=parse_headers(headers),
+            user_agent=user_agent,
+            fail_http=fail_http,
+            resolve=parse_resolve(resolve),
+            dns=DNSSettings(
+                servers=dns_servers,
+                min_ttl_s=dns_min_ttl,
+                max_ttl_s=dns_max_ttl,
+                max_lookups=dns_concurrency,
+            ),
+            proxy=proxy,
+            verify_tls=not insecure,
+            ca_bundle=ca_bundle,
+            cookies=cookies,
+            save_bodies=save_bodies,
+            warc=warc,
+            warc_max_size=warc_max_size,
+            **(extra or {}),
+        )
+        engine = Engine(**settings)
+    except ConfigError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"
+        ) from exc
+    options = JobOptions(
+        input=input_path,
+        output=output,
+        journal=journal if journal is not None else default_journal(output),
+        restart=restart,
+        progress=progress == "on" or (progress == "auto" and console.is_terminal),
+        quiet=quiet,
+        method=(method or "GET").upper(),
+        dashboard=dashboard,
+        dashboard_token=dashboard_token or None,
+        seeds=seeds,
+    )
+    count = (os.cpu_count() or 1) if processes == "auto" else int(processes)
+    if count > concurrency:
+        raise click.BadParameter(
+            f"{count} processes need --concurrency of at least {count}",
+            param_hint="'--processes'",
+        )
+    if count > 1 and extra:
+        raise click.BadParameter(
+            "a crawl runs in one process for now (its links cross the processes' hosts)",
+            param_hint="'--processes'",
+        )
+    if count == 1:
+        problem = check_journals(options.journal, 1, restart) if options.journal else None
+        if problem is not None:
+            raise click.UsageError(problem)
+        sys.exit(run_async(run_job(engine, options, console)))
+    sys.exit(run_async(run_processes(Plan(settings, options, count), console)))
