@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 
-from shoal.cli.options import job_options, start_job
+from shoal.cli.options import CLI_NAMES, job_options, start_job
 from shoal.config import SCOPES, Crawl
 from shoal.crawling import LinkFollower
+from shoal.errors import ConfigError
 
 
 @click.command()
@@ -78,16 +79,17 @@ def crawl(
     """
     if bool(seeds) == (seeds_file is not None):
         raise click.UsageError("give the seeds as arguments or with --seeds FILE (one of them)")
-    settings = {
-        "handler": LinkFollower(assets=assets),
-        "crawl": Crawl(
+    try:
+        rules = Crawl(
             max_depth=max_depth,
             max_requests=max_requests,
             scope=scope,
             include=include,
             exclude=exclude,
-        ),
-    }
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"'{CLI_NAMES[exc.option]}'") from exc
+    settings = {"handler": LinkFollower(assets=assets), "crawl": rules}
     if seeds_file is not None:
         start_job(seeds_file, extra=settings, **options)
     start_job("<seeds>", extra=settings, seeds=seeds, **options)

@@ -1,0 +1,142 @@
+"""``shoal crawl`` on the command line: a generated site, options, usage errors, and kill -9
+at random moments with the frontier in the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from tests.cli.test_cli import RESOLVE, finish, read_records, shoal, start
+from tests.site_server import TreeSite
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[TreeSite]:
+    tree = TreeSite(pages=400, fanout=5, delay_s=0.004)
+    await tree.start()
+    try:
+        yield tree
+    finally:
+        await tree.stop()
+
+
+async def test_crawl_finds_every_page_once(site: TreeSite, tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    done = await finish(await start("crawl", site.url(0), "-o", str(output), *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    records = read_records(output)
+    assert sorted(r["url"] for r in records) == sorted(site.url(n) for n in range(site.pages))
+    assert all(count == 1 for count in site.served.values())
+    by_url = {r["url"]: r for r in records}
+    assert by_url[site.url(7)]["depth"] == 2
+    assert by_url[site.url(7)]["parent"] == site.url(1)
+    assert "links" in done.stderr and f"{site.pages - 1:,} new" in done.stderr
+
+
+async def test_crawl_options_bound_and_shape_the_crawl(site: TreeSite, tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    args = ("crawl", site.url(0), "-o", str(output), "--max-depth", "2", "--scope", "all")
+    done = await finish(await start(*args, "--exclude", r"/p/3$", *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    urls = {r["url"] for r in read_records(output)}
+    ours = {u for u in urls if "//site.test" in u}
+    # Depth 2 is pages 0 to 30; /p/3 is left out, and with it its children (16 to 20).
+    assert ours == {site.url(n) for n in range(31)} - {site.url(n) for n in (3, *site.children(3))}
+    assert site.url(0, host="other.test") in urls  # --scope all leaves the host
+    output.unlink()
+    budget = ("crawl", site.url(0), "-o", str(output), "--max-requests", "25", "--restart")
+    done = await finish(await start(*budget, *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    assert len(read_records(output)) == 25
+
+
+async def test_seeds_from_a_file(site: TreeSite, tmp_path: Path) -> None:
+    seeds, output = tmp_path / "seeds.txt", tmp_path / "out.jsonl"
+    seeds.write_text(f"{site.url(1)}\n{site.url(2)}\n")
+    args = ("crawl", "--seeds", str(seeds), "-o", str(output), "--max-depth", "1")
+    done = await finish(await start(*args, *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    urls = {r["url"] for r in read_records(output)}
+    assert urls == {site.url(n) for n in (1, 2, *site.children(1), *site.children(2), 0)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give the seeds as arguments or with --seeds FILE"),
+        (("http://a.test/", "--seeds", "x.txt"), "give the seeds as arguments"),
+        (("http://a.test/", "--scope", "galaxy"), "--scope"),
+        (("http://a.test/", "--max-depth", "-1"), "--max-depth"),
+        (("http://a.test/", "--include", "(unclosed"), "--include"),
+        (("http://a.test/", "--processes", "2"), "--processes"),
+    ],
+)
+async def test_bad_crawl_options_are_usage_errors(args: tuple[str, ...], message: str) -> None:
+    done = await shoal("crawl", *args)
+    assert done.code == 2
+    assert message in done.stderr
+
+
+def _final_urls(journal: Path) -> set[str]:
+    """The URLs the journal holds final records of (read-only, as a kill left it)."""
+    if not journal.exists():
+        return set()
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT record FROM records").fetchall()
+    except sqlite3.OperationalError:
+        return set()  # killed before the tables were made
+    finally:
+        db.close()
+    import orjson
+
+    return {orjson.loads(row[0])["url"] for row in rows}
+
+
+async def test_killed_at_random_moments_the_crawl_resumes_each_page_once(
+    site: TreeSite, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.jsonl"
+    journal = tmp_path / "out.jsonl.journal"
+    args = ("crawl", site.url(0), "-o", str(output), "-c", "8", "--progress", "off", *RESOLVE)
+    rng = random.Random(20261203)
+    kills = 0
+    #: Pages final in the journal at a kill, with how often the site had served each then.
+    final_at_kill: dict[str, int] = {}
+    finals_per_kill = []
+    site.delay_s = 0.05  # about 2.5 s of crawling in all, so the kills land inside it
+    for _ in range(8):
+        process = await start(*args)
+        try:
+            await asyncio.wait_for(process.wait(), rng.uniform(0.15, 0.9))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):  # it may just have ended
+                process.kill()
+            await process.wait()
+        if process.returncode != -signal.SIGKILL:
+            break
+        kills += 1
+        finals = _final_urls(journal)
+        finals_per_kill.append(len(finals))
+        for url in finals:
+            final_at_kill.setdefault(url, site.served[URL(url).path])
+    done = await finish(await start(*args), within_s=60)
+    assert done.code == 0, done.stderr
+    assert kills >= 3
+    assert any(0 < count < site.pages for count in finals_per_kill), finals_per_kill
+    records = read_records(output)
+    urls = [r["url"] for r in records]
+    assert len(urls) == len(set(urls)) == site.pages  # each page once: none lost, none twice
+    assert set(urls) == {site.url(n) for n in range(site.pages)}
+    # A page final in the journal was never fetched again by a later run.
+    for url, served in final_at_kill.items():
+        assert site.served[URL(url).path] == served >= 1, url
+    assert len(_final_urls(journal)) == site.pages
