@@ -241,7 +241,8 @@ class Crawl:
     ``max_depth`` bounds the links between the input and a request (``None``: no bound);
     ``max_requests`` stops admitting follow-ups once the job holds that many requests in
     all (the input's included). ``scope`` keeps a follow-up to the page that gave it:
-    ``same-host`` (the same host name), ``same-domain`` (the same registrable domain, by
+    ``same-host`` (the same host name and port; ``http`` and ``https`` on their default
+    ports count as one), ``same-domain`` (the same registrable domain, by
     the public suffix list), ``same-origin`` (scheme, host and port) or ``all``.
     ``include`` and ``exclude`` are regular expressions searched in the absolute URL: with
     any ``include``, one must match; no ``exclude`` may.

@@ -128,10 +128,13 @@ class Result:
         text = target if request is None else request.url
         if not isinstance(text, str):
             raise TypeError(f"follow() takes a URL or a Request, not {type(target).__name__}")
-        try:
-            absolute = str(URL(self.final_url or self.url).join(URL(text)))
-        except ValueError:
-            absolute = text  # not a URL: kept as given, and failed as an invalid one
+        if text.startswith(("http://", "https://")):
+            absolute = text  # (most links, once a parser has resolved them)
+        else:
+            try:
+                absolute = str(URL(self.final_url or self.url).join(URL(text)))
+            except ValueError:
+                absolute = text  # not a URL: kept as given, and failed as an invalid one
         if request is None:
             request = Request(absolute)
         elif absolute != request.url:

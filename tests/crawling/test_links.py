@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.crawling import extract_links, is_html
+from shoal.crawling.links import extract_css_links, extract_links, is_html
 
 PAGE = "http://a.test/dir/page.html"
 HTML = """<!doctype html>
@@ -53,8 +53,31 @@ def test_assets_add_requisites() -> None:
         "http://a.test/dir/img/b.webp",
         "http://a.test/dir/v.mp4",
         "http://a.test/dir/button.png",
+        "http://a.test/dir/page2.html",  # every <link>, as wget2 -r takes them
     }
-    assert "http://a.test/dir/page2.html" not in found  # rel=next is not a requisite
+
+
+def test_assets_include_what_styles_refer_to() -> None:
+    html = """<style>@import "print.css"; body { background: url('img/bg.png') }
+    /* url(commented.png) */</style><p style="background:url(dot.gif)">x</p>"""
+    assert extract_links(html, PAGE) == []
+    assert extract_links(html, PAGE, assets=True) == [
+        "http://a.test/dir/print.css",
+        "http://a.test/dir/img/bg.png",
+        "http://a.test/dir/dot.gif",
+    ]
+
+
+def test_stylesheets_give_their_imports_and_urls() -> None:
+    css = """@import url("base.css"); @import 'theme.css';
+    .a { background: url( ../img/a.png ) } .b { src: url(data:font/woff2;base64,AAAA) }
+    /* @import "old.css"; */ .c { background: url("/abs/c.svg#frag") }"""
+    assert extract_css_links(css, "http://a.test/static/css/site.css") == [
+        "http://a.test/static/css/base.css",
+        "http://a.test/static/css/theme.css",
+        "http://a.test/static/img/a.png",
+        "http://a.test/abs/c.svg#frag",
+    ]
 
 
 def test_base_href_is_the_base() -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+from w3lib.url import canonicalize_url
+
 from shoal.config import Crawl
 from shoal.crawling import Frontier, LinkCounts
 from shoal.job import Job
-from shoal.request import Request
+from shoal.request import Request, check_url
+from shoal.result import Error
 from shoal.sources.source import Position
 from shoal.store import MemoryStore, SinkMark, SQLiteStore, Store
 from tests.store.test_sqlite import INPUT, entries, ok_result
@@ -100,3 +104,49 @@ def test_the_frontier_keys_links_by_their_canonical_form() -> None:
     )
     assert one.key == two.key
     assert two.request.url == "http://a.test/p?a=1&b=2"  # fetched as given, less the fragment
+
+
+def test_same_host_means_the_host_name_and_its_port() -> None:
+    counts = LinkCounts()
+    frontier = Frontier(Crawl(), counts)
+    checked = check_url("http://a.test:8000/")
+    assert not isinstance(checked, Error)
+    parent = Job(1, Request("http://a.test:8000/"), None, checked, None, "a.test")
+    kept = frontier.entries(
+        parent,
+        [
+            Request("http://a.test:8000/in"),
+            Request("http://a.test:5000/other-port"),
+            Request("http://b.test:8000/other-host"),
+        ],
+    )
+    assert [entry.request.url for entry in kept] == ["http://a.test:8000/in"]
+    assert counts.out_of_scope == 2
+    plain = check_url("http://a.test/")
+    assert not isinstance(plain, Error)
+    page = Job(2, Request("http://a.test/"), None, plain, None, "a.test")
+    secure = frontier.entries(page, [Request("https://a.test/x"), Request("https://a.test:443/y")])
+    assert len(secure) == 2  # default ports: one host
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a.test:80/p",
+        "http://A.TEST/P/a b",
+        "http://a.test/é",
+        "http://a.test/a/./b/../c",
+        "https://a.test:443/x",
+        "http://a.test/~x",
+        "http://[::1]:8080/x",
+        "http://bücher.test/x",
+        "http://a.test/p?b=&a=1",
+    ],
+)
+def test_a_link_and_its_canonical_form_are_one_key(url: str) -> None:
+    frontier = Frontier(Crawl(scope="all"), LinkCounts())
+    parent = Job(1, Request("http://a.test/"), None, None, None, "a.test")
+    checked = check_url(url)
+    assert not isinstance(checked, Error)
+    one, two = frontier.entries(parent, [Request(url), Request(canonicalize_url(str(checked)))])
+    assert one.key == two.key

@@ -12,6 +12,7 @@ beyond the pages in flight.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -54,18 +55,41 @@ class LinkCounts:
         return cls(**{item.name: sum(getattr(p, item.name) for p in parts) for item in fields(cls)})
 
 
+#: Follow-ups found and not committed yet, at most: past it, workers wait before they take
+#: more (a page can hold thousands of links, and the committer admits some 10^5 a second).
+MAX_WAITING = 50_000
+
+
 class Frontier:
-    """Checks, scopes and keys follow-ups (see the module's notes)."""
+    """Checks, scopes and keys follow-ups (see the module's notes), and bounds how many
+    wait for their commit: :meth:`wait_room` before :meth:`entries`, :meth:`committed`
+    once they are admitted."""
 
     def __init__(self, crawl: Crawl, counts: LinkCounts) -> None:
         self.crawl = crawl
         self.counts = counts
+        self.waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._include = [re.compile(pattern) for pattern in crawl.include]
         self._exclude = [re.compile(pattern) for pattern in crawl.exclude]
         self._sites = Sites()
 
+    async def wait_room(self) -> None:
+        """Wait until fewer than :data:`MAX_WAITING` follow-ups wait for their commit."""
+        while self.waiting >= MAX_WAITING:
+            self._room.clear()
+            await self._room.wait()
+
+    def committed(self, count: int) -> None:
+        """``count`` follow-ups that :meth:`entries` gave were committed (or let go)."""
+        self.waiting -= count
+        if self.waiting < MAX_WAITING:
+            self._room.set()
+
     def entries(self, job: Job, follow_ups: list[Request]) -> list[Entry]:
-        """The follow-ups of ``job``'s final response that may be admitted, in order."""
+        """The follow-ups of ``job``'s final response that may be admitted, in order
+        (they count as waiting until :meth:`committed`)."""
         counts = self.counts
         counts.found += len(follow_ups)
         depth = job.depth + 1
@@ -98,10 +122,14 @@ class Frontier:
                     id=request.id,
                     meta=request.meta,
                 )
-            key = request_key(request, URL(canonicalize_url(text), encoded=True))
+            # yarl has normalised the scheme, host, port and escapes already: only a query
+            # (argument order, blank values) or an escape left needs w3lib's canonical form.
+            canonical = canonicalize_url(text) if "?" in text or "%" in text else text
+            key = request_key(request, URL(canonical, encoded=True))
             entries.append(
                 Entry(request, key, None, checked, None, depth, job.seq, job.request.url)
             )
+        self.waiting += len(entries)
         return entries
 
     def _in_scope(self, url: URL, parent: URL) -> bool:
@@ -110,8 +138,17 @@ class Frontier:
             return True
         host = (url.raw_host or "").lower()
         parent_host = (parent.raw_host or "").lower()
-        if scope == "same-host":
-            return host == parent_host
+        if scope == "same-host":  # the port too, unless both are their scheme's default
+            return host == parent_host and _port(url) == _port(parent)
         if scope == "same-origin":
             return host == parent_host and (url.scheme, url.port) == (parent.scheme, parent.port)
         return self._sites(host) == self._sites(parent_host)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _port(url: URL) -> int | None:
+    """The URL's port, or ``None`` when it is its scheme's default."""
+    port = url.port
+    return None if port == _DEFAULT_PORTS.get(url.scheme) else port

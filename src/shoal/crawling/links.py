@@ -2,56 +2,95 @@
 
 Navigation links are ``<a href>``, ``<area href>``, ``<frame src>`` and ``<iframe src>``;
 with ``assets`` a page's requisites too: ``<img src>`` and each ``srcset`` candidate,
-``<script src>``, ``<link href>`` of a stylesheet or an icon, ``<source>``, ``<video>``,
-``<audio>``, ``<embed>`` and ``<input type=image>``. Links resolve against the page's
-``<base href>`` when it has one, else its final URL (after redirects); the frontier then
-drops the fragment, checks the URL and keys it by its canonical form.
+``<script src>``, every ``<link href>`` (stylesheets, icons, and the ``next``, ``search`` …
+pages a site names there), ``<source>``, ``<video>``, ``<audio>``, ``<embed>``,
+``<input type=image>``, and the ``url(...)`` and ``@import`` references of ``<style>``
+elements, ``style`` attributes and stylesheets (fonts and images a page needs to render).
+Links resolve against the page's ``<base href>`` when it has one, else its final URL (after
+redirects); the frontier then drops the fragment, checks the URL and keys it by its
+canonical form.
+
+CSS references are found with a regular expression over the stylesheet with its comments
+removed, not a CSS parser: the two forms are all a crawler needs, and a full tokenizer
+would cost a pure-Python pass over every stylesheet.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
+import re
 
 from selectolax.lexbor import LexborHTMLParser
 from w3lib.html import strip_html5_whitespace
+from yarl import URL
 
 from shoal.result import Result
 
 #: Content types parsed for links.
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+CSS_TYPES = ("text/css",)
 _NAVIGATION = "a[href], area[href], frame[src], iframe[src]"
 _ASSETS = (
     "img[src], img[srcset], script[src], link[href], source[src], source[srcset],"
-    " video[src], audio[src], embed[src], input[src]"
+    " video[src], audio[src], embed[src], input[src], style, [style]"
 )
-_LINK_ASSETS = frozenset({"stylesheet", "icon", "shortcut", "apple-touch-icon"})
 _ATTRIBUTES = ("href", "src", "srcset")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_REFERENCE = re.compile(
+    r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)"""
+    r"""|@import\s+(?:"([^"]*)"|'([^']*)')""",
+    re.I,
+)
+
+
+def _media_type(content_type: str | None) -> str:
+    return "" if content_type is None else content_type.partition(";")[0].strip().lower()
 
 
 def is_html(content_type: str | None) -> bool:
-    if content_type is None:
-        return False
-    return content_type.partition(";")[0].strip().lower() in HTML_TYPES
+    return _media_type(content_type) in HTML_TYPES
+
+
+def is_css(content_type: str | None) -> bool:
+    return _media_type(content_type) in CSS_TYPES
+
+
+def css_references(css: str) -> list[str]:
+    """The ``url(...)`` and ``@import "..."`` references of a stylesheet, in order."""
+    found = []
+    for match in _CSS_REFERENCE.finditer(_CSS_COMMENT.sub("", css)):
+        reference = next((group for group in match.groups() if group is not None), "")
+        reference = reference.strip()
+        if reference and not reference.startswith(("data:", "#")):
+            found.append(reference)
+    return found
+
+
+def extract_css_links(css: str, sheet_url: str) -> list[str]:
+    """The absolute URLs a stylesheet at ``sheet_url`` refers to."""
+    base = URL(sheet_url)
+    return [_resolved(base, reference) for reference in css_references(css)]
 
 
 def extract_links(html: str, page_url: str, *, assets: bool = False) -> list[str]:
     """The absolute URLs ``html`` (the page at ``page_url``) links to, in document order."""
     tree = LexborHTMLParser(html)
-    base = page_url
+    base = URL(page_url)
     base_node = tree.css_first("base[href]")
     if base_node is not None:
         href = strip_html5_whitespace(base_node.attributes.get("href") or "")
         if href:
-            base = urljoin(page_url, href)
+            base = _join(base, href) or base
     found: list[str] = []
     for node in tree.css(_NAVIGATION + ", " + _ASSETS if assets else _NAVIGATION):
         tag = node.tag
         attributes = node.attributes
-        if tag == "link":
-            rel = set((attributes.get("rel") or "").lower().split())
-            if not rel & _LINK_ASSETS:
+        if assets:
+            style = node.text(deep=False) if tag == "style" else attributes.get("style")
+            if style:
+                found += [_resolved(base, ref) for ref in css_references(style)]
+            if tag == "style":
                 continue
-        elif tag == "input" and (attributes.get("type") or "").lower() != "image":
+        if tag == "input" and (attributes.get("type") or "").lower() != "image":
             continue
         for name in _ATTRIBUTES:
             value = attributes.get(name)
@@ -63,8 +102,22 @@ def extract_links(html: str, page_url: str, *, assets: bool = False) -> list[str
                 candidates = [strip_html5_whitespace(value)]
             for candidate in candidates:
                 if candidate and not candidate.startswith("#"):
-                    found.append(urljoin(base, candidate))
+                    found.append(_resolved(base, candidate))
     return found
+
+
+def _resolved(base: URL, link: str) -> str:
+    url = _join(base, link)
+    return link if url is None else str(url)
+
+
+def _join(base: URL, link: str) -> URL | None:
+    """``link`` resolved against ``base`` (yarl's join: a fifth of urljoin's time), or
+    ``None`` when it is not a URL at all (the frontier then counts it as invalid)."""
+    try:
+        return base.join(URL(link))
+    except ValueError:
+        return None
 
 
 class LinkFollower:
@@ -74,8 +127,14 @@ class LinkFollower:
         self.assets = assets
 
     async def __call__(self, result: Result) -> None:
-        if result.body is None or not is_html(result.content_type):
+        if result.body is None:
             return
         page = result.final_url or result.url
-        for url in extract_links(result.text(), page, assets=self.assets):
+        if is_html(result.content_type):
+            links = extract_links(result.text(), page, assets=self.assets)
+        elif self.assets and is_css(result.content_type):
+            links = extract_css_links(result.text(), page)
+        else:
+            return
+        for url in links:
             result.follow(url)

@@ -659,6 +659,7 @@ class Engine:
                 await self._drop_capture(result)
             if result.follow_ups is not None:
                 if delay is None and result.error is None:
+                    await self._frontier.wait_room()
                     job.found = self._frontier.entries(job, result.follow_ups)
                     if job.found:
                         scheduler.expect()  # settled once the committer has admitted them
@@ -755,11 +756,13 @@ class Engine:
         links.admitted += len(committed.admitted)
         links.duplicate += committed.duplicate
         links.over_budget += committed.over_budget
-        expected = 0
+        expected = waited = 0
         for job, result in batch:
             if result is not None and job.found:
+                waited += len(job.found)
                 job.found = None
                 expected += 1
+        self._frontier.committed(waited)
         if committed.admitted and not scheduler.stopped:
             recorder = self._recorder
             if recorder.total is not None and not recorder.total_is_estimate:

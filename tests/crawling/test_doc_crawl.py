@@ -1,0 +1,85 @@
+"""``shoal crawl`` against a real documentation tree (Flask's, as Debian installs it) served
+by nginx: it finds exactly the pages wget2's recursive mode finds, each fetched once — also
+when killed with SIGKILL at random moments and resumed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import finish, read_records, start
+from tests.crawling.doc_site import (
+    DOC_SEED,
+    doc_site,  # noqa: F401 (the fixture)
+    reference_crawl,
+)
+from tests.nginx_server import NginxSite
+
+
+def served_since(site: NginxSite, start_at: int) -> Counter[str]:
+    site.sync_log()
+    return Counter(
+        f"http://127.0.0.1:{site.port}{request.path}"
+        for request in site.requests()[start_at:]
+        if request.method == "GET"
+    )
+
+
+def ok_urls(output: Path) -> list[str]:
+    return [record["url"] for record in read_records(output) if record["status"] == 200]
+
+
+@pytest.mark.parametrize("assets", [False, True], ids=["pages", "assets"])
+async def test_the_crawl_finds_what_wget2_finds_each_once(
+    doc_site: NginxSite,  # noqa: F811
+    tmp_path: Path,
+    assets: bool,
+) -> None:
+    reference = reference_crawl(doc_site, DOC_SEED, assets=assets)
+    doc_site.sync_log()
+    mark = len(doc_site.requests())
+    output = tmp_path / "out.jsonl"
+    args = ["crawl", doc_site.url.rstrip("/") + DOC_SEED, "-o", str(output), "-q"]
+    done = await finish(await start(*args, *(["--assets"] if assets else [])), within_s=120)
+    assert done.code in (0, 1), done.stderr  # 1: the tree's one broken link (a 404)
+    found = ok_urls(output)
+    assert len(found) == len(set(found))
+    assert set(found) == reference
+    served = served_since(doc_site, mark)
+    assert all(count == 1 for count in served.values()), served.most_common(3)
+
+
+async def test_killed_at_random_moments_and_resumed_the_crawl_finds_the_same_set(
+    doc_site: NginxSite,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    reference = reference_crawl(doc_site, DOC_SEED, assets=False)
+    output = tmp_path / "out.jsonl"
+    # Paced, so that the crawl lasts a couple of seconds and the kills land inside it.
+    seed = doc_site.url.rstrip("/") + DOC_SEED
+    args = ("crawl", seed, "-o", str(output), "-q", "--per-host-rate", "40/s", "--progress", "off")
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(6):
+        process = await start(*args)
+        try:
+            await asyncio.wait_for(process.wait(), rng.uniform(0.3, 1.2))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        if process.returncode != -signal.SIGKILL:
+            break
+        kills += 1
+    done = await finish(await start(*args), within_s=120)
+    assert done.code in (0, 1), done.stderr
+    assert kills >= 2
+    found = ok_urls(output)
+    assert len(found) == len(set(found))  # each page recorded once, kills or not
+    assert set(found) == reference
