@@ -59,6 +59,12 @@ from shoal.errors import ConfigError
     is_flag=True,
     help="Also fetch pages' images, scripts, stylesheets, icons and media.",
 )
+@click.option(
+    "--sitemaps",
+    is_flag=True,
+    help="Also seed from each seed site's robots.txt Sitemap: lines and /sitemap.xml "
+    "(urlsets, indexes, gzipped; fetched and recorded like any request).",
+)
 @job_options
 def crawl(
     seeds: tuple[str, ...],
@@ -69,6 +75,7 @@ def crawl(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     assets: bool,
+    sitemaps: bool,
     **options: Any,
 ) -> None:
     """Crawl from each SEED: fetch it, follow the links of its HTML pages, and so on.
@@ -89,7 +96,7 @@ def crawl(
         )
     except ConfigError as exc:
         raise click.BadParameter(exc.message, param_hint=f"'{CLI_NAMES[exc.option]}'") from exc
-    settings = {"handler": LinkFollower(assets=assets), "crawl": rules}
+    settings = {"handler": LinkFollower(assets=assets, sitemaps=sitemaps), "crawl": rules}
     if seeds_file is not None:
         start_job(seeds_file, extra=settings, **options)
     start_job("<seeds>", extra=settings, seeds=seeds, **options)

@@ -23,6 +23,8 @@ from selectolax.lexbor import LexborHTMLParser
 from w3lib.html import strip_html5_whitespace
 from yarl import URL
 
+from shoal.crawling.sitemaps import MAX_LEVEL, robots_sitemaps, sitemap_locations
+from shoal.request import Request
 from shoal.result import Result
 
 #: Content types parsed for links.
@@ -121,15 +123,26 @@ def _join(base: URL, link: str) -> URL | None:
 
 
 class LinkFollower:
-    """The handler of ``shoal crawl``: follows the links of each HTML page it is given."""
+    """The handler of ``shoal crawl``: follows the links of each HTML page it is given
+    (with ``assets``, of stylesheets too); with ``sitemaps``, also each seed's site's
+    robots.txt ``Sitemap:`` lines and ``/sitemap.xml`` (see :mod:`.sitemaps`)."""
 
-    def __init__(self, *, assets: bool = False) -> None:
+    def __init__(self, *, assets: bool = False, sitemaps: bool = False) -> None:
         self.assets = assets
+        self.sitemaps = sitemaps
 
     async def __call__(self, result: Result) -> None:
         if result.body is None:
             return
         page = result.final_url or result.url
+        meta = result.meta
+        level = meta.get("sitemap") if isinstance(meta, dict) else None
+        if level is not None:
+            self._follow_sitemap(result, level, page)
+            return
+        if self.sitemaps and result.depth == 0:
+            for path, mark in (("/robots.txt", "robots"), ("/sitemap.xml", 1)):
+                result.follow(Request(str(URL(page).with_path(path)), meta={"sitemap": mark}))
         if is_html(result.content_type):
             links = extract_links(result.text(), page, assets=self.assets)
         elif self.assets and is_css(result.content_type):
@@ -138,3 +151,21 @@ class LinkFollower:
             return
         for url in links:
             result.follow(url)
+
+    @staticmethod
+    def _follow_sitemap(result: Result, level: object, page: str) -> None:
+        assert result.body is not None
+        if result.status != 200:
+            return
+        if level == "robots":
+            for sitemap in robots_sitemaps(result.text(), page):
+                result.follow(Request(sitemap, meta={"sitemap": 1}))
+            return
+        is_index, locations = sitemap_locations(result.body)
+        if is_index:
+            if isinstance(level, int) and level < MAX_LEVEL:
+                for location in locations:
+                    result.follow(Request(location, meta={"sitemap": level + 1}))
+            return
+        for location in locations:
+            result.follow(location)
