@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import random
 import signal
 import sqlite3
@@ -39,6 +41,10 @@ async def test_crawl_finds_every_page_once(site: TreeSite, tmp_path: Path) -> No
     assert by_url[site.url(7)]["depth"] == 2
     assert by_url[site.url(7)]["parent"] == site.url(1)
     assert "links" in done.stderr and f"{site.pages - 1:,} new" in done.stderr
+    exported = await shoal("export", str(output), "--format", "csv")
+    rows = {row["url"]: row for row in csv.DictReader(io.StringIO(exported.stdout.decode()))}
+    assert (rows[site.url(7)]["depth"], rows[site.url(7)]["parent"]) == ("2", site.url(1))
+    assert (rows[site.url(0)]["depth"], rows[site.url(0)]["parent"]) == ("0", "")
 
 
 async def test_crawl_options_bound_and_shape_the_crawl(site: TreeSite, tmp_path: Path) -> None:

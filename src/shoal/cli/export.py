@@ -45,6 +45,8 @@ CSV_COLUMNS = (
     "warc_length",
     "meta",
     "data",
+    "depth",
+    "parent",
 )
 
 
