@@ -146,3 +146,14 @@ async def test_killed_at_random_moments_the_crawl_resumes_each_page_once(
     for url, served in final_at_kill.items():
         assert site.served[URL(url).path] == served >= 1, url
     assert len(_final_urls(journal)) == site.pages
+
+
+async def test_a_crawl_archives_every_page_it_records(site: TreeSite, tmp_path: Path) -> None:
+    output, prefix = tmp_path / "out.jsonl", tmp_path / "archive" / "site"
+    args = ("crawl", site.url(0), "-o", str(output), "--max-depth", "2", "--warc", str(prefix))
+    done = await finish(await start(*args, *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    records = read_records(output)
+    assert len(records) == 31 and all(record["warc"] is not None for record in records)
+    index = (tmp_path / "archive" / "site.cdxj").read_text().splitlines()
+    assert len([line for line in index if '"status":"200"' in line]) == 31
