@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from tests.cli.test_cli import RESOLVE, finish, read_records, shoal, start
+from tests.cli.test_cli import RESOLVE, finish, read_records, shoal, start, wait_until
 from tests.site_server import TreeSite
 
 
@@ -119,10 +119,21 @@ async def test_killed_at_random_moments_the_crawl_resumes_each_page_once(
     final_at_kill: dict[str, int] = {}
     finals_per_kill = []
     site.delay_s = 0.05  # about 2.5 s of crawling in all, so the kills land inside it
-    for _ in range(8):
+    for round_number in range(8):
+        before = len(_final_urls(journal))
         process = await start(*args)
         try:
-            await asyncio.wait_for(process.wait(), rng.uniform(0.15, 0.9))
+            if round_number % 2:  # at a random moment, start-up included
+                await asyncio.wait_for(process.wait(), rng.uniform(0.15, 0.9))
+            else:  # mid-crawl: once this run has committed some pages
+                await wait_until(
+                    lambda: (
+                        process.returncode is not None or len(_final_urls(journal)) >= before + 15
+                    ),
+                    20,
+                    "pages committed by this run",
+                )
+                await asyncio.wait_for(process.wait(), rng.uniform(0.0, 0.3))
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):  # it may just have ended
                 process.kill()
