@@ -10,7 +10,7 @@ import io
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -107,6 +107,13 @@ def _final_urls(journal: Path) -> set[str]:
     return {orjson.loads(row[0])["url"] for row in rows}
 
 
+def _progressed(
+    process: asyncio.subprocess.Process, journal: Path, count: int
+) -> Callable[[], bool]:
+    """Whether the journal holds ``count`` final pages, or the process has ended."""
+    return lambda: process.returncode is not None or len(_final_urls(journal)) >= count
+
+
 async def test_killed_at_random_moments_the_crawl_resumes_each_page_once(
     site: TreeSite, tmp_path: Path
 ) -> None:
@@ -126,13 +133,7 @@ async def test_killed_at_random_moments_the_crawl_resumes_each_page_once(
             if round_number % 2:  # at a random moment, start-up included
                 await asyncio.wait_for(process.wait(), rng.uniform(0.15, 0.9))
             else:  # mid-crawl: once this run has committed some pages
-                await wait_until(
-                    lambda: (
-                        process.returncode is not None or len(_final_urls(journal)) >= before + 15
-                    ),
-                    20,
-                    "pages committed by this run",
-                )
+                await wait_until(_progressed(process, journal, before + 15), 20, "pages")
                 await asyncio.wait_for(process.wait(), rng.uniform(0.0, 0.3))
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):  # it may just have ended
