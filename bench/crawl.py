@@ -76,7 +76,7 @@ def extraction(html: str, url: str, number: int) -> tuple[float, float, int, int
     from scrapy.http import HtmlResponse
     from scrapy.linkextractors import LinkExtractor
 
-    from shoal.crawling import extract_links
+    from shoal.crawling.links import extract_links
 
     body = html.encode()
     extractor = LinkExtractor()

@@ -18,6 +18,9 @@ LATER = (
     "shoal.store.reader",
     "shoal.reporting.progress",
     "shoal.sinks.warc",
+    "shoal.crawling.links",
+    "selectolax",
+    "w3lib.url",
 )
 
 

@@ -8,7 +8,6 @@ import click
 
 from shoal.cli.options import CLI_NAMES, job_options, start_job
 from shoal.config import SCOPES, Crawl
-from shoal.crawling import LinkFollower
 from shoal.errors import ConfigError
 
 
@@ -96,6 +95,8 @@ def crawl(
         )
     except ConfigError as exc:
         raise click.BadParameter(exc.message, param_hint=f"'{CLI_NAMES[exc.option]}'") from exc
+    from shoal.crawling.links import LinkFollower  # its parsers load for a crawl alone
+
     settings = {"handler": LinkFollower(assets=assets, sitemaps=sitemaps), "crawl": rules}
     if seeds_file is not None:
         start_job(seeds_file, extra=settings, **options)

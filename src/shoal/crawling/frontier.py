@@ -17,7 +17,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from w3lib.url import canonicalize_url
 from yarl import URL
 
 from shoal.config import Crawl
@@ -124,7 +123,7 @@ class Frontier:
                 )
             # yarl has normalised the scheme, host, port and escapes already: only a query
             # (argument order, blank values) or an escape left needs w3lib's canonical form.
-            canonical = canonicalize_url(text) if "?" in text or "%" in text else text
+            canonical = _canonical(text) if "?" in text or "%" in text else text
             key = request_key(request, URL(canonical, encoded=True))
             entries.append(
                 Entry(request, key, None, checked, None, depth, job.seq, job.request.url)
@@ -152,3 +151,11 @@ def _port(url: URL) -> int | None:
     """The URL's port, or ``None`` when it is its scheme's default."""
     port = url.port
     return None if port == _DEFAULT_PORTS.get(url.scheme) else port
+
+
+def _canonical(url: str) -> str:
+    """w3lib's canonical form of ``url`` (imported when first needed: about 50 ms, which a
+    fetch that follows nothing need not spend at start-up)."""
+    from w3lib.url import canonicalize_url
+
+    return canonicalize_url(url)
