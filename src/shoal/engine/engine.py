@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import random
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
@@ -45,6 +43,15 @@ from shoal.config import (
     plain,
 )
 from shoal.crawling import Frontier
+from shoal.engine.resources import (
+    absolute,
+    close_all,
+    open_outputs,
+    open_store,
+    raise_first,
+    warc_module,
+)
+from shoal.engine.streams import End, ResultIterator
 from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
 from shoal.fetching import (
     Fetcher,
@@ -62,16 +69,14 @@ from shoal.job import Entry, Job
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
-from shoal.sinks import JsonlSink, Outputs, StreamSink
+from shoal.sinks import Outputs
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import IterableSource, Source
 from shoal.store import (
     Committed,
     Completion,
     JobState,
-    MemoryStore,
     SinkMark,
-    SQLiteStore,
     Store,
 )
 from shoal.store.store import ARCHIVE_POSITIONS
@@ -180,7 +185,7 @@ class Engine:
         self._new_archive: Callable[..., _Archive] | None = None
         self._warc = warc
         if warc is not None:
-            archive_type = _warc_module().WarcArchive
+            archive_type = warc_module().WarcArchive
             self._new_archive = functools.partial(archive_type, warc, max_size=warc_max_size)
         self._archive: _Archive | None = None
         #: The archive's end, as the journal keeps it among the sink mark's positions.
@@ -354,7 +359,7 @@ class Engine:
 
         Leaving the block early cancels the rest of the job (resumable with a journal).
         """
-        queue: asyncio.Queue[Result | _End] = asyncio.Queue(maxsize=self.limits.concurrency)
+        queue: asyncio.Queue[Result | End] = asyncio.Queue(maxsize=self.limits.concurrency)
 
         async def run() -> None:
             error: BaseException | None = None
@@ -364,11 +369,11 @@ class Engine:
                 raise
             except BaseException as exc:  # noqa: BLE001 - handed to the reader below
                 error = exc
-            await queue.put(_End(error))
+            await queue.put(End(error))
 
         runner = asyncio.create_task(run())
         try:
-            yield _ResultIterator(queue)
+            yield ResultIterator(queue)
         finally:
             if not runner.done():
                 self.abort()
@@ -399,8 +404,8 @@ class Engine:
             self._dns_at_start = self._dns.statistics()
         self._capture_budget.held = 0  # what an aborted run held is gone with it
         source = requests if isinstance(requests, Source) else IterableSource(requests)
-        outputs = _open_outputs(output)
-        store = _open_store(journal, outputs is not None)
+        outputs = open_outputs(output)
+        store = open_store(journal, outputs is not None)
         try:
             state = await store.open(source.name, await source.fingerprint())
             if state.resumed and state.fingerprint is not None:
@@ -433,7 +438,7 @@ class Engine:
             recorder.start()
             await self._process(source, store, outputs, state, mark, deliver)
         except BaseExceptionGroup as group:
-            _raise_first(group)
+            raise_first(group)
         finally:
             recorder.finish()
             recorder.interrupted = self._stopping
@@ -444,7 +449,7 @@ class Engine:
                 if self._archive is not None:
                     await self._archive.finish()
             finally:
-                await _close_all(store, outputs, source)
+                await close_all(store, outputs, source)
 
     def _description(self, output: str | None) -> dict[str, Any]:
         """This run's settings as the journal keeps them for ``shoal report``: paths made
@@ -465,9 +470,9 @@ class Engine:
             "cookies": session.cookies,
             "proxy": None if self._proxy is None else str(URL(self._proxy).with_user(None)),
             "resolve": plain(session.resolve or {}),
-            "output": _absolute(output),
-            "save_bodies": _absolute(self._save_bodies),
-            "warc": _absolute(self._warc),
+            "output": absolute(output),
+            "save_bodies": absolute(self._save_bodies),
+            "warc": absolute(self._warc),
             "shard": None if self._shard is None else [self._shard.index, self._shard.count],
         }
 
@@ -592,17 +597,13 @@ class Engine:
         scheduler: Scheduler,
         completions: asyncio.Queue[Completion | None],
     ) -> None:
-        deferred = []
+        valid = []
         for job in jobs:
             if job.error is not None:
                 await completions.put((job, job.result(error=job.error)))
-            elif scheduler.wants(job):
-                scheduler.add(job)
             else:
-                deferred.append(job)
-        if deferred:
-            await store.defer(deferred)
-            scheduler.deferred(deferred)
+                valid.append(job)
+        await _hand_on(store, scheduler, valid)
         await scheduler.wait_room()
 
     @staticmethod
@@ -767,15 +768,7 @@ class Engine:
             recorder = self._recorder
             if recorder.total is not None and not recorder.total_is_estimate:
                 recorder.total = store.counts.admitted
-            deferred = []
-            for job in committed.admitted:
-                if scheduler.room and scheduler.wants(job):
-                    scheduler.add(job)
-                else:
-                    deferred.append(job)
-            if deferred:
-                await store.defer(deferred)
-                scheduler.deferred(deferred)
+            await _hand_on(store, scheduler, committed.admitted, within_capacity=True)
         if expected:
             scheduler.settled(expected)
 
@@ -806,33 +799,20 @@ class Engine:
             recorder.total_is_estimate = True
 
 
-class _End:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-class _ResultIterator:
-    """The reader's side of a stream."""
-
-    def __init__(self, queue: asyncio.Queue[Result | _End]) -> None:
-        self._queue = queue
-        self._ended = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Result:
-        if self._ended:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._ended = True
-            if item.error is not None:
-                raise item.error
-            raise StopAsyncIteration
-        return item
+async def _hand_on(
+    store: Store, scheduler: Scheduler, jobs: list[Job], *, within_capacity: bool = False
+) -> None:
+    """Add ``jobs`` to the scheduler, or defer to the store those it does not want now
+    (and, ``within_capacity``, those past its capacity: a caller that cannot wait for room)."""
+    deferred = []
+    for job in jobs:
+        if (scheduler.room or not within_capacity) and scheduler.wants(job):
+            scheduler.add(job)
+        else:
+            deferred.append(job)
+    if deferred:
+        await store.defer(deferred)
+        scheduler.deferred(deferred)
 
 
 async def _put(completions: asyncio.Queue[Completion | None], item: Completion) -> None:
@@ -871,60 +851,8 @@ async def _handle(handler: Handler, result: Result) -> None:
         result.data = data
 
 
-def _warc_module() -> ModuleType:
-    """The archive's module (its libraries come with the ``warc`` extra)."""
-    try:
-        from shoal.sinks import warc
-    except ImportError as exc:
-        raise ConfigError(
-            "warc", f"needs the warc extra (pip install 'shoal[warc]'): {exc}"
-        ) from exc
-    return warc
-
-
 def _host_cap(shard: Shard) -> Callable[[str, int, bool], int]:
     def cap(host: str, limit: int, paced: bool) -> int:
         return shard.host_cap(host, limit, paced=paced)
 
     return cap
-
-
-def _open_store(journal: str | Store | None, records: bool) -> Store:
-    if journal is None:
-        return MemoryStore(records=records)
-    if isinstance(journal, Store):
-        return journal
-    return SQLiteStore(journal)
-
-
-def _absolute(path: str | None) -> str | None:
-    return path if path is None or path == "-" else os.path.abspath(path)
-
-
-def _open_outputs(output: str | None) -> Outputs | None:
-    if output is None:
-        return None
-    if output == "-":
-        return Outputs([StreamSink(sys.stdout.buffer)])
-    return Outputs([JsonlSink(output)])
-
-
-async def _close_all(store: Store, outputs: Outputs | None, source: Source) -> None:
-    try:
-        if outputs is not None:
-            await outputs.close()
-    finally:
-        try:
-            await store.close()
-        finally:
-            await source.aclose()
-
-
-def _raise_first(group: BaseExceptionGroup[Any]) -> None:
-    """Re-raise the fault that ended a run as itself, not wrapped in a group."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            _raise_first(exc)
-        if isinstance(exc, ShoalError):
-            raise exc
-    raise group.exceptions[0]
