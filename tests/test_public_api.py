@@ -24,6 +24,7 @@ EXPECTED = [
     "JournalError",
     "Latency",
     "Limits",
+    "Outcome",
     "OutputError",
     "Politeness",
     "Rejected",
@@ -36,6 +37,7 @@ EXPECTED = [
     "Timeouts",
     "__version__",
     "fetch",
+    "map",
 ]
 
 

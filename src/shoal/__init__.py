@@ -3,12 +3,16 @@
 import shoal
 for result in shoal.fetch(["http://a.example/", "http://b.example/"], keep_body=True):
     print(result.url, result.status, result.text())
+
+for outcome in shoal.map(lookup, names, group=domain_of, journal="names.db"):
+    print(outcome.key, outcome.value, outcome.error)
 """
 
 from shoal.config import Crawl, DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
-from shoal.engine import Engine, Handler, fetch
+from shoal.engine import Engine, Handler, fetch, map
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
 from shoal.fetching import CachingResolver, DNSStatistics, StaticResolver
+from shoal.outcome import Outcome
 from shoal.reporting import Latency, Statistics
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
@@ -32,6 +36,7 @@ __all__ = [
     "JournalError",
     "Latency",
     "Limits",
+    "Outcome",
     "OutputError",
     "Politeness",
     "Rejected",
@@ -44,4 +49,5 @@ __all__ = [
     "Timeouts",
     "__version__",
     "fetch",
+    "map",
 ]

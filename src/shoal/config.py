@@ -133,6 +133,10 @@ class RetryPolicy:
     ``[0, min(backoff_max_s, backoff_base_s * 2 ** (n - 1))]`` ("full jitter"). A
     ``Retry-After`` header on the response replaces that wait, capped at
     ``retry_after_max_s``; a longer Retry-After ends the retries for that request.
+
+    For ``shoal.map``, an exception the coroutine raises is retried when it is an instance
+    of one of ``on_exceptions`` (a ``Rejected(retry=True)`` always is); a call past its
+    timeout fails with kind ``timeout``, which ``on_errors`` retries by default.
     """
 
     retries: int = 2
@@ -141,9 +145,13 @@ class RetryPolicy:
     retry_after_max_s: float = 120.0
     on_errors: frozenset[ErrorKind] = field(default=DEFAULT_RETRY_ERRORS)
     on_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+    on_exceptions: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         _at_least("retries", self.retries, 0)
+        for kind in self.on_exceptions:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise ConfigError("on_exceptions", f"{kind!r} is not an exception class")
         _at_least("backoff_base_s", self.backoff_base_s, 0)
         _at_least("backoff_max_s", self.backoff_max_s, 0)
         _at_least("retry_after_max_s", self.retry_after_max_s, 0)
@@ -303,6 +311,8 @@ def plain(value: object) -> Any:
         }
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, type):
+        return value.__qualname__
     if isinstance(value, Mapping):
         return {str(key): plain(item) for key, item in sorted(value.items())}
     if isinstance(value, set | frozenset):

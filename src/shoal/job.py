@@ -1,26 +1,48 @@
-"""The units of work that flow between the stages: an input :class:`Entry`, a :class:`Job`."""
+"""The units of work that flow between the stages: an input :class:`Entry`, a :class:`Job`.
+
+A job's *work* is what its task works on: a :class:`shoal.Request` for the default task
+(an HTTP fetch), or an :class:`Item` for a mapped coroutine (``shoal.map``). Everything
+between the source and the sinks (store, scheduler, workers, committer) handles both alike.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from yarl import URL
 
+from shoal.outcome import Outcome
 from shoal.request import Request, check_url
 from shoal.result import Error, Result
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One input of a mapped coroutine: a JSON ``value``, its ``key`` (its identity in the
+    journal) and its ``group`` (the bucket per-group caps and rates apply to; ``None``:
+    none)."""
+
+    value: Any
+    key: str
+    group: str | None = None
+
+
+#: What a job's task works on.
+Work = Request | Item
+
+
 @dataclass(slots=True, eq=False)
 class Entry:
-    """One input item after parsing: a valid request, or why the item is not one.
+    """One input item after parsing: valid work, or why the item is not such.
 
-    ``target`` is the checked URL (``None`` when ``error`` is set); ``key`` deduplicates.
-    A follow-up (see :meth:`shoal.Result.follow`) has a ``depth`` above 0 and its
-    ``parent``'s seq and URL.
+    ``target`` is a request's checked URL (``None`` for an item, or when ``error`` is set);
+    ``key`` deduplicates. A follow-up (see :meth:`shoal.Result.follow`) has a ``depth``
+    above 0 and its ``parent``'s seq and URL.
     """
 
-    request: Request
+    work: Work
     key: bytes
     line: int | None
     target: URL | None
@@ -29,13 +51,29 @@ class Entry:
     parent: int | None = None
     parent_url: str | None = None
 
+    @property
+    def request(self) -> Request:
+        return _request(self.work)
+
+    @property
+    def host(self) -> str | None:
+        """The scheduler's bucket: a request's host, an item's group (``None``: an error,
+        or an item in no group)."""
+        if self.target is not None:
+            return self.target.raw_host or ""
+        work = self.work
+        return work.group if isinstance(work, Item) and self.error is None else None
+
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """An admitted request, known to the store by ``seq``, on its way to a final result."""
+    """Admitted work, known to the store by ``seq``, on its way to a final result.
+
+    ``host`` is the scheduler's bucket: a request's host, or an item's group.
+    """
 
     seq: int
-    request: Request
+    work: Work
     line: int | None
     target: URL | None
     error: Error | None
@@ -53,8 +91,41 @@ class Job:
     #: count from then (see :meth:`shoal.scheduling.hosts.HostControl.started`).
     on_sent: Callable[[Job], None] | None = None
 
+    @property
+    def request(self) -> Request:
+        """The work of a fetch job."""
+        return _request(self.work)
+
+    @property
+    def item(self) -> Item:
+        """The work of a mapped job."""
+        work = self.work
+        if not isinstance(work, Item):
+            raise TypeError("a fetch job has a request, not an item")
+        return work
+
+    def failed(self, error: Error) -> Result | Outcome:
+        """The final result of a job that ends with ``error`` without its task running."""
+        if isinstance(self.work, Item):
+            return self.outcome(error=error)
+        return self.result(error=error)
+
+    def outcome(self, *, error: Error | None = None, started_at: float | None = None) -> Outcome:
+        """A new outcome for this mapped job, carrying the item and the attempts."""
+        item = self.item
+        return Outcome(
+            key=item.key,
+            item=item.value,
+            group=item.group,
+            line=self.line,
+            error=error,
+            attempts=self.attempts,
+            started_at=started_at,
+        )
+
     def result(self, *, error: Error | None = None, started_at: float | None = None) -> Result:
-        """A new result for this job, carrying the request's identity and the attempts."""
+        """A new result for this fetch job, carrying the request's identity and the
+        attempts."""
         request = self.request
         return Result(
             url=request.url,
@@ -71,9 +142,7 @@ class Job:
 
     @classmethod
     def admit(cls, seq: int, entry: Entry) -> Job:
-        target = entry.target
-        host = "" if target is None else (target.raw_host or "")
-        job = cls(seq, entry.request, entry.line, target, entry.error, host)
+        job = cls(seq, entry.work, entry.line, entry.target, entry.error, entry.host or "")
         job.depth, job.parent_url = entry.depth, entry.parent_url
         return job
 
@@ -81,7 +150,7 @@ class Job:
     def restore(
         cls,
         seq: int,
-        request: Request,
+        work: Work,
         line: int | None,
         error: Error | None,
         attempts: int,
@@ -92,6 +161,10 @@ class Job:
 
         Its URL was checked and normalised at admission, so it is taken as it is.
         """
+        if isinstance(work, Item):
+            group = work.group if error is None else None
+            return cls(seq, work, line, None, error, group or "", attempts, depth, parent_url)
+        request = work
         target: URL | None = None
         if error is None:
             try:
@@ -104,3 +177,9 @@ class Job:
                     target = checked
         host = "" if target is None else (target.raw_host or "")
         return cls(seq, request, line, target, error, host, attempts, depth, parent_url)
+
+
+def _request(work: Work) -> Request:
+    if not isinstance(work, Request):
+        raise TypeError("a mapped job has an item, not a request")
+    return work

@@ -34,6 +34,10 @@ class ErrorKind(enum.StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     HTTP_STATUS = "http_status"
     HANDLER = "handler"
+    #: A mapped coroutine raised, or returned what cannot be recorded (``shoal.map``).
+    TASK = "task"
+    #: A mapped item that cannot be journalled, or whose key or group cannot be had.
+    INVALID_ITEM = "invalid_item"
     ROBOTS = "robots"
     CANCELLED = "cancelled"
 
@@ -165,7 +169,7 @@ class Result:
             "content_type": self.content_type,
             "elapsed_ms": self.elapsed_ms,
             "ttfb_ms": self.ttfb_ms,
-            "started_at": None if self.started_at is None else _iso(self.started_at),
+            "started_at": None if self.started_at is None else iso_time(self.started_at),
             "redirects": self.redirects,
             "body_path": self.body_path,
             "warc": None if self.warc is None else self.warc.to_record(),
@@ -176,7 +180,7 @@ class Result:
         }
 
 
-def _iso(timestamp: float) -> str:
+def iso_time(timestamp: float) -> str:
     """``datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")``, with the
     date and time of day formatted once per second (that call costs about 5 µs a record)."""
     fraction, whole = math.modf(timestamp)

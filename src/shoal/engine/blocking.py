@@ -1,4 +1,5 @@
-"""``shoal.fetch``: the engine for scripts and notebooks, as a plain iterator.
+"""``shoal.fetch`` and ``shoal.map``: the engine for scripts and notebooks, as plain
+iterators.
 
 The engine runs on an event loop in a background thread; results cross to the caller's
 thread through a bounded queue. Leaving the loop early (``break``) or closing the iterator
@@ -10,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sys
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from shoal.config import Limits, RetryPolicy, Timeouts
-from shoal.engine.engine import Engine, Handler, Requests
+from shoal.engine.calls import Function
+from shoal.engine.engine import Deliver, Engine, Handler, Requests
 from shoal.engine.loop import loop_factory
+from shoal.outcome import Finished, Outcome
 from shoal.result import Result
 from shoal.store import Store
+
+T = TypeVar("T", Result, Outcome)
 
 _DONE = object()
 
@@ -46,19 +52,64 @@ def fetch(
     options.setdefault("timeouts", Timeouts(total_s=timeout_s))
     options.setdefault("retry", RetryPolicy(retries=retries))
     engine = Engine(keep_body=keep_body, handler=handler, headers=headers, **options)
-    return _iterate(engine, requests, journal, output)
+
+    def run(deliver: Deliver) -> Awaitable[None]:
+        return engine._run_job(requests, journal, output, deliver)
+
+    return _iterate(engine, Result, run, progress=False)
+
+
+def map(
+    function: Function,
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    key: Callable[[Any], object] | None = None,
+    group: Callable[[Any], object] | None = None,
+    concurrency: int = 100,
+    per_group: int = 8,
+    timeout_s: float | None = None,
+    retries: int = 2,
+    retry_on: tuple[type[BaseException], ...] = (),
+    journal: str | Store | None = None,
+    output: str | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Iterator[Outcome]:
+    """Call ``await function(item)`` for every item and yield each :class:`Outcome` as it
+    is committed (see :meth:`Engine.map`).
+
+    At most ``concurrency`` calls run at once, and at most ``per_group`` of one group
+    (``group(item)``); an exception that is one of ``retry_on`` is retried up to
+    ``retries`` times, with backoff; with a ``journal`` path the job resumes where it
+    stopped, each item's outcome recorded once. ``progress`` draws a progress line on
+    stderr. Anything else :class:`Engine` takes (``limits``, ``retry``, ``politeness``,
+    ...) can be passed too and wins over these keywords.
+    """
+    options.setdefault("limits", Limits(concurrency=concurrency, per_host=per_group))
+    options.setdefault("retry", RetryPolicy(retries=retries, on_exceptions=tuple(retry_on)))
+    engine = Engine(**options)
+    source, plan = engine._map_plan(function, items, key, group, timeout_s)
+
+    def run(deliver: Deliver) -> Awaitable[None]:
+        return engine._run_job(source, journal, output, deliver, plan)
+
+    return _iterate(engine, Outcome, run, progress=progress)
 
 
 def _iterate(
-    engine: Engine, requests: Requests, journal: str | Store | None, output: str | None
-) -> Iterator[Result]:
+    engine: Engine,
+    kind: type[T],
+    run_job: Callable[[Deliver], Awaitable[None]],
+    *,
+    progress: bool,
+) -> Iterator[T]:
     results: queue.Queue[object] = queue.Queue(maxsize=max(256, engine.limits.concurrency))
     failure: list[BaseException] = []
     ready = threading.Event()
     loop_box: list[asyncio.AbstractEventLoop] = []
     main_box: list[asyncio.Task[None]] = []
 
-    async def deliver(result: Result) -> None:
+    async def deliver(result: Finished) -> None:
         try:
             results.put_nowait(result)
         except queue.Full:
@@ -69,7 +120,13 @@ def _iterate(
         loop_box.append(asyncio.get_running_loop())
         ready.set()
         async with engine:
-            await engine._run_job(requests, journal, output, deliver)
+            drawing = _draw_progress(engine) if progress else None
+            try:
+                await run_job(deliver)
+            finally:
+                if drawing is not None:
+                    drawing.cancel()
+                    await asyncio.wait([drawing])
 
     def thread_main() -> None:
         try:
@@ -88,7 +145,7 @@ def _iterate(
     finished = False
     try:
         while (item := results.get()) is not _DONE:
-            assert isinstance(item, Result)
+            assert isinstance(item, kind)
             yield item
         finished = True
         if failure:
@@ -107,3 +164,11 @@ def _iterate(
 def _cancel(engine: Engine, task: asyncio.Task[None]) -> None:
     engine.abort()
     task.cancel()
+
+
+def _draw_progress(engine: Engine) -> asyncio.Task[None]:
+    from rich.console import Console
+
+    from shoal.reporting.progress import Progress
+
+    return asyncio.create_task(Progress(Console(file=sys.stderr), engine.statistics).run())

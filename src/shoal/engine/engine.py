@@ -23,6 +23,7 @@ import contextlib
 import functools
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -43,6 +44,7 @@ from shoal.config import (
     plain,
 )
 from shoal.crawling import Frontier
+from shoal.engine.calls import Call, Function
 from shoal.engine.resources import (
     absolute,
     close_all,
@@ -51,7 +53,7 @@ from shoal.engine.resources import (
     raise_first,
     warc_module,
 )
-from shoal.engine.streams import End, ResultIterator
+from shoal.engine.streams import End, ResultIterator, T
 from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
 from shoal.fetching import (
     Fetcher,
@@ -66,12 +68,13 @@ from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.session import trust_context
 from shoal.job import Entry, Job
+from shoal.outcome import Finished, Outcome
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
 from shoal.sinks import Outputs
 from shoal.sinks.bodies import BodyStore
-from shoal.sources import IterableSource, Source
+from shoal.sources import ItemKeys, IterableSource, Source
 from shoal.store import (
     Committed,
     Completion,
@@ -92,12 +95,25 @@ Handler = Callable[[Result], Awaitable[Any]]
 
 #: What ``stream`` and ``run`` accept as requests.
 Requests = Source | Iterable[Any] | AsyncIterable[Any]
+#: Hands each committed result to a stream's reader.
+Deliver = Callable[[Finished], Awaitable[None]]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__}"
 _INPUT_BATCH = 512
 _COMMIT_BATCH = 2048
 _SMALL_BATCH = 64
 _LINGER_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one run's workers do with a job: the task, then (for a fetch) robots.txt
+    before it and the handler after it; ``rules`` give each host (or group) its caps."""
+
+    task: Task
+    rules: HostRules
+    robots: Robots | None = None
+    handler: Handler | None = None
 
 
 class Engine:
@@ -347,10 +363,9 @@ class Engine:
         await self._run_job(requests, journal, output, None)
         return self.statistics()
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self, requests: Requests, *, journal: str | Store | None = None, output: str | None = None
-    ) -> AsyncIterator[AsyncIterator[Result]]:
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Result]]:
         """Yield results as they are committed::
 
             async with engine.stream(urls) as results:
@@ -359,12 +374,78 @@ class Engine:
 
         Leaving the block early cancels the rest of the job (resumable with a journal).
         """
-        queue: asyncio.Queue[Result | End] = asyncio.Queue(maxsize=self.limits.concurrency)
+        return self._stream(
+            Result, lambda deliver: self._run_job(requests, journal, output, deliver)
+        )
+
+    def map(
+        self,
+        function: Function,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        key: Callable[[Any], object] | None = None,
+        group: Callable[[Any], object] | None = None,
+        timeout_s: float | None = None,
+        journal: str | Store | None = None,
+        output: str | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Outcome]]:
+        """Call ``await function(item)`` for every item, and yield each :class:`Outcome`
+        as it is committed::
+
+            async with engine.map(lookup, names, group=domain_of) as outcomes:
+                async for outcome in outcomes:
+                    ...
+
+        Items are read lazily, each JSON value once by its key (``key(item)``, by default
+        its canonical JSON). The engine's ``limits`` bound the calls in flight, in all and
+        per group (``group(item)``; without it every call may run at once up to the
+        concurrency), its politeness rates and delays pace each group, and its retry policy
+        retries what ``function`` raises when the exception is one of
+        ``RetryPolicy.on_exceptions`` (or a ``Rejected(retry=True)``). ``timeout_s`` bounds
+        each call. With a ``journal`` the job resumes after any stop, each item's outcome
+        recorded once; ``output`` writes the records as JSON lines.
+        """
+        source, plan = self._map_plan(function, items, key, group, timeout_s)
+
+        def run(deliver: Deliver) -> Awaitable[None]:
+            return self._run_job(source, journal, output, deliver, plan)
+
+        return self._stream(Outcome, run)
+
+    def _map_plan(
+        self,
+        function: Function,
+        items: Iterable[Any] | AsyncIterable[Any],
+        key: Callable[[Any], object] | None,
+        group: Callable[[Any], object] | None,
+        timeout_s: float | None,
+    ) -> tuple[Source, _Plan]:
+        """The source and the plan of a map over ``items``."""
+        if isinstance(items, str | bytes):
+            raise TypeError("items must be an iterable of items, not one string")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ConfigError("timeout_s", "must be above 0")
+        task = Call(function, timeout_s=timeout_s, retry_on=self.retry.on_exceptions)
+        parse = ItemKeys(key, group).entry
+        source = IterableSource(items, name=_map_name(function), parse=parse)
+        if group is None:  # one bucket for all: only the concurrency bounds it
+            return source, _Plan(task, HostRules(self.politeness, self.limits.concurrency))
+        return source, _Plan(task, self._rules)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, kind: type[T], run_job: Callable[[Deliver], Awaitable[None]]
+    ) -> AsyncIterator[AsyncIterator[T]]:
+        queue: asyncio.Queue[T | End] = asyncio.Queue(maxsize=self.limits.concurrency)
+
+        async def deliver(result: Finished) -> None:
+            assert isinstance(result, kind)
+            await queue.put(result)
 
         async def run() -> None:
             error: BaseException | None = None
             try:
-                await self._run_job(requests, journal, output, queue.put)
+                await run_job(deliver)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - handed to the reader below
@@ -389,7 +470,8 @@ class Engine:
         requests: Requests,
         journal: str | Store | None,
         output: str | None,
-        deliver: Callable[[Result], Awaitable[None]] | None,
+        deliver: Deliver | None,
+        plan: _Plan | None = None,
     ) -> None:
         if self._session is None or self._task is None:
             raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
@@ -436,7 +518,9 @@ class Engine:
             if not state.input_done:
                 await source.skip_to(state.position)
             recorder.start()
-            await self._process(source, store, outputs, state, mark, deliver)
+            if plan is None:
+                plan = _Plan(self._task, self._rules, self._robots, self._handler)
+            await self._process(source, store, outputs, state, mark, deliver, plan)
         except BaseExceptionGroup as group:
             raise_first(group)
         finally:
@@ -500,15 +584,16 @@ class Engine:
         outputs: Outputs | None,
         state: JobState,
         mark: SinkMark,
-        deliver: Callable[[Result], Awaitable[None]] | None,
+        deliver: Deliver | None,
+        plan: _Plan,
     ) -> None:
         limits = self.limits
         shard = self._shard
         scheduler = self._scheduler = Scheduler(
-            per_host=limits.per_host,
+            per_host=plan.rules.per_host,
             capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
             host_cap=None if shard is None else _host_cap(shard),
-            rules=self._rules,
+            rules=plan.rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,
             concurrency=limits.concurrency,
@@ -521,9 +606,11 @@ class Engine:
         if self._stopping:
             scheduler.stop()
         async with asyncio.TaskGroup() as group:
-            feeder = group.create_task(self._feed(source, store, state, scheduler, completions))
+            feeder = group.create_task(
+                self._feed(source, store, state, scheduler, completions, plan.rules)
+            )
             workers = [
-                group.create_task(self._work(scheduler, completions))
+                group.create_task(self._work(scheduler, completions, plan))
                 for _ in range(limits.concurrency)
             ]
             self._abortable = [feeder, *workers]
@@ -541,6 +628,7 @@ class Engine:
         state: JobState,
         scheduler: Scheduler,
         completions: asyncio.Queue[Completion | None],
+        rules: HostRules,
     ) -> None:
         recorder = self._recorder
         if state.resumed:
@@ -568,23 +656,23 @@ class Engine:
                     recorder.total_is_estimate = False
                     break
                 if self._shard is not None:
-                    entries = self._own_entries(entries)
+                    entries = self._own_entries(entries, rules)
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
                 await self._dispatch(jobs, store, scheduler, completions)
         scheduler.close()  # workers end once nothing is held, deferred or expected
 
-    def _own_entries(self, entries: list[Entry]) -> list[Entry]:
+    def _own_entries(self, entries: list[Entry], rules: HostRules) -> list[Entry]:
         """The entries this engine's shard handles (each host's rule decides its spread)."""
         shard = self._shard
         assert shard is not None
-        rules = self._rules
         owned = []
         for entry in entries:
-            if entry.target is None:
+            host = entry.host
+            if host is None:
                 mine = shard.owns(entry)
             else:
-                rule = rules.for_host(entry.target.raw_host or "")
+                rule = rules.for_host(host)
                 mine = shard.owns(entry, rule.max_in_flight, paced=rule.paced)
             if mine:
                 owned.append(entry)
@@ -600,7 +688,7 @@ class Engine:
         valid = []
         for job in jobs:
             if job.error is not None:
-                await completions.put((job, job.result(error=job.error)))
+                await completions.put((job, job.failed(job.error)))
             else:
                 valid.append(job)
         await _hand_on(store, scheduler, valid)
@@ -616,14 +704,14 @@ class Engine:
                 scheduler.took(host, room, await store.take_deferred(host, room))
 
     async def _work(
-        self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]
+        self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None], plan: _Plan
     ) -> None:
-        task = self._task
-        assert task is not None
+        task = plan.task
         policy = self.retry
         rng = self._rng
-        handler = self._handler
-        robots = self._robots
+        handler = plan.handler
+        robots = plan.robots
+        result: Finished
         while (job := await scheduler.wait_job()) is not None:
             refusal = scheduler.refusal(job)
             if refusal is None and robots is not None:
@@ -637,7 +725,7 @@ class Engine:
                 scheduler.release(job)
                 if refusal.retry:
                     job.attempts += 1  # robots.txt could not be read: try again later
-                result = job.result(error=refusal)
+                result = job.failed(refusal)
                 delay = retry_delay(policy, result, rng) if refusal.retry else None
             else:
                 job.attempts += 1
@@ -648,23 +736,8 @@ class Engine:
                     raise
                 scheduler.release(job, result)
                 delay = retry_delay(policy, result, rng)
-            if delay is None and handler is not None and result.error is None:
-                await _handle(handler, result)
-                if not self._keep_body:
-                    result.body = None
-                if result.error is not None:
-                    delay = retry_delay(policy, result, rng)
-            if result.body_file is not None:
-                await self._settle_body(result, final=delay is None)
-            if result.capture is not None and delay is not None:
-                await self._drop_capture(result)
-            if result.follow_ups is not None:
-                if delay is None and result.error is None:
-                    await self._frontier.wait_room()
-                    job.found = self._frontier.entries(job, result.follow_ups)
-                    if job.found:
-                        scheduler.expect()  # settled once the committer has admitted them
-                result.follow_ups = None
+            if isinstance(result, Result):  # a response: handled, its body kept or not
+                delay = await self._after_fetch(job, result, delay, handler, scheduler)
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
                 await _put(completions, (job, None))
@@ -673,6 +746,35 @@ class Engine:
                     self._recorder.retries += 1
                 continue
             await self._final(scheduler, completions, job, result)
+
+    async def _after_fetch(
+        self,
+        job: Job,
+        result: Result,
+        delay: float | None,
+        handler: Handler | None,
+        scheduler: Scheduler,
+    ) -> float | None:
+        """Run the handler on a final response, settle its saved body and capture, and
+        gather its follow-ups; the wait before a retry (``None``: final)."""
+        if delay is None and handler is not None and result.error is None:
+            await _handle(handler, result)
+            if not self._keep_body:
+                result.body = None
+            if result.error is not None:
+                delay = retry_delay(self.retry, result, self._rng)
+        if result.body_file is not None:
+            await self._settle_body(result, final=delay is None)
+        if result.capture is not None and delay is not None:
+            await self._drop_capture(result)
+        if result.follow_ups is not None:
+            if delay is None and result.error is None:
+                await self._frontier.wait_room()
+                job.found = self._frontier.entries(job, result.follow_ups)
+                if job.found:
+                    scheduler.expect()  # settled once the committer has admitted them
+            result.follow_ups = None
+        return delay
 
     async def _settle_body(self, result: Result, *, final: bool) -> None:
         """Keep a final response's saved body (in place, by its SHA-256), or drop it."""
@@ -699,7 +801,7 @@ class Engine:
         scheduler: Scheduler,
         completions: asyncio.Queue[Completion | None],
         job: Job,
-        result: Result,
+        result: Finished,
     ) -> None:
         await _put(completions, (job, result))
         scheduler.finish(job)
@@ -710,7 +812,7 @@ class Engine:
         outputs: Outputs | None,
         completions: asyncio.Queue[Completion | None],
         mark: SinkMark,
-        deliver: Callable[[Result], Awaitable[None]] | None,
+        deliver: Deliver | None,
     ) -> None:
         recorder = self._recorder
         archive = self._archive
@@ -728,8 +830,9 @@ class Engine:
                 ended = _drain(completions, batch)
             finals = [result for _, result in batch if result is not None]
             if archive is not None:
-                captures = [result.capture for result in finals if result.capture is not None]
-                self._archived = await archive.append(finals)
+                responses = [result for result in finals if isinstance(result, Result)]
+                captures = [result.capture for result in responses if result.capture is not None]
+                self._archived = await archive.append(responses)
                 for capture in captures:
                     self._capture_budget.release(capture)
             committed = await store.complete(
@@ -856,3 +959,10 @@ def _host_cap(shard: Shard) -> Callable[[str, int, bool], int]:
         return shard.host_cap(host, limit, paced=paced)
 
     return cap
+
+
+def _map_name(function: Function) -> str:
+    """The journal's name for a map's input: the function's, so that a journal is not
+    resumed by another function."""
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"<map {getattr(function, '__module__', None) or '?'}.{name}>"

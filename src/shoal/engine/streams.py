@@ -1,11 +1,13 @@
-"""The reader's side of ``Engine.stream``: results as they are committed, then the end."""
+"""The reader's side of ``Engine.stream`` and ``Engine.map``: results as they are
+committed, then the end."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Self
+from typing import Generic, Self, TypeVar
 
-from shoal.result import Result
+#: What a stream yields: a fetch's results, or a map's outcomes.
+T = TypeVar("T")
 
 
 class End:
@@ -15,17 +17,17 @@ class End:
         self.error = error
 
 
-class ResultIterator:
+class ResultIterator(Generic[T]):
     """The reader's side of a stream."""
 
-    def __init__(self, queue: asyncio.Queue[Result | End]) -> None:
+    def __init__(self, queue: asyncio.Queue[T | End]) -> None:
         self._queue = queue
         self._ended = False
 
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Result:
+    async def __anext__(self) -> T:
         if self._ended:
             raise StopAsyncIteration
         item = await self._queue.get()

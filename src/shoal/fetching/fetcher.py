@@ -19,6 +19,7 @@ from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.decoding import Decoder, Undecodable
 from shoal.fetching.failures import classify, undecodable
 from shoal.job import Job
+from shoal.outcome import Finished
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules
 from shoal.sinks.bodies import BodyStore
@@ -28,9 +29,10 @@ log = logging.getLogger("shoal")
 
 
 class Task(Protocol):
-    """A kind of work the engine runs for a job. Fetching a URL is the default one."""
+    """A kind of work the engine runs for a job: fetching a URL is the default one, a
+    mapped coroutine (:class:`shoal.engine.calls.Call`) another."""
 
-    async def run(self, job: Job) -> Result:
+    async def run(self, job: Job) -> Finished:
         """Make one attempt at ``job`` (``job.attempts`` already counts it).
 
         When ``job.on_sent`` is set, call it with the job as the work reaches its host

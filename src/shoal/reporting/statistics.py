@@ -17,6 +17,7 @@ from typing import Any
 from shoal.crawling.frontier import LinkCounts
 from shoal.fetching.dns import DNSStatistics
 from shoal.latency import Latency, LatencyHistogram, latency_from
+from shoal.outcome import Finished
 from shoal.result import Result
 from shoal.scheduling.hosts import HostState
 
@@ -245,7 +246,7 @@ class Recorder:
     def finish(self) -> None:
         self._finished = time.monotonic()
 
-    def add(self, result: Result) -> None:
+    def add(self, result: Finished) -> None:
         """Count a committed result."""
         self.done += 1
         self.bytes += result.bytes
@@ -265,7 +266,8 @@ class Recorder:
             recent = self._recent.get(kind)
             if recent is None:
                 recent = self._recent[kind] = deque(maxlen=RECENT_PER_KIND)
-            recent.append(ErrorSample(kind, result.url[:_SHOWN], error.message[:_SHOWN], now))
+            subject = result.url if isinstance(result, Result) else result.key
+            recent.append(ErrorSample(kind, subject[:_SHOWN], error.message[:_SHOWN], now))
         if result.elapsed_ms is not None:
             self._latency.add(result.elapsed_ms)
 

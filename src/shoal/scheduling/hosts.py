@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from shoal.config import HostPolicy, Politeness, Timeouts, check_host_pattern
-from shoal.result import Error, ErrorKind, Result
+from shoal.outcome import Finished
+from shoal.result import Error, ErrorKind
 from shoal.scheduling.retry import parse_retry_after
 
 _T = TypeVar("_T")
@@ -74,6 +75,11 @@ class HostRules:
         )
         self._patterns = {check_host_pattern(p): rule for p, rule in politeness.hosts.items()}
         self._cache: dict[str, HostRule] = {}
+
+    @property
+    def per_host(self) -> int:
+        """The in-flight cap of a host no pattern matches."""
+        return self._base.max_in_flight
 
     @property
     def uniform(self) -> bool:
@@ -321,7 +327,7 @@ class HostControl:
 
     # -- what the outcomes teach -----------------------------------------------------------
 
-    def observe(self, result: Result, started: float, now: float) -> bool:
+    def observe(self, result: Finished, started: float, now: float) -> bool:
         """Learn from the outcome of an attempt that started at loop time ``started``.
 
         True when the host is now in a state worth showing (not ``ok``).
@@ -376,7 +382,7 @@ class HostControl:
         elif self.failures >= self._dead_after and self.parked_until == -math.inf:
             self.parked_until = now + self._parked_for
 
-    def _adapt(self, result: Result, started: float, now: float) -> None:
+    def _adapt(self, result: Finished, started: float, now: float) -> None:
         error = result.error
         ttfb = None if result.ttfb_ms is None else result.ttfb_ms / 1000
         slow = False

@@ -8,7 +8,7 @@ import random
 import time
 
 from shoal.config import RetryPolicy
-from shoal.result import Result
+from shoal.outcome import Finished
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -27,7 +27,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def retry_delay(policy: RetryPolicy, result: Result, rng: random.Random) -> float | None:
+def retry_delay(policy: RetryPolicy, result: Finished, rng: random.Random) -> float | None:
     """The wait before the next attempt, or ``None`` when the result is final.
 
     ``result.attempts`` counts the attempts made so far.

@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 from shoal.config import Politeness
 from shoal.job import Job
-from shoal.result import Error, Result
+from shoal.outcome import Finished
+from shoal.result import Error
 from shoal.scheduling.hosts import HostControl, HostRules, HostState
 
 #: Idle hosts whose state is worth keeping (a pace, a pause, a throttle), at most.
@@ -363,7 +364,7 @@ class Scheduler:
                     self._give_back(job)
             raise
 
-    def release(self, job: Job, result: Result | None = None) -> None:
+    def release(self, job: Job, result: Finished | None = None) -> None:
         """The attempt running ``job`` has ended (``result`` is ``None`` when it did not
         run to an outcome): free its host slot and learn from the outcome."""
         self.in_flight -= 1

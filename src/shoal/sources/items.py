@@ -1,16 +1,27 @@
-"""Turning library items (strings, URLs, Requests, mappings) into entries."""
+"""Turning library items into entries: strings, URLs, Requests and mappings for a fetch,
+any JSON values for a mapped coroutine (:class:`ItemKeys`)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sized
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sized,
+)
 from typing import Any
 
+import orjson
 from yarl import URL
 
-from shoal.job import Entry
+from shoal.job import Entry, Item
 from shoal.request import Request, check_url, encode_spec, invalid_key, request_key
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position, Source
@@ -131,8 +142,60 @@ def _request_problem(request: Request) -> str | None:
     return None
 
 
+class ItemKeys:
+    """Turns the items of a mapped coroutine into entries: each one's key (``key(item)``,
+    by default its canonical JSON: keys sorted, no spaces) deduplicates it and names it in
+    the journal; ``group(item)`` gives the bucket that per-group caps and rates apply to.
+
+    An item that cannot be journalled (not JSON), or whose key or group cannot be had (the
+    function raises, or gives what is not a string), becomes an ``invalid_item`` error
+    entry, and the run goes on.
+    """
+
+    def __init__(
+        self,
+        key: Callable[[Any], object] | None = None,
+        group: Callable[[Any], object] | None = None,
+    ) -> None:
+        self._key = key
+        self._group = group
+
+    def entry(self, value: object, position: int) -> Entry:
+        try:
+            text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:
+            return _invalid_item(repr(value), position, f"not a JSON value: {exc}")
+        try:
+            key = text.decode() if self._key is None else _text(self._key(value), "key")
+            group = None if self._group is None else _text(self._group(value), "group")
+        except Exception as exc:  # noqa: BLE001 - the user's function fails this item only
+            return _invalid_item(value, position, f"{type(exc).__name__}: {exc}")
+        digest = hashlib.blake2b(b"item\0" + key.encode(), digest_size=16).digest()
+        return Entry(Item(value, key, group), digest, position, None, None)
+
+
+def _text(value: object, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{name}() gave {type(value).__name__}, not a string or an integer")
+
+
+def _invalid_item(value: object, position: int, message: str) -> Entry:
+    if not isinstance(value, str):
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            value = _printable(repr(value))
+    key = value if isinstance(value, str) else orjson.dumps(value).decode()
+    error = Error(ErrorKind.INVALID_ITEM, f"item {position}: {message}")
+    return Entry(Item(value, _printable(key)), invalid_key(position), position, None, error)
+
+
 class IterableSource(Source):
-    """A source over any iterable or async iterable of request-like items.
+    """A source over any iterable or async iterable of request-like items (or of a mapped
+    coroutine's items, each made an entry by ``parse``).
 
     A batch from an async iterable ends early when the next item is not ready yet, so items
     are fetched while the input waits (an input that depends on earlier results, such as
@@ -140,9 +203,14 @@ class IterableSource(Source):
     """
 
     def __init__(
-        self, items: Iterable[object] | AsyncIterable[object], *, name: str = "<iterable>"
+        self,
+        items: Iterable[object] | AsyncIterable[object],
+        *,
+        name: str = "<iterable>",
+        parse: Callable[[object, int], Entry] = entry_for,
     ) -> None:
         self.name = name
+        self._parse = parse
         self.position = Position()
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
@@ -172,7 +240,7 @@ class IterableSource(Source):
             if item is _END or item is _NOT_READY:
                 break
             items += 1
-            entries.append(entry_for(item, items))
+            entries.append(self._parse(item, items))
         self.position = Position(items)
         return entries or None
 

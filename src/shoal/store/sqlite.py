@@ -39,8 +39,8 @@ from typing import Any, TypeVar
 import orjson
 
 from shoal.errors import JournalError, OutputError
-from shoal.job import Entry, Job
-from shoal.request import Request, decode_spec, encode_spec, request_from_fields, spec_fields
+from shoal.job import Entry, Item, Job, Work
+from shoal.request import decode_spec, encode_spec, request_from_fields, spec_fields
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position
 from shoal.store.store import Committed, Completion, JobCounts, JobState, Record, SinkMark, Store
@@ -484,12 +484,19 @@ def _mark_items(mark: SinkMark) -> list[tuple[str, Any]]:
 
 def _encode(entry: Entry) -> bytes:
     """A request's journal form; an input error travels with it, so a resumed run writes
-    the same error record."""
+    the same error record. A mapped item's is the JSON array ``[key, group, value]`` (and
+    the error's kind and message): no request's form starts with ``[``."""
+    work = entry.work
+    if isinstance(work, Item):
+        fields: list[Any] = [work.key, work.group, work.value]
+        if entry.error is not None:
+            fields += [entry.error.kind.value, entry.error.message]
+        return orjson.dumps(fields)
     if entry.error is None:
         return encode_spec(entry.request)
-    fields = spec_fields(entry.request)
-    fields["error"] = [entry.error.kind.value, entry.error.message]
-    return orjson.dumps(fields)
+    spec = spec_fields(work)
+    spec["error"] = [entry.error.kind.value, entry.error.message]
+    return orjson.dumps(spec)
 
 
 def _add_columns(db: sqlite3.Connection) -> None:
@@ -510,12 +517,15 @@ def _restore(rows: Sequence[tuple[int, int | None, bytes, int, int, bytes | None
     jobs = []
     for seq, line, spec, attempts, depth, parent in rows:
         request, error = _decode(spec)
-        parent_url = None if parent is None else _decode(parent)[0].url
+        parent_url = None if parent is None else decode_spec(parent).url
         jobs.append(Job.restore(seq, request, line, error, attempts, depth, parent_url))
     return jobs
 
 
-def _decode(spec: bytes) -> tuple[Request, Error | None]:
+def _decode(spec: bytes) -> tuple[Work, Error | None]:
+    if spec.startswith(b"["):
+        key, group, value, *error = orjson.loads(spec)
+        return Item(value, key, group), Error(ErrorKind(error[0]), error[1]) if error else None
     if spec.startswith(b"{"):
         data = orjson.loads(spec)
         error = data.pop("error", None)

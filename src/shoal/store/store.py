@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.job import Entry, Job
-from shoal.result import Result
+from shoal.outcome import Finished
 from shoal.sources.source import Position
 
 #: A finished job and its result, ready to be committed.
-Completion = tuple[Job, Result | None]
+Completion = tuple[Job, Finished | None]
 #: A committed record: its commit sequence number and its JSON line (no newline).
 Record = tuple[int, bytes]
 
