@@ -15,9 +15,9 @@ from shoal.errors import JournalError
 from shoal.job import Entry, Job
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
-from shoal.sources.items import entry_for
+from shoal.sources.items import ItemKeys, entry_for
 from shoal.sources.source import Position
-from shoal.store import JobCounts, JobState, MemoryStore, SinkMark, SQLiteStore
+from shoal.store import JobCounts, JobState, MemoryStore, Retrying, SinkMark, SQLiteStore
 
 INPUT = "/data/input.txt"
 Opener = Callable[..., Awaitable[SQLiteStore]]
@@ -326,6 +326,38 @@ async def test_pending_returns_unfinished_jobs_after_reopen(open_store: Opener) 
     assert await again.pending(4, 10) == []
 
 
+async def test_a_retry_keeps_the_attempts_it_was_decided_with(open_store: Opener) -> None:
+    store = await open_store()
+    [job] = await store.admit(entries("http://a.test/1"), Position(1))
+    job.attempts = 2  # the next attempt is under way when the batch commits
+    await store.complete([(job, Retrying(1))], SinkMark())
+    await store.close()
+    [again] = await (await open_store()).pending(0, 10)
+    assert again.attempts == 1  # an attempt a kill cuts short is not counted
+
+
+async def test_mapped_items_come_back_with_their_keys_groups_and_errors(
+    open_store: Opener,
+) -> None:
+    store = await open_store(input_name="<map m.f>")
+    keys = ItemKeys(key=lambda item: item["id"], group=lambda item: item["g"])
+    items = [{"id": 7, "g": "one", "v": [1, "x"]}, {"id": 8, "g": "two"}, {"g": "three"}]
+    admitted = await store.admit(
+        [keys.entry(item, n) for n, item in enumerate(items, 1)], Position(3)
+    )
+    assert [job.host for job in admitted] == ["one", "two", ""]
+    await store.close()
+    first, second, invalid = await (await open_store(input_name="<map m.f>")).pending(0, 10)
+    assert (first.item.key, first.item.group, first.item.value) == ("7", "one", items[0])
+    assert (first.host, first.line, first.error, first.target) == ("one", 1, None, None)
+    assert (second.item.key, second.host) == ("8", "two")
+    assert invalid.error is not None and invalid.error.kind is ErrorKind.INVALID_ITEM
+    assert invalid.error.message == "item 3: KeyError: 'id'" and invalid.host == ""
+    assert invalid.item.value == {"g": "three"}
+    with pytest.raises(TypeError, match="mapped job has an item"):
+        invalid.request  # noqa: B018 - the property raises
+
+
 # -- the sink mark ----------------------------------------------------------------------------
 
 
@@ -360,7 +392,7 @@ async def test_complete_sums_each_second_into_the_timeline(
     )
     # The same second again, and a job that is not final yet (its retry is coming).
     jobs[5].attempts = 1
-    await store.complete([(jobs[2], ok_result(jobs[2])), (jobs[5], None)], SinkMark())
+    await store.complete([(jobs[2], ok_result(jobs[2])), (jobs[5], Retrying(1))], SinkMark())
     await store.complete([(jobs[3], ok_result(jobs[3]))], SinkMark())
     await store.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "journal.db")) as db:

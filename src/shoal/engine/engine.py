@@ -79,6 +79,7 @@ from shoal.store import (
     Committed,
     Completion,
     JobState,
+    Retrying,
     SinkMark,
     Store,
 )
@@ -740,7 +741,7 @@ class Engine:
                 delay = await self._after_fetch(job, result, delay, handler, scheduler)
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
-                await _put(completions, (job, None))
+                await _put(completions, (job, Retrying(job.attempts)))
                 # Once stopped, the job is let go: it stays pending for the next run.
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
@@ -828,7 +829,7 @@ class Engine:
                 # batches rather than once per request.
                 await asyncio.sleep(_LINGER_S)
                 ended = _drain(completions, batch)
-            finals = [result for _, result in batch if result is not None]
+            finals = [result for _, result in batch if not isinstance(result, Retrying)]
             if archive is not None:
                 responses = [result for result in finals if isinstance(result, Result)]
                 captures = [result.capture for result in responses if result.capture is not None]
@@ -862,7 +863,7 @@ class Engine:
         links.over_budget += committed.over_budget
         expected = waited = 0
         for job, result in batch:
-            if result is not None and job.found:
+            if not isinstance(result, Retrying) and job.found:
                 waited += len(job.found)
                 job.found = None
                 expected += 1

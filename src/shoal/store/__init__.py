@@ -2,7 +2,15 @@
 
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SQLiteStore
-from shoal.store.store import Committed, Completion, JobCounts, JobState, SinkMark, Store
+from shoal.store.store import (
+    Committed,
+    Completion,
+    JobCounts,
+    JobState,
+    Retrying,
+    SinkMark,
+    Store,
+)
 
 __all__ = [
     "Committed",
@@ -10,6 +18,7 @@ __all__ = [
     "JobCounts",
     "JobState",
     "MemoryStore",
+    "Retrying",
     "SQLiteStore",
     "SinkMark",
     "Store",

@@ -13,7 +13,16 @@ import orjson
 
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
-from shoal.store.store import Committed, Completion, JobCounts, JobState, Record, SinkMark, Store
+from shoal.store.store import (
+    Committed,
+    Completion,
+    JobCounts,
+    JobState,
+    Record,
+    Retrying,
+    SinkMark,
+    Store,
+)
 
 
 class MemoryStore(Store):
@@ -75,7 +84,7 @@ class MemoryStore(Store):
         duplicate = over_budget = 0
         dumps = orjson.dumps
         for job, result in done:
-            if result is None:
+            if isinstance(result, Retrying):
                 continue  # attempts so far: nothing to keep without a journal
             for entry in job.found or ():
                 if budget is not None and self.counts.admitted >= budget:

@@ -43,7 +43,16 @@ from shoal.job import Entry, Item, Job, Work
 from shoal.request import decode_spec, encode_spec, request_from_fields, spec_fields
 from shoal.result import Error, ErrorKind
 from shoal.sources.source import Position
-from shoal.store.store import Committed, Completion, JobCounts, JobState, Record, SinkMark, Store
+from shoal.store.store import (
+    Committed,
+    Completion,
+    JobCounts,
+    JobState,
+    Record,
+    Retrying,
+    SinkMark,
+    Store,
+)
 
 SCHEMA_VERSION = 1
 #: Tries, 10 ms apart, to take a journal's lock before it counts as in use.
@@ -317,8 +326,8 @@ class SQLiteStore(Store):
         done_seq = self._done_seq
         dumps = orjson.dumps
         for job, result in done:
-            if result is None:  # not final: only the attempts made so far
-                states.append((_PENDING, job.attempts, job.seq))
+            if isinstance(result, Retrying):  # not final: only the attempts made so far
+                states.append((_PENDING, result.attempts, job.seq))
                 continue
             if job.found:
                 found += job.found

@@ -18,8 +18,18 @@ from shoal.job import Entry, Job
 from shoal.outcome import Finished
 from shoal.sources.source import Position
 
-#: A finished job and its result, ready to be committed.
-Completion = tuple[Job, Finished | None]
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A job that is not final yet: the ``attempts`` it had made when its retry was
+    decided (read then, not at the commit, by which time the next attempt may be under way
+    and a kill would leave it counted though cut short)."""
+
+    attempts: int
+
+
+#: A job and its final result, or its attempts so far, ready to be committed.
+Completion = tuple[Job, Finished | Retrying]
 #: A committed record: its commit sequence number and its JSON line (no newline).
 Record = tuple[int, bytes]
 
@@ -121,8 +131,8 @@ class Store(abc.ABC):
         jobs found (``job.found``) in the same transaction, while the job holds fewer than
         ``budget`` requests in all.
 
-        An item whose result is ``None`` is not final: it records the attempts its job has
-        made so far (a retry is coming), so a resumed run does not grant them again.
+        An item whose result is :class:`Retrying` is not final: it records the attempts its
+        job has made so far (a retry is coming), so a resumed run does not grant them again.
         """
 
     @abc.abstractmethod
