@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,3 +48,15 @@ async def loop_watchdog() -> AsyncIterator[None]:
     finally:
         loop.set_exception_handler(previous)
     assert not reports, f"the event loop reported: {[r.get('message') for r in reports]}"
+
+
+async def killed_after(process: asyncio.subprocess.Process, delay_s: float) -> bool:
+    """Let ``process`` run up to ``delay_s``, then kill it with SIGKILL (unless it ended on
+    its own first); True when SIGKILL ended it."""
+    try:
+        await asyncio.wait_for(process.wait(), delay_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):  # it may just have ended
+            process.kill()
+        await process.wait()
+    return process.returncode == -signal.SIGKILL

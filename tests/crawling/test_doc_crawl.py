@@ -4,16 +4,14 @@ when killed with SIGKILL at random moments and resumed."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_cli import finish, read_records, start
+from tests.conftest import killed_after
 from tests.crawling.doc_site import (
     DOC_SEED,
     doc_site,  # noqa: F401 (the fixture)
@@ -67,14 +65,7 @@ async def test_killed_at_random_moments_and_resumed_the_crawl_finds_the_same_set
     rng = random.Random(7)
     kills = 0
     for _ in range(6):
-        process = await start(*args)
-        try:
-            await asyncio.wait_for(process.wait(), rng.uniform(0.3, 1.2))
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-        if process.returncode != -signal.SIGKILL:
+        if not await killed_after(await start(*args), rng.uniform(0.3, 1.2)):
             break
         kills += 1
     done = await finish(await start(*args), within_s=120)

@@ -20,6 +20,7 @@ import pytest
 
 import shoal
 from shoal import Engine, Limits, Outcome, Politeness, Rejected, RetryPolicy
+from tests.conftest import killed_after
 from tests.engine import map_job
 
 FAST_RETRY = RetryPolicy(retries=2, backoff_base_s=0.001, backoff_max_s=0.002)
@@ -139,7 +140,9 @@ def test_what_cannot_be_keyed_or_recorded_fails_its_item_and_the_run_goes_on() -
 
     items = [1, object(), "no key", "opaque", {"b": 1, "a": 2}, 2]
     outcomes = list(shoal.map(work, items, key=key))
-    errors = {o.line: o.error and (o.error.kind.value, o.error.message) for o in outcomes}
+    errors: dict[int | None, tuple[str, str] | None] = {
+        o.line: None if o.error is None else (o.error.kind.value, o.error.message) for o in outcomes
+    }
     assert errors[1] is None and errors[5] is None and errors[6] is None
     assert errors[2] is not None and errors[2][0] == "invalid_item"
     assert "not a JSON value" in errors[2][1]
@@ -314,21 +317,15 @@ async def test_100k_items_killed_at_random_moments_end_each_once_within_their_ca
 ) -> None:
     count = 100_000
     journal, output, calls_path = tmp_path / "job.db", tmp_path / "out.jsonl", tmp_path / "calls"
-    command = (sys.executable, "-m", "tests.engine.map_job", str(journal), str(output))
-    command += (str(calls_path), str(count))
+    job = ("-m", "tests.engine.map_job", str(journal), str(output), str(calls_path), str(count))
+    command = (sys.executable, *job)
     rng = random.Random(20261203)
     kills = 0
     #: Keys final at some kill, with how many calls each had had then.
     final_calls: dict[str, int] = {}
     for _ in range(6):
         process = await asyncio.create_subprocess_exec(*command, cwd=Path(__file__).parents[2])
-        try:
-            await asyncio.wait_for(process.wait(), rng.uniform(0.5, 2.0))
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-        if process.returncode != -signal.SIGKILL:
+        if not await killed_after(process, rng.uniform(0.5, 2.0)):
             break
         kills += 1
         per_key = Counter(str(n) for n, *_ in _calls(calls_path))

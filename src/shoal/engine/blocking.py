@@ -13,7 +13,7 @@ import contextlib
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from shoal.config import Limits, RetryPolicy, Timeouts
@@ -42,7 +42,7 @@ def fetch(
     journal: str | Store | None = None,
     output: str | None = None,
     **options: Any,
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """Fetch ``requests`` and yield each :class:`Result` as it completes.
 
     The common settings are keywords here; anything else :class:`Engine` takes (``limits``,
@@ -74,7 +74,7 @@ def map(
     output: str | None = None,
     progress: bool = False,
     **options: Any,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Call ``await function(item)`` for every item and yield each :class:`Outcome` as it
     is committed (see :meth:`Engine.map`).
 
@@ -102,7 +102,7 @@ def _iterate(
     run_job: Callable[[Deliver], Awaitable[None]],
     *,
     progress: bool,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     results: queue.Queue[object] = queue.Queue(maxsize=max(256, engine.limits.concurrency))
     failure: list[BaseException] = []
     ready = threading.Event()
