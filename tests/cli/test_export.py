@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import signal
@@ -10,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shoal.cli.export import CSV_COLUMNS
+import shoal as shoal_library
+from shoal.cli.export import CSV_COLUMNS, MAP_CSV_COLUMNS
 from tests.cli.test_cli import (
     RESOLVE,
     finish,
@@ -191,3 +193,38 @@ async def test_missing_or_foreign_journal_is_a_usage_error(tmp_path: Path, comma
     assert done.code == 2
     assert "not a usable shoal journal" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_map_job_reads_back_like_a_fetch(tmp_path: Path) -> None:
+    journal = tmp_path / "map.db"
+
+    async def square(n: int) -> int:
+        if n % 4 == 0:
+            raise ValueError("a multiple of four")
+        return n * n
+
+    def run() -> list[shoal_library.Outcome]:
+        return list(
+            shoal_library.map(square, range(20), group=lambda n: f"g{n % 2}", journal=str(journal))
+        )
+
+    assert len(await asyncio.to_thread(run)) == 20
+    done = await shoal("status", str(journal), "--json")
+    data = orjson.loads(done.stdout)
+    assert (data["admitted"], data["ok"], data["failed"], data["pending"]) == (20, 15, 5, 0)
+    assert data["by_error"] == {"task": 5}
+    done = await shoal("export", str(journal), "--format", "csv")
+    rows = list(csv.reader(io.StringIO(done.stdout.decode())))
+    assert tuple(rows[0]) == MAP_CSV_COLUMNS and len(rows) == 21
+    by_key = {row[0]: dict(zip(MAP_CSV_COLUMNS, row, strict=True)) for row in rows[1:]}
+    assert by_key["3"]["value"] == "9" and by_key["3"]["group"] == "g1"
+    assert by_key["4"]["error_kind"] == "task" and by_key["4"]["value"] == ""
+    assert by_key["4"]["error_message"] == "ValueError: a multiple of four"
+    done = await shoal("export", str(journal), "--error", "task")
+    assert sorted(record["key"] for record in done.records()) == ["0", "12", "16", "4", "8"]
+    report = tmp_path / "report.html"
+    done = await shoal("report", str(journal), "-o", str(report))
+    assert done.code == 0, done.stderr
+    page = report.read_text()
+    assert "<h2>Top groups</h2>" in page and "2 groups in all" in page
+    assert "first key" in page and "ValueError: a multiple of four" in page

@@ -48,6 +48,21 @@ CSV_COLUMNS = (
     "depth",
     "parent",
 )
+#: The columns of a ``shoal.map`` job's records (``item`` and ``value`` as JSON text).
+MAP_CSV_COLUMNS = (
+    "key",
+    "group",
+    "line",
+    "item",
+    "value",
+    "error_kind",
+    "error_message",
+    "attempts",
+    "started_at",
+    "elapsed_ms",
+)
+#: Columns written as JSON text.
+_JSON_COLUMNS = frozenset({"meta", "data", "item", "value"})
 
 
 def journal_of(job: str) -> str:
@@ -187,7 +202,8 @@ def write_records(
     form: str,
     keep: Callable[[dict[str, Any]], bool] | None,
 ) -> int:
-    """Write records as JSON lines or CSV; the number written."""
+    """Write records as JSON lines or CSV (the columns of a fetch's records, or of a
+    map's when the first record is one); the number written."""
     written = 0
     if form == "jsonl":
         for record in records:
@@ -197,30 +213,35 @@ def write_records(
         return written
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
-    writer.writerow(CSV_COLUMNS)
+    columns: tuple[str, ...] | None = None
     for record in records:
         data = orjson.loads(record)
+        if columns is None:
+            columns = MAP_CSV_COLUMNS if "key" in data and "url" not in data else CSV_COLUMNS
+            writer.writerow(columns)
         if keep is not None and not keep(data):
             continue
-        writer.writerow(_row(data))
+        writer.writerow(_row(data, columns))
         written += 1
+    if columns is None:
+        writer.writerow(CSV_COLUMNS)
     text.flush()
     text.detach()
     return written
 
 
-def _row(record: dict[str, Any]) -> list[Any]:
+def _row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
     error = record.get("error") or {}
     warc = record.get("warc") or {}
     row: list[Any] = []
-    for column in CSV_COLUMNS:
+    for column in columns:
         if column == "error_kind":
             value = error.get("kind")
         elif column == "error_message":
             value = error.get("message")
         elif column.startswith("warc_"):
             value = warc.get(column.removeprefix("warc_"))
-        elif column in ("meta", "data"):
+        elif column in _JSON_COLUMNS:
             raw = record.get(column)
             value = None if raw is None else orjson.dumps(raw).decode()
         else:

@@ -75,6 +75,7 @@ from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
 from shoal.sinks import Outputs
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import ItemKeys, IterableSource, Source
+from shoal.sources.items import MAP_INPUT
 from shoal.store import (
     Committed,
     Completion,
@@ -966,4 +967,4 @@ def _map_name(function: Function) -> str:
     """The journal's name for a map's input: the function's, so that a journal is not
     resumed by another function."""
     name = getattr(function, "__qualname__", None) or type(function).__qualname__
-    return f"<map {getattr(function, '__module__', None) or '?'}.{name}>"
+    return f"{MAP_INPUT}{getattr(function, '__module__', None) or '?'}.{name}>"

@@ -68,7 +68,7 @@ def render_report(reader: JournalReader) -> bytes:
         *_throughput(reader, span),
         *_outcomes(summary, totals),
         *_latency(totals),
-        *_hosts(reader),
+        *_hosts(reader, summary.mapped),
         *_errors(reader, summary),
         *_outputs(reader, settings, totals),
         *_configuration(settings),
@@ -221,14 +221,16 @@ def _latency(totals: RecordTotals) -> list[str]:
     ]
 
 
-def _hosts(reader: JournalReader) -> list[str]:
+def _hosts(reader: JournalReader, mapped: bool) -> list[str]:
+    """The top hosts' table, or for a map the top groups'."""
     top = reader.hosts(TOP_HOSTS)
-    out = ["<h2>Top hosts</h2>"]
+    word, source = ("group", "the items' groups") if mapped else ("host", "the requests' URLs")
+    out = [f"<h2>Top {word}s</h2>"]
     if not top.rows:
         return [*out, "<p>No final record yet.</p>"]
     rows = [
         (
-            "(no host)" if row.host is None else row.host,
+            f"(no {word})" if row.host is None else row.host,
             f"{row.requests:,}",
             f"{row.requests - row.failed:,}",
             f"{row.failed:,}",
@@ -241,9 +243,9 @@ def _hosts(reader: JournalReader) -> list[str]:
     shown = f"; the {len(top.rows):,} with the most records" if top.groups > len(top.rows) else ""
     return [
         *out,
-        f"<p>{top.groups:,} {_s(top.groups, 'host')} in all, by the requests' URLs{shown}.</p>",
+        f"<p>{top.groups:,} {_s(top.groups, word)} in all, by {source}{shown}.</p>",
         _table(
-            ("host", "records", "ok", "failed", "failed share", "body bytes", "mean latency"),
+            (word, "records", "ok", "failed", "failed share", "body bytes", "mean latency"),
             rows,
             numeric=range(1, 7),
             text=(0,),
@@ -254,7 +256,7 @@ def _hosts(reader: JournalReader) -> list[str]:
 def _errors(reader: JournalReader, summary: JobSummary) -> list[str]:
     out = ["<h2>Errors, grouped</h2>"]
     if not summary.failed:
-        return [*out, "<p>No request failed.</p>"]
+        return [*out, f"<p>No {'item' if summary.mapped else 'request'} failed.</p>"]
     top = reader.error_groups(TOP_ERRORS)
     shown = f"; the {len(top.rows):,} largest" if top.groups > len(top.rows) else ""
     return [
@@ -262,7 +264,7 @@ def _errors(reader: JournalReader, summary: JobSummary) -> list[str]:
         f"<p>Failures with the same kind and message: {top.groups:,}"
         f" {_s(top.groups, 'group')}{shown}.</p>",
         _table(
-            ("kind", "message", "failures", "first URL"),
+            ("kind", "message", "failures", "first key" if summary.mapped else "first URL"),
             [
                 (group.kind, _cut(group.message), f"{group.count:,}", _cut(group.example_url))
                 for group in top.rows

@@ -142,6 +142,11 @@ def _request_problem(request: Request) -> str | None:
     return None
 
 
+#: How the name of a map's input starts (``<map module.function>``): the journal of a map
+#: job says so, and the tools that read it name groups rather than hosts.
+MAP_INPUT = "<map "
+
+
 class ItemKeys:
     """Turns the items of a mapped coroutine into entries: each one's key (``key(item)``,
     by default its canonical JSON: keys sorted, no spaces) deduplicates it and names it in

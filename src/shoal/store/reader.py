@@ -24,6 +24,7 @@ import orjson
 
 from shoal.errors import JournalError
 from shoal.latency import LatencyHistogram
+from shoal.sources.items import MAP_INPUT
 from shoal.store.sqlite import SCHEMA_VERSION
 from shoal.store.store import ARCHIVE_POSITIONS
 
@@ -48,6 +49,11 @@ class JobSummary:
     @property
     def pending(self) -> int:
         return self.admitted - self.ok - self.failed
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the job is a ``shoal.map`` (its records are outcomes of items)."""
+        return self.input.startswith(MAP_INPUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,10 +347,12 @@ class JournalReader:
         ]
 
     def hosts(self, limit: int) -> Top[HostRow]:
-        """The hosts with the most final records (their names as the requests gave them)."""
+        """The hosts with the most final records (their names as the requests gave them),
+        or for a map the groups."""
         rows = self._query(
             "SELECT host, COUNT(*) AS n, SUM(failed), SUM(COALESCE(b, 0)), AVG(ms),"
-            " COUNT(*) OVER () FROM (SELECT shoal_host(json_extract(t, '$.url')) AS host,"
+            " COUNT(*) OVER () FROM (SELECT COALESCE(shoal_host(json_extract(t, '$.url')),"
+            " json_extract(t, '$.group')) AS host,"
             " failed, json_extract(t, '$.bytes') AS b, json_extract(t, '$.elapsed_ms') AS ms"
             f" FROM (SELECT {_TEXT} AS t, failed FROM records))"
             " GROUP BY host ORDER BY n DESC, host LIMIT ?",
@@ -360,7 +368,8 @@ class JournalReader:
         rows = self._query(
             "SELECT kind, message, COUNT(*) AS n, MIN(url), COUNT(*) OVER () FROM"
             " (SELECT json_extract(t, '$.error.kind') AS kind,"
-            " json_extract(t, '$.error.message') AS message, json_extract(t, '$.url') AS url"
+            " json_extract(t, '$.error.message') AS message,"
+            " COALESCE(json_extract(t, '$.url'), json_extract(t, '$.key')) AS url"
             f" FROM (SELECT {_TEXT} AS t FROM records WHERE failed))"
             " GROUP BY kind, message ORDER BY n DESC, kind, message LIMIT ?",
             (limit,),
