@@ -20,6 +20,7 @@ import pytest
 
 import shoal
 from shoal import Engine, Limits, Outcome, Politeness, Rejected, RetryPolicy
+from shoal.scheduling import Shard
 from tests.conftest import killed_after
 from tests.engine import map_job
 
@@ -283,6 +284,34 @@ def test_with_a_journal_a_stopped_map_resumes_and_records_each_item_once(tmp_pat
 
     with pytest.raises(shoal.JournalError, match="journal of another input"):
         list(shoal.map(other, range(3), journal=journal))
+
+
+async def test_shards_split_the_items_and_each_group_cap_between_them() -> None:
+    gauge = Gauge()
+
+    async def work(item: dict[str, Any]) -> int:
+        with gauge.held(item["group"]):
+            await asyncio.sleep(0.001)
+        return int(item["n"])
+
+    items = [{"n": n, "group": f"g{n % 5}"} for n in range(600)]
+    shards = [
+        Engine(limits=Limits(concurrency=16, per_host=4), shard=Shard(index, 3, per_host=4))
+        for index in range(3)
+    ]
+
+    async def run(engine: Engine) -> list[Outcome]:
+        group = lambda item: item["group"]  # noqa: E731
+        mapped = engine.map(work, items, key=lambda item: item["n"], group=group)
+        async with engine, mapped as outcomes:
+            return [outcome async for outcome in outcomes]
+
+    parts = await asyncio.gather(*(run(engine) for engine in shards))
+    keys = [outcome.key for part in parts for outcome in part]
+    assert sorted(keys) == sorted(str(n) for n in range(600))
+    assert all(len(part) > 100 for part in parts)
+    # Three processes, one cap: a group's 4 are split between them, never exceeded.
+    assert max(gauge.most.values()) == 4
 
 
 # -- killed with SIGKILL and resumed ------------------------------------------------------------

@@ -132,3 +132,41 @@ def test_another_address_needs_a_token() -> None:
         Dashboard(engine, host="0.0.0.0")
     assert refused.value.option == "dashboard_token"
     Dashboard(engine, host="0.0.0.0", token="t")  # with one, it is allowed
+
+
+async def test_a_map_shows_its_calls_and_groups(client: aiohttp.ClientSession) -> None:
+    release = asyncio.Event()
+
+    async def work(n: int) -> int:
+        if n >= 20:
+            await release.wait()  # held in flight while the dashboard is read
+        if n % 5 == 0:
+            raise ValueError("five")
+        return n
+
+    engine = Engine(limits=Limits(concurrency=8, per_host=2))
+    async with engine, Dashboard(engine) as dashboard:
+        base = f"http://127.0.0.1:{dashboard.port}"
+        async with engine.map(work, range(24), group=lambda n: f"g{n % 2}") as outcomes:
+            seen = 0
+            async for _ in outcomes:
+                seen += 1
+                if seen == 20:
+                    async with client.get(base + "/api/stats") as response:
+                        stats = await response.json()
+                    async with client.get(base + "/api/hosts") as response:
+                        hosts = await response.json()
+                    release.set()
+        async with client.get(base + "/metrics") as response:
+            text = await response.text()
+    assert seen == 24
+    assert (stats["done"], stats["ok"], stats["failed"]) == (20, 16, 4)
+    assert stats["by_error"] == {"task": 4} and stats["in_flight"] == 4
+    busy = {host["host"]: host["in_flight"] for host in hosts["busiest"]}
+    assert busy == {"g0": 2, "g1": 2}  # each group at its cap
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["outcome"], s.labels["status_class"]): s.value
+        for s in families["shoal_requests"].samples
+    }
+    assert requests == {("ok", "none"): 19.0, ("failed", "none"): 5.0}
