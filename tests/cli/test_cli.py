@@ -48,7 +48,10 @@ class Finished:
 
 
 async def start(
-    *args: str, stdin: int = asyncio.subprocess.PIPE, env: dict[str, str] | None = None
+    *args: str,
+    stdin: int = asyncio.subprocess.PIPE,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *SHOAL,
@@ -57,6 +60,7 @@ async def start(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env if env is not None else environment(),
+        cwd=cwd,
     )
 
 
@@ -74,9 +78,13 @@ async def finish(
 
 
 async def shoal(
-    *args: str, stdin: bytes = b"", within_s: float = 20, env: dict[str, str] | None = None
+    *args: str,
+    stdin: bytes = b"",
+    within_s: float = 20,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Finished:
-    return await finish(await start(*args, env=env), stdin, within_s)
+    return await finish(await start(*args, env=env, cwd=cwd), stdin, within_s)
 
 
 async def wait_until(condition: Callable[[], bool], within_s: float, what: str) -> None:

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from shoal.cli.crawl import crawl
+from shoal.cli.map import map_command
 from shoal.cli.options import job_options, start_job
 from shoal.cli.run import (
     EXIT_FAULT,
@@ -45,7 +46,9 @@ def fetch(input_path: str, **options: Any) -> None:
 
 use_environment(fetch)
 cli.add_command(crawl)
+cli.add_command(map_command)
 use_environment(crawl)
+use_environment(map_command)
 
 
 _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))

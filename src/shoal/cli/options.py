@@ -90,30 +90,100 @@ def _positive_float(minimum: float = 0.001) -> click.FloatRange:
     return click.FloatRange(min=minimum)
 
 
+# The options of every job command (``fetch``, ``crawl``, ``map``); the others are a
+# fetch's (HTTP, DNS, politeness, outputs of responses).
+_OUTPUT = click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default="stdout",
+    type=click.Path(allow_dash=True, dir_okay=False, writable=True),
+    help="Write one JSON record per request here.",
+)
+
+_JOB = click.option(
+    "--job",
+    "journal",
+    type=click.Path(dir_okay=False),
+    help="The job's journal (SQLite). Default: OUTPUT.journal beside the output file.",
+)
+
+_RESTART = click.option(
+    "--restart", is_flag=True, help="Discard the journal and start the job over."
+)
+
+_CONCURRENCY = click.option(
+    "-c",
+    "--concurrency",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests in flight at once, over all hosts.",
+)
+
+_RETRIES = click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries after the first attempt.",
+)
+
+_BACKOFF = click.option(
+    "--backoff",
+    default=0.5,
+    show_default=True,
+    type=_positive_float(0),
+    help="Base of the exponential backoff, in seconds (full jitter).",
+)
+
+_BACKOFF_MAX = click.option(
+    "--backoff-max",
+    default=30.0,
+    show_default=True,
+    type=_positive_float(0),
+    help="Longest backoff between attempts, in seconds.",
+)
+
+_PROGRESS = click.option(
+    "--progress",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr; auto: only when stderr is a terminal.",
+)
+
+_PROCESSES = click.option(
+    "-p",
+    "--processes",
+    default="1",
+    show_default=True,
+    type=_Processes(),
+    help="Worker processes sharing the job ('auto': one per CPU core).",
+)
+
+_DASHBOARD = click.option(
+    "--dashboard",
+    type=Address(),
+    default=None,
+    help="Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT "
+    "(host 127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.",
+)
+
+_DASHBOARD_TOKEN = click.option(
+    "--dashboard-token",
+    default=None,
+    help="The token every dashboard route needs (required on a non-loopback address).",
+)
+
+_QUIET = click.option("-q", "--quiet", is_flag=True, help="No summary at the end.")
+
+#: Every option of a fetch job, in the order --help shows them.
 _JOB_OPTIONS = [
-    click.option(
-        "-o",
-        "--output",
-        default="-",
-        show_default="stdout",
-        type=click.Path(allow_dash=True, dir_okay=False, writable=True),
-        help="Write one JSON record per request here.",
-    ),
-    click.option(
-        "--job",
-        "journal",
-        type=click.Path(dir_okay=False),
-        help="The job's journal (SQLite). Default: OUTPUT.journal beside the output file.",
-    ),
-    click.option("--restart", is_flag=True, help="Discard the journal and start the job over."),
-    click.option(
-        "-c",
-        "--concurrency",
-        default=100,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Requests in flight at once, over all hosts.",
-    ),
+    _OUTPUT,
+    _JOB,
+    _RESTART,
+    _CONCURRENCY,
     click.option(
         "--per-host",
         default=8,
@@ -142,33 +212,15 @@ _JOB_OPTIONS = [
         type=_positive_float(),
         help="Seconds to wait for each piece of data.",
     ),
-    click.option(
-        "--retries",
-        default=2,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="Retries after the first attempt.",
-    ),
+    _RETRIES,
     click.option(
         "--retry-on",
         default=DEFAULT_RETRY_ON,
         show_default=True,
         help="Error kinds and statuses to retry (e.g. connect,timeout,reset,429,5xx).",
     ),
-    click.option(
-        "--backoff",
-        default=0.5,
-        show_default=True,
-        type=_positive_float(0),
-        help="Base of the exponential backoff, in seconds (full jitter).",
-    ),
-    click.option(
-        "--backoff-max",
-        default=30.0,
-        show_default=True,
-        type=_positive_float(0),
-        help="Longest backoff between attempts, in seconds.",
-    ),
+    _BACKOFF,
+    _BACKOFF_MAX,
     click.option(
         "--max-retry-after",
         default=120.0,
@@ -261,13 +313,7 @@ _JOB_OPTIONS = [
         show_default=True,
         help="DNS lookups in flight at once.",
     ),
-    click.option(
-        "--progress",
-        type=click.Choice(["auto", "on", "off"]),
-        default="auto",
-        show_default=True,
-        help="Progress on stderr; auto: only when stderr is a terminal.",
-    ),
+    _PROGRESS,
     click.option(
         "--save-bodies",
         "save_bodies",
@@ -357,28 +403,36 @@ _JOB_OPTIONS = [
         callback=load_config,
         help='Read options, and [hosts."PATTERN"] overrides, from this TOML file.',
     ),
-    click.option(
-        "-p",
-        "--processes",
-        default="1",
-        show_default=True,
-        type=_Processes(),
-        help="Worker processes sharing the job ('auto': one per CPU core).",
-    ),
-    click.option(
-        "--dashboard",
-        type=Address(),
-        default=None,
-        help="Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT "
-        "(host 127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.",
-    ),
-    click.option(
-        "--dashboard-token",
-        default=None,
-        help="The token every dashboard route needs (required on a non-loopback address).",
-    ),
-    click.option("-q", "--quiet", is_flag=True, help="No summary at the end."),
+    _PROCESSES,
+    _DASHBOARD,
+    _DASHBOARD_TOKEN,
+    _QUIET,
 ]
+
+
+#: The options a job of any kind has: its places, its concurrency, its retries' count and
+#: backoff, what it shows, and its processes.
+RUN_OPTIONS = [
+    _OUTPUT,
+    _JOB,
+    _RESTART,
+    _CONCURRENCY,
+    _RETRIES,
+    _BACKOFF,
+    _BACKOFF_MAX,
+    _PROGRESS,
+    _PROCESSES,
+    _DASHBOARD,
+    _DASHBOARD_TOKEN,
+    _QUIET,
+]
+
+
+def run_options(command: F) -> F:
+    """Give ``command`` the options of every job (see :data:`RUN_OPTIONS`)."""
+    for option in reversed(RUN_OPTIONS):
+        command = option(command)
+    return command
 
 
 def job_options(command: F) -> F:
@@ -518,19 +572,28 @@ def start_job(
         dashboard_token=dashboard_token or None,
         seeds=seeds,
     )
+    if extra and processes != "1":
+        raise click.BadParameter(
+            "a crawl runs in one process for now (its links cross the processes' hosts)",
+            param_hint="'--processes'",
+        )
+    launch(engine, settings, options, processes, console)
+
+
+def launch(
+    engine: Engine, settings: dict[str, Any], options: JobOptions, processes: str, console: Console
+) -> NoReturn:
+    """Run the job in this process, or in ``processes`` worker processes (each making its
+    engine from ``settings``), and exit with its code."""
     count = (os.cpu_count() or 1) if processes == "auto" else int(processes)
+    concurrency = engine.limits.concurrency
     if count > concurrency:
         raise click.BadParameter(
             f"{count} processes need --concurrency of at least {count}",
             param_hint="'--processes'",
         )
-    if count > 1 and extra:
-        raise click.BadParameter(
-            "a crawl runs in one process for now (its links cross the processes' hosts)",
-            param_hint="'--processes'",
-        )
     if count == 1:
-        problem = check_journals(options.journal, 1, restart) if options.journal else None
+        problem = check_journals(options.journal, 1, options.restart) if options.journal else None
         if problem is not None:
             raise click.UsageError(problem)
         sys.exit(run_async(run_job(engine, options, console)))

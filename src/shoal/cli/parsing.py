@@ -1,9 +1,14 @@
-"""Parsing option values that are more than a number: sizes, headers, retry sets, hosts."""
+"""Parsing option values that are more than a number: sizes, headers, retry sets, hosts,
+and the Python objects a map names."""
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import ipaddress
 import math
+import os
+import sys
 
 import click
 
@@ -172,3 +177,34 @@ class HeaderLine(click.ParamType):  # type: ignore[type-arg]
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> str:
         return str(value)
+
+
+def load_object(spec: str) -> object:
+    """The object ``module:name`` names (``name`` may be dotted: ``module:Class.method``),
+    importing the module with the working folder on the path, as ``python -m`` has it.
+
+    Raises ``ValueError`` saying what is wrong.
+    """
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not MODULE:NAME")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"{module_name!r} has no {attribute!r}") from None
+    return target
+
+
+def load_exception(spec: str) -> type[BaseException]:
+    """An exception class by its built-in name (``ConnectionError``) or ``module:Name``."""
+    found = getattr(builtins, spec, None) if ":" not in spec else load_object(spec)
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise ValueError(f"{spec!r} is not an exception class (built-in, or MODULE:NAME)")
+    return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
+import operator
 import os
 import signal
 import sys
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from shoal.cli.parsing import load_object
 from shoal.engine import Engine, loop_factory
+from shoal.engine.calls import Function
 from shoal.errors import ConfigError, JournalError, OutputError
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
@@ -35,6 +39,38 @@ JOURNAL_SUFFIX = ".journal"
 
 
 @dataclass(frozen=True, slots=True)
+class MapSpec:
+    """What ``shoal map`` runs: the async function and how items are keyed and grouped,
+    as the command line names them (names, so that worker processes load them too)."""
+
+    function: str
+    #: A field of the items (objects), or ``MODULE:NAME`` of a function of an item.
+    key: str | None = None
+    group: str | None = None
+    timeout_s: float | None = None
+
+    def load(
+        self,
+    ) -> tuple[Function, Callable[[Any], object] | None, Callable[[Any], object] | None]:
+        """The function, the key and the group; ``ValueError`` says what cannot be had."""
+        function = load_object(self.function)
+        if not inspect.iscoroutinefunction(function):
+            raise ValueError(f"{self.function!r} is not an async function")
+        return function, _item_function(self.key), _item_function(self.group)
+
+
+def _item_function(spec: str | None) -> Callable[[Any], object] | None:
+    if spec is None:
+        return None
+    if ":" in spec:
+        found = load_object(spec)
+        if not callable(found):
+            raise ValueError(f"{spec!r} is not a function")
+        return found
+    return operator.itemgetter(spec)
+
+
+@dataclass(frozen=True, slots=True)
 class JobOptions:
     """Where a job reads, writes and keeps its journal, and what it shows."""
 
@@ -50,6 +86,8 @@ class JobOptions:
     dashboard_token: str | None = None
     #: Requests given as arguments (a crawl's seeds), read instead of ``input`` when set.
     seeds: tuple[str, ...] | None = None
+    #: A map's function and items' keys (``shoal map``): the input's lines are its items.
+    map: MapSpec | None = None
 
 
 #: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
@@ -259,9 +297,31 @@ async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> St
             if watch is not None:
                 watcher = asyncio.create_task(watch(engine.statistics))
             try:
-                return await engine.run(source, journal=journal, output=options.output)
+                if options.map is None:
+                    return await engine.run(source, journal=journal, output=options.output)
+                assert isinstance(source, FileSource)
+                return await _run_map(engine, options.map, source, journal, options.output)
             finally:
                 if watcher is not None:
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
+
+
+async def _run_map(
+    engine: Engine, spec: MapSpec, source: FileSource, journal: str, output: str
+) -> Statistics:
+    function, key, group = spec.load()
+    mapped = engine.map(
+        function,
+        source,
+        key=key,
+        group=group,
+        timeout_s=spec.timeout_s,
+        journal=journal,
+        output=output,
+    )
+    async with mapped as outcomes:
+        async for _ in outcomes:
+            pass
+    return engine.statistics()

@@ -22,6 +22,7 @@ from shoal.engine.engine import Deliver, Engine, Handler, Requests
 from shoal.engine.loop import loop_factory
 from shoal.outcome import Finished, Outcome
 from shoal.result import Result
+from shoal.sources import FileSource
 from shoal.store import Store
 
 T = TypeVar("T", Result, Outcome)
@@ -61,7 +62,7 @@ def fetch(
 
 def map(
     function: Function,
-    items: Iterable[Any] | AsyncIterable[Any],
+    items: Iterable[Any] | AsyncIterable[Any] | FileSource,
     *,
     key: Callable[[Any], object] | None = None,
     group: Callable[[Any], object] | None = None,

@@ -74,7 +74,7 @@ from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
 from shoal.sinks import Outputs
 from shoal.sinks.bodies import BodyStore
-from shoal.sources import ItemKeys, IterableSource, Source
+from shoal.sources import FileSource, ItemKeys, IterableSource, Source
 from shoal.sources.items import MAP_INPUT
 from shoal.store import (
     Committed,
@@ -116,6 +116,10 @@ class _Plan:
     rules: HostRules
     robots: Robots | None = None
     handler: Handler | None = None
+    #: Whether a shard of the job gets a part of each host's cap (the job's caps hold over
+    #: all shards); not for a map without groups, whose one bucket each shard's own
+    #: concurrency bounds.
+    split_caps: bool = True
 
 
 class Engine:
@@ -383,7 +387,7 @@ class Engine:
     def map(
         self,
         function: Function,
-        items: Iterable[Any] | AsyncIterable[Any],
+        items: Iterable[Any] | AsyncIterable[Any] | FileSource,
         *,
         key: Callable[[Any], object] | None = None,
         group: Callable[[Any], object] | None = None,
@@ -398,8 +402,9 @@ class Engine:
                 async for outcome in outcomes:
                     ...
 
-        Items are read lazily, each JSON value once by its key (``key(item)``, by default
-        its canonical JSON). The engine's ``limits`` bound the calls in flight, in all and
+        Items are read lazily (a :class:`shoal.FileSource` as JSON lines, an item a line,
+        resumed by its byte offset), each JSON value once by its key (``key(item)``, by
+        default its canonical JSON). The engine's ``limits`` bound the calls in flight, in all and
         per group (``group(item)``; without it every call may run at once up to the
         concurrency), its politeness rates and delays pace each group, and its retry policy
         retries what ``function`` raises when the exception is one of
@@ -417,7 +422,7 @@ class Engine:
     def _map_plan(
         self,
         function: Function,
-        items: Iterable[Any] | AsyncIterable[Any],
+        items: Iterable[Any] | AsyncIterable[Any] | FileSource,
         key: Callable[[Any], object] | None,
         group: Callable[[Any], object] | None,
         timeout_s: float | None,
@@ -428,10 +433,16 @@ class Engine:
         if timeout_s is not None and not timeout_s > 0:
             raise ConfigError("timeout_s", "must be above 0")
         task = Call(function, timeout_s=timeout_s, retry_on=self.retry.on_exceptions)
-        parse = ItemKeys(key, group).entry
-        source = IterableSource(items, name=_map_name(function), parse=parse)
+        keys = ItemKeys(key, group)
+        source: Source
+        if isinstance(items, FileSource):
+            items.read_items(keys, f"{_map_name(function)} {items.name}")
+            source = items
+        else:
+            source = IterableSource(items, name=_map_name(function), parse=keys.entry)
         if group is None:  # one bucket for all: only the concurrency bounds it
-            return source, _Plan(task, HostRules(self.politeness, self.limits.concurrency))
+            rules = HostRules(self.politeness, self.limits.concurrency)
+            return source, _Plan(task, rules, split_caps=False)
         return source, _Plan(task, self._rules)
 
     @contextlib.asynccontextmanager
@@ -520,6 +531,7 @@ class Engine:
             if not state.input_done:
                 await source.skip_to(state.position)
             recorder.start()
+            recorder.unit = "request" if plan is None else "item"
             if plan is None:
                 plan = _Plan(self._task, self._rules, self._robots, self._handler)
             await self._process(source, store, outputs, state, mark, deliver, plan)
@@ -594,7 +606,7 @@ class Engine:
         scheduler = self._scheduler = Scheduler(
             per_host=plan.rules.per_host,
             capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
-            host_cap=None if shard is None else _host_cap(shard),
+            host_cap=None if shard is None or not plan.split_caps else _host_cap(shard),
             rules=plan.rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,

@@ -76,7 +76,10 @@ class Progress:
         counts.append(f"{stats.ok:,}", style="green")
         counts.append("  failed ")
         counts.append(f"{stats.failed:,}", style="red" if stats.failed else "")
-        counts.append(f"  {self._rate:,.0f} req/s  {format_bytes(self._byte_rate)}/s")
+        if stats.unit == "request":
+            counts.append(f"  {self._rate:,.0f} req/s  {format_bytes(self._byte_rate)}/s")
+        else:
+            counts.append(f"  {self._rate:,.0f} {stats.unit}s/s")
         counts.append(f"  in flight {stats.in_flight:,}")
         if stats.waiting_retry:
             counts.append(f"  retrying {stats.waiting_retry:,}")

@@ -83,6 +83,8 @@ class Statistics:
     finished: bool = False
     #: What became of the follow-ups handlers asked for (:meth:`shoal.Result.follow`).
     links: LinkCounts = field(default_factory=LinkCounts)
+    #: What the job's work is called: ``request`` (a fetch or crawl), ``item`` (a map).
+    unit: str = "request"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -99,6 +101,7 @@ class Statistics:
         data["recent_errors"] = [dataclasses.asdict(sample) for sample in self.recent_errors]
         data["finished"] = self.finished
         data["links"] = self.links.to_dict()
+        data["unit"] = self.unit
         return data
 
     @classmethod
@@ -118,6 +121,7 @@ class Statistics:
             recent_errors=tuple(ErrorSample(**e) for e in data.get("recent_errors", ())),
             finished=bool(data.get("finished", False)),
             links=LinkCounts.from_dict(data.get("links", {})),
+            unit=str(data.get("unit", "request")),
         )
 
     @classmethod
@@ -155,6 +159,7 @@ class Statistics:
             recent_errors=_recent([sample for part in parts for sample in part.recent_errors]),
             finished=bool(parts) and all(part.finished for part in parts),
             links=LinkCounts.combine([part.links for part in parts]),
+            unit=parts[0].unit if parts else "request",
             **summed,
         )
 
@@ -238,6 +243,7 @@ class Recorder:
         self._latency = LatencyHistogram()
         self._recent: dict[str, deque[ErrorSample]] = {}
         self.links = LinkCounts()
+        self.unit = "request"
 
     def start(self) -> None:
         self._started = time.monotonic()
@@ -311,4 +317,5 @@ class Recorder:
             recent_errors=_recent([s for recent in self._recent.values() for s in recent]),
             finished=self._finished is not None,
             links=dataclasses.replace(self.links),
+            unit=self.unit,
         )

@@ -17,10 +17,11 @@ def _ms(value: float | None) -> str:
 def render_summary(stats: Statistics) -> str:
     """Two columns under a title: what was done, how it ended, how fast."""
     table = _Rows()
+    units = stats.unit + "s"
     state = "interrupted" if stats.interrupted else "finished"
     table.add_row("run", f"{state} in {format_duration(stats.elapsed_s)}")
     table.add_row(
-        "requests",
+        units,
         f"{stats.done:,} this run: {stats.ok:,} ok, {stats.failed:,} failed"
         + (
             f"; {stats.retries:,} {'retry' if stats.retries == 1 else 'retries'}"
@@ -54,7 +55,7 @@ def render_summary(stats: Statistics) -> str:
     if stats.total is not None and not stats.total_is_estimate:
         table.add_row(
             "job",
-            f"{stats.total:,} requests: {stats.job_ok:,} ok, {stats.job_failed:,} failed, "
+            f"{stats.total:,} {units}: {stats.job_ok:,} ok, {stats.job_failed:,} failed, "
             f"{max(0, stats.total - stats.job_ok - stats.job_failed):,} pending",
         )
     if stats.by_status:
@@ -86,11 +87,14 @@ def render_summary(stats: Statistics) -> str:
             f", {dns.cached + dns.coalesced:,} answered from the cache"
             + (f"; {', '.join(problems)}" if problems else ""),
         )
-    table.add_row(
-        "throughput",
-        f"{stats.requests_per_s:,.1f} req/s, {format_bytes(stats.bytes_per_s)}/s, "
-        f"{format_bytes(stats.bytes)} in all",
-    )
+    if stats.unit == "request":
+        table.add_row(
+            "throughput",
+            f"{stats.requests_per_s:,.1f} req/s, {format_bytes(stats.bytes_per_s)}/s, "
+            f"{format_bytes(stats.bytes)} in all",
+        )
+    else:  # a map's calls move no bytes of their own
+        table.add_row("throughput", f"{stats.requests_per_s:,.1f} {units}/s")
     return table.render("shoal summary")
 
 

@@ -169,14 +169,26 @@ class ItemKeys:
         try:
             text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:
-            return _invalid_item(repr(value), position, f"not a JSON value: {exc}")
+            return invalid_item(repr(value), position, f"not a JSON value: {exc}")
         try:
             key = text.decode() if self._key is None else _text(self._key(value), "key")
             group = None if self._group is None else _text(self._group(value), "group")
         except Exception as exc:  # noqa: BLE001 - the user's function fails this item only
-            return _invalid_item(value, position, f"{type(exc).__name__}: {exc}")
+            return invalid_item(value, position, f"{type(exc).__name__}: {exc}")
         digest = hashlib.blake2b(b"item\0" + key.encode(), digest_size=16).digest()
         return Entry(Item(value, key, group), digest, position, None, None)
+
+    def line(self, raw: bytes, line: int) -> Entry | None:
+        """The entry for one line of a file of items (a JSON value a line); ``None`` for a
+        blank line."""
+        if not raw.strip():
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            return invalid_item(text, line, f"malformed JSON: {exc}")
+        return self.entry(value, line)
 
 
 def _text(value: object, name: str) -> str:
@@ -187,7 +199,8 @@ def _text(value: object, name: str) -> str:
     raise TypeError(f"{name}() gave {type(value).__name__}, not a string or an integer")
 
 
-def _invalid_item(value: object, position: int, message: str) -> Entry:
+def invalid_item(value: object, position: int, message: str) -> Entry:
+    """An entry for an item that cannot be mapped, keeping what can be kept of it."""
     if not isinstance(value, str):
         try:
             orjson.dumps(value)

@@ -14,7 +14,13 @@ import orjson
 
 from shoal.job import Entry
 from shoal.request import Request
-from shoal.sources.items import entry_for_mapping, entry_for_request, invalid_entry
+from shoal.sources.items import (
+    ItemKeys,
+    entry_for_mapping,
+    entry_for_request,
+    invalid_entry,
+    invalid_item,
+)
 from shoal.sources.source import Position, Source
 
 #: Lines longer than this are reported as invalid without being held in memory.
@@ -92,6 +98,7 @@ class FileSource(Source):
     def __init__(self, path: str, *, default_method: str = "GET") -> None:
         self._path = path
         self._method = default_method
+        self._items: ItemKeys | None = None
         if path == "-":
             self.name = "-"
             self._file: BinaryIO = sys.stdin.buffer
@@ -101,6 +108,12 @@ class FileSource(Source):
         self._seekable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         self._pipe = None if self._seekable else _PipeLines(self._file.fileno())
         self.position = Position()
+
+    def read_items(self, keys: ItemKeys, name: str) -> None:
+        """Read each line as a JSON item of a map (``keys`` makes its entry), not as a
+        request; ``name`` is the input's in the journal."""
+        self._items = keys
+        self.name = name
 
     def _readline(self, limit: int, timeout_s: float | None = None) -> bytes | None:
         if self._pipe is None:
@@ -159,14 +172,16 @@ class FileSource(Source):
                 head = raw.lstrip()
                 if head.startswith(b"#") or (not head and blank):
                     continue  # a long comment, or a long blank line: skipped like any other
-                entries.append(
-                    invalid_entry(
-                        raw[:200].decode("utf-8", "replace"),
-                        line,
-                        line,
-                        f"line longer than {MAX_LINE_BYTES} bytes",
-                    )
-                )
+                start = raw[:200].decode("utf-8", "replace")
+                message = f"line longer than {MAX_LINE_BYTES} bytes"
+                if self._items is not None:
+                    entries.append(invalid_item(start, line, message))
+                else:
+                    entries.append(invalid_entry(start, line, line, message))
+            elif self._items is not None:
+                entry = self._items.line(raw, line)
+                if entry is not None:
+                    entries.append(entry)
             else:
                 entry = parse_line(raw, line, self._method)
                 if entry is not None:

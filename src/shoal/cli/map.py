@@ -1,0 +1,139 @@
+"""``shoal map``: an async Python function over every item of a JSON-lines file, as a job
+(journal, resume, retries, per-group caps and pacing, progress, summary, dashboard,
+``--processes``) like a fetch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+
+from shoal.cli.options import CLI_NAMES, launch, run_options
+from shoal.cli.parsing import Rate, load_exception
+from shoal.cli.run import JobOptions, MapSpec, check_dashboard, default_journal
+from shoal.config import Limits, Politeness, RetryPolicy
+from shoal.engine import Engine
+from shoal.errors import ConfigError
+
+
+@click.command(name="map")
+@click.argument("function", metavar="MODULE:FUNCTION")
+@click.argument("items", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--key",
+    default=None,
+    metavar="FIELD|MODULE:FUNCTION",
+    help="Each item's identity (deduplication, the journal): this field of an object item, "
+    "or what this function of the item returns. Default: the item's canonical JSON.",
+)
+@click.option(
+    "--group",
+    default=None,
+    metavar="FIELD|MODULE:FUNCTION",
+    help="Each item's group, which --per-group, --per-group-rate and --delay apply to. "
+    "Default: none (only --concurrency bounds the calls).",
+)
+@click.option(
+    "--per-group",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Calls in flight at once per group.",
+)
+@click.option(
+    "--per-group-rate",
+    type=Rate(),
+    default=None,
+    help="Calls started per group at most, e.g. 5/s or 30/m (smooth, not in bursts).",
+)
+@click.option(
+    "--delay",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Least seconds between two calls started in one group.",
+)
+@click.option(
+    "--timeout",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="Seconds a call may take; a longer one fails with kind timeout (retried).",
+)
+@click.option(
+    "--retry-on",
+    "retry_on",
+    multiple=True,
+    metavar="EXCEPTION",
+    help="Retry a call that raises this exception class (a built-in name such as "
+    "ConnectionError, or MODULE:NAME; repeatable). Other exceptions fail at once.",
+)
+@run_options
+def map_command(
+    function: str,
+    items: str,
+    key: str | None,
+    group: str | None,
+    per_group: int,
+    per_group_rate: float | None,
+    delay: float,
+    timeout: float | None,
+    retry_on: tuple[str, ...],
+    output: str,
+    journal: str | None,
+    restart: bool,
+    concurrency: int,
+    retries: int,
+    backoff: float,
+    backoff_max: float,
+    progress: str,
+    processes: str,
+    dashboard: tuple[str, int] | None,
+    dashboard_token: str | None,
+    quiet: bool,
+) -> None:
+    """Call the async MODULE:FUNCTION on every item of ITEMS (JSON lines: one JSON value
+    each; '-': stdin) and write one record per item to OUTPUT: its key, group, item,
+    the value returned or the error (kind task and the exception's type and message),
+    attempts and timings.
+
+    An exception fails its item, never the run; a malformed line becomes an error record.
+    The journal resumes the job where it stopped, even after a kill, and records each
+    item once. MODULE is imported with the working folder on the path.
+    """
+    spec = MapSpec(function, key=key, group=group, timeout_s=timeout)
+    try:
+        spec.load()
+        exceptions = tuple(load_exception(name) for name in retry_on)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if dashboard is not None:
+        check_dashboard(dashboard[0], dashboard_token)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
+    try:
+        settings: dict[str, Any] = dict(
+            limits=Limits(concurrency=concurrency, per_host=per_group),
+            retry=RetryPolicy(
+                retries=retries,
+                backoff_base_s=backoff,
+                backoff_max_s=backoff_max,
+                on_exceptions=exceptions,
+            ),
+            politeness=Politeness(per_second=per_group_rate, delay_s=delay),
+        )
+        engine = Engine(**settings)
+    except ConfigError as exc:
+        name = CLI_NAMES.get(exc.option, exc.option).replace("host", "group")
+        raise click.BadParameter(exc.message, param_hint=f"'{name}'") from exc
+    options = JobOptions(
+        input=items,
+        output=output,
+        journal=journal if journal is not None else default_journal(output),
+        restart=restart,
+        progress=progress == "on" or (progress == "auto" and console.is_terminal),
+        quiet=quiet,
+        dashboard=dashboard,
+        dashboard_token=dashboard_token or None,
+        map=spec,
+    )
+    launch(engine, settings, options, processes, console)
