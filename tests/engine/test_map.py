@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 
@@ -84,12 +85,14 @@ def test_exceptions_are_data_and_only_the_named_ones_are_retried() -> None:
             raise Rejected("refused")
         if item == 5 and calls[item] == 1:
             raise ConnectionError("once")
+        if item == 6:
+            raise asyncio.CancelledError  # its own, not the run cancelling it
         return item
 
     retry = RetryPolicy(
         retries=2, backoff_base_s=0.001, backoff_max_s=0.002, on_exceptions=(ConnectionError,)
     )
-    outcomes = by_key(list(shoal.map(work, range(6), retry=retry)))
+    outcomes = by_key(list(shoal.map(work, range(7), retry=retry)))
     kinds = {k: o.error and (o.error.kind.value, o.error.message) for k, o in outcomes.items()}
     assert kinds == {
         "0": None,
@@ -98,10 +101,11 @@ def test_exceptions_are_data_and_only_the_named_ones_are_retried() -> None:
         "3": ("task", "busy"),
         "4": ("task", "refused"),
         "5": None,
+        "6": ("task", "CancelledError: "),
     }
-    assert calls == {0: 1, 1: 1, 2: 3, 3: 3, 4: 1, 5: 2}
+    assert calls == {0: 1, 1: 1, 2: 3, 3: 3, 4: 1, 5: 2, 6: 1}
     assert {key: o.attempts for key, o in outcomes.items()} == {
-        "0": 1, "1": 1, "2": 3, "3": 3, "4": 1, "5": 2
+        "0": 1, "1": 1, "2": 3, "3": 3, "4": 1, "5": 2, "6": 1
     }  # fmt: skip
     assert outcomes["5"].value == 5
 
@@ -312,6 +316,34 @@ async def test_shards_split_the_items_and_each_group_cap_between_them() -> None:
     assert all(len(part) > 100 for part in parts)
     # Three processes, one cap: a group's 4 are split between them, never exceeded.
     assert max(gauge.most.values()) == 4
+
+
+def test_every_record_matches_the_outcome_schema(tmp_path: Path) -> None:
+    schema = orjson.loads((Path(shoal.__file__).parent / "outcome.schema.json").read_bytes())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    async def work(item: Any) -> Any:
+        if item == "slow":
+            await asyncio.sleep(1)
+        if item == "bad":
+            raise ValueError("bad")
+        return {"echo": item}
+
+    output = tmp_path / "out.jsonl"
+    items = ["fine", "slow", "bad", object(), {"nested": [1, None]}]
+    outcomes = list(
+        shoal.map(work, items, group=str, timeout_s=0.02, retries=0, output=str(output))
+    )
+    records = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    assert len(records) == len(outcomes) == 5
+    kinds = sorted(record["error"]["kind"] if record["error"] else "ok" for record in records)
+    assert kinds == ["invalid_item", "ok", "ok", "task", "timeout"]
+    for record in records:
+        validator.validate(record)
+    assert records == [outcome.to_record() for outcome in outcomes]
 
 
 # -- killed with SIGKILL and resumed ------------------------------------------------------------
