@@ -45,14 +45,17 @@ class Call:
         if job.on_sent is not None:
             job.on_sent(job)  # the call has reached its group: a paced group counts from now
         start = time.perf_counter()
-        deadline = asyncio.timeout(self._timeout_s)
+        deadline = None if self._timeout_s is None else asyncio.timeout(self._timeout_s)
         try:
-            async with deadline:
+            if deadline is None:  # (a timeout costs more than a short call itself)
                 value = await self._function(outcome.item)
+            else:
+                async with deadline:
+                    value = await self._function(outcome.item)
         except Rejected as exc:
             outcome.error = Error(ErrorKind.TASK, exc.message, retry=exc.retry)
         except TimeoutError as exc:
-            if deadline.expired():
+            if deadline is not None and deadline.expired():
                 message = f"call took longer than {self._timeout_s:g} s"
                 outcome.error = Error(ErrorKind.TIMEOUT, message)
             else:
