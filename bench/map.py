@@ -7,6 +7,7 @@ N items with at most K calls at once, in a process of its own, on uvloop:
 * gather: ``asyncio.gather`` of one task per item behind a semaphore (the usual way);
 * aiometer: ``aiometer.run_on_each(fn, items, max_at_once=K)``;
 * shoal: ``shoal.map(fn, items, concurrency=K)``, outcomes iterated, no journal;
+* shoal-timeout: the same with a timeout on each call (``timeout_s=30``);
 * shoal-journal: the same with a SQLite journal and an output file (resumable, every
   record written);
 * shoal-groups: the same as shoal-journal, the items in 100 groups with a cap per group
@@ -33,7 +34,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-CLIENTS = ("pool", "gather", "aiometer", "shoal", "shoal-journal", "shoal-groups")
+CLIENTS = (
+    "pool", "gather", "aiometer", "shoal", "shoal-timeout", "shoal-journal", "shoal-groups"
+)  # fmt: skip
 GROUPS = 100
 
 
@@ -51,7 +54,9 @@ def _worker(client: str, count: int, concurrency: int, sleep_s: float) -> dict[s
 
         work = tempfile.mkdtemp(prefix="bench-map-")
         options: dict[str, object] = {"concurrency": concurrency}
-        if client != "shoal":
+        if client == "shoal-timeout":
+            options["timeout_s"] = 30.0
+        elif client != "shoal":
             options["journal"] = os.path.join(work, "job.journal")
             options["output"] = os.path.join(work, "out.jsonl")
         if client == "shoal-groups":

@@ -134,6 +134,25 @@ def test_a_call_past_its_timeout_fails_as_a_timeout_and_is_retried() -> None:
     assert calls[2] == 1
 
 
+def test_a_late_call_that_swallows_its_cancellation_still_times_out() -> None:
+    async def work(item: int) -> int:
+        if item in (1, 2):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if item == 2:
+                    raise RuntimeError("cleaned up") from None
+            return -1  # item 1 swallows it
+        await asyncio.sleep(0.001)
+        return item
+
+    outcomes = by_key(list(shoal.map(work, range(40), timeout_s=0.05, retries=0)))
+    late = {key: o.error.kind.value for key, o in outcomes.items() if o.error is not None}
+    assert late == {"1": "timeout", "2": "timeout"}
+    assert outcomes["1"].value is None
+    assert all(outcomes[str(n)].value == n for n in range(3, 40))  # the workers go on
+
+
 def test_what_cannot_be_keyed_or_recorded_fails_its_item_and_the_run_goes_on() -> None:
     async def work(item: Any) -> Any:
         return object() if item == "opaque" else item

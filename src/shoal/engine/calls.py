@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from shoal.config import Timeouts
 from shoal.errors import Rejected
+from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.job import Job
 from shoal.outcome import Outcome
 from shoal.result import Error, ErrorKind
@@ -39,43 +41,60 @@ class Call:
         self._function = function
         self._timeout_s = timeout_s
         self._retry_on = retry_on
+        # Deadlines kept by one watchdog, as a fetch's are: an asyncio.timeout per call
+        # costs more than a short call's own bookkeeping.
+        self._timeouts: Timeouts | None = None
+        self._watchdog: Watchdog | None = None
+        if timeout_s is not None:
+            self._timeouts = Timeouts(total_s=timeout_s, connect_s=timeout_s, read_s=timeout_s)
+            self._watchdog = Watchdog(tick_for([self._timeouts]))
 
     async def run(self, job: Job) -> Outcome:
         outcome = job.outcome(started_at=time.time())
         if job.on_sent is not None:
             job.on_sent(job)  # the call has reached its group: a paced group counts from now
         start = time.perf_counter()
-        deadline = None if self._timeout_s is None else asyncio.timeout(self._timeout_s)
+        watchdog = self._watchdog
+        attempt = None
+        if watchdog is not None:
+            assert self._timeouts is not None
+            attempt = watchdog.start(self._timeouts)
         try:
-            if deadline is None:  # (a timeout costs more than a short call itself)
-                value = await self._function(outcome.item)
-            else:
-                async with deadline:
-                    value = await self._function(outcome.item)
+            value = await self._function(outcome.item)
         except Rejected as exc:
             outcome.error = Error(ErrorKind.TASK, exc.message, retry=exc.retry)
-        except TimeoutError as exc:
-            if deadline is not None and deadline.expired():
-                message = f"call took longer than {self._timeout_s:g} s"
-                outcome.error = Error(ErrorKind.TIMEOUT, message)
+        except asyncio.CancelledError as exc:
+            if attempt is not None and attempt.timed_out():
+                outcome.error = self._late()
+            else:
+                current = asyncio.current_task()
+                if current is None or current.cancelling():
+                    raise  # the run is cancelling this worker
+                outcome.error = self._raised(exc)  # the coroutine's own, not a cancellation
+        except Exception as exc:  # noqa: BLE001 - the coroutine's failure is its item's
+            if attempt is not None and attempt.expired is not None and attempt.timed_out():
+                outcome.error = self._late()  # it made the cancellation another error
             else:
                 outcome.error = self._raised(exc)
-        except asyncio.CancelledError as exc:
-            current = asyncio.current_task()
-            if current is None or current.cancelling():
-                raise  # the run is cancelling this worker
-            outcome.error = self._raised(exc)  # the coroutine's own, not a cancellation
-        except Exception as exc:  # noqa: BLE001 - the coroutine's failure is its item's
-            outcome.error = self._raised(exc)
         else:
-            try:
-                orjson.dumps(value)
-            except TypeError as exc:
-                outcome.error = Error(ErrorKind.TASK, f"returned what is not JSON: {exc}")
+            if attempt is not None and attempt.expired is not None and attempt.timed_out():
+                outcome.error = self._late()  # it swallowed the cancellation: still late
             else:
-                outcome.value = value
+                try:
+                    orjson.dumps(value)
+                except TypeError as exc:
+                    outcome.error = Error(ErrorKind.TASK, f"returned what is not JSON: {exc}")
+                else:
+                    outcome.value = value
+        finally:
+            if attempt is not None:
+                assert watchdog is not None
+                watchdog.end(attempt)
         outcome.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return outcome
+
+    def _late(self) -> Error:
+        return Error(ErrorKind.TIMEOUT, f"call took longer than {self._timeout_s:g} s")
 
     def _raised(self, exc: BaseException) -> Error:
         message = f"{type(exc).__name__}: {exc}"
