@@ -29,7 +29,9 @@ from shoal import Engine, Limits, RetryPolicy, Statistics
 from shoal.reporting.dashboard import TOP_HOSTS, Dashboard
 from tests.cli.test_cli import read_records, wait_until
 from tests.conftest import resolver
+from tests.engine.test_follow import follow_links
 from tests.servers import Misbehaving
+from tests.site_server import TreeSite
 
 try:
     from playwright.async_api import async_playwright
@@ -372,3 +374,59 @@ async def test_pause_resume_and_stop_from_the_page(
     assert rest.job_ok == len(urls)
     assert Counter(record["url"] for record in read_records(output)) == Counter(urls)
     assert requests_per_host(urls, server) == {1}  # every request was sent exactly once
+
+
+async def _shows(browsing: Browsing, wanted: dict[str, str]) -> dict[str, str]:
+    """Wait (bounded) until each element (by id) shows its text and is visible."""
+    deadline = asyncio.get_running_loop().time() + PAGE_WAIT_S
+    while True:
+        shown = {
+            name: await browsing.page.inner_text(f"#{name}")
+            if await browsing.page.is_visible(f"#{name}")
+            else "(hidden)"
+            for name in wanted
+        }
+        if shown == wanted or asyncio.get_running_loop().time() > deadline:
+            return shown
+        await asyncio.sleep(0.05)
+
+
+async def test_a_crawl_shows_its_links_and_a_map_its_items(browser: Browser) -> None:
+    site = TreeSite(pages=60, fanout=3)
+    await site.start()
+    try:
+        engine = Engine(limits=Limits(concurrency=4), resolver=resolver(), handler=follow_links)
+        async with engine, Dashboard(engine) as dashboard, browse(browser, dashboard) as page:
+            stats = await engine.run([site.url(0)])
+            links = stats.links
+            assert links.found > links.admitted == site.pages - 1
+            shown = await _shows(
+                page,
+                {
+                    "links_found": _count(links.found),
+                    "links_admitted": _count(links.admitted),
+                    "links_left_out": _count(links.found - links.admitted),
+                    "rate_unit": "requests/s",
+                },
+            )
+            assert shown["links_found"] == _count(links.found), shown
+            assert shown["links_admitted"] == _count(links.admitted), shown
+            assert shown["links_left_out"] == _count(links.found - links.admitted), shown
+            assert shown["rate_unit"] == "requests/s"
+            page.check()
+    finally:
+        await site.stop()
+
+    async def work(item: int) -> int:
+        await asyncio.sleep(0.001)
+        return item
+
+    engine = Engine(limits=Limits(concurrency=4))
+    async with engine, Dashboard(engine) as dashboard, browse(browser, dashboard) as page:
+        async with engine.map(work, range(50)) as outcomes:
+            assert len([outcome async for outcome in outcomes]) == 50
+        shown = await _shows(page, {"rate_unit": "items/s", "bytes_rate": "(hidden)"})
+        assert shown == {"rate_unit": "items/s", "bytes_rate": "(hidden)"}
+        assert not await page.page.is_visible("#links_found")  # no crawl, no link tiles
+        assert await page.page.inner_text("#rate_title") == "Items per second"
+        page.check()

@@ -66,6 +66,17 @@
   function show(data) {
     for (const key of ["ok", "failed", "in_flight", "queued", "waiting_retry", "retries", "done"])
       $(key).textContent = fmt(data[key]);
+    const unit = data.unit || "request";  // a map's work is items, and moves no bytes
+    $("rate_unit").textContent = unit + "s/s";
+    $("rate_title").textContent = unit[0].toUpperCase() + unit.slice(1) + "s per second";
+    $("bytes_tile").hidden = unit !== "request";
+    const links = data.links || {};
+    if (links.found) {  // a crawl: what became of the links its pages gave
+      for (const tile of document.querySelectorAll(".tiles .links")) tile.hidden = false;
+      $("links_found").textContent = fmt(links.found);
+      $("links_admitted").textContent = fmt(links.admitted);
+      $("links_left_out").textContent = fmt(links.found - links.admitted);
+    }
     $("total").textContent = data.total === null ? "?" : fmt(data.total) + (data.total_is_estimate ? " (estimate)" : "");
     $("eta").textContent = data.finished ? "—" : data.paused ? "paused" : duration(data.eta_s);
     const total = data.total ? data.total - data.skipped : 0;
