@@ -82,13 +82,44 @@ async def test_seeds_from_a_file(site: TreeSite, tmp_path: Path) -> None:
         (("http://a.test/", "--scope", "galaxy"), "--scope"),
         (("http://a.test/", "--max-depth", "-1"), "--max-depth"),
         (("http://a.test/", "--include", "(unclosed"), "--include"),
-        (("http://a.test/", "--processes", "2"), "--processes"),
+        (("http://a.test/", "--processes", "2", "--scope", "all"), "needs --scope same-host"),
+        (("http://a.test/", "--processes", "3", "--max-requests", "2"), "cannot be shared"),
     ],
 )
 async def test_bad_crawl_options_are_usage_errors(args: tuple[str, ...], message: str) -> None:
     done = await shoal("crawl", *args)
     assert done.code == 2
     assert message in done.stderr
+
+
+async def test_a_crawl_in_processes_gives_each_host_to_one_and_each_page_once(
+    site: TreeSite, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.jsonl"
+    hosts = ("a.test", "b.test", "c.test", "d.test")
+    seeds = [site.url(0, host) for host in hosts]
+    args = ("crawl", *seeds, "-o", str(output), "--processes", "2", "-c", "8", "-q")
+    done = await finish(await start(*args, *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    urls = [record["url"] for record in read_records(output)]
+    assert sorted(urls) == sorted(site.url(n, host) for n in range(site.pages) for host in hosts)
+    assert all(count == len(hosts) for count in site.served.values())  # once per host
+    # Each host's pages, links found by its pages included, are all one process's.
+    parts = [_final_urls(Path(f"{output}.journal.{n}-of-2")) for n in (1, 2)]
+    owners = [{URL(url).host for url in part} for part in parts]
+    assert owners[0].isdisjoint(owners[1]) and owners[0] | owners[1] == set(hosts)
+    assert all(owners)  # four hosts: both processes had some (with this hash, for these names)
+
+
+async def test_a_crawls_budget_is_shared_by_its_processes(site: TreeSite, tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    seeds = [site.url(0, host) for host in ("a.test", "b.test", "c.test", "d.test")]
+    args = ("crawl", *seeds, "-o", str(output), "--processes", "2", "--max-requests", "30")
+    done = await finish(await start(*args, "-q", *RESOLVE), within_s=60)
+    assert done.code == 0, done.stderr
+    parts = [len(_final_urls(Path(f"{output}.journal.{n}-of-2"))) for n in (1, 2)]
+    assert parts == [15, 15]  # an exact part each: never past the budget in all
+    assert len(read_records(output)) == 30
 
 
 def _final_urls(journal: Path) -> set[str]:

@@ -24,7 +24,7 @@ from shoal.cli.parsing import (
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import JobOptions, check_dashboard, default_journal, run_async, run_job
 from shoal.cli.settings import host_policies, load_config
-from shoal.config import DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import Crawl, DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine
 from shoal.errors import ConfigError
 from shoal.sources.items import valid_method
@@ -572,12 +572,28 @@ def start_job(
         dashboard_token=dashboard_token or None,
         seeds=seeds,
     )
-    if extra and processes != "1":
-        raise click.BadParameter(
-            "a crawl runs in one process for now (its links cross the processes' hosts)",
-            param_hint="'--processes'",
-        )
+    crawl: Crawl | None = (extra or {}).get("crawl")
+    if crawl is not None and processes != "1":
+        # Each process owns its hosts whole; a link that may leave its page's host could
+        # belong to another process's.
+        if crawl.scope not in ("same-host", "same-origin"):
+            raise click.BadParameter(
+                f"a crawl in several processes needs --scope same-host or same-origin"
+                f" (links within a host), not {crawl.scope}",
+                param_hint="'--processes'",
+            )
+        budget, count = crawl.max_requests, process_count(processes)
+        if budget is not None and budget < count:
+            raise click.BadParameter(
+                f"--max-requests {budget} cannot be shared by {count} processes",
+                param_hint="'--processes'",
+            )
     launch(engine, settings, options, processes, console)
+
+
+def process_count(processes: str) -> int:
+    """The number ``--processes`` asks for (``auto``: one per CPU core)."""
+    return (os.cpu_count() or 1) if processes == "auto" else int(processes)
 
 
 def launch(
@@ -585,7 +601,7 @@ def launch(
 ) -> NoReturn:
     """Run the job in this process, or in ``processes`` worker processes (each making its
     engine from ``settings``), and exit with its code."""
-    count = (os.cpu_count() or 1) if processes == "auto" else int(processes)
+    count = process_count(processes)
     concurrency = engine.limits.concurrency
     if count > concurrency:
         raise click.BadParameter(

@@ -130,15 +130,19 @@ def _write_plan(path: str, plan: Plan) -> None:
 async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable: bool) -> int:
     options = plan.options
     to_stdout = options.output == "-"
-    try:
-        source = FileSource(options.input)
-    except OSError as exc:
-        console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
-        return EXIT_USAGE
-    try:
-        estimate = await source.wait_total()
-    finally:
-        await source.aclose()
+    estimate: int | None
+    if options.seeds is not None:  # a crawl's seeds, given as arguments
+        estimate = len(options.seeds)
+    else:
+        try:
+            source = FileSource(options.input)
+        except OSError as exc:
+            console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+            return EXIT_USAGE
+        try:
+            estimate = await source.wait_total()
+        finally:
+            await source.aclose()
     workers = [
         await asyncio.create_subprocess_exec(
             sys.executable,

@@ -33,7 +33,7 @@ from shoal.cli.processes import (
     shard_output,
 )
 from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal, run_async
-from shoal.config import Limits
+from shoal.config import Crawl, Limits
 from shoal.engine import Engine
 from shoal.reporting import Statistics
 from shoal.scheduling import Shard, split
@@ -76,6 +76,10 @@ async def run_shard(plan: Plan, index: int) -> int:
     limits: Limits = settings.pop("limits")
     if settings.get("warc") is not None:  # each worker writes its own WARC files
         settings["warc"] = shard_output(settings["warc"], index, plan.count)
+    crawl: Crawl | None = settings.get("crawl")
+    if crawl is not None and crawl.max_requests is not None:  # a part of the budget each
+        budget = split(crawl.max_requests, plan.count, index)
+        settings["crawl"] = dataclasses.replace(crawl, max_requests=budget)
     engine = Engine(
         limits=dataclasses.replace(
             limits, concurrency=split(limits.concurrency, plan.count, index)

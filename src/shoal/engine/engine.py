@@ -164,6 +164,9 @@ class Engine:
         self.politeness = politeness or Politeness()
         self.dns = dns or DNSSettings()
         self.crawl = crawl or Crawl()
+        # A crawl's shard owns each of its hosts whole: the links a page gives stay on its
+        # host (or its origin), so they are always the finding shard's own.
+        self._whole_hosts = crawl is not None
         # The resolver is the engine's unless the caller brings one: it outlives a session
         # (its cache serves every run of this engine) and its counts feed statistics().
         self._dns = CachingResolver(self.dns) if resolver is None else None
@@ -606,7 +609,11 @@ class Engine:
         scheduler = self._scheduler = Scheduler(
             per_host=plan.rules.per_host,
             capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
-            host_cap=None if shard is None or not plan.split_caps else _host_cap(shard),
+            host_cap=(
+                None
+                if shard is None or not plan.split_caps
+                else _host_cap(shard, whole=self._whole_hosts)
+            ),
             rules=plan.rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,
@@ -687,7 +694,8 @@ class Engine:
                 mine = shard.owns(entry)
             else:
                 rule = rules.for_host(host)
-                mine = shard.owns(entry, rule.max_in_flight, paced=rule.paced)
+                whole = rule.paced or self._whole_hosts
+                mine = shard.owns(entry, rule.max_in_flight, paced=whole)
             if mine:
                 owned.append(entry)
         return owned
@@ -968,9 +976,9 @@ async def _handle(handler: Handler, result: Result) -> None:
         result.data = data
 
 
-def _host_cap(shard: Shard) -> Callable[[str, int, bool], int]:
+def _host_cap(shard: Shard, *, whole: bool) -> Callable[[str, int, bool], int]:
     def cap(host: str, limit: int, paced: bool) -> int:
-        return shard.host_cap(host, limit, paced=paced)
+        return shard.host_cap(host, limit, paced=paced or whole)
 
     return cap
 
