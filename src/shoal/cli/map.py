@@ -9,9 +9,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from shoal.cli.options import CLI_NAMES, launch, run_options
+from shoal.cli.options import CLI_NAMES, job_places, launch, run_options
 from shoal.cli.parsing import Rate, load_exception
-from shoal.cli.run import JobOptions, MapSpec, check_dashboard, default_journal
+from shoal.cli.run import MapSpec, check_dashboard
 from shoal.config import Limits, Politeness, RetryPolicy
 from shoal.engine import Engine
 from shoal.errors import ConfigError
@@ -125,15 +125,16 @@ def map_command(
     except ConfigError as exc:
         name = CLI_NAMES.get(exc.option, exc.option).replace("host", "group")
         raise click.BadParameter(exc.message, param_hint=f"'{name}'") from exc
-    options = JobOptions(
-        input=items,
-        output=output,
-        journal=journal if journal is not None else default_journal(output),
-        restart=restart,
-        progress=progress == "on" or (progress == "auto" and console.is_terminal),
-        quiet=quiet,
-        dashboard=dashboard,
-        dashboard_token=dashboard_token or None,
+    options = job_places(
+        items,
+        output,
+        journal,
+        restart,
+        progress,
+        quiet,
+        dashboard,
+        dashboard_token,
+        console,
         map=spec,
     )
     launch(engine, settings, options, processes, console)

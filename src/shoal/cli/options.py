@@ -560,16 +560,17 @@ def start_job(
         raise click.BadParameter(
             exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"
         ) from exc
-    options = JobOptions(
-        input=input_path,
-        output=output,
-        journal=journal if journal is not None else default_journal(output),
-        restart=restart,
-        progress=progress == "on" or (progress == "auto" and console.is_terminal),
-        quiet=quiet,
+    options = job_places(
+        input_path,
+        output,
+        journal,
+        restart,
+        progress,
+        quiet,
+        dashboard,
+        dashboard_token,
+        console,
         method=(method or "GET").upper(),
-        dashboard=dashboard,
-        dashboard_token=dashboard_token or None,
         seeds=seeds,
     )
     crawl: Crawl | None = (extra or {}).get("crawl")
@@ -589,6 +590,32 @@ def start_job(
                 param_hint="'--processes'",
             )
     launch(engine, settings, options, processes, console)
+
+
+def job_places(
+    input_path: str,
+    output: str,
+    journal: str | None,
+    restart: bool,
+    progress: str,
+    quiet: bool,
+    dashboard: tuple[str, int] | None,
+    dashboard_token: str | None,
+    console: Console,
+    **more: Any,
+) -> JobOptions:
+    """The job's options from those of :data:`RUN_OPTIONS` (``more``: a command's own)."""
+    return JobOptions(
+        input=input_path,
+        output=output,
+        journal=journal if journal is not None else default_journal(output),
+        restart=restart,
+        progress=progress == "on" or (progress == "auto" and console.is_terminal),
+        quiet=quiet,
+        dashboard=dashboard,
+        dashboard_token=dashboard_token or None,
+        **more,
+    )
 
 
 def process_count(processes: str) -> int:
