@@ -84,6 +84,9 @@ class Job:
     parent_url: str | None = None
     #: The follow-ups the final response gave, to admit as it commits (internal).
     found: list[Entry] | None = None
+    #: The fencing token of the host lease it was claimed under (a shared store's; 0:
+    #: none): its result commits only while that lease is still this worker's.
+    lease: int = 0
     #: The loop time the current attempt started (kept when a host adapts its pace).
     started: float = 0.0
     #: Set while the attempt's host is paced and its request is not sent yet: the task

@@ -220,6 +220,7 @@ class Engine:
         self._recorder = Recorder()
         self._frontier = Frontier(self.crawl, self._recorder.links)
         self._scheduler: Scheduler | None = None
+        self._store: Store | None = None
         self._running = False
         self._stopping = False
         self._paused = False
@@ -503,7 +504,7 @@ class Engine:
         self._capture_budget.held = 0  # what an aborted run held is gone with it
         source = requests if isinstance(requests, Source) else IterableSource(requests)
         outputs = open_outputs(output)
-        store = open_store(journal, outputs is not None)
+        store = self._store = open_store(journal, outputs is not None)
         try:
             state = await store.open(source.name, await source.fingerprint())
             if state.resumed and state.fingerprint is not None:
@@ -575,6 +576,11 @@ class Engine:
             "save_bodies": absolute(self._save_bodies),
             "warc": absolute(self._warc),
             "shard": None if self._shard is None else [self._shard.index, self._shard.count],
+            # The longest one attempt may last (a shared job's lease outlives it by this).
+            "attempt_max_s": max(
+                [self.timeouts.total_s]
+                + [p.timeouts.total_s for p in self.politeness.hosts.values() if p.timeouts]
+            ),
         }
 
     async def _catch_up(self, store: Store, outputs: Outputs | None, state: JobState) -> SinkMark:
@@ -637,8 +643,15 @@ class Engine:
             self._abortable = [feeder, *workers]
             estimate = None if state.input_done else group.create_task(self._estimate_total(source))
             refill = group.create_task(self._refill(store, scheduler))
+            claim = (
+                group.create_task(self._claim(store, scheduler, completions))
+                if store.leases
+                else None
+            )
             group.create_task(self._commit(store, outputs, completions, mark, deliver))
-            group.create_task(self._end_commits(feeder, workers, [estimate, refill], completions))
+            group.create_task(
+                self._end_commits(feeder, workers, [estimate, refill, claim], completions)
+            )
 
     # -- the stages ------------------------------------------------------------------------
 
@@ -680,7 +693,8 @@ class Engine:
                     entries = self._own_entries(entries, rules)
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
-                await self._dispatch(jobs, store, scheduler, completions)
+                if not store.leases:  # (a shared store hands out every job by its host)
+                    await self._dispatch(jobs, store, scheduler, completions)
         scheduler.close()  # workers end once nothing is held, deferred or expected
 
     def _own_entries(self, entries: list[Entry], rules: HostRules) -> list[Entry]:
@@ -716,6 +730,28 @@ class Engine:
         await _hand_on(store, scheduler, valid)
         await scheduler.wait_room()
 
+    async def _claim(
+        self, store: Store, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]
+    ) -> None:
+        """Take work from a shared store, round after round, until it has none left for
+        this worker: the jobs of the hosts it holds, and the hosts it takes over (with the
+        pace they carry) or must give up."""
+        scheduler.expect()  # the work may grow until the store says it is done
+        try:
+            while not scheduler.stopped:
+                await scheduler.wait_room()
+                claim = await store.claim(scheduler.free, scheduler.pace_of)
+                if claim is None:
+                    break
+                for host in claim.drop:
+                    store.let_go(scheduler.drop_host(host))
+                for host, pace in claim.acquired.items():
+                    scheduler.take_over(host, pace)
+                if claim.jobs:
+                    await self._dispatch(claim.jobs, store, scheduler, completions)
+        finally:
+            scheduler.settled()
+
     @staticmethod
     async def _refill(store: Store, scheduler: Scheduler) -> None:
         """Bring deferred jobs back for the hosts whose queues run low, all run long (its
@@ -733,8 +769,15 @@ class Engine:
         rng = self._rng
         handler = plan.handler
         robots = plan.robots
+        # A shared store's host leases: past its lease, nothing more is sent to a host.
+        holds = self._store.holds if self._store is not None and self._store.leases else None
         result: Finished
         while (job := await scheduler.wait_job()) is not None:
+            if holds is not None and not holds(job):
+                scheduler.release(job)
+                scheduler.finish(job)
+                self._let_go(job)
+                continue
             refusal = scheduler.refusal(job)
             if refusal is None and robots is not None:
                 try:
@@ -766,8 +809,15 @@ class Engine:
                 # Once stopped, the job is let go: it stays pending for the next run.
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
+                else:
+                    self._let_go(job)
                 continue
             await self._final(scheduler, completions, job, result)
+
+    def _let_go(self, job: Job) -> None:
+        """``job`` will not run again in this run: it stays pending in the journal."""
+        if self._store is not None:
+            self._store.let_go([job])
 
     async def _after_fetch(
         self,
@@ -860,6 +910,12 @@ class Engine:
             committed = await store.complete(
                 batch, self._with_archive(mark), budget=self.crawl.max_requests
             )
+            if committed.refused:  # their host's lease was lost: its next owner runs them
+                finals = [
+                    result
+                    for job, result in batch
+                    if not isinstance(result, Retrying) and job.seq not in committed.refused
+                ]
             if outputs is not None:
                 mark = await outputs.write(committed.records)
             await self._follow(store, batch, committed)

@@ -314,6 +314,28 @@ class HostControl:
         self._earliest = max(self._earliest, now + self._delay)
         self._settle()
 
+    def carried(self, now: float) -> tuple[float, float, float]:
+        """What moves with the host to its next owner (a shared job's host lease): seconds
+        until its next start, until its Retry-After pause ends, and its Crawl-delay."""
+        ready_at = max(self._tat - self._tolerance, self._earliest)
+        return (
+            max(0.0, ready_at - now) if ready_at < math.inf else 0.0,
+            max(0.0, self.paused_until - now),
+            self._delay * self._share,
+        )
+
+    def carry_over(
+        self, now: float, ready_in_s: float, paused_for_s: float, delay_s: float
+    ) -> None:
+        """Take on what the host's last owner :meth:`carried`."""
+        if delay_s > 0:
+            self._delay = max(self._delay, delay_s / self._share)
+        if ready_in_s > 0:
+            self._earliest = max(self._earliest, now + ready_in_s)
+        if paused_for_s > 0:
+            self.paused_until = max(self.paused_until, now + paused_for_s)
+        self._settle()
+
     def is_plain(self, now: float) -> bool:
         """True when forgetting this state would change nothing."""
         return (

@@ -25,6 +25,7 @@ from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error
 from shoal.scheduling.hosts import HostControl, HostRules, HostState
+from shoal.store.store import HostPace
 
 #: Idle hosts whose state is worth keeping (a pace, a pause, a throttle), at most.
 _IDLE_HOSTS = 65_536
@@ -135,6 +136,8 @@ class Scheduler:
         self._stopped = False
         self._paused = False
         self._deferred: dict[str, int] = {}
+        #: Hosts given up to another owner (a shared job), until taken over again.
+        self._dropped: set[str] = set()
         self._hungry: set[str] = set()
         self._refill = asyncio.Event()
         self._no_deferred = asyncio.Event()
@@ -193,6 +196,58 @@ class Scheduler:
         if host is not None and host.control.unverified:
             host.control.verify()
             self._consider(host)
+
+    # -- host leases: a shared job's hosts come and go with their owner ----------------------
+
+    def take_over(self, name: str, pace: HostPace) -> None:
+        """Host ``name`` is this worker's now, with the pace its last owner left it."""
+        self._dropped.discard(name)
+        if pace.ready_in_s or pace.paused_for_s or pace.delay_s:
+            host = self._host(name)
+            host.control.carry_over(self._now(), pace.ready_in_s, pace.paused_for_s, pace.delay_s)
+            if host.control.state(self._now()) != "ok":
+                self._notable.add(name)
+            if not host.queue and not host.in_flight:
+                self._rest(host)
+
+    def pace_of(self, name: str) -> HostPace:
+        """The pace host ``name`` carries to its next owner."""
+        host = self._hosts.get(name)
+        if host is None:
+            return HostPace()
+        return HostPace(*host.control.carried(self._now()))
+
+    def drop_host(self, name: str) -> list[Job]:
+        """Give host ``name`` up: its queued jobs and those waiting to retry are taken out
+        and returned (they did not run here); its jobs in flight finish, and any retry they
+        ask for is refused (:meth:`retry_later`)."""
+        self._dropped.add(name)
+        host = self._hosts.get(name)
+        dropped: list[Job] = []
+        if host is not None:
+            dropped += host.queue
+            host.queue.clear()
+        if any(isinstance(item, Job) and item.host == name for _, _, item in self._timers):
+            kept = []
+            for entry in self._timers:
+                item = entry[2]
+                if isinstance(item, Job) and item.host == name:
+                    dropped.append(item)
+                    self._retries -= 1
+                else:
+                    kept.append(entry)
+            heapq.heapify(kept)
+            self._timers = kept
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if kept:
+                self._arm_timer()
+        self._held -= len(dropped)
+        if self._held < self._capacity:
+            self._room.set()
+        self._wake_if_finished()
+        return dropped
 
     def refusal(self, job: Job) -> Error | None:
         """Why ``job`` must fail without being sent (its host was given up), if it must."""
@@ -305,6 +360,11 @@ class Scheduler:
         self._wake_if_finished()
 
     @property
+    def free(self) -> int:
+        """How many more jobs may be held."""
+        return max(0, self._capacity - self._held)
+
+    @property
     def room(self) -> bool:
         """Whether fewer than ``capacity`` jobs are held."""
         return self._held < self._capacity
@@ -385,9 +445,10 @@ class Scheduler:
     def retry_later(self, job: Job, delay_s: float) -> bool:
         """Queue ``job`` again once ``delay_s`` has passed (it stays held).
 
-        Once stopped, the job is let go instead (it stays pending in the journal).
+        Once stopped, or once its host is dropped, the job is let go instead (it stays
+        pending in the journal): False.
         """
-        if self._stopped:
+        if self._stopped or (self._dropped and job.host in self._dropped):
             self._held -= 1
             return False
         self._retries += 1

@@ -3,8 +3,10 @@
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SQLiteStore
 from shoal.store.store import (
+    Claim,
     Committed,
     Completion,
+    HostPace,
     JobCounts,
     JobState,
     Retrying,
@@ -13,8 +15,10 @@ from shoal.store.store import (
 )
 
 __all__ = [
+    "Claim",
     "Committed",
     "Completion",
+    "HostPace",
     "JobCounts",
     "JobState",
     "MemoryStore",

@@ -39,10 +39,9 @@ from typing import Any, TypeVar
 import orjson
 
 from shoal.errors import JournalError, OutputError
-from shoal.job import Entry, Item, Job, Work
-from shoal.request import decode_spec, encode_spec, request_from_fields, spec_fields
-from shoal.result import Error, ErrorKind
+from shoal.job import Entry, Job
 from shoal.sources.source import Position
+from shoal.store.specs import JOB_COLUMNS, encode_entry, restore_jobs
 from shoal.store.store import (
     Committed,
     Completion,
@@ -203,11 +202,11 @@ class SQLiteStore(Store):
 
     def _pending(self, after_seq: int, limit: int) -> list[Job]:
         rows = self._read(
-            f"SELECT {_JOB_COLUMNS} FROM requests AS r LEFT JOIN requests AS p ON p.seq = r.parent"
+            f"SELECT {JOB_COLUMNS} FROM requests AS r LEFT JOIN requests AS p ON p.seq = r.parent"
             " WHERE r.seq > ? AND r.state = 0 ORDER BY r.seq LIMIT ?",
             (after_seq, limit),
         )
-        return _restore(rows)
+        return restore_jobs(rows)
 
     async def defer(self, jobs: Sequence[Job]) -> None:
         await self._call(self._defer, [(job.host, job.seq) for job in jobs])
@@ -229,7 +228,7 @@ class SQLiteStore(Store):
         try:
             with _transaction(db):
                 rows = db.execute(
-                    f"SELECT {_JOB_COLUMNS} FROM temp.deferred AS d"
+                    f"SELECT {JOB_COLUMNS} FROM temp.deferred AS d"
                     " CROSS JOIN requests AS r ON r.seq = d.seq"  # deferred first: by its key
                     " LEFT JOIN requests AS p ON p.seq = r.parent"
                     " WHERE d.host = ? ORDER BY d.seq LIMIT ?",
@@ -242,7 +241,7 @@ class SQLiteStore(Store):
                     )
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-        return _restore(rows)
+        return restore_jobs(rows)
 
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:
         return await self._call(self._records_after, done_seq, limit)
@@ -267,7 +266,7 @@ class SQLiteStore(Store):
             if entry.key in by_key:
                 continue
             by_key[entry.key] = entry
-            rows.append((entry.key, entry.line, _encode(entry)))
+            rows.append((entry.key, entry.line, encode_entry(entry)))
         try:
             with _transaction(db):
                 inserted = db.executemany(
@@ -389,7 +388,7 @@ class SQLiteStore(Store):
             cursor = insert(
                 "INSERT OR IGNORE INTO requests(key, line, spec, depth, parent)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (entry.key, entry.line, _encode(entry), entry.depth, entry.parent),
+                (entry.key, entry.line, encode_entry(entry), entry.depth, entry.parent),
             )
             if cursor.rowcount:
                 seq = cursor.lastrowid
@@ -491,23 +490,6 @@ def _mark_items(mark: SinkMark) -> list[tuple[str, Any]]:
     ]
 
 
-def _encode(entry: Entry) -> bytes:
-    """A request's journal form; an input error travels with it, so a resumed run writes
-    the same error record. A mapped item's is the JSON array ``[key, group, value]`` (and
-    the error's kind and message): no request's form starts with ``[``."""
-    work = entry.work
-    if isinstance(work, Item):
-        fields: list[Any] = [work.key, work.group, work.value]
-        if entry.error is not None:
-            fields += [entry.error.kind.value, entry.error.message]
-        return orjson.dumps(fields)
-    if entry.error is None:
-        return encode_spec(entry.request)
-    spec = spec_fields(work)
-    spec["error"] = [entry.error.kind.value, entry.error.message]
-    return orjson.dumps(spec)
-
-
 def _add_columns(db: sqlite3.Connection) -> None:
     """Give a journal made before follow-ups existed their columns."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
@@ -515,29 +497,3 @@ def _add_columns(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE requests ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
     if "parent" not in columns:
         db.execute("ALTER TABLE requests ADD COLUMN parent INTEGER")
-
-
-#: A job's row, its parent's spec beside it (``r`` the request, ``p`` its parent).
-_JOB_COLUMNS = "r.seq, r.line, r.spec, r.attempts, r.depth, p.spec"
-
-
-def _restore(rows: Sequence[tuple[int, int | None, bytes, int, int, bytes | None]]) -> list[Job]:
-    """Jobs from rows of :data:`_JOB_COLUMNS`."""
-    jobs = []
-    for seq, line, spec, attempts, depth, parent in rows:
-        request, error = _decode(spec)
-        parent_url = None if parent is None else decode_spec(parent).url
-        jobs.append(Job.restore(seq, request, line, error, attempts, depth, parent_url))
-    return jobs
-
-
-def _decode(spec: bytes) -> tuple[Work, Error | None]:
-    if spec.startswith(b"["):
-        key, group, value, *error = orjson.loads(spec)
-        return Item(value, key, group), Error(ErrorKind(error[0]), error[1]) if error else None
-    if spec.startswith(b"{"):
-        data = orjson.loads(spec)
-        error = data.pop("error", None)
-        request = request_from_fields(data)
-        return request, None if error is None else Error(ErrorKind(error[0]), error[1])
-    return decode_spec(spec), None

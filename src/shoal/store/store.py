@@ -10,7 +10,7 @@ back to the mark and every record after it is written again.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,12 +86,64 @@ class Committed:
     admitted: list[Job] = field(default_factory=list)
     duplicate: int = 0
     over_budget: int = 0
+    #: The seqs of final results the store refused (a shared store: their host's lease
+    #: was lost before they could commit; they stay pending for the host's next owner).
+    refused: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class HostPace:
+    """The politeness a host carries from one owner to the next (a shared store's host
+    lease): seconds until its next request may start, until a Retry-After pause ends, and
+    the least delay between its requests that it has earned (a robots.txt Crawl-delay)."""
+
+    ready_in_s: float = 0.0
+    paused_for_s: float = 0.0
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a shared store hands a worker in one round: ``jobs`` to run (of hosts it
+    holds), the hosts it ``acquired`` with the pace each carries, and the hosts to
+    ``drop``: their lease is lost, or due to be handed on (take no more of their jobs; give
+    back those not started with :meth:`Store.let_go`)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    acquired: Mapping[str, HostPace] = field(default_factory=dict)
+    drop: Sequence[str] = ()
+
+
+#: Reads a host's pace from the scheduler (for a host that a worker hands on).
+PaceReader = Callable[[str], HostPace]
 
 
 class Store(abc.ABC):
-    """A job's journal. Methods are called from one task at a time per kind of work."""
+    """A job's journal. Methods are called from one task at a time per kind of work.
+
+    A *shared* store (``leases`` true: PostgreSQL, many workers on one job) hands out work
+    itself: the jobs a run admits are not its to run unless it holds their host, so the
+    engine takes every job from :meth:`claim` instead, checks :meth:`holds` before each
+    attempt, and :meth:`complete` refuses a result whose host lease was lost meanwhile.
+    """
 
     counts: JobCounts
+    #: Whether work comes from :meth:`claim` (hosts leased), not from admission.
+    leases: bool = False
+
+    async def claim(self, room: int, pace_of: PaceReader) -> Claim | None:
+        """The next round of work, up to ``room`` jobs; ``None`` when the job has none left
+        for this worker (a shared store waits for work meanwhile). ``pace_of`` reads the
+        pace of a host being handed on. A local store has nothing to hand out."""
+        return None
+
+    def holds(self, job: Job) -> bool:
+        """Whether this worker may still send ``job`` (its host lease is valid now)."""
+        return True
+
+    def let_go(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional
+        """``jobs`` that were claimed will not run here (their host was dropped, or the
+        run stops): they stay pending for whoever holds their host next."""
 
     @abc.abstractmethod
     async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
