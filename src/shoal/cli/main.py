@@ -44,7 +44,92 @@ def fetch(input_path: str, **options: Any) -> None:
     start_job(input_path, **options)
 
 
+#: A worker's own settings: everything else is the job's.
+_WORKER_OWN = frozenset(
+    {
+        "concurrency",
+        "progress",
+        "quiet",
+        "dashboard",
+        "dashboard_token",
+        "save_bodies",
+        "output",
+        "store",
+        "journal",
+        "processes",
+    }
+)
+
+
+@cli.command()
+@job_options
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Keep waiting for work once none is left, until stopped (for input still to come).",
+)
+def worker(wait: bool, **given: Any) -> None:
+    """Work on a job kept in PostgreSQL (--store URL --job NAME) alongside any other
+    workers, on this machine or others; exit once no work is left.
+
+    The job's settings are the ones it was created with; this worker's own are its
+    concurrency (-c), what it shows, and where it saves bodies. Another value of any other
+    option is refused.
+    """
+    from shoal.cli.run import WORKER, WorkerMode
+    from shoal.cli.settings import use_host_tables
+    from shoal.store.postgres_reader import PostgresReader
+
+    ctx = click.get_current_context()
+    if given["store"] is None:
+        raise click.BadParameter("a worker needs the job's store", param_hint="'--store'")
+    if not given["journal"]:
+        raise click.BadParameter("a worker needs the job's name", param_hint="'--job'")
+
+    async def read() -> dict[str, Any]:
+        async with PostgresReader(given["store"], given["journal"]) as reader:
+            return await reader.options()
+
+    try:
+        kept = run_async(read())
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
+    commands: dict[str, click.Command] = {"fetch": fetch, "crawl": crawl}
+    command = commands.get(str(kept.get("command")))
+    if command is None:
+        raise click.UsageError(f"job {given['journal']!r} cannot be worked on by shoal worker")
+    params = {name: _param(value) for name, value in kept["params"].items()}
+    names = {param.name: param for param in ctx.command.params}
+    for name, value in given.items():
+        source = ctx.get_parameter_source(name)
+        if source is None or source is click.core.ParameterSource.DEFAULT:
+            continue
+        if name in _WORKER_OWN:
+            params[name] = value
+        elif _param(value) != params.get(name):
+            option = names[name]
+            flag = max(getattr(option, "opts", [name]), key=len)
+            raise click.BadParameter(
+                f"job {given['journal']!r} has {params.get(name)!r}; every worker applies"
+                " the job's settings",
+                param_hint=f"'{flag}'",
+            )
+    for name in ("store", "journal", "output"):
+        params[name] = given[name]
+    if kept.get("hosts"):
+        tables, path = kept["hosts"]
+        use_host_tables(ctx, tables, path)
+    ctx.meta[WORKER] = WorkerMode(wait=wait)
+    ctx.invoke(command, **params)
+
+
+def _param(value: Any) -> Any:
+    """A parameter as kept with a job (lists for tuples) and as given, alike."""
+    return tuple(_param(item) for item in value) if isinstance(value, list | tuple) else value
+
+
 use_environment(fetch)
+use_environment(worker)
 cli.add_command(crawl)
 cli.add_command(map_command)
 use_environment(crawl)

@@ -3,6 +3,7 @@ from them: the engine's settings, the job's options, one process or several."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -22,8 +23,17 @@ from shoal.cli.parsing import (
     parse_retry_on,
 )
 from shoal.cli.processes import Plan, check_journals, run_processes
-from shoal.cli.run import JobOptions, check_dashboard, default_journal, run_async, run_job
-from shoal.cli.settings import host_policies, load_config
+from shoal.cli.run import (
+    WORKER,
+    JobOptions,
+    StoreSpec,
+    WorkerMode,
+    check_dashboard,
+    default_journal,
+    run_async,
+    run_job,
+)
+from shoal.cli.settings import host_policies, host_tables, load_config
 from shoal.config import Crawl, DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine
 from shoal.errors import ConfigError
@@ -407,6 +417,27 @@ _JOB_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    click.option(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="Keep the job in this PostgreSQL database (postgresql://USER@HOST/DB), shared"
+        " by any number of workers (shoal worker); --job names the job.",
+    ),
+    click.option(
+        "--lease-ttl",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(min=0.5),
+        help="With --store: seconds a worker's hold on a host lasts without a heartbeat.",
+    ),
+    click.option(
+        "--lease-hold",
+        default=120.0,
+        show_default=True,
+        type=click.FloatRange(min=0.1),
+        help="With --store: seconds a worker keeps a host before handing it on.",
+    ),
 ]
 
 
@@ -489,6 +520,9 @@ def start_job(
     dashboard: tuple[str, int] | None,
     dashboard_token: str | None,
     quiet: bool,
+    store: str | None,
+    lease_ttl: float,
+    lease_hold: float,
     extra: dict[str, Any] | None = None,
     seeds: tuple[str, ...] | None = None,
 ) -> NoReturn:
@@ -572,9 +606,19 @@ def start_job(
         console,
         method=(method or "GET").upper(),
         seeds=seeds,
+        store=None if store is None else shared_store(store, journal, lease_ttl, lease_hold, warc),
     )
+    if store is not None:
+        check_shared(processes, restart)
+        # The records are written from the job once it is complete, and only when asked.
+        given = click.get_current_context().get_parameter_source("output")
+        if given is not None and given is not click.core.ParameterSource.DEFAULT:
+            assert options.store is not None
+            options = dataclasses.replace(
+                options, store=dataclasses.replace(options.store, output=output)
+            )
     crawl: Crawl | None = (extra or {}).get("crawl")
-    if crawl is not None and processes != "1":
+    if crawl is not None and processes != "1" and store is None:
         # Each process owns its hosts whole; a link that may leave its page's host could
         # belong to another process's.
         if crawl.scope not in ("same-host", "same-origin"):
@@ -590,6 +634,66 @@ def start_job(
                 param_hint="'--processes'",
             )
     launch(engine, settings, options, processes, console)
+
+
+def shared_store(
+    url: str, name: str | None, lease_ttl: float, lease_hold: float, warc: str | None
+) -> StoreSpec:
+    """The shared job ``--store`` names, as this command works on it: a ``shoal worker``
+    joins it (see :data:`WORKER`); any other job command creates or continues it and admits
+    its input, keeping its options with it (for the workers)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(
+            f"{url!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)", param_hint="'--store'"
+        )
+    if not name:
+        raise click.BadParameter("a job on a shared store needs a name", param_hint="'--job'")
+    if warc is not None:
+        raise click.BadParameter(
+            "a web archive is not written for a job on a shared store yet", param_hint="'--warc'"
+        )
+    ctx = click.get_current_context()
+    joining: WorkerMode | None = ctx.meta.get(WORKER)
+    return StoreSpec(
+        dsn=url,
+        job=name,
+        admit=joining is None,
+        wait=joining is not None and joining.wait,
+        lease_ttl_s=lease_ttl,
+        hold_s=lease_hold,
+        options=job_record(ctx),
+    )
+
+
+def check_shared(processes: str, restart: bool) -> None:
+    """Refuse what a job on a shared store cannot be given."""
+    if processes != "1":
+        raise click.BadParameter(
+            "a job on a shared store scales by workers: start more (shoal worker)",
+            param_hint="'--processes'",
+        )
+    if restart:
+        raise click.BadParameter(
+            "a job on a shared store is not discarded from here: give another --job name",
+            param_hint="'--restart'",
+        )
+
+
+def job_record(ctx: click.Context) -> dict[str, Any]:
+    """What a shared job keeps of the command that created it, for its workers: the
+    command's name, its parameters (JSON-ready) and the config file's host tables."""
+    hosts = host_tables(ctx)
+    return {
+        "command": ctx.command.name,
+        "params": {name: _plain_param(value) for name, value in ctx.params.items()},
+        "hosts": None if hosts is None else [hosts[0], hosts[1]],
+    }
+
+
+def _plain_param(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain_param(item) for item in value]
+    return value
 
 
 def job_places(
@@ -636,7 +740,11 @@ def launch(
             param_hint="'--processes'",
         )
     if count == 1:
-        problem = check_journals(options.journal, 1, options.restart) if options.journal else None
+        problem = (
+            check_journals(options.journal, 1, options.restart)
+            if options.journal and options.store is None
+            else None
+        )
         if problem is not None:
             raise click.UsageError(problem)
         sys.exit(run_async(run_job(engine, options, console)))

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -28,6 +28,9 @@ from shoal.sources import FileSource, IterableSource, Source
 
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
+    from shoal.store.postgres import PostgresStore
+
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,6 +73,49 @@ def _item_function(spec: str | None) -> Callable[[Any], object] | None:
     return operator.itemgetter(spec)
 
 
+#: ``ctx.meta`` key: this command is a ``shoal worker`` joining a shared job.
+WORKER = "shoal.worker"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMode:
+    """How a ``shoal worker`` joins a shared job."""
+
+    #: Keep waiting for work once none is left (until stopped).
+    wait: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """A job on a shared store (``--store``), as this command works on it."""
+
+    dsn: str
+    job: str
+    #: Whether this command creates or continues the job and admits its input (not a
+    #: ``shoal worker``).
+    admit: bool
+    wait: bool
+    lease_ttl_s: float
+    hold_s: float
+    #: What the job keeps of the command that creates it (see ``cli.options.job_record``).
+    options: dict[str, Any]
+    #: Where the job's records go once it is complete (``-o``; ``None``: nowhere).
+    output: str | None = None
+
+    def open(self) -> PostgresStore:
+        from shoal.store.postgres import PostgresStore
+
+        return PostgresStore(
+            self.dsn,
+            self.job,
+            admit=self.admit,
+            wait=self.wait,
+            lease_ttl_s=self.lease_ttl_s,
+            hold_s=self.hold_s,
+            options=self.options,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
     """Where a job reads, writes and keeps its journal, and what it shows."""
@@ -88,13 +134,16 @@ class JobOptions:
     seeds: tuple[str, ...] | None = None
     #: A map's function and items' keys (``shoal map``): the input's lines are its items.
     map: MapSpec | None = None
+    #: The shared store the job is kept in (``--store``); ``output`` is then written from
+    #: the job once it is complete (``None``: not at all).
+    store: StoreSpec | None = None
 
 
 #: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
-def run_async(main: Coroutine[Any, Any, int]) -> int:
+def run_async(main: Coroutine[Any, Any, R]) -> R:
     """The one place the command line starts an event loop (uvloop when installed).
 
     For the run, the garbage collector is set for a process that keeps thousands of
@@ -286,6 +335,8 @@ def exit_code(stats: Statistics) -> int:
 
 
 async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> Statistics:
+    if options.store is not None:
+        return await _run_shared(engine, options, options.store, watch)
     with _journal_path(options) as journal:
         async with engine, serve_dashboard(engine, options):
             source: Source = (
@@ -306,6 +357,67 @@ async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> St
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
+
+
+async def _run_shared(
+    engine: Engine, options: JobOptions, spec: StoreSpec, watch: Watcher | None
+) -> Statistics:
+    """Work on a job kept in a shared store, then write its records to the output if the
+    job is complete."""
+    store = spec.open()
+    async with engine, serve_dashboard(engine, options):
+        source: Source = (
+            FileSource(options.input, default_method=options.method)
+            if options.seeds is None or not spec.admit
+            else IterableSource(options.seeds, name="<seeds> " + " ".join(options.seeds))
+        )
+        if not spec.admit:  # a worker: the job's input is admitted by the run that made it
+            source = IterableSource((), name="<worker>")
+        watcher = None if watch is None else asyncio.create_task(watch(engine.statistics))
+        try:
+            stats = await engine.run(source, journal=store)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+    if spec.output is not None and not stats.interrupted:
+        await write_shared_records(spec, spec.output)
+    return stats
+
+
+async def write_shared_records(spec: StoreSpec, output: str) -> bool:
+    """Write a shared job's records to ``output`` (replaced whole) if the job is complete;
+    whether it was."""
+    from shoal.store.postgres_reader import PostgresReader
+
+    async with PostgresReader(spec.dsn, spec.job) as reader:
+        summary = await reader.summary()
+        if not summary.input_done or summary.pending > 0:
+            return False
+        partial = output + ".partial"
+        try:
+            file = (
+                sys.stdout.buffer if output == "-" else await asyncio.to_thread(open, partial, "wb")
+            )
+            try:
+                batch: list[bytes] = []
+                async for record in reader.records():
+                    batch.append(record)
+                    if len(batch) >= 2048:
+                        await asyncio.to_thread(file.write, b"\n".join(batch) + b"\n")
+                        batch = []
+                if batch:
+                    await asyncio.to_thread(file.write, b"\n".join(batch) + b"\n")
+                file.flush()
+            finally:
+                if file is not sys.stdout.buffer:
+                    file.close()
+            if output != "-":
+                os.replace(partial, output)
+        except OSError as exc:
+            raise OutputError(f"cannot write {output}: {exc.strerror}") from exc
+    return True
 
 
 async def _run_map(

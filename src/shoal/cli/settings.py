@@ -129,6 +129,17 @@ def host_policies(ctx: click.Context, timeouts: Timeouts) -> dict[str, HostPolic
     return _host_policies(tables, path, timeouts)
 
 
+def host_tables(ctx: click.Context) -> tuple[Any, str] | None:
+    """The config file's ``[hosts]`` tables as read, and the file's path (``None``: none)."""
+    found = ctx.meta.get(_HOSTS_META)
+    return None if found is None else (found[0], found[1])
+
+
+def use_host_tables(ctx: click.Context, tables: Any, path: str) -> None:
+    """Take ``[hosts]`` tables read elsewhere (a shared job's) as if from a config file."""
+    ctx.meta[_HOSTS_META] = (tables, path)
+
+
 def _host_policies(tables: object, path: str, timeouts: Timeouts) -> dict[str, HostPolicy]:
     if not isinstance(tables, Mapping):
         raise _bad(path, "'hosts' must be tables: [hosts.\"example.com\"]")

@@ -643,11 +643,10 @@ class Engine:
             self._abortable = [feeder, *workers]
             estimate = None if state.input_done else group.create_task(self._estimate_total(source))
             refill = group.create_task(self._refill(store, scheduler))
-            claim = (
-                group.create_task(self._claim(store, scheduler, completions))
-                if store.leases
-                else None
-            )
+            claim = None
+            if store.leases:
+                scheduler.expect()  # the work may grow until the store says it is done
+                claim = group.create_task(self._claim(store, scheduler, completions))
             group.create_task(self._commit(store, outputs, completions, mark, deliver))
             group.create_task(
                 self._end_commits(feeder, workers, [estimate, refill, claim], completions)
@@ -736,7 +735,6 @@ class Engine:
         """Take work from a shared store, round after round, until it has none left for
         this worker: the jobs of the hosts it holds, and the hosts it takes over (with the
         pace they carry) or must give up."""
-        scheduler.expect()  # the work may grow until the store says it is done
         try:
             while not scheduler.stopped:
                 await scheduler.wait_room()

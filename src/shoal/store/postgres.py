@@ -662,6 +662,7 @@ class PostgresStore(Store):
                 self._poll_s = _POLL_MIN_S
                 return Claim(jobs, acquired, drop)
             if not self._leases and not self._wait and await self._finished():
+                await self._read_counts()
                 return None
             await asyncio.sleep(self._poll_s)
             self._poll_s = min(_POLL_MAX_S, self._poll_s * 2)
@@ -711,7 +712,6 @@ class PostgresStore(Store):
             return int(row[0]), max(1, int(row[1]))
 
         hosts, workers = await self._run(count)
-        self._fair_checked = time.monotonic()
         return -(-hosts // workers) + 1
 
     async def _over_share(self, now: float) -> list[str]:
@@ -719,6 +719,8 @@ class PostgresStore(Store):
         held first: handed on, so that a worker that joins gets work."""
         if now - self._fair_checked < 1.0:
             return []
+        self._fair_checked = now
+        await self._read_counts()  # the whole job's, for progress
         held = [(lease.since, host) for host, lease in self._leases.items() if not lease.leaving]
         excess = len(held) - await self._fair_share()
         return [host for _, host in sorted(held)[:excess]] if excess > 0 else []
