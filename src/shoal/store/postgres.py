@@ -419,7 +419,7 @@ class PostgresStore(Store):
         await self._run(_migrate)
         row = await self._run(lambda c: self._open_job(c, input_name, fingerprint))
         if self._admits:
-            await self._take_admission()
+            self._admits = await self._take_admission()
         await self._read_counts()
         self._heartbeat = asyncio.create_task(self._beat())
         resumed, input_done, items, offset, recorded = row
@@ -483,9 +483,15 @@ class PostgresStore(Store):
             recorded,
         )
 
-    async def _take_admission(self) -> None:
+    @property
+    def admits(self) -> bool:
+        """Whether this run admits the job's input (else it only works on the job)."""
+        return self._admits
+
+    async def _take_admission(self) -> bool:
         """Hold the job's admission lock on a connection of its own: one run at a time
-        reads a job's input (any number work on it)."""
+        reads a job's input, and any number work on it. False when another run holds it:
+        this one works alongside."""
 
         async def connect() -> Any:
             return await asyncpg.connect(self.dsn, command_timeout=max(10.0, self._ttl_s))
@@ -494,12 +500,10 @@ class PostgresStore(Store):
         locked = await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._job_id)
         if not locked:
             await connection.close()
-            raise JournalError(
-                f"job {self.name!r} is in use: another shoal is admitting its input"
-                " (run shoal worker to work on it alongside)"
-            )
+            return False
         await connection.execute(_STAGE)
         self._admission = connection
+        return True
 
     async def _admission_connection(self) -> Any:
         """The admission connection, connected again (and its lock taken again) after a
@@ -508,7 +512,8 @@ class PostgresStore(Store):
         if connection is not None and not connection.is_closed():
             return connection
         self._admission = None
-        await self._take_admission()
+        if not await self._take_admission():
+            raise OutputError(f"job {self.name!r}: another run took over admitting its input")
         return self._admission
 
     async def _read_counts(self) -> None:

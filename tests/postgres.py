@@ -1,0 +1,126 @@
+"""The real PostgreSQL the tests use (127.0.0.1:5432, database ``test``, trust auth), a
+fresh schema for each test, and a private cluster a test may restart.
+
+Without a reachable server the tests that need one skip, saying why; with
+``SHOAL_REQUIRE_POSTGRES=1`` (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg")
+
+SERVER = os.environ.get("SHOAL_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("SHOAL_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required here (SHOAL_REQUIRE_POSTGRES=1): {reason}")
+    pytest.skip(f"no PostgreSQL to test against: {reason}")
+
+
+async def _connect(dsn: str) -> object:
+    try:
+        return await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _unavailable(f"{dsn}: {exc}")
+        raise
+
+
+def with_schema(dsn: str, schema: str) -> str:
+    """``dsn`` with every connection's search path set to ``schema``."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    """A DSN whose connections see an empty schema of their own (dropped afterwards)."""
+    schema = "shoal_test_" + secrets.token_hex(4)
+    admin = await _connect(SERVER)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")  # type: ignore[attr-defined]
+    finally:
+        await admin.close()  # type: ignore[attr-defined]
+    try:
+        yield with_schema(SERVER, schema)
+    finally:
+        admin = await _connect(SERVER)
+        try:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[attr-defined]
+        finally:
+            await admin.close()  # type: ignore[attr-defined]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Cluster:
+    """A private PostgreSQL cluster on 127.0.0.1 (made with initdb, run with pg_ctl, as the
+    ``postgres`` user when the tests run as root), that a test may restart."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.port = port
+        self.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        self._run(
+            str(_BIN / "initdb"), "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
+            "-l", str(self.folder / "log"), "-w", "start",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._run(str(_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if not (_BIN / "initdb").exists():
+        _unavailable(f"no {_BIN / 'initdb'}")
+    folder = Path(tempfile.mkdtemp(prefix="shoal-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    private = Cluster(folder, free_port())
+    private.init()
+    private.start()
+    try:
+        yield private
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            private.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def wait_for(condition: object, within_s: float, what: str) -> None:
+    """Poll an async ``condition()`` until it is true."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not await condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what}")
+        await asyncio.sleep(0.05)

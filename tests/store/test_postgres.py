@@ -1,0 +1,196 @@
+"""The PostgreSQL store on a real server: admission, claims by host lease, fencing,
+takeover after expiry, handover of a host's pace, settings shared by workers, and a
+schema made once by workers starting together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shoal.errors import JournalError
+from shoal.job import Job
+from shoal.sources.source import Position
+from shoal.store import Claim, HostPace, SinkMark
+from shoal.store.postgres import PostgresStore
+from shoal.store.postgres_reader import PostgresReader
+from tests.postgres import asyncpg, pg_dsn
+from tests.store.test_sqlite import entries, ok_result
+
+__all__ = ["pg_dsn"]
+
+INPUT = "/data/urls.txt"
+Opener = Callable[..., Awaitable[PostgresStore]]
+#: The engine's description of its settings, as much of it as the store reads.
+SETTINGS: dict[str, Any] = {"attempt_max_s": 0.05, "politeness": {"per_second": None}}
+
+
+def no_pace(host: str) -> HostPace:
+    return HostPace()
+
+
+@pytest.fixture
+async def open_store(pg_dsn: str) -> AsyncIterator[Opener]:
+    opened: list[PostgresStore] = []
+
+    async def opener(
+        *, admit: bool = True, settings: dict[str, Any] | None = None, **options: Any
+    ) -> PostgresStore:
+        options.setdefault("lease_ttl_s", 0.6)
+        store = PostgresStore(pg_dsn, "job", admit=admit, reconnect_s=5, **options)
+        opened.append(store)
+        await store.open(INPUT)
+        await store.describe(SETTINGS if settings is None else settings)
+        return store
+
+    try:
+        yield opener
+    finally:
+        for store in opened:
+            await store.close()
+
+
+async def claim_jobs(store: PostgresStore, want: int, within_s: float = 5) -> list[Job]:
+    """Claim rounds until ``want`` jobs came back."""
+    jobs: list[Job] = []
+    async with asyncio.timeout(within_s):
+        while len(jobs) < want:
+            claim = await store.claim(1000, no_pace)
+            assert claim is not None
+            jobs += claim.jobs
+    return jobs
+
+
+async def expire(dsn: str, host: str) -> None:
+    """End the host's lease by the database's clock (as if its owner had stalled)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "UPDATE shoal_hosts SET expires_at = now() - interval '1 second' WHERE host = $1",
+            host,
+        )
+    finally:
+        await connection.close()
+
+
+async def test_admitted_once_claimed_by_host_and_recorded_once(open_store: Opener) -> None:
+    store = await open_store()
+    items = ["http://a.test/1", "http://a.test/2", "http://b.test/1", "http://a.test/1", "ftp://x"]
+    admitted = await store.admit(entries(*items), Position(5, 80))
+    assert len(admitted) == 4  # the duplicate is dropped
+    jobs = await claim_jobs(store, 4)
+    assert sorted(job.seq for job in jobs) == sorted(job.seq for job in admitted)
+    assert all(job.lease > 0 and store.holds(job) for job in jobs)
+    assert {job.host for job in jobs} == {"a.test", "b.test", ""}  # the bad line's bucket
+    committed = await store.complete([(job, ok_result(job)) for job in jobs], SinkMark())
+    assert len(committed.records) == 4 and not committed.refused
+    await store.finish_input()
+    assert await store.claim(1000, no_pace) is None  # nothing left: the worker may end
+    assert (store.counts.admitted, store.counts.ok) == (4, 4)
+    async with PostgresReader(store.dsn, "job") as reader:
+        summary = await reader.summary()
+        records = [record async for record in reader.records()]
+    assert (summary.admitted, summary.ok, summary.pending, summary.input_done) == (4, 4, 0, True)
+    assert (summary.lines_read, len(records)) == (5, 4)
+
+
+async def test_a_result_under_a_lost_lease_is_refused(open_store: Opener, pg_dsn: str) -> None:
+    first = await open_store()
+    await first.admit(entries("http://a.test/1"), Position(1, 16))
+    [job] = await claim_jobs(first, 1)
+    await expire(pg_dsn, "a.test")
+    second = await open_store(admit=False)
+    [taken] = await claim_jobs(second, 1)
+    assert taken.seq == job.seq and taken.lease > job.lease  # a new fencing token
+    late = await first.complete([(job, ok_result(job))], SinkMark())
+    assert late.records == [] and late.refused == {job.seq}  # the stalled owner records nothing
+    kept = await second.complete([(taken, ok_result(taken))], SinkMark())
+    assert len(kept.records) == 1 and not kept.refused
+    again = await first.complete([(job, ok_result(job))], SinkMark())
+    assert again.records == []
+    async with PostgresReader(pg_dsn, "job") as reader:
+        assert len([record async for record in reader.records()]) == 1
+
+
+async def test_an_expired_lease_is_taken_only_after_the_longest_attempt(
+    open_store: Opener, pg_dsn: str
+) -> None:
+    first = await open_store()
+    await first.admit(entries("http://a.test/1"), Position(1, 16))
+    await claim_jobs(first, 1)
+    await expire(pg_dsn, "a.test")
+    # Attempts may last 2 s: what the stalled owner started may still be on the wire.
+    second = await open_store(admit=False, settings={**SETTINGS, "attempt_max_s": 2.0})
+    started = asyncio.get_running_loop().time()
+    taken = await claim_jobs(second, 1, within_s=10)  # (a claim waits for work)
+    waited = asyncio.get_running_loop().time() - started
+    # It expired 1 s ago: the rest of the 2.2 s grace (2 s and a margin) is waited for.
+    assert taken and 1.0 < waited < 3.0, waited
+
+
+async def test_a_worker_that_cannot_renew_stops_sending(open_store: Opener) -> None:
+    store = await open_store(lease_ttl_s=0.6)
+    await store.admit(entries("http://a.test/1"), Position(1, 16))
+    [job] = await claim_jobs(store, 1)
+    assert store.holds(job)
+    heartbeat = store._heartbeat
+    assert heartbeat is not None
+    heartbeat.cancel()  # the database unreachable: nothing renews the lease
+    with contextlib.suppress(asyncio.CancelledError):
+        await heartbeat
+    await asyncio.sleep(0.6)
+    assert not store.holds(job)  # its own clock says the lease may be gone: it stops
+    assert await store.claim(1000, no_pace) == Claim(drop=["a.test"])
+
+
+async def test_a_host_handed_on_carries_its_pace(open_store: Opener) -> None:
+    first = await open_store(hold_s=0.1)
+    await first.admit(entries("http://a.test/1", "http://a.test/2"), Position(2, 32))
+    [one, two] = await claim_jobs(first, 2)
+    await first.complete([(one, ok_result(one))], SinkMark())
+    await asyncio.sleep(0.15)
+    paces = {"a.test": HostPace(ready_in_s=0.5, paused_for_s=4.0, delay_s=1.5)}
+    claim = await first.claim(1000, paces.__getitem__)
+    assert claim is not None and claim.drop == ["a.test"]  # held past hold_s: hand it on
+    first.let_go([two])  # the scheduler gave back what had not started
+    with pytest.raises(TimeoutError):  # it releases the host, then waits for other work
+        await asyncio.wait_for(first.claim(1000, paces.__getitem__), 0.5)
+    second = await open_store(admit=False)
+    async with asyncio.timeout(5):
+        while not (claim := await second.claim(1000, no_pace)) or "a.test" not in claim.acquired:
+            pass
+    pace = claim.acquired["a.test"]
+    assert 3.0 < pace.paused_for_s <= 4.0 and pace.delay_s == 1.5 and pace.ready_in_s <= 0.5
+    assert [job.seq for job in claim.jobs] == [two.seq]
+
+
+async def test_a_worker_with_other_politeness_is_refused(open_store: Opener) -> None:
+    await open_store(settings={**SETTINGS, "politeness": {"per_second": 1.0}})
+    with pytest.raises(JournalError, match=r"politeness .*differs"):
+        await open_store(admit=False, settings={**SETTINGS, "politeness": {"per_second": 2.0}})
+
+
+async def test_a_worker_needs_the_job_and_one_run_admits(open_store: Opener, pg_dsn: str) -> None:
+    with pytest.raises(JournalError, match="no job 'job'"):
+        await open_store(admit=False)
+    await open_store()
+    joined = await open_store()  # a second admitting run works on the job without admitting
+    assert not joined.admits
+
+
+async def test_workers_starting_together_make_the_schema_once(pg_dsn: str) -> None:
+    stores = [PostgresStore(pg_dsn, "job", reconnect_s=10) for _ in range(8)]
+    try:
+        await asyncio.gather(*(store.open(INPUT) for store in stores))
+        assert sum(store.admits for store in stores) == 1  # the others work alongside
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM shoal_schema") == 1
+        assert await connection.fetchval("SELECT count(*) FROM shoal_workers") == 8
+    finally:
+        await connection.close()
