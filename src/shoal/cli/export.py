@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -201,9 +202,11 @@ def write_records(
     *,
     form: str,
     keep: Callable[[dict[str, Any]], bool] | None,
+    header: bool = True,
 ) -> int:
     """Write records as JSON lines or CSV (the columns of a fetch's records, or of a
-    map's when the first record is one); the number written."""
+    map's when the first record is one, after a header line unless ``header`` is false:
+    the records go on from an earlier call); the number written."""
     written = 0
     if form == "jsonl":
         for record in records:
@@ -218,12 +221,13 @@ def write_records(
         data = orjson.loads(record)
         if columns is None:
             columns = MAP_CSV_COLUMNS if "key" in data and "url" not in data else CSV_COLUMNS
-            writer.writerow(columns)
+            if header:
+                writer.writerow(columns)
         if keep is not None and not keep(data):
             continue
         writer.writerow(_row(data, columns))
         written += 1
-    if columns is None:
+    if columns is None and header:
         writer.writerow(CSV_COLUMNS)
     text.flush()
     text.detach()
@@ -286,3 +290,78 @@ def write_report(job: str, output: str | None) -> None:
         click.echo(f"shoal: {problem}", err=True)  # a fault while writing, a full disk
         sys.exit(EXIT_FAULT)
     click.echo(f"report: {target}", err=True)
+
+
+def show_shared_status(dsn: str, name: str, *, as_json: bool, watch: bool) -> None:
+    """``shoal status --store URL --job NAME``: a shared job's status, once or (``watch``)
+    every second until it is complete or no worker runs it."""
+    from shoal.cli.run import run_async
+    from shoal.store.postgres_reader import PostgresReader
+
+    async def look() -> tuple[JobSummary, int]:
+        async with PostgresReader(dsn, name) as reader:
+            return await reader.summary(), await reader.workers()
+
+    while True:
+        summary, workers = run_async(look())
+        complete = summary.input_done and summary.pending == 0
+        if as_json:
+            line = orjson.loads(status_json(name, summary, running=workers > 0))
+            line["workers"] = workers
+            sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
+            sys.stdout.buffer.flush()
+        else:
+            state = "complete" if complete else f"{workers} worker(s) running"
+            lines = status_lines(f"{name} ({_without_password(dsn)})", summary)
+            print("\n".join([*lines, f"state      {state}"]), flush=True)
+        if not watch or complete or workers == 0:
+            return
+        time.sleep(WATCH_EVERY_S)
+
+
+def export_shared(
+    dsn: str,
+    name: str,
+    output: str,
+    *,
+    form: str,
+    failed: bool | None,
+    keep: Callable[[dict[str, Any]], bool] | None,
+) -> None:
+    """``shoal export --store URL --job NAME``: a shared job's records, in commit order."""
+    from shoal.cli.run import run_async
+    from shoal.store.postgres_reader import PostgresReader
+
+    out = output_stream(output)
+
+    async def export() -> None:
+        first = True
+        async with PostgresReader(dsn, name) as reader:
+            batch: list[bytes] = []
+            async for record in reader.records(failed=failed):
+                batch.append(record)
+                if len(batch) >= 2048:
+                    await asyncio.to_thread(
+                        write_records, iter(batch), out, form=form, keep=keep, header=first
+                    )
+                    batch, first = [], False
+            if batch or first:
+                await asyncio.to_thread(
+                    write_records, iter(batch), out, form=form, keep=keep, header=first
+                )
+
+    try:
+        run_async(export())
+    finally:
+        out.flush()
+        if out is not sys.stdout.buffer:
+            out.close()
+
+
+def _without_password(dsn: str) -> str:
+    from yarl import URL
+
+    try:
+        return str(URL(dsn).with_password(None))
+    except ValueError:
+        return "the store"

@@ -57,6 +57,14 @@ _WORKER_OWN = frozenset(
         "store",
         "journal",
         "processes",
+        # The machine's own network: how it resolves names, its proxy, its trust store.
+        "resolve",
+        "dns_servers",
+        "dns_min_ttl",
+        "dns_max_ttl",
+        "dns_concurrency",
+        "proxy",
+        "ca_bundle",
     }
 )
 
@@ -137,10 +145,32 @@ use_environment(map_command)
 
 
 _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
+#: Reading a job kept in PostgreSQL instead of a journal file: ``--store URL --job NAME``.
+_STORE = click.option(
+    "--store",
+    default=None,
+    metavar="URL",
+    help="Read the job from this PostgreSQL database (JOB, or --job, is then its name).",
+)
+_JOB_NAME = click.option("--job", "job_name", default=None, help="With --store: the job's name.")
+
+
+def _shared_job(store: str | None, job: str | None, job_name: str | None) -> tuple[str, str] | None:
+    """The shared job a reading command is asked for (``None``: a journal file)."""
+    if store is None:
+        if job is None:
+            raise click.UsageError("Missing argument 'JOB'.")
+        return None
+    name = job_name or job
+    if not name:
+        raise click.BadParameter("the job's name is needed with --store", param_hint="'--job'")
+    return store, name
 
 
 @cli.command()
-@_JOB
+@click.argument("job", metavar="JOB", required=False, type=click.Path(dir_okay=False))
+@_STORE
+@_JOB_NAME
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option(
     "--watch",
@@ -148,13 +178,22 @@ _JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
     help="Redraw every second until the job is complete or no shoal runs it "
     "(with --json: one object per second).",
 )
-def status(job: str, as_json: bool, watch: bool) -> None:
+def status(
+    job: str | None, store: str | None, job_name: str | None, as_json: bool, watch: bool
+) -> None:
     """Show a job's counts and progress from its journal (JOB: the journal, or the output
-    file it sits beside). Safe while the job runs."""
+    file it sits beside; with --store, the job's name). Safe while the job runs."""
     from shoal.cli.export import journal_of, show_status, watch_status
 
-    path = journal_of(job)
+    shared = _shared_job(store, job, job_name)
     try:
+        if shared is not None:
+            from shoal.cli.export import show_shared_status
+
+            show_shared_status(*shared, as_json=as_json, watch=watch)
+            return
+        assert job is not None
+        path = journal_of(job)
         if watch:
             watch_status(path, as_json=as_json)
         else:
@@ -164,7 +203,9 @@ def status(job: str, as_json: bool, watch: bool) -> None:
 
 
 @cli.command()
-@_JOB
+@click.argument("job", metavar="JOB", required=False, type=click.Path(dir_okay=False))
+@_STORE
+@_JOB_NAME
 @click.option(
     "--format",
     "form",
@@ -196,7 +237,9 @@ def status(job: str, as_json: bool, watch: bool) -> None:
     help="Where the records go.",
 )
 def export(
-    job: str,
+    job: str | None,
+    store: str | None,
+    job_name: str | None,
     form: str,
     only: str,
     errors: tuple[str, ...],
@@ -222,8 +265,19 @@ def export(
             raise click.BadParameter(
                 f"{code!r} is not a status or a class such as 5xx", param_hint="'--status'"
             )
-    path = journal_of(job)
+    shared = _shared_job(store, job, job_name)
     failed = {"all": None, "ok": False, "failed": True}[only]
+    keep = record_filter(errors, tuple(s.lower() for s in statuses))
+    if shared is not None:
+        from shoal.cli.export import export_shared
+
+        try:
+            export_shared(*shared, output, form=form, failed=failed, keep=keep)
+        except JournalError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return
+    assert job is not None
+    path = journal_of(job)
     try:
         with JournalReader(path) as reader:
             out = output_stream(output)
@@ -232,7 +286,7 @@ def export(
                     reader.records(failed=failed),
                     out,
                     form=form,
-                    keep=record_filter(errors, tuple(s.lower() for s in statuses)),
+                    keep=keep,
                 )
             finally:
                 out.flush()

@@ -923,6 +923,7 @@ class Engine:
             if deliver is not None:
                 for result in finals:
                     await deliver(result)
+        recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
         if outputs is not None or self._archived:
             await store.save_mark(self._with_archive(mark))
 

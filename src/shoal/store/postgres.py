@@ -704,7 +704,7 @@ class PostgresStore(Store):
         return acquired
 
     async def _fair_share(self) -> int:
-        """Hosts with work per live worker, rounded up, plus one."""
+        """Hosts with work per live worker, rounded up."""
 
         async def count(connection: Any) -> tuple[int, int]:
             row = await connection.fetchrow(
@@ -717,7 +717,7 @@ class PostgresStore(Store):
             return int(row[0]), max(1, int(row[1]))
 
         hosts, workers = await self._run(count)
-        return -(-hosts // workers) + 1
+        return max(1, -(-hosts // workers))
 
     async def _over_share(self, now: float) -> list[str]:
         """Hosts held past the fair share (looked at about once a second), the longest

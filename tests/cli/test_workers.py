@@ -1,0 +1,373 @@
+"""One job, many worker processes, over PostgreSQL: ``shoal fetch --store`` and
+``shoal worker``, killed, stopped, joined mid-job, and the database restarted under them.
+
+Each worker resolves the test hosts to a loopback address of its own, so the server knows
+who sent each request (see :mod:`tests.owners_server`) and checks, from its side, that
+each host's cap held and that no two workers ever sent to one host at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.cli.test_cli import finish, read_records, shoal, start
+from tests.owners_server import OwnersServer
+from tests.postgres import Cluster, asyncpg, cluster, pg_dsn, wait_for
+
+__all__ = ["cluster", "pg_dsn"]
+
+#: Settings of every job here: short leases and attempts, so takeovers come quickly.
+JOB = (
+    "-c", "6", "--per-host", "2", "--timeout", "1.5", "--retries", "1", "--backoff", "0.05",
+    "--lease-ttl", "1", "--progress", "off",
+)  # fmt: skip
+
+
+Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Spawn]:
+    """Start shoal processes; whatever a failing test left running is killed."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def tracked(*args: str) -> asyncio.subprocess.Process:
+        process = await start(*args)
+        started.append(process)
+        return process
+
+    try:
+        yield tracked
+    finally:
+        for process in started:
+            if process.returncode is None:
+                process.kill()
+            await process.communicate()
+
+
+@pytest.fixture
+async def owners() -> Any:
+    server = OwnersServer(workers=4)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def write_urls(
+    path: Path, server: OwnersServer, hosts: int, each: int, delay_s: float
+) -> list[str]:
+    urls = [
+        server.url(f"/work?s={delay_s}&n={n}", host=f"k{n % hosts}.test")
+        for n in range(hosts * each)
+    ]
+    path.write_text("\n".join(urls) + "\n")
+    return urls
+
+
+def creator(
+    inputs: Path, dsn: str, server: OwnersServer, *extra: str, job: str = "shared"
+) -> tuple[str, ...]:
+    """``shoal fetch`` on the shared job, as worker 0."""
+    return ("fetch", str(inputs), "--store", dsn, "--job", job, *server.resolve(0), *JOB, *extra)
+
+
+def joiner(dsn: str, server: OwnersServer, index: int, *extra: str) -> tuple[str, ...]:
+    """``shoal worker`` on the shared job, as worker ``index``."""
+    return (
+        "worker", "--store", dsn, "--job", "shared", *server.resolve(index),
+        "-c", "6", "--progress", "off", *extra,
+    )  # fmt: skip
+
+
+class Job:
+    """What the database holds of the shared job."""
+
+    def __init__(self, dsn: str, name: str = "shared") -> None:
+        self.dsn = dsn
+        self.name = name
+
+    async def query(self, sql: str, *args: Any) -> list[Any]:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            return list(await connection.fetch(sql, *args))
+        except asyncpg.UndefinedTableError:
+            return []  # no worker has made the schema yet
+        finally:
+            await connection.close()
+
+    async def records(self) -> list[dict[str, Any]]:
+        rows = await self.query(
+            "SELECT r.record, r.worker FROM shoal_records AS r JOIN shoal_jobs AS j"
+            " ON j.id = r.job_id WHERE j.name = $1 ORDER BY r.done_seq",
+            self.name,
+        )
+        return [{**orjson.loads(record), "_worker": worker} for record, worker in rows]
+
+    async def recorded_by(self, pid: int) -> int:
+        rows = await self.query(
+            "SELECT count(*) FROM shoal_records WHERE worker LIKE $1", f"%:{pid}:%"
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def exists(self) -> bool:
+        return bool(await self.query("SELECT 1 FROM shoal_jobs WHERE name = $1", self.name))
+
+    async def wait_made(self) -> None:
+        """Wait until the creating run has made the job (a worker needs it)."""
+        await wait_for(self.exists, 30, "the job")
+
+    async def admitted(self) -> int:
+        rows = await self.query("SELECT count(*) FROM shoal_requests")
+        return int(rows[0][0])
+
+
+def owner_of(worker: str, pids: dict[int, str]) -> str:
+    """The loopback address of the process a record's worker id names."""
+    return pids[int(worker.split(":")[-2])]
+
+
+def check_server(server: OwnersServer, cap: int) -> None:
+    assert max(server.peaks.values()) <= cap, server.peaks  # the per-host cap, over all
+    assert max(server.peaks.values()) >= 2 or cap == 1
+    overlaps = server.overlaps()
+    assert not overlaps, overlaps[:3]  # one owner per host at any moment, handovers too
+
+
+def check_once(records: list[dict[str, Any]], urls: list[str]) -> None:
+    assert Counter(record["url"] for record in records) == Counter(urls)
+
+
+async def test_a_worker_killed_mid_run_loses_nothing(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=6, each=30, delay_s=0.2)
+    stubborn = [owners.url("/hang", host="k0.test"), owners.url("/status/500", host="k1.test")]
+    with (tmp_path / "urls.txt").open("a") as file:
+        file.write("\n".join(stubborn) + "\n")
+    output = tmp_path / "out.jsonl"
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "-o", str(output)))
+    job = Job(pg_dsn)
+    await job.wait_made()
+    doomed = await spawn(*joiner(pg_dsn, owners, 1))
+    other = await spawn(*joiner(pg_dsn, owners, 2))
+
+    async def doomed_working() -> bool:
+        return await job.recorded_by(doomed.pid) >= 5
+
+    await wait_for(doomed_working, 30, "the doomed worker's first records")
+    doomed.kill()
+    await doomed.wait()
+    done = [await finish(first, within_s=90), await finish(other, within_s=90)]
+    assert [d.code for d in done] == [1, 1], [d.stderr for d in done]  # two requests fail
+    records = await job.records()
+    check_once(records, urls + stubborn)
+    assert await job.admitted() == len(urls) + 2
+    check_once(read_records(output), urls + stubborn)  # -o: the whole job, once complete
+    by_url = {record["url"]: record for record in records}
+    assert by_url[stubborn[0]]["error"]["kind"] == "timeout"  # hung every time: a final record
+    assert by_url[stubborn[1]]["status"] == 500 and by_url[stubborn[1]]["attempts"] == 2
+    check_server(owners, cap=2)
+    # Sent again: only what the killed worker had in flight (at most its concurrency).
+    resent = sum(count - 1 for count in owners.sent().values())
+    assert resent <= 6, resent
+    doomed_address = owners.addresses[1]
+    again = [path for path, count in owners.sent().items() if count > 1]
+    for path in again:
+        first_sender = next(v.owner for v in owners.visits if v.path == path)
+        assert first_sender == doomed_address
+
+
+async def test_a_stopped_worker_records_nothing_after_losing_its_leases(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=25, delay_s=0.1)
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))
+    job = Job(pg_dsn)
+    await job.wait_made()
+    sleeper = await spawn(*joiner(pg_dsn, owners, 1))
+
+    async def sleeper_working() -> bool:
+        return await job.recorded_by(sleeper.pid) >= 3
+
+    await wait_for(sleeper_working, 30, "the worker's first records")
+    sleeper.send_signal(signal.SIGSTOP)
+    await asyncio.sleep(4.0)  # past its leases (1 s) and the longest attempt (1.5 s)
+    sleeper.send_signal(signal.SIGCONT)
+    done = [await finish(first, within_s=60), await finish(sleeper, within_s=60)]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    records = await job.records()
+    check_once(records, urls)
+    check_server(owners, cap=2)
+    # Each record is its request's last sender's: a stale worker's late result was refused.
+    senders = {v.path: v.owner for v in sorted(owners.visits, key=lambda v: v.start)}
+    pids = {first.pid: owners.addresses[0], sleeper.pid: owners.addresses[1]}
+    for record in records:
+        path = record["url"].split(f":{owners.port}", 1)[1]
+        assert owner_of(record["_worker"], pids) == senders[path], record
+
+
+async def test_a_retry_after_pause_moves_with_its_host_to_a_joining_worker(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    paused = owners.url("/retry-after/r?after=3&fail=1", host="r.test")
+    urls = [paused] + [owners.url(f"/work?s=0.01&n={n}", host="r.test") for n in range(5)]
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    # The host is handed on 0.5 s after it is taken: in the middle of its 3 s pause.
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "--lease-hold", "0.5"))
+
+    async def answered() -> bool:
+        return any(v.status == 429 for v in owners.visits)
+
+    await wait_for(answered, 30, "the 429")
+    joined = await spawn(*joiner(pg_dsn, owners, 1))
+    done = [await finish(first, within_s=60), await finish(joined, within_s=60)]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    check_once(await Job(pg_dsn).records(), urls)
+    visits = sorted(owners.visits, key=lambda v: v.start)
+    refused = next(v for v in visits if v.status == 429)
+    after = [v for v in visits if v.start > refused.start]
+    assert after, visits
+    assert after[0].start - refused.end >= 2.9, (refused, after[0])  # the pause held
+    # The joiner got the host (its first owner may not take it back at once).
+    assert {v.owner for v in after} & {owners.addresses[1]}, after
+
+
+async def test_many_workers_start_together_on_a_new_job(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=24, each=6, delay_s=0.1)
+    command = (
+        "fetch", str(tmp_path / "urls.txt"), "--store", pg_dsn, "--job", "shared",
+        "-c", "2", "--per-host", "1", "--lease-ttl", "2", "--progress", "off", "-q",
+    )  # fmt: skip
+    processes = [
+        await spawn(*command, *owners.resolve(n % len(owners.addresses))) for n in range(20)
+    ]
+    done = await asyncio.gather(*(finish(p, within_s=120) for p in processes))
+    assert [d.code for d in done] == [0] * 20, [d.stderr for d in done if d.code]
+    job = Job(pg_dsn)
+    records = await job.records()
+    check_once(records, urls)
+    assert len({record["_worker"] for record in records}) >= 4  # the work was shared
+    assert int((await job.query("SELECT count(*) FROM shoal_schema"))[0][0]) == 1
+    assert int((await job.query("SELECT count(*) FROM shoal_jobs"))[0][0]) == 1
+    check_server(owners, cap=1)
+
+
+async def test_every_worker_killed_then_restarted_completes_the_job(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=30, delay_s=0.05)
+    job = Job(pg_dsn)
+    processes = [await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))]
+    await job.wait_made()
+    processes.append(await spawn(*joiner(pg_dsn, owners, 1)))
+
+    async def some() -> bool:
+        return len(await job.records()) >= 30
+
+    await wait_for(some, 30, "some records")
+    for process in processes:
+        process.kill()
+        await process.wait()
+    output = tmp_path / "out.jsonl"
+    again = [
+        await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "-o", str(output))),
+        await spawn(*joiner(pg_dsn, owners, 2)),
+    ]
+    done = [await finish(process, within_s=90) for process in again]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    check_once(await job.records(), urls)
+    check_once(read_records(output), urls)
+    check_server(owners, cap=2)
+    assert sum(count - 1 for count in owners.sent().values()) <= 12  # what two had in flight
+
+
+async def test_the_job_completes_across_a_database_restart(
+    owners: OwnersServer, cluster: Cluster, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=40, delay_s=0.05)
+    dsn = cluster.dsn
+    job = Job(dsn)
+    processes = [await spawn(*creator(tmp_path / "urls.txt", dsn, owners))]
+    await job.wait_made()
+    processes.append(await spawn(*joiner(dsn, owners, 1)))
+
+    async def some() -> bool:
+        return len(await job.records()) >= 40
+
+    await wait_for(some, 30, "some records")
+    cluster.stop()
+    await asyncio.sleep(1.5)
+    cluster.start()
+    done = [await finish(process, within_s=120) for process in processes]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    check_once(await job.records(), urls)
+    check_server(owners, cap=2)
+
+
+async def test_a_shared_job_exports_what_the_same_job_on_sqlite_writes(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=3, each=10, delay_s=0.01)
+    with (tmp_path / "urls.txt").open("a") as file:
+        file.write(
+            "not a url\n" + owners.url("/status/404", host="k1.test") + "\n" + urls[0] + "\n"
+        )
+    local = await shoal(
+        "fetch", str(tmp_path / "urls.txt"), "-o", str(tmp_path / "local.jsonl"),
+        *owners.resolve(0), *JOB, within_s=60,
+    )  # fmt: skip
+    shared = await shoal(
+        *creator(tmp_path / "urls.txt", pg_dsn, owners, "-o", str(tmp_path / "shared.jsonl")),
+        within_s=60,
+    )
+    assert (local.code, shared.code) == (1, 1), (local.stderr, shared.stderr)
+    exported = await shoal("export", "--store", pg_dsn, "--job", "shared")
+    assert exported.code == 0, exported.stderr
+    assert sorted(exported.stdout.splitlines()) == sorted(
+        (tmp_path / "shared.jsonl").read_bytes().splitlines()
+    )
+    assert comparable(tmp_path / "local.jsonl") == comparable(tmp_path / "shared.jsonl")
+    status = await shoal("status", "--store", pg_dsn, "--job", "shared", "--json")
+    assert status.code == 0, status.stderr
+    summary = orjson.loads(status.stdout)
+    assert (summary["admitted"], summary["failed"], summary["pending"]) == (32, 2, 0)
+
+
+def comparable(path: Path) -> list[bytes]:
+    """The records of a file, sorted, without what differs from run to run (timings)."""
+    timing = {"elapsed_ms", "ttfb_ms", "started_at"}
+    rows = []
+    for line in path.read_bytes().splitlines():
+        record = {k: v for k, v in orjson.loads(line).items() if k not in timing}
+        rows.append(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
+    return sorted(rows)
+
+
+async def test_a_worker_is_refused_other_politeness_and_an_unknown_job(
+    pg_dsn: str, owners: OwnersServer, tmp_path: Path
+) -> None:
+    missing = await shoal("worker", "--store", pg_dsn, "--job", "nobody")
+    assert missing.code == 2 and "no job 'nobody'" in missing.stderr
+    write_urls(tmp_path / "urls.txt", owners, hosts=1, each=2, delay_s=0.01)
+    made = await shoal(*creator(tmp_path / "urls.txt", pg_dsn, owners), within_s=60)
+    assert made.code == 0, made.stderr
+    other = await shoal(*joiner(pg_dsn, owners, 1, "--per-host", "5"))
+    assert other.code == 2 and "'--per-host'" in other.stderr, other.stderr
+    nameless = await shoal("fetch", str(tmp_path / "urls.txt"), "--store", pg_dsn)
+    assert nameless.code == 2 and "'--job'" in nameless.stderr
+    many = await shoal(*creator(tmp_path / "urls.txt", pg_dsn, owners, "--processes", "2"))
+    assert many.code == 2 and "'--processes'" in many.stderr
+    wrong = await shoal("fetch", str(tmp_path / "urls.txt"), "--store", "mysql://x", "--job", "j")
+    assert wrong.code == 2 and "'--store'" in wrong.stderr
