@@ -95,7 +95,7 @@ def worker(wait: bool, **given: Any) -> None:
         raise click.BadParameter("a worker needs the job's name", param_hint="'--job'")
 
     async def read() -> dict[str, Any]:
-        async with PostgresReader(given["store"], given["journal"]) as reader:
+        async with PostgresReader(given["store"], given["journal"], patience_s=60) as reader:
             return await reader.options()
 
     try:

@@ -55,7 +55,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -315,6 +315,7 @@ def _transient() -> tuple[type[BaseException], ...]:
         asyncpg.exceptions.OperatorInterventionError,
         asyncpg.exceptions.TransactionRollbackError,
         asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.exceptions.InternalClientError,
     )
 
 
@@ -400,10 +401,23 @@ class PostgresStore(Store):
         """``operation(connection)`` in one transaction, retried as a whole."""
 
         async def once() -> T:
-            async with self._pool.acquire() as connection, connection.transaction():
+            async with self._connection() as connection, connection.transaction():
                 return await operation(connection)
 
         return await self._retrying(once)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
+        """A connection of the pool, closed rather than reused when an operation on it
+        failed or was cancelled midway (its protocol state is then not to be trusted)."""
+        connection = await self._pool.acquire(timeout=timeout_s)
+        try:
+            yield connection
+        except BaseException:
+            connection.terminate()
+            raise
+        finally:
+            await self._pool.release(connection)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -842,7 +856,7 @@ class PostgresStore(Store):
             await asyncio.sleep(every)
             started = time.monotonic()
             try:
-                async with self._pool.acquire(timeout=every) as connection:
+                async with self._connection(every) as connection:
                     renewed = await connection.fetch(
                         _RENEW, self._job_id, self.worker, self._ttl_s, timeout=every
                     )

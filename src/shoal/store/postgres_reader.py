@@ -7,6 +7,8 @@ order, a batch at a time; the summary's groupings are computed by the database.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
@@ -23,20 +25,30 @@ _BATCH = 2048
 class PostgresReader:
     """One job of the database at ``dsn``, by name; use it as an async context manager."""
 
-    def __init__(self, dsn: str, job: str) -> None:
+    def __init__(self, dsn: str, job: str, *, patience_s: float = 0.0) -> None:
         require_asyncpg()
         self.dsn = dsn
         self.name = job
+        #: How long to keep trying to connect (a database restarting) before giving up.
+        self.patience_s = patience_s
         self._connection: Any = None
         self._job_id = 0
 
     async def __aenter__(self) -> Self:
         import asyncpg
 
-        try:
-            self._connection = await asyncpg.connect(self.dsn, timeout=15)
-        except (OSError, ValueError, asyncpg.PostgresError) as exc:
-            raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                self._connection = await asyncpg.connect(self.dsn, timeout=15)
+                break
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError):
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
+                    continue
+                raise JournalError(f"cannot reach the job's database {self.dsn}") from None
+            except (ValueError, asyncpg.PostgresError) as exc:
+                raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
         try:
             exists = await self._connection.fetchval("SELECT to_regclass('shoal_jobs') IS NOT NULL")
             job_id = None
