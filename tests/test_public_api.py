@@ -27,6 +27,7 @@ EXPECTED = [
     "Outcome",
     "OutputError",
     "Politeness",
+    "PostgresStore",
     "Rejected",
     "Request",
     "Result",

@@ -20,6 +20,17 @@ from shoal.scheduling import HostState
 from shoal.sources import FileSource
 from shoal.version import __version__
 
+
+def __getattr__(name: str) -> object:
+    # The PostgreSQL store is imported when it is first asked for: its driver is an extra,
+    # and a job on SQLite never loads it.
+    if name == "PostgresStore":
+        from shoal.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+
+
 __all__ = [
     "CachingResolver",
     "ConfigError",
@@ -39,6 +50,7 @@ __all__ = [
     "Outcome",
     "OutputError",
     "Politeness",
+    "PostgresStore",
     "Rejected",
     "Request",
     "Result",

@@ -21,6 +21,8 @@ LATER = (
     "shoal.crawling.links",
     "selectolax",
     "w3lib.url",
+    "asyncpg",
+    "shoal.store.postgres",
 )
 
 

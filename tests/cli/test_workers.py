@@ -372,3 +372,34 @@ async def test_a_worker_is_refused_other_politeness_and_an_unknown_job(
     assert many.code == 2 and "'--processes'" in many.stderr
     wrong = await shoal("fetch", str(tmp_path / "urls.txt"), "--store", "mysql://x", "--job", "j")
     assert wrong.code == 2 and "'--store'" in wrong.stderr
+
+
+async def test_a_crawl_on_a_shared_store_follows_links_once_across_workers(
+    pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    from tests.site_server import TreeSite
+
+    site = TreeSite(pages=120, fanout=4, delay_s=0.08)
+    await site.start()
+    try:
+        seeds = [site.url(0, host="a.site.test"), site.url(0, host="b.site.test")]
+        common = ("--store", pg_dsn, "--job", "crawl", "--resolve", "*.test:127.0.0.1")
+        first = await spawn(
+            "crawl", *seeds, *common, "--scope", "same-domain", "--per-host", "2",
+            "--progress", "off",
+            "-o", str(tmp_path / "out.jsonl"),
+        )  # fmt: skip
+        job = Job(pg_dsn, "crawl")
+        await job.wait_made()
+        other = await spawn("worker", *common, "--progress", "off")
+        done = [await finish(first, within_s=60), await finish(other, within_s=60)]
+        assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+        records = read_records(tmp_path / "out.jsonl")
+        expected = [
+            site.url(n, host=h) for n in range(site.pages) for h in ("a.site.test", "b.site.test")
+        ]
+        check_once(records, expected)
+        assert all(count == 2 for count in site.served.values())  # each host's page once
+        assert len({record["_worker"] for record in await job.records()}) == 2
+    finally:
+        await site.stop()

@@ -194,3 +194,12 @@ async def test_workers_starting_together_make_the_schema_once(pg_dsn: str) -> No
         assert await connection.fetchval("SELECT count(*) FROM shoal_workers") == 8
     finally:
         await connection.close()
+
+
+async def test_an_engine_on_a_shared_store_writes_no_output_of_its_own(pg_dsn: str) -> None:
+    from shoal import ConfigError, Engine, PostgresStore
+
+    store = PostgresStore(pg_dsn, "job")
+    async with Engine() as engine:
+        with pytest.raises(ConfigError, match="shoal export"):
+            await engine.run(["http://a.test/"], journal=store, output="out.jsonl")

@@ -366,13 +366,13 @@ async def _run_shared(
     job is complete."""
     store = spec.open()
     async with engine, serve_dashboard(engine, options):
-        source: Source = (
-            FileSource(options.input, default_method=options.method)
-            if options.seeds is None or not spec.admit
-            else IterableSource(options.seeds, name="<seeds> " + " ".join(options.seeds))
-        )
+        source: Source
         if not spec.admit:  # a worker: the job's input is admitted by the run that made it
             source = IterableSource((), name="<worker>")
+        elif options.seeds is None:
+            source = FileSource(options.input, default_method=options.method)
+        else:
+            source = IterableSource(options.seeds, name="<seeds> " + " ".join(options.seeds))
         watcher = None if watch is None else asyncio.create_task(watch(engine.statistics))
         try:
             stats = await engine.run(source, journal=store)

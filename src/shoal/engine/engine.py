@@ -496,6 +496,12 @@ class Engine:
             raise ShoalError("this engine is already running a job")
         if isinstance(requests, str | bytes):
             raise TypeError("requests must be an iterable of URLs or requests, not one string")
+        if isinstance(journal, Store) and journal.leases and output is not None:
+            raise ConfigError(
+                "output",
+                "a job on a shared store is written out once it is complete, from the"
+                " store (shoal export), not by each worker",
+            )
         self._running = True  # (a stop() before the run is kept: the run ends at once)
         self._recorder = recorder = Recorder()
         self._frontier = Frontier(self.crawl, recorder.links)

@@ -64,6 +64,18 @@ import orjson
 from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
+from shoal.store.postgres_schema import (
+    ACQUIRE,
+    FETCH,
+    HOSTS_HAVE_WORK,
+    INSERT_REQUESTS,
+    MARK_WORK,
+    RENEW,
+    STAGE,
+    STAGE_COLUMNS,
+    UNNEST_ROWS,
+    migrate,
+)
 from shoal.store.specs import JobRow, encode_entry, restore_jobs
 from shoal.store.store import (
     Claim,
@@ -86,9 +98,6 @@ except ImportError:  # pragma: no cover - the postgres extra is not installed
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-#: The advisory lock that serialises schema migrations (any 64-bit number of our own).
-_SCHEMA_LOCK = 0x73686F616C  # "shoal"
 #: Jobs of one host a worker hands its scheduler at a time.
 _HOST_BATCH = 256
 #: Hosts acquired in one round, at most.
@@ -114,164 +123,6 @@ SHARED_SETTINGS = (
     "cookies",
     "verify_tls",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS shoal_jobs (
-    id bigserial PRIMARY KEY,
-    name text NOT NULL UNIQUE,
-    input text NOT NULL,
-    fingerprint text,
-    settings jsonb,
-    options jsonb,
-    input_items bigint NOT NULL DEFAULT 0,
-    input_offset bigint NOT NULL DEFAULT 0,
-    input_done boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE SEQUENCE IF NOT EXISTS shoal_seq;
-CREATE SEQUENCE IF NOT EXISTS shoal_done;
-CREATE SEQUENCE IF NOT EXISTS shoal_tokens;
-CREATE TABLE IF NOT EXISTS shoal_requests (
-    job_id bigint NOT NULL,
-    seq bigint NOT NULL,
-    key bytea NOT NULL,
-    host text NOT NULL,
-    line bigint,
-    spec bytea NOT NULL,
-    depth integer NOT NULL DEFAULT 0,
-    parent bigint,
-    PRIMARY KEY (job_id, seq)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS shoal_requests_key ON shoal_requests (job_id, key);
-CREATE TABLE IF NOT EXISTS shoal_queue (
-    job_id bigint NOT NULL,
-    host text NOT NULL,
-    seq bigint NOT NULL,
-    attempts integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_id, host, seq)
-) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000,
-        autovacuum_vacuum_cost_delay = 0, fillfactor = 80);
-CREATE TABLE IF NOT EXISTS shoal_records (
-    job_id bigint NOT NULL,
-    done_seq bigint NOT NULL,
-    seq bigint NOT NULL,
-    failed boolean NOT NULL,
-    worker text NOT NULL,
-    record bytea NOT NULL,
-    PRIMARY KEY (job_id, done_seq)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS shoal_records_seq ON shoal_records (job_id, seq);
-CREATE TABLE IF NOT EXISTS shoal_hosts (
-    job_id bigint NOT NULL,
-    host text NOT NULL,
-    has_work boolean NOT NULL DEFAULT true,
-    owner text,
-    token bigint NOT NULL DEFAULT 0,
-    expires_at timestamptz,
-    last_owner text,
-    released_at timestamptz,
-    resume_at timestamptz,
-    paused_until timestamptz,
-    delay_s double precision NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_id, host)
-) WITH (autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0,
-        fillfactor = 70);
-CREATE INDEX IF NOT EXISTS shoal_hosts_work ON shoal_hosts (job_id, host) WHERE has_work;
-CREATE TABLE IF NOT EXISTS shoal_workers (
-    job_id bigint NOT NULL,
-    worker text NOT NULL,
-    machine text NOT NULL,
-    pid integer NOT NULL,
-    started_at timestamptz NOT NULL DEFAULT now(),
-    seen_at timestamptz NOT NULL DEFAULT now(),
-    stopped boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (job_id, worker)
-);
-CREATE TABLE IF NOT EXISTS shoal_tallies (
-    job_id bigint NOT NULL,
-    worker text NOT NULL,
-    admitted bigint NOT NULL DEFAULT 0,
-    ok bigint NOT NULL DEFAULT 0,
-    failed bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_id, worker)
-);
-CREATE TABLE IF NOT EXISTS shoal_timeline (
-    job_id bigint NOT NULL,
-    second bigint NOT NULL,
-    worker text NOT NULL,
-    ok bigint NOT NULL,
-    failed bigint NOT NULL,
-    bytes bigint NOT NULL,
-    attempts bigint NOT NULL,
-    PRIMARY KEY (job_id, second, worker)
-);
-"""
-
-#: New requests in, duplicates (by key) left out, each new one queued under its host;
-#: ``{rows}`` is the source of (key, host, line, spec, depth, parent, ord) rows.
-_INSERT_REQUESTS = """
-WITH new AS (
-    INSERT INTO shoal_requests (job_id, seq, key, host, line, spec, depth, parent)
-    SELECT $1, nextval('shoal_seq'), s.key, s.host, s.line, s.spec, s.depth, s.parent
-    FROM (SELECT * FROM {rows} ORDER BY ord) AS s
-    ON CONFLICT (job_id, key) DO NOTHING
-    RETURNING seq, key, host
-), queued AS (
-    INSERT INTO shoal_queue (job_id, host, seq) SELECT $1, host, seq FROM new
-)
-SELECT seq, key FROM new ORDER BY seq
-"""
-_UNNEST_ROWS = (
-    "unnest($2::bytea[], $3::text[], $4::bigint[], $5::bytea[], $6::int[], $7::bigint[])"
-    " WITH ORDINALITY AS u(key, host, line, spec, depth, parent, ord)"
-)
-_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS shoal_stage (
-    key bytea, host text, line bigint, spec bytea, depth integer, parent bigint, ord integer
-) ON COMMIT DELETE ROWS
-"""
-_STAGE_COLUMNS = ["key", "host", "line", "spec", "depth", "parent", "ord"]
-_HOSTS_HAVE_WORK = """
-INSERT INTO shoal_hosts (job_id, host) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING
-"""
-#: Unconditional, so that it waits for a host being handed on (see ``_release``).
-_MARK_WORK = "UPDATE shoal_hosts SET has_work = true WHERE job_id = $1 AND host = ANY($2::text[])"
-_FETCH = """
-SELECT h.host, q.seq, r.line, r.spec, q.attempts, r.depth, p.spec
-FROM unnest($2::text[], $3::bigint[], $4::int[]) AS h(host, after, n)
-CROSS JOIN LATERAL (
-    SELECT seq, attempts FROM shoal_queue
-    WHERE job_id = $1 AND host = h.host AND seq > h.after ORDER BY seq LIMIT h.n
-) AS q
-JOIN shoal_requests AS r ON r.job_id = $1 AND r.seq = q.seq
-LEFT JOIN shoal_requests AS p ON p.job_id = $1 AND p.seq = r.parent
-ORDER BY q.seq
-"""
-_ACQUIRE = """
-WITH picked AS (
-    SELECT host FROM shoal_hosts
-    WHERE job_id = $1 AND has_work
-      AND (owner IS NULL OR expires_at < now() - make_interval(secs => $4))
-      AND (last_owner IS DISTINCT FROM $2 OR released_at IS NULL
-           OR released_at <= now() - make_interval(secs => $5))
-    ORDER BY host
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE shoal_hosts AS h
-SET owner = $2, token = nextval('shoal_tokens'), last_owner = $2,
-    expires_at = now() + make_interval(secs => $6)
-FROM picked WHERE h.job_id = $1 AND h.host = picked.host
-RETURNING h.host, h.token,
-    GREATEST(0, EXTRACT(EPOCH FROM h.resume_at - now()))::float8,
-    GREATEST(0, EXTRACT(EPOCH FROM h.paused_until - now()))::float8,
-    h.delay_s
-"""
-_RENEW = """
-UPDATE shoal_hosts SET expires_at = now() + make_interval(secs => $3)
-WHERE job_id = $1 AND owner = $2 AND expires_at > now()
-RETURNING host, token
-"""
 
 
 @dataclass(slots=True)
@@ -329,7 +180,9 @@ def require_asyncpg() -> None:
 
 class PostgresStore(Store):
     """One job of a PostgreSQL database (``dsn``: ``postgresql://USER@HOST/DB``), named
-    ``job``, shared by every worker that opens it.
+    ``job``, shared by every worker that opens it; give it to :meth:`shoal.Engine.run` (or
+    ``stream``) as the ``journal``, with no ``output``: the job's records are read back from
+    the database (``shoal export``) once it is complete.
 
     ``admit``: this worker may create the job and admit its input (``shoal fetch``); a
     worker that only works (``shoal worker``) passes ``False`` and needs the job to exist.
@@ -379,6 +232,7 @@ class PostgresStore(Store):
         self._grace_s = 60.0
         self._poll_s = _POLL_MIN_S
         self._fair_checked = -math.inf
+        self._share, self._share_at = 1, -math.inf
         self._closed = False
 
     # -- the connection ----------------------------------------------------------------------
@@ -430,7 +284,7 @@ class PostgresStore(Store):
             )
         except (OSError, ValueError, asyncpg.PostgresError, OutputError) as exc:
             raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
-        await self._run(_migrate)
+        await self._run(migrate)
         row = await self._run(lambda c: self._open_job(c, input_name, fingerprint))
         if self._admits:
             self._admits = await self._take_admission()
@@ -515,7 +369,7 @@ class PostgresStore(Store):
         if not locked:
             await connection.close()
             return False
-        await connection.execute(_STAGE)
+        await connection.execute(STAGE)
         self._admission = connection
         return True
 
@@ -588,12 +442,12 @@ class PostgresStore(Store):
                 new: list[tuple[int, bytes]] = []
                 if rows:
                     await connection.copy_records_to_table(
-                        "shoal_stage", records=rows, columns=_STAGE_COLUMNS
+                        "shoal_stage", records=rows, columns=STAGE_COLUMNS
                     )
                     new = [
                         (seq, bytes(key))
                         for seq, key in await connection.fetch(
-                            _INSERT_REQUESTS.format(rows="shoal_stage"), self._job_id
+                            INSERT_REQUESTS.format(rows="shoal_stage"), self._job_id
                         )
                     ]
                     await self._hosts_have_work(connection, hosts)
@@ -611,8 +465,8 @@ class PostgresStore(Store):
         return [Job.admit(seq, by_key[key]) for seq, key in new]
 
     async def _hosts_have_work(self, connection: Any, hosts: list[str]) -> None:
-        await connection.execute(_HOSTS_HAVE_WORK, self._job_id, hosts)
-        await connection.execute(_MARK_WORK, self._job_id, hosts)
+        await connection.execute(HOSTS_HAVE_WORK, self._job_id, hosts)
+        await connection.execute(MARK_WORK, self._job_id, hosts)
 
     async def _tally(
         self, connection: Any, *, admitted: int = 0, ok: int = 0, failed: int = 0
@@ -684,7 +538,10 @@ class PostgresStore(Store):
                 await self._read_counts()
                 return None
             await asyncio.sleep(self._poll_s)
-            self._poll_s = min(_POLL_MAX_S, self._poll_s * 2)
+            if not any(lease.outstanding for lease in self._leases.values()):
+                # Idle: look less and less often. (While jobs are out, their hosts will
+                # want more soon: keep looking at the shortest interval.)
+                self._poll_s = min(_POLL_MAX_S, self._poll_s * 2)
         return None
 
     async def _acquire(self, room: int) -> dict[str, HostPace]:
@@ -699,7 +556,7 @@ class PostgresStore(Store):
         async def take(connection: Any) -> list[Any]:
             return list(
                 await connection.fetch(
-                    _ACQUIRE,
+                    ACQUIRE,
                     self._job_id,
                     self.worker,
                     want,
@@ -718,7 +575,11 @@ class PostgresStore(Store):
         return acquired
 
     async def _fair_share(self) -> int:
-        """Hosts with work per live worker, rounded up."""
+        """Hosts with work per live worker, rounded up (counted at most twice a second:
+        at 10^6 hosts the count is not free)."""
+        now = time.monotonic()
+        if now - self._share_at < 0.5:
+            return self._share
 
         async def count(connection: Any) -> tuple[int, int]:
             row = await connection.fetchrow(
@@ -731,7 +592,8 @@ class PostgresStore(Store):
             return int(row[0]), max(1, int(row[1]))
 
         hosts, workers = await self._run(count)
-        return max(1, -(-hosts // workers))
+        self._share, self._share_at = max(1, -(-hosts // workers)), now
+        return self._share
 
     async def _over_share(self, now: float) -> list[str]:
         """Hosts held past the fair share (looked at about once a second), the longest
@@ -751,6 +613,8 @@ class PostgresStore(Store):
         for host, lease in self._leases.items():
             if lease.leaving:
                 continue
+            if lease.outstanding > _HOST_BATCH // 2:
+                continue  # enough of its jobs are out: ask again once half are done
             n = min(_HOST_BATCH - lease.outstanding, room)
             if n > 0:
                 asks.append((host, lease.after, n))
@@ -758,7 +622,7 @@ class PostgresStore(Store):
             return []
         rows = await self._run(
             lambda c: c.fetch(
-                _FETCH,
+                FETCH,
                 self._job_id,
                 [a[0] for a in asks],
                 [a[1] for a in asks],
@@ -858,7 +722,7 @@ class PostgresStore(Store):
             try:
                 async with self._connection(every) as connection:
                     renewed = await connection.fetch(
-                        _RENEW, self._job_id, self.worker, self._ttl_s, timeout=every
+                        RENEW, self._job_id, self.worker, self._ttl_s, timeout=every
                     )
                     await connection.execute(
                         "UPDATE shoal_workers SET seen_at = now()"
@@ -1038,7 +902,7 @@ class PostgresStore(Store):
         if not rows:
             return [], duplicate, over_budget
         new = await connection.fetch(
-            _INSERT_REQUESTS.format(rows=_UNNEST_ROWS),
+            INSERT_REQUESTS.format(rows=UNNEST_ROWS),
             self._job_id,
             *[[row[i] for row in rows] for i in range(6)],
         )
@@ -1101,23 +965,6 @@ class PostgresStore(Store):
                 self.worker,
             )
         )
-
-
-async def _migrate(connection: Any) -> None:
-    """Create the schema, or bring it to this version, once: concurrent first workers wait
-    for each other on the advisory lock."""
-    await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-    await connection.execute("CREATE TABLE IF NOT EXISTS shoal_schema (version integer NOT NULL)")
-    version = await connection.fetchval("SELECT max(version) FROM shoal_schema")
-    if version is not None and version > SCHEMA_VERSION:
-        raise JournalError(
-            f"the database holds shoal schema {version}, newer than this shoal's"
-            f" ({SCHEMA_VERSION}): upgrade shoal"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    await connection.execute(_SCHEMA)
-    await connection.execute("INSERT INTO shoal_schema (version) VALUES ($1)", SCHEMA_VERSION)
 
 
 #: A staged row: key, host, line, spec, depth, parent, ord.
