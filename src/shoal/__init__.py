@@ -8,6 +8,8 @@ for outcome in shoal.map(lookup, names, group=domain_of, journal="names.db"):
     print(outcome.key, outcome.value, outcome.error)
 """
 
+from typing import TYPE_CHECKING
+
 from shoal.config import Crawl, DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
 from shoal.engine import Engine, Handler, fetch, map
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
@@ -19,6 +21,9 @@ from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostState
 from shoal.sources import FileSource
 from shoal.version import __version__
+
+if TYPE_CHECKING:
+    from shoal.store.postgres import PostgresStore
 
 
 def __getattr__(name: str) -> object:
