@@ -203,3 +203,19 @@ async def test_an_engine_on_a_shared_store_writes_no_output_of_its_own(pg_dsn: s
     async with Engine() as engine:
         with pytest.raises(ConfigError, match="shoal export"):
             await engine.run(["http://a.test/"], journal=store, output="out.jsonl")
+
+
+async def test_a_claim_never_hands_out_more_than_the_room_and_loses_none(
+    open_store: Opener,
+) -> None:
+    store = await open_store()
+    urls = [f"http://h{n % 5}.test/{n}" for n in range(60)]
+    await store.admit(entries(*urls), Position(60, 1200))
+    seen: list[int] = []
+    async with asyncio.timeout(10):
+        while len(seen) < 60:
+            claim = await store.claim(7, no_pace)
+            assert claim is not None and len(claim.jobs) <= 7
+            seen += [job.seq for job in claim.jobs]
+            await store.complete([(job, ok_result(job)) for job in claim.jobs], SinkMark())
+    assert sorted(seen) == list(range(min(seen), min(seen) + 60))  # each once

@@ -610,14 +610,15 @@ class PostgresStore(Store):
         """Jobs of the hosts held, after those handed out already; a host with none left
         and nothing out is released."""
         asks = []
+        left = room  # what is asked of all hosts together never passes the room
         for host, lease in self._leases.items():
-            if lease.leaving:
-                continue
-            if lease.outstanding > _HOST_BATCH // 2:
-                continue  # enough of its jobs are out: ask again once half are done
-            n = min(_HOST_BATCH - lease.outstanding, room)
-            if n > 0:
-                asks.append((host, lease.after, n))
+            if lease.leaving or lease.outstanding > _HOST_BATCH // 2:
+                continue  # (enough of its jobs are out: ask again once half are done)
+            n = min(_HOST_BATCH - lease.outstanding, left)
+            if n <= 0:
+                break
+            asks.append((host, lease.after, n))
+            left -= n
         if not asks:
             return []
         rows = await self._run(
@@ -652,7 +653,7 @@ class PostgresStore(Store):
                 self._leases[host].leaving = True
             await self._release(empty)
         jobs.sort(key=lambda job: job.seq)
-        return jobs[:room] if len(jobs) > room else jobs
+        return jobs
 
     async def _release(self, hosts: list[str]) -> None:
         """Hand ``hosts`` on (their jobs here are all final or let go): each keeps the pace
