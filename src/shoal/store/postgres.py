@@ -607,20 +607,23 @@ class PostgresStore(Store):
         return [host for _, host in sorted(held)[:excess]] if excess > 0 else []
 
     async def _fetch(self, room: int) -> list[Job]:
-        """Jobs of the hosts held, after those handed out already; a host with none left
-        and nothing out is released."""
-        asks = []
-        left = room  # what is asked of all hosts together never passes the room
-        for host, lease in self._leases.items():
-            if lease.leaving or lease.outstanding > _HOST_BATCH // 2:
-                continue  # (enough of its jobs are out: ask again once half are done)
-            n = min(_HOST_BATCH - lease.outstanding, left)
-            if n <= 0:
-                break
-            asks.append((host, lease.after, n))
-            left -= n
-        if not asks:
+        """Up to ``room`` jobs of the hosts held, after those handed out already, oldest
+        first; a host with none left and nothing out is released."""
+        eligible = [
+            (host, lease)
+            for host, lease in self._leases.items()
+            # (a host with enough of its jobs out is asked again once half are done)
+            if not lease.leaving and lease.outstanding <= _HOST_BATCH // 2
+        ]
+        if not eligible or room <= 0:
             return []
+        # Each host's part of the room (at least a few, so that many hosts each get some
+        # and none is asked for far more than it is likely to be given).
+        part = max(4, -(-room // len(eligible)))
+        asks = [
+            (host, lease.after, min(_HOST_BATCH - lease.outstanding, part))
+            for host, lease in eligible
+        ]
         rows = await self._run(
             lambda c: c.fetch(
                 FETCH,
@@ -630,16 +633,19 @@ class PostgresStore(Store):
                 [a[2] for a in asks],
             )
         )
+        # The oldest ``room`` of them: a prefix of each host's (its rows come in seq order),
+        # so that a host's cursor stays just after the last of its jobs handed out.
+        taken = sorted(rows, key=lambda row: row[1])[:room]
         by_host: dict[str, list[JobRow]] = {}
-        for host, *row in rows:
+        for host, *row in taken:
             by_host.setdefault(host, []).append(tuple(row))
+        found_any = {row[0] for row in rows}
         jobs = []
         empty = []
-        for host, _, _ in asks:
-            lease = self._leases[host]
+        for host, lease in eligible:
             found = by_host.get(host)
             if not found:
-                if lease.outstanding <= 0:
+                if host not in found_any and lease.outstanding <= 0:
                     empty.append(host)
                 continue
             claimed = restore_jobs(found)
