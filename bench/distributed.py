@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, shoal: list[str], dsn: str, scratch: Path, ngi
                 f"scale {workers} workers rep {rep}: {args.latency_requests / wall:,.0f} req/s"
                 f" start to end, {steady:,.0f} req/s steady"
             )
-    pending = asyncio.run(admission(dsn, args.admit, hosts=1000))
+    pending = asyncio.run(admission(args.admit, hosts=1000))
     report(args, store_rows, scale_rows, figures, pending)
     return 0
 
@@ -201,10 +201,22 @@ async def steady_rate(dsn: str, job: str) -> float:
     return between / (end - start + 1)
 
 
-async def admission(dsn: str, count: int, hosts: int) -> dict[str, float]:
+async def admission(count: int, hosts: int) -> dict[str, float]:
     """Admit ``count`` requests over ``hosts`` hosts as ``shoal fetch`` does (batches of
-    512, each copied in), with no worker: admissions per second, and the bytes per row of
-    the queue (which holds only pending requests, so it is measured here) and the rest."""
+    512, each copied in), with no worker, in a schema of its own: admissions per second,
+    and the bytes per row of the queue (which holds only pending requests, so it is
+    measured here) and of the requests."""
+    schema = "shoal_bench_admit_" + secrets.token_hex(4)
+    await sql(DATABASE, f"CREATE SCHEMA {schema}")
+    try:
+        return await _admission(
+            f"{DATABASE}{'&' if '?' in DATABASE else '?'}search_path={schema}", count, hosts
+        )
+    finally:
+        await sql(DATABASE, f"DROP SCHEMA {schema} CASCADE")
+
+
+async def _admission(dsn: str, count: int, hosts: int) -> dict[str, float]:
     from shoal.sources.items import entry_for
     from shoal.sources.source import Position
     from shoal.store.postgres import PostgresStore
