@@ -7,7 +7,8 @@ and start and end times, which lets a test check, from the server's side, each h
 in-flight cap and that no two workers ever sent to one host at the same time.
 
 Routes: ``/work?s=0.05`` (200 after a delay), ``/retry-after/{key}?after=3&fail=1`` (429
-with Retry-After, ``fail`` times), ``/hang`` (never answers), ``/status/{code}``.
+with Retry-After, ``fail`` times; held back while ``gate`` is clear), ``/hang`` (never
+answers), ``/status/{code}``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class OwnersServer:
         self.in_flight: Counter[str] = Counter()
         self.peaks: Counter[str] = Counter()
         self._state: Counter[str] = Counter()
+        #: ``/retry-after`` answers only once this is set (a test may hold it back).
+        self.gate = asyncio.Event()
+        self.gate.set()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -94,6 +98,7 @@ class OwnersServer:
         return web.Response(text="done")
 
     async def retry_after(self, request: Request) -> web.StreamResponse:
+        await self.gate.wait()
         key = request.match_info["key"]
         self._state[key] += 1
         if self._state[key] <= int(request.query.get("fail", 1)):
