@@ -45,8 +45,8 @@ def with_schema(dsn: str, schema: str) -> str:
     return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
 
 
-@pytest.fixture
-async def pg_dsn() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
     """A DSN whose connections see an empty schema of their own (dropped afterwards)."""
     schema = "shoal_test_" + secrets.token_hex(4)
     admin = await _connect(SERVER)
@@ -62,6 +62,13 @@ async def pg_dsn() -> AsyncIterator[str]:
             await admin.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[attr-defined]
         finally:
             await admin.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    """A DSN whose connections see an empty schema of their own (dropped afterwards)."""
+    async with fresh_schema() as dsn:
+        yield dsn
 
 
 def free_port() -> int:

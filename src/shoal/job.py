@@ -162,7 +162,9 @@ class Job:
     ) -> Job:
         """Rebuild a job that the store admitted but that is not final yet.
 
-        Its URL was checked and normalised at admission, so it is taken as it is.
+        Its URL was checked at admission; it is normalised again the same way (host
+        lower-cased and IDNA-encoded, path escapes made canonical), so that the rebuilt
+        job has the bucket and the target it was admitted with.
         """
         if isinstance(work, Item):
             group = work.group if error is None else None
@@ -171,7 +173,7 @@ class Job:
         target: URL | None = None
         if error is None:
             try:
-                target = URL(request.url, encoded=True)
+                target = URL(request.url)
             except ValueError:  # not from a journal shoal wrote: check it in full
                 checked = check_url(request.url)
                 if isinstance(checked, Error):

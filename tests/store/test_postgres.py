@@ -17,7 +17,7 @@ from shoal.sources.source import Position
 from shoal.store import Claim, HostPace, SinkMark
 from shoal.store.postgres import PostgresStore
 from shoal.store.postgres_reader import PostgresReader
-from tests.postgres import asyncpg, pg_dsn
+from tests.postgres import asyncpg, fresh_schema, pg_dsn, wait_for
 from tests.store.test_sqlite import entries, ok_result
 
 __all__ = ["pg_dsn"]
@@ -136,7 +136,7 @@ async def test_a_worker_that_cannot_renew_stops_sending(open_store: Opener) -> N
     await store.admit(entries("http://a.test/1"), Position(1, 16))
     [job] = await claim_jobs(store, 1)
     assert store.holds(job)
-    heartbeat = store._heartbeat
+    heartbeat = store._leases._heartbeat
     assert heartbeat is not None
     heartbeat.cancel()  # the database unreachable: nothing renews the lease
     with contextlib.suppress(asyncio.CancelledError):
@@ -219,3 +219,70 @@ async def test_a_claim_never_hands_out_more_than_the_room_and_loses_none(
             seen += [job.seq for job in claim.jobs]
             await store.complete([(job, ok_result(job)) for job in claim.jobs], SinkMark())
     assert sorted(seen) == list(range(min(seen), min(seen) + 60))  # each once
+
+
+async def test_a_pause_reaches_every_worker_and_one_that_joins(open_store: Opener) -> None:
+    first = await open_store()
+    second = await open_store(admit=False)
+    first.share_pause(True)
+    async with asyncio.timeout(5):  # seen within a second or so
+        assert await second.wait_pause(False) is True
+    joined = await open_store(admit=False)
+    async with asyncio.timeout(0.5):  # a worker joining a paused job knows it at once
+        assert await joined.wait_pause(False) is True
+    second.share_pause(False)
+    async with asyncio.timeout(5):
+        assert await first.wait_pause(True) is False
+        assert await joined.wait_pause(True) is False
+    assert await asyncio.wait_for(first.wait_pause(True), 0.1) is False  # (no wait now)
+
+    async def all_listed() -> bool:
+        return {w.worker for w in first.workers} == {first.worker, second.worker, joined.worker}
+
+    await wait_for(all_listed, 5, "every worker listed")
+    await second.close()
+
+    async def stopped_left_out() -> bool:  # a worker that stops is listed no more
+        return {w.worker for w in first.workers} == {first.worker, joined.worker}
+
+    await wait_for(stopped_left_out, 5, "the stopped worker left out")
+
+
+async def test_an_older_schema_is_migrated(open_store: Opener, pg_dsn: str) -> None:
+    await open_store()
+    connection = await asyncpg.connect(pg_dsn)
+    try:  # as version 1 left it
+        await connection.execute("ALTER TABLE shoal_jobs DROP COLUMN paused")
+        await connection.execute("ALTER TABLE shoal_workers DROP COLUMN hosts")
+        await connection.execute("DELETE FROM shoal_schema")
+        await connection.execute("INSERT INTO shoal_schema (version) VALUES (1)")
+        joined = await open_store(admit=False)
+        joined.share_pause(True)
+
+        async def paused() -> bool:
+            return bool(await connection.fetchval("SELECT paused FROM shoal_jobs"))
+
+        await wait_for(paused, 5, "the job paused in the migrated schema")
+        assert await connection.fetchval("SELECT max(version) FROM shoal_schema") == 2
+    finally:
+        await connection.close()
+
+
+async def test_jobs_of_two_schemas_each_admit(pg_dsn: str) -> None:
+    # Both jobs are job 1 of their schema: their admission locks must not be one lock.
+    async with fresh_schema() as other_dsn:
+        stores = [PostgresStore(dsn, "job", reconnect_s=5) for dsn in (pg_dsn, other_dsn)]
+        try:
+            for store in stores:
+                await store.open(INPUT)
+            assert [store.admits for store in stores] == [True, True]
+        finally:
+            for store in stores:
+                await store.close()
+
+
+async def test_a_host_in_upper_case_is_held_by_its_worker(open_store: Opener) -> None:
+    store = await open_store()
+    await store.admit(entries("http://A.TEST/1"), Position(1, 16))
+    [job] = await claim_jobs(store, 1)
+    assert job.host == "a.test" and store.holds(job)  # (else it would never be sent)

@@ -1,5 +1,5 @@
-"""Reading a job back from its journal: ``shoal status``, ``shoal export`` and where
-``shoal report`` writes."""
+"""Reading a job back from its journal (or its shared store): ``shoal status``,
+``shoal export`` and ``shoal report``."""
 
 from __future__ import annotations
 
@@ -258,22 +258,68 @@ def output_stream(path: str) -> BinaryIO:
     return sys.stdout.buffer if path == "-" else open(path, "wb")
 
 
-def write_report(job: str, output: str | None) -> None:
-    """``shoal report``: render the job's page from its journal and write it (``None``:
-    beside the journal; ``-``: stdout)."""
+def shared_report_path(name: str) -> str:
+    """Where ``shoal report --store URL --job NAME`` writes by default: ``NAME.report.html``
+    in the current folder (a name that is not a file name needs ``-o``)."""
+    separators = {os.sep, os.altsep or os.sep, "\0"}
+    if any(separator in name for separator in separators):
+        raise click.BadParameter(
+            f"job {name!r} is not a file name: say where the page goes", param_hint="'--output'"
+        )
+    return f"{name}.report.html"
+
+
+def _require_report() -> None:
+    """Refuse, with the fix, when the report extra (matplotlib) is not installed."""
     try:
-        from shoal.reporting.report import render_report
+        import shoal.reporting.report  # noqa: F401
     except ImportError as exc:
         raise click.UsageError(
             f"the report needs the report extra (pip install 'shoal[report]'): {exc}"
         ) from exc
+
+
+def write_report(job: str, output: str | None) -> None:
+    """``shoal report``: render the job's page from its journal and write it (``None``:
+    beside the journal; ``-``: stdout)."""
+    _require_report()
+    from shoal.reporting.report import render_report
+
     path = journal_of(job)
     try:
         with JournalReader(path) as reader:
             page = render_report(reader)
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
-    target = report_path(path) if output is None else output
+    _write_page(page, report_path(path) if output is None else output)
+
+
+def write_shared_report(dsn: str, name: str, output: str | None) -> None:
+    """``shoal report --store URL --job NAME``: read everything the page shows of a shared
+    job in one snapshot of the database, then render it and write it (``None``:
+    ``NAME.report.html`` in the current folder; ``-``: stdout)."""
+    _require_report()
+    from shoal.cli.run import run_async
+    from shoal.reporting.report import TOP_ERRORS, TOP_HOSTS, render_report, timeline_interval
+    from shoal.store.postgres_reader import PostgresReader, SharedReport
+
+    target = shared_report_path(name) if output is None else output
+
+    async def read() -> SharedReport:
+        async with PostgresReader(dsn, name) as reader:
+            return await reader.report_source(
+                hosts=TOP_HOSTS, errors=TOP_ERRORS, interval=timeline_interval
+            )
+
+    try:
+        page = render_report(run_async(read()))
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _write_page(page, target)
+
+
+def _write_page(page: bytes, target: str) -> None:
+    """Write a report's page to ``target`` (``-``: stdout) and say where it went."""
     if target == "-":
         sys.stdout.buffer.write(page)
         sys.stdout.buffer.flush()

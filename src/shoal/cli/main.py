@@ -144,7 +144,6 @@ use_environment(crawl)
 use_environment(map_command)
 
 
-_JOB = click.argument("job", metavar="JOB", type=click.Path(dir_okay=False))
 #: Reading a job kept in PostgreSQL instead of a journal file: ``--store URL --job NAME``.
 _STORE = click.option(
     "--store",
@@ -297,21 +296,53 @@ def export(
 
 
 @cli.command()
-@_JOB
+@click.argument("job", metavar="JOB", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--store",
+    default=None,
+    metavar="URL",
+    help="Report on a job kept in this PostgreSQL database (postgresql://USER@HOST/DB),"
+    " named by --job (no JOB then).",
+)
+@_JOB_NAME
 @click.option(
     "-o",
     "--output",
     default=None,
     type=click.Path(allow_dash=True, dir_okay=False, writable=True),
     help="Where the page goes ('-': stdout; default: the journal's path, its .journal"
-    " suffix replaced by .report.html).",
+    " suffix replaced by .report.html; with --store, NAME.report.html in the current"
+    " folder).",
 )
-def report(job: str, output: str | None) -> None:
+def report(job: str | None, store: str | None, job_name: str | None, output: str | None) -> None:
     """Write a job's report, one self-contained HTML page, from its journal (JOB: the
-    journal, or the output file it sits beside). Safe while the job runs."""
-    from shoal.cli.export import write_report
+    journal, or the output file it sits beside; or --store URL --job NAME: a job kept in
+    PostgreSQL, with a section on its workers). Safe while the job runs."""
+    from shoal.cli.export import write_report, write_shared_report
 
-    write_report(job, output)
+    if store is None:
+        if job_name is not None:
+            raise click.BadParameter(
+                "names a job kept in a store: give the store too (--store URL)",
+                param_hint="'--job'",
+            )
+        if job is None:
+            raise click.UsageError("Missing argument 'JOB'.")
+        write_report(job, output)
+        return
+    if not store.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(
+            f"{store!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)",
+            param_hint="'--store'",
+        )
+    if job is not None:
+        raise click.BadParameter(
+            f"a job kept in a store is named by --job NAME, not by a JOB argument ({job!r})",
+            param_hint="'--store'",
+        )
+    if not job_name:
+        raise click.BadParameter("the job's name is needed with --store", param_hint="'--job'")
+    write_shared_report(store, job_name, output)
 
 
 @cli.command()

@@ -302,6 +302,12 @@ class Engine:
     def statistics(self) -> Statistics:
         """A snapshot of the current (or last) run."""
         dns = None if self._dns is None else self._dns.statistics().since(self._dns_at_start)
+        store, recorder = self._store, self._recorder
+        if self._running and store is not None:  # the job's counts as the store has them now
+            counts = store.counts
+            recorder.job_ok, recorder.job_failed = counts.ok, counts.failed
+            if recorder.total is not None and not recorder.total_is_estimate:
+                recorder.total = counts.admitted
         scheduler = self._scheduler
         if scheduler is None:
             return self._recorder.snapshot(dns=dns, paused=self._paused)
@@ -314,6 +320,7 @@ class Engine:
             hosts=scheduler.host_states(),
             dns=dns,
             paused=self._paused,
+            workers=() if self._store is None else self._store.workers,
         )
 
     def busiest_hosts(self, limit: int = 20) -> tuple[HostState, ...]:
@@ -324,16 +331,23 @@ class Engine:
     def pause(self) -> None:
         """Start no new request until :meth:`resume`: the ones in flight finish, and the
         run stays open (it can still be stopped, and a paused job killed resumes like any
-        other). Called before a run, the run starts paused."""
-        self._paused = True
-        if self._scheduler is not None:
-            self._scheduler.pause()
+        other). Called before a run, the run starts paused. On a shared store the whole
+        job pauses: every worker of it."""
+        self._pause(True, share=True)
 
     def resume(self) -> None:
-        """Start requests again after :meth:`pause`."""
-        self._paused = False
+        """Start requests again after :meth:`pause` (every worker, on a shared store)."""
+        self._pause(False, share=True)
+
+    def _pause(self, paused: bool, *, share: bool) -> None:
+        self._paused = paused
         if self._scheduler is not None:
-            self._scheduler.resume()
+            if paused:
+                self._scheduler.pause()
+            else:
+                self._scheduler.resume()
+        if share and self._running and self._store is not None:
+            self._store.share_pause(paused)
 
     @property
     def paused(self) -> bool:
@@ -633,6 +647,7 @@ class Engine:
         )
         if self._paused:
             scheduler.pause()
+            store.share_pause(True)
         completions: asyncio.Queue[Completion | None] = asyncio.Queue(
             maxsize=max(1024, 2 * limits.concurrency)
         )
@@ -649,13 +664,14 @@ class Engine:
             self._abortable = [feeder, *workers]
             estimate = None if state.input_done else group.create_task(self._estimate_total(source))
             refill = group.create_task(self._refill(store, scheduler))
+            follow = group.create_task(self._follow_pause(store))
             claim = None
             if store.leases:
                 scheduler.expect()  # the work may grow until the store says it is done
                 claim = group.create_task(self._claim(store, scheduler, completions))
             group.create_task(self._commit(store, outputs, completions, mark, deliver))
             group.create_task(
-                self._end_commits(feeder, workers, [estimate, refill, claim], completions)
+                self._end_commits(feeder, workers, [estimate, refill, follow, claim], completions)
             )
 
     # -- the stages ------------------------------------------------------------------------
@@ -755,6 +771,11 @@ class Engine:
                     await self._dispatch(claim.jobs, store, scheduler, completions)
         finally:
             scheduler.settled()
+
+    async def _follow_pause(self, store: Store) -> None:
+        """Pause and resume as the job does (another worker of a shared job paused it)."""
+        while True:
+            self._pause(await store.wait_pause(self._paused), share=False)
 
     @staticmethod
     async def _refill(store: Store, scheduler: Scheduler) -> None:

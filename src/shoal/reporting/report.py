@@ -1,10 +1,16 @@
-"""``shoal report``: one self-contained HTML page about a job, made from its journal alone.
+"""``shoal report``: one self-contained HTML page about a job, made from its journal alone
+(or, for a job on a shared store, from what the database holds of it).
 
 The page loads nothing: its style is inline, its charts are inline SVG (``charts``), and
 it has no script and no link. Everything it shows that came from the journal — URLs, host
 names, error messages, paths — is escaped, since a job's URLs and its servers' messages
 may be anyone's text. And it says only what the journal holds, in an order fixed by the
 journal's contents, never the time it was made: the same journal gives the same bytes.
+
+The page is drawn from a :class:`ReportSource`: a :class:`~shoal.store.reader.JournalReader`,
+or a shared job read ahead from PostgreSQL
+(:meth:`~shoal.store.postgres_reader.PostgresReader.report_source`), which is a
+:class:`SharedSource` and adds the job's name and its workers.
 """
 
 from __future__ import annotations
@@ -13,13 +19,22 @@ import html
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 from shoal.reporting import charts
 from shoal.reporting.units import format_bytes, format_duration
-from shoal.store.reader import JobSummary, JournalReader, RecordTotals, TimelineSpan
+from shoal.store.reader import (
+    ErrorGroup,
+    HostRow,
+    Interval,
+    JobSummary,
+    RecordTotals,
+    TimelineSpan,
+    Top,
+    WorkerRow,
+)
 from shoal.version import __version__
 
 #: Rows of the top hosts and of the grouped errors.
@@ -49,31 +64,82 @@ footer{margin-top:40px;color:#777;font-size:12px}
 """
 
 
-def render_report(reader: JournalReader) -> bytes:
-    """The report of the job whose journal ``reader`` reads, as UTF-8 HTML."""
-    summary = reader.summary()
-    totals = reader.totals()
-    span = reader.timeline_span()
-    settings = reader.settings()
+class ReportSource(Protocol):
+    """What :func:`render_report` reads of a job (a ``JournalReader`` is one as it is)."""
+
+    #: Where the job is kept: its journal's path (a shared job's: its store's URL).
+    @property
+    def path(self) -> str: ...
+
+    def summary(self) -> JobSummary: ...
+
+    def totals(self) -> RecordTotals: ...
+
+    def timeline_span(self) -> TimelineSpan | None: ...
+
+    def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]: ...
+
+    def hosts(self, limit: int) -> Top[HostRow]: ...
+
+    def error_groups(self, limit: int) -> Top[ErrorGroup]: ...
+
+    def settings(self) -> dict[str, Any] | None: ...
+
+    def positions(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class SharedSource(ReportSource, Protocol):
+    """A job kept in a shared store (``path``: the store's URL, no password), worked on by
+    any number of workers: the page names the job and has a section on its workers."""
+
+    @property
+    def name(self) -> str: ...
+
+    def workers(self) -> list[WorkerRow]: ...
+
+
+def timeline_interval(span: TimelineSpan) -> int:
+    """The throughput chart's interval, in seconds, for a timeline over ``span`` (a source
+    read ahead reads its timeline in these)."""
+    return charts.nice_interval(span.last - span.first + 1, INTERVALS)
+
+
+def render_report(source: ReportSource) -> bytes:
+    """The report of the job ``source`` reads, as UTF-8 HTML."""
+    shared = source if isinstance(source, SharedSource) else None
+    summary = source.summary()
+    totals = source.totals()
+    span = source.timeline_span()
+    settings = source.settings()
     title = f"shoal report: {os.path.basename(summary.input) or 'a job'}"
+    if shared is None:
+        where = f"journal <code>{_e(os.path.abspath(source.path))}</code>"
+        made = "from the job's journal alone, read-only: the same journal gives the same page"
+    else:
+        where = f"job <code>{_e(shared.name)}</code> in the store <code>{_e(shared.path)}</code>"
+        made = (
+            "from the job's store alone, read-only and in one snapshot: the same database"
+            " contents give the same page"
+        )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">journal <code>{_e(os.path.abspath(reader.path))}</code></p>',
-        _state(summary),
+        f'<p class="sub">{where}</p>',
+        _state(summary, shared=shared is not None),
         *_totals(summary, totals, span),
-        *_throughput(reader, span),
+        *_throughput(source, span, shared=shared is not None),
         *_outcomes(summary, totals),
         *_latency(totals),
-        *_hosts(reader, summary.mapped),
-        *_errors(reader, summary),
-        *_outputs(reader, settings, totals),
-        *_configuration(settings),
-        f"<footer>Made by shoal {_e(__version__)} from the job's journal alone, read-only:"
-        " the same journal gives the same page.</footer>",
+        *_hosts(source, summary.mapped),
+        *_errors(source, summary),
+        *([] if shared is None else _workers(shared.workers())),
+        *_outputs(source, shared, settings, totals),
+        *_configuration(settings, shared=shared is not None),
+        f"<footer>Made by shoal {_e(__version__)} {made}.</footer>",
         "</body></html>",
         "",
     ]
@@ -83,7 +149,7 @@ def render_report(reader: JournalReader) -> bytes:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _state(summary: JobSummary) -> str:
+def _state(summary: JobSummary, *, shared: bool) -> str:
     if summary.input_done and summary.pending == 0:
         return '<p class="state finished">Finished: every request of the job is final.</p>'
     reasons = []
@@ -91,12 +157,17 @@ def _state(summary: JobSummary) -> str:
         reasons.append(f"{summary.pending:,} {_s(summary.pending, 'request')} pending")
     if not summary.input_done:
         reasons.append(f"the input read up to line {summary.lines_read:,} only")
-    return (
-        '<p class="state incomplete">Incomplete: '
-        + _e(" and ".join(reasons))
-        + ". The job was interrupted or is still running; running the same command again"
-        " resumes it. This page shows what the journal held when it was read.</p>"
-    )
+    if shared:
+        after = (
+            ". The job was interrupted or is still running; any worker (shoal worker) resumes"
+            " it. This page shows what the store held when it was read.</p>"
+        )
+    else:
+        after = (
+            ". The job was interrupted or is still running; running the same command again"
+            " resumes it. This page shows what the journal held when it was read.</p>"
+        )
+    return '<p class="state incomplete">Incomplete: ' + _e(" and ".join(reasons)) + after
 
 
 def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None) -> list[str]:
@@ -126,16 +197,23 @@ def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None
     return ["<h2>Totals</h2>", _pairs(rows)]
 
 
-def _throughput(reader: JournalReader, span: TimelineSpan | None) -> list[str]:
+def _throughput(source: ReportSource, span: TimelineSpan | None, *, shared: bool) -> list[str]:
     out = ["<h2>Throughput over time</h2>"]
     if span is None:
         return [*out, "<p>No final record has a time yet: nothing to draw.</p>"]
-    seconds = charts.nice_interval(span.last - span.first + 1, INTERVALS)
-    intervals = reader.timeline(span, seconds)
-    if span.source == "journal":
-        source = "the journal's timeline: what each commit made final, by the second it committed"
+    seconds = timeline_interval(span)
+    intervals = source.timeline(span, seconds)
+    if shared:
+        source_text = (
+            "the job's timeline: what each commit made final, by the second it committed,"
+            " every worker's summed"
+        )
+    elif span.source == "journal":
+        source_text = (
+            "the journal's timeline: what each commit made final, by the second it committed"
+        )
     else:
-        source = (
+        source_text = (
             "the records' own times, each counted when its last attempt ended (this journal"
             " has no timeline for some of its records: it was begun by an earlier shoal)"
         )
@@ -143,7 +221,7 @@ def _throughput(reader: JournalReader, span: TimelineSpan | None) -> list[str]:
     return [
         *out,
         charts.throughput_svg(span.first, seconds, drawn),
-        f'<p class="note">From {_e(source)}; {seconds:,} s intervals.</p>',
+        f'<p class="note">From {_e(source_text)}; {seconds:,} s intervals.</p>',
     ]
 
 
@@ -221,10 +299,10 @@ def _latency(totals: RecordTotals) -> list[str]:
     ]
 
 
-def _hosts(reader: JournalReader, mapped: bool) -> list[str]:
+def _hosts(source: ReportSource, mapped: bool) -> list[str]:
     """The top hosts' table, or for a map the top groups'."""
-    top = reader.hosts(TOP_HOSTS)
-    word, source = ("group", "the items' groups") if mapped else ("host", "the requests' URLs")
+    top = source.hosts(TOP_HOSTS)
+    word, by = ("group", "the items' groups") if mapped else ("host", "the requests' URLs")
     out = [f"<h2>Top {word}s</h2>"]
     if not top.rows:
         return [*out, "<p>No final record yet.</p>"]
@@ -243,7 +321,7 @@ def _hosts(reader: JournalReader, mapped: bool) -> list[str]:
     shown = f"; the {len(top.rows):,} with the most records" if top.groups > len(top.rows) else ""
     return [
         *out,
-        f"<p>{top.groups:,} {_s(top.groups, word)} in all, by {source}{shown}.</p>",
+        f"<p>{top.groups:,} {_s(top.groups, word)} in all, by {by}{shown}.</p>",
         _table(
             (word, "records", "ok", "failed", "failed share", "body bytes", "mean latency"),
             rows,
@@ -253,11 +331,11 @@ def _hosts(reader: JournalReader, mapped: bool) -> list[str]:
     ]
 
 
-def _errors(reader: JournalReader, summary: JobSummary) -> list[str]:
+def _errors(source: ReportSource, summary: JobSummary) -> list[str]:
     out = ["<h2>Errors, grouped</h2>"]
     if not summary.failed:
         return [*out, f"<p>No {'item' if summary.mapped else 'request'} failed.</p>"]
-    top = reader.error_groups(TOP_ERRORS)
+    top = source.error_groups(TOP_ERRORS)
     shown = f"; the {len(top.rows):,} largest" if top.groups > len(top.rows) else ""
     return [
         *out,
@@ -275,14 +353,52 @@ def _errors(reader: JournalReader, summary: JobSummary) -> list[str]:
     ]
 
 
+def _workers(workers: list[WorkerRow]) -> list[str]:
+    """A shared job's workers: each one's final records, and whether it stopped."""
+    out = ["<h2>Workers</h2>"]
+    if not workers:
+        return [*out, "<p>No worker has joined the job yet.</p>"]
+    stopped = sum(worker.stopped for worker in workers)
+    rows = [
+        (
+            worker.worker,
+            worker.machine,
+            f"{worker.ok + worker.failed:,}",
+            f"{worker.ok:,}",
+            f"{worker.failed:,}",
+            "stopped" if worker.stopped else "not stopped (running, or killed)",
+        )
+        for worker in workers
+    ]
+    return [
+        *out,
+        f"<p>{len(workers):,} {_s(len(workers), 'worker')} in all, in the order they started;"
+        f" {stopped:,} stopped.</p>",
+        _table(
+            ("worker", "machine", "records", "ok", "failed", "state"),
+            rows,
+            numeric=(2, 3, 4),
+            text=(0, 1),
+        ),
+        '<p class="note">The records each worker made final. A worker that is not stopped'
+        " is running, or ended without stopping (killed): its hosts are taken over once its"
+        " leases expire.</p>",
+    ]
+
+
 def _outputs(
-    reader: JournalReader, settings: dict[str, Any] | None, totals: RecordTotals
+    source: ReportSource,
+    shared: SharedSource | None,
+    settings: dict[str, Any] | None,
+    totals: RecordTotals,
 ) -> list[str]:
     out = ["<h2>Outputs</h2>"]
-    positions = reader.positions()
+    positions = source.positions()
     rows: list[tuple[str, str, str]] = []
     output = None if settings is None else settings.get("output")
-    if "jsonl" in positions:
+    if shared is not None and output and output != "-":
+        rows.append(("records (JSON lines)", str(output), "by the run that created the job"))
+    elif "jsonl" in positions:
         where = str(output) if output else "the output file"
         rows.append(("records (JSON lines)", where, f"{format_bytes(positions['jsonl'])} written"))
     elif "stream" in positions or output == "-":
@@ -309,22 +425,33 @@ def _outputs(
         )
     if prefix:
         rows.append(("web archive index (CDXJ)", f"{prefix}.cdxj", ""))
-    rows.append(("journal", os.path.abspath(reader.path), ""))
+    if shared is None:
+        rows.append(("journal", os.path.abspath(source.path), ""))
+        kept = "the journal"
+    else:
+        rows.append(("job", f"{shared.name} in {shared.path}", ""))
+        kept = "the job's settings"
     return [
         *out,
         _table(("what", "where", ""), rows, text=(1,)),
-        '<p class="note">As the journal recorded them; the files may have moved since.</p>',
+        f'<p class="note">As {kept} recorded them; the files may have moved since.</p>',
     ]
 
 
-def _configuration(settings: dict[str, Any] | None) -> list[str]:
+def _configuration(settings: dict[str, Any] | None, *, shared: bool) -> list[str]:
     out = ["<h2>Configuration</h2>"]
     if settings is None:
+        if shared:
+            return [*out, "<p>Not recorded yet: no worker has started on the job.</p>"]
         return [*out, "<p>Not recorded: this journal's runs were made by an earlier shoal.</p>"]
     rows = [(name, _value(value)) for name, value in _flatten("", settings)]
+    if shared:
+        whose = "The job's settings, as its first worker kept them; every worker applies them"
+    else:
+        whose = "The latest run's settings"
     return [
         *out,
-        "<p>The latest run's settings (header values and proxy credentials are not kept).</p>",
+        f"<p>{whose} (header values and proxy credentials are not kept).</p>",
         _pairs(rows, text=True),
     ]
 

@@ -20,6 +20,7 @@ from shoal.latency import Latency, LatencyHistogram, latency_from
 from shoal.outcome import Finished
 from shoal.result import Result
 from shoal.scheduling.hosts import HostState
+from shoal.store.store import WorkerState
 
 #: How many of the latest failures a snapshot keeps of each error kind.
 RECENT_PER_KIND = 5
@@ -85,6 +86,8 @@ class Statistics:
     links: LinkCounts = field(default_factory=LinkCounts)
     #: What the job's work is called: ``request`` (a fetch or crawl), ``item`` (a map).
     unit: str = "request"
+    #: The workers of a shared job running now, as its store last saw them (else none).
+    workers: tuple[WorkerState, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
@@ -102,6 +105,7 @@ class Statistics:
         data["finished"] = self.finished
         data["links"] = self.links.to_dict()
         data["unit"] = self.unit
+        data["workers"] = [dataclasses.asdict(worker) for worker in self.workers]
         return data
 
     @classmethod
@@ -122,6 +126,7 @@ class Statistics:
             finished=bool(data.get("finished", False)),
             links=LinkCounts.from_dict(data.get("links", {})),
             unit=str(data.get("unit", "request")),
+            workers=tuple(WorkerState(**worker) for worker in data.get("workers", ())),
         )
 
     @classmethod
@@ -160,6 +165,7 @@ class Statistics:
             finished=bool(parts) and all(part.finished for part in parts),
             links=LinkCounts.combine([part.links for part in parts]),
             unit=parts[0].unit if parts else "request",
+            workers=tuple(worker for part in parts for worker in part.workers),
             **summed,
         )
 
@@ -175,12 +181,16 @@ class Statistics:
     def remaining(self) -> int | None:
         if self.total is None:
             return None
+        if self.workers:  # a shared job: what no worker has finished yet
+            return max(0, self.total - self.job_ok - self.job_failed)
         return max(0, self.total - self.skipped - self.done)
 
     @property
     def eta_s(self) -> float | None:
         remaining = self.remaining
         rate = self.requests_per_s
+        if self.workers and self.elapsed_s > 0:  # the whole job's pace since this run began
+            rate = (self.job_ok + self.job_failed - self.skipped) / self.elapsed_s
         if remaining is None or rate <= 0:
             return None
         return remaining / rate
@@ -286,6 +296,7 @@ class Recorder:
         hosts: tuple[HostState, ...] = (),
         dns: DNSStatistics | None = None,
         paused: bool = False,
+        workers: tuple[WorkerState, ...] = (),
     ) -> Statistics:
         end = self._finished if self._finished is not None else time.monotonic()
         return Statistics(
@@ -318,4 +329,5 @@ class Recorder:
             finished=self._finished is not None,
             links=dataclasses.replace(self.links),
             unit=self.unit,
+            workers=workers,
         )

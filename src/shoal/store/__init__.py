@@ -12,6 +12,7 @@ from shoal.store.store import (
     Retrying,
     SinkMark,
     Store,
+    WorkerState,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "SQLiteStore",
     "SinkMark",
     "Store",
+    "WorkerState",
 ]

@@ -24,7 +24,8 @@ worker's scheduler with no database round trip per request.
 
 Exactly once: each request has exactly one final record (``shoal_records`` is unique per
 request, and only a valid lease commits). A request may be *sent* more than once when its
-worker dies or loses its lease mid-request: at most what that worker had in flight.
+worker dies or loses its lease mid-request: at most what that worker had in flight, and
+the answers it had not yet committed.
 
 Tables (each row carries its job's id; the schema is created by the first worker, under an
 advisory lock, and its version kept in ``shoal_schema``):
@@ -49,39 +50,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import secrets
 import socket
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
+from shoal.store.postgres_connection import RECONNECT_S, Database, require_asyncpg, transient
+from shoal.store.postgres_leases import HostLeases
 from shoal.store.postgres_schema import (
-    ACQUIRE,
-    FETCH,
     HOSTS_HAVE_WORK,
     INSERT_REQUESTS,
     MARK_WORK,
-    RENEW,
     STAGE,
     STAGE_COLUMNS,
     UNNEST_ROWS,
     migrate,
 )
-from shoal.store.specs import JobRow, encode_entry, restore_jobs
+from shoal.store.postgres_watch import JobWatch
+from shoal.store.specs import encode_entry
 from shoal.store.store import (
     Claim,
     Committed,
     Completion,
-    HostPace,
     JobCounts,
     JobState,
     PaceReader,
@@ -89,25 +87,8 @@ from shoal.store.store import (
     Retrying,
     SinkMark,
     Store,
+    WorkerState,
 )
-
-try:
-    import asyncpg
-except ImportError:  # pragma: no cover - the postgres extra is not installed
-    asyncpg = None
-
-T = TypeVar("T")
-
-#: Jobs of one host a worker hands its scheduler at a time.
-_HOST_BATCH = 256
-#: Hosts acquired in one round, at most.
-_ACQUIRE_MAX = 64
-#: How long a worker waits between looks for work when it found none (seconds).
-_POLL_MIN_S, _POLL_MAX_S = 0.02, 0.5
-#: A worker does not take back, for this long, a host it handed on (so another may).
-_HANDED_ON_S = 2.0
-#: How long a worker keeps trying to reach the database before it stops (seconds).
-RECONNECT_S = 120.0
 
 #: Settings every worker of a job must share: the engine's description, by path.
 SHARED_SETTINGS = (
@@ -126,23 +107,6 @@ SHARED_SETTINGS = (
 
 
 @dataclass(slots=True)
-class _Lease:
-    """A host this worker holds."""
-
-    token: int
-    #: Monotonic time past which nothing more is sent to the host (unless renewed).
-    deadline: float
-    #: Monotonic time it was acquired.
-    since: float
-    #: The highest seq handed out to the scheduler.
-    after: int = 0
-    #: Jobs handed out and not yet final here, nor let go.
-    outstanding: int = 0
-    #: Being handed on: no more of its jobs are taken.
-    leaving: bool = False
-
-
-@dataclass(slots=True)
 class _Commit:
     """What one commit's transaction made."""
 
@@ -153,29 +117,6 @@ class _Commit:
     over_budget: int = 0
     ok: int = 0
     failed: int = 0
-
-
-def _transient() -> tuple[type[BaseException], ...]:
-    """The faults that pass: the server restarting, a connection lost, a deadlock."""
-    assert asyncpg is not None
-    return (
-        OSError,
-        asyncio.TimeoutError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.exceptions.OperatorInterventionError,
-        asyncpg.exceptions.TransactionRollbackError,
-        asyncpg.exceptions.TooManyConnectionsError,
-        asyncpg.exceptions.InternalClientError,
-    )
-
-
-def require_asyncpg() -> None:
-    """Refuse, with the fix, when the postgres extra is not installed."""
-    if asyncpg is None:
-        raise JournalError(
-            "a PostgreSQL store needs the postgres extra: pip install 'shoal[postgres]'"
-        )
 
 
 class PostgresStore(Store):
@@ -215,81 +156,27 @@ class PostgresStore(Store):
         self.counts = JobCounts()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._admits = admit
-        self._wait = wait
         self._ttl_s = lease_ttl_s
-        self._hold_s = hold_s
-        self._margin_s = max(0.2, lease_ttl_s / 6)
-        self._reconnect_s = reconnect_s
         self._options = dict(options or {})
-        self._pool: Any = None
+        self._db = Database(dsn, command_timeout_s=max(10.0, lease_ttl_s), reconnect_s=reconnect_s)
+        self._leases = HostLeases(
+            self._db, self.worker, ttl_s=lease_ttl_s, hold_s=hold_s, wait=wait
+        )
+        self._watch = JobWatch(self._db, self.counts, ttl_s=lease_ttl_s)
         self._admission: Any = None
         self._job_id = 0
-        self._leases: dict[str, _Lease] = {}
-        self._deferred: dict[str, deque[Job]] = {}
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._pace_of: PaceReader | None = None
-        #: The longest an attempt may last: an expired lease waits this long to be taken.
-        self._grace_s = 60.0
-        self._poll_s = _POLL_MIN_S
-        self._fair_checked = -math.inf
-        self._share, self._share_at = 1, -math.inf
         self._closed = False
-
-    # -- the connection ----------------------------------------------------------------------
-
-    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run ``operation``, again while the database cannot be reached (a restart, a
-        lost connection) or a transaction must be retried, for up to ``reconnect_s``."""
-        deadline = time.monotonic() + self._reconnect_s
-        pause = 0.05
-        while True:
-            try:
-                return await operation()
-            except _transient() as exc:
-                if time.monotonic() >= deadline:
-                    raise OutputError(f"cannot reach the job's database: {exc}") from exc
-                await asyncio.sleep(pause)
-                pause = min(2.0, pause * 2)
-
-    async def _run(self, operation: Callable[[Any], Awaitable[T]]) -> T:
-        """``operation(connection)`` in one transaction, retried as a whole."""
-
-        async def once() -> T:
-            async with self._connection() as connection, connection.transaction():
-                return await operation(connection)
-
-        return await self._retrying(once)
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
-        """A connection of the pool, closed rather than reused when an operation on it
-        failed or was cancelled midway (its protocol state is then not to be trusted)."""
-        connection = await self._pool.acquire(timeout=timeout_s)
-        try:
-            yield connection
-        except BaseException:
-            connection.terminate()
-            raise
-        finally:
-            await self._pool.release(connection)
 
     # -- opening -----------------------------------------------------------------------------
 
     async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
-        try:
-            self._pool = await self._retrying(
-                lambda: asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=4, command_timeout=max(10.0, self._ttl_s)
-                )
-            )
-        except (OSError, ValueError, asyncpg.PostgresError, OutputError) as exc:
-            raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
-        await self._run(migrate)
-        row = await self._run(lambda c: self._open_job(c, input_name, fingerprint))
+        await self._db.open()
+        await self._db.run(migrate)
+        row = await self._db.run(lambda c: self._open_job(c, input_name, fingerprint))
         if self._admits:
             self._admits = await self._take_admission()
-        await self._read_counts()
-        self._heartbeat = asyncio.create_task(self._beat())
+        await self._watch.start(self._job_id)  # (the counts, and whether it is paused)
+        self._leases.start(self._job_id)
         resumed, input_done, items, offset, recorded = row
         return JobState(
             Position(items, offset),
@@ -323,6 +210,8 @@ class PostgresStore(Store):
                 orjson.dumps(self._options).decode(),
             )
             if self._job_id is None:  # another worker created it just now
+                import asyncpg
+
                 raise asyncpg.exceptions.SerializationError("the job was created meanwhile")
             resumed = False
             found = {"input_done": False, "input_items": 0, "input_offset": 0}
@@ -361,11 +250,13 @@ class PostgresStore(Store):
         reads a job's input, and any number work on it. False when another run holds it:
         this one works alongside."""
 
-        async def connect() -> Any:
-            return await asyncpg.connect(self.dsn, command_timeout=max(10.0, self._ttl_s))
-
-        connection = await self._retrying(connect)
-        locked = await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._job_id)
+        connection = await self._db.connect()
+        # Advisory locks are the whole database's: the key names the schema too, so that
+        # jobs of two schemas (two teams, two test runs) never share one.
+        locked = await connection.fetchval(
+            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || '/' || $1, 0))",
+            str(self._job_id),
+        )
         if not locked:
             await connection.close()
             return False
@@ -383,17 +274,6 @@ class PostgresStore(Store):
         if not await self._take_admission():
             raise OutputError(f"job {self.name!r}: another run took over admitting its input")
         return self._admission
-
-    async def _read_counts(self) -> None:
-        async def read(connection: Any) -> None:
-            row = await connection.fetchrow(
-                "SELECT COALESCE(SUM(admitted), 0), COALESCE(SUM(ok), 0),"
-                " COALESCE(SUM(failed), 0) FROM shoal_tallies WHERE job_id = $1",
-                self._job_id,
-            )
-            self.counts.admitted, self.counts.ok, self.counts.failed = (int(v) for v in row)
-
-        await self._run(read)
 
     async def describe(self, settings: Mapping[str, Any]) -> None:
         """Keep the first worker's settings with the job; refuse a worker whose shared
@@ -413,7 +293,7 @@ class PostgresStore(Store):
                 return None
             return dict(orjson.loads(kept))
 
-        theirs = await self._run(keep)
+        theirs = await self._db.run(keep)
         if theirs is not None:
             for path in SHARED_SETTINGS:
                 if _at(mine, path) != _at(theirs, path):
@@ -422,7 +302,20 @@ class PostgresStore(Store):
                         f" {self.name!r}'s ({_show(_at(theirs, path))}): every worker of a"
                         " job applies the job's settings"
                     )
-        self._grace_s = float(mine.get("attempt_max_s") or self._grace_s) + self._margin_s
+        leases = self._leases
+        leases.grace_s = float(mine.get("attempt_max_s") or leases.grace_s) + leases.margin_s
+
+    # -- the job's shared state (its pause, its workers) ------------------------------------
+
+    @property
+    def workers(self) -> tuple[WorkerState, ...]:
+        return self._watch.workers
+
+    def share_pause(self, paused: bool) -> None:
+        self._watch.share_pause(paused)
+
+    async def wait_pause(self, paused: bool) -> bool:
+        return await self._watch.wait_pause(paused)
 
     # -- admitting ---------------------------------------------------------------------------
 
@@ -460,7 +353,7 @@ class PostgresStore(Store):
                 await self._tally(connection, admitted=len(new))
                 return new
 
-        new = await self._retrying(once)
+        new = await self._db.retrying(once)
         self.counts.admitted += len(new)
         return [Job.admit(seq, by_key[key]) for seq, key in new]
 
@@ -484,282 +377,34 @@ class PostgresStore(Store):
             )
 
     async def finish_input(self) -> None:
-        await self._run(
+        await self._db.run(
             lambda c: c.execute(
                 "UPDATE shoal_jobs SET input_done = true WHERE id = $1", self._job_id
             )
         )
 
-    # -- claiming work -----------------------------------------------------------------------
+    # -- claiming work (the host leases') --------------------------------------------------
 
     def holds(self, job: Job) -> bool:
-        lease = self._leases.get(job.host)
-        return (
-            lease is not None
-            and lease.token == job.lease
-            and not lease.leaving
-            and time.monotonic() < lease.deadline
-        )
+        return self._leases.holds(job)
 
     def let_go(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            lease = self._leases.get(job.host)
-            if lease is not None and lease.token == job.lease:
-                lease.outstanding -= 1
+        self._leases.let_go(jobs)
 
     async def claim(self, room: int, pace_of: PaceReader) -> Claim | None:
-        self._pace_of = pace_of
-        while not self._closed:
-            now = time.monotonic()
-            lost = [host for host, lease in self._leases.items() if now >= lease.deadline]
-            if lost:  # not renewed in time: another worker may have it soon
-                for host in lost:
-                    del self._leases[host]
-                return Claim(drop=lost)
-            await self._release(
-                [h for h, lease in self._leases.items() if lease.leaving and lease.outstanding <= 0]
-            )
-            drop = [
-                host
-                for host, lease in self._leases.items()
-                if not lease.leaving and now - lease.since >= self._hold_s
-            ]
-            acquired: dict[str, HostPace] = {}
-            if room > 0:
-                acquired = await self._acquire(room)
-            drop += await self._over_share(now)
-            for host in drop:
-                self._leases[host].leaving = True
-            jobs = await self._fetch(room) if room > 0 else []
-            if jobs or acquired or drop:
-                self._poll_s = _POLL_MIN_S
-                return Claim(jobs, acquired, drop)
-            if not self._leases and not self._wait and await self._finished():
-                await self._read_counts()
-                return None
-            await asyncio.sleep(self._poll_s)
-            if not any(lease.outstanding for lease in self._leases.values()):
-                # Idle: look less and less often. (While jobs are out, their hosts will
-                # want more soon: keep looking at the shortest interval.)
-                self._poll_s = min(_POLL_MAX_S, self._poll_s * 2)
-        return None
-
-    async def _acquire(self, room: int) -> dict[str, HostPace]:
-        """Take free hosts with work, up to this worker's fair share."""
-        held = sum(1 for lease in self._leases.values() if not lease.leaving)
-        share = await self._fair_share()
-        want = min(_ACQUIRE_MAX, share - held, room)
-        if want <= 0:
-            return {}
-        started = time.monotonic()
-
-        async def take(connection: Any) -> list[Any]:
-            return list(
-                await connection.fetch(
-                    ACQUIRE,
-                    self._job_id,
-                    self.worker,
-                    want,
-                    self._grace_s,
-                    _HANDED_ON_S,
-                    self._ttl_s,
-                )
-            )
-
-        rows = await self._run(take)
-        acquired = {}
-        deadline = started + self._ttl_s - self._margin_s
-        for host, token, ready_in, paused_for, delay in rows:
-            self._leases[host] = _Lease(token, deadline, started)
-            acquired[host] = HostPace(ready_in, paused_for, delay)
-        return acquired
-
-    async def _fair_share(self) -> int:
-        """Hosts with work per live worker, rounded up (counted at most twice a second:
-        at 10^6 hosts the count is not free)."""
-        now = time.monotonic()
-        if now - self._share_at < 0.5:
-            return self._share
-
-        async def count(connection: Any) -> tuple[int, int]:
-            row = await connection.fetchrow(
-                "SELECT (SELECT count(*) FROM shoal_hosts WHERE job_id = $1 AND has_work),"
-                " (SELECT count(*) FROM shoal_workers WHERE job_id = $1 AND NOT stopped"
-                "  AND seen_at > now() - make_interval(secs => $2))",
-                self._job_id,
-                self._ttl_s,
-            )
-            return int(row[0]), max(1, int(row[1]))
-
-        hosts, workers = await self._run(count)
-        self._share, self._share_at = max(1, -(-hosts // workers)), now
-        return self._share
-
-    async def _over_share(self, now: float) -> list[str]:
-        """Hosts held past the fair share (looked at about once a second), the longest
-        held first: handed on, so that a worker that joins gets work."""
-        if now - self._fair_checked < 1.0:
-            return []
-        self._fair_checked = now
-        await self._read_counts()  # the whole job's, for progress
-        held = [(lease.since, host) for host, lease in self._leases.items() if not lease.leaving]
-        excess = len(held) - await self._fair_share()
-        return [host for _, host in sorted(held)[:excess]] if excess > 0 else []
-
-    async def _fetch(self, room: int) -> list[Job]:
-        """Up to ``room`` jobs of the hosts held, after those handed out already, oldest
-        first; a host with none left and nothing out is released."""
-        eligible = [
-            (host, lease)
-            for host, lease in self._leases.items()
-            # (a host with enough of its jobs out is asked again once half are done)
-            if not lease.leaving and lease.outstanding <= _HOST_BATCH // 2
-        ]
-        if not eligible or room <= 0:
-            return []
-        # Each host's part of the room (at least a few, so that many hosts each get some
-        # and none is asked for far more than it is likely to be given).
-        part = max(4, -(-room // len(eligible)))
-        asks = [
-            (host, lease.after, min(_HOST_BATCH - lease.outstanding, part))
-            for host, lease in eligible
-        ]
-        rows = await self._run(
-            lambda c: c.fetch(
-                FETCH,
-                self._job_id,
-                [a[0] for a in asks],
-                [a[1] for a in asks],
-                [a[2] for a in asks],
-            )
-        )
-        # The oldest ``room`` of them: a prefix of each host's (its rows come in seq order),
-        # so that a host's cursor stays just after the last of its jobs handed out.
-        taken = sorted(rows, key=lambda row: row[1])[:room]
-        by_host: dict[str, list[JobRow]] = {}
-        for host, *row in taken:
-            by_host.setdefault(host, []).append(tuple(row))
-        found_any = {row[0] for row in rows}
-        jobs = []
-        empty = []
-        for host, lease in eligible:
-            found = by_host.get(host)
-            if not found:
-                if host not in found_any and lease.outstanding <= 0:
-                    empty.append(host)
-                continue
-            claimed = restore_jobs(found)
-            for job in claimed:
-                job.lease = lease.token
-            lease.after = claimed[-1].seq
-            lease.outstanding += len(claimed)
-            jobs += claimed
-        if empty:
-            for host in empty:
-                self._leases[host].leaving = True
-            await self._release(empty)
-        jobs.sort(key=lambda job: job.seq)
-        return jobs
-
-    async def _release(self, hosts: list[str]) -> None:
-        """Hand ``hosts`` on (their jobs here are all final or let go): each keeps the pace
-        it has, and whether work is left for it is looked at again under its row's lock,
-        so that work admitted meanwhile is never left behind."""
-        if not hosts:
-            return
-        hosts = sorted(hosts)
-        pace_of = self._pace_of
-        paces = [pace_of(host) if pace_of is not None else HostPace() for host in hosts]
-        tokens = [self._leases[host].token for host in hosts]
-
-        async def release(connection: Any) -> None:
-            await connection.execute(
-                "SELECT 1 FROM shoal_hosts WHERE job_id = $1 AND host = ANY($2::text[])"
-                " ORDER BY host FOR UPDATE",
-                self._job_id,
-                hosts,
-            )
-            # A new statement, so a new snapshot: it sees work committed while it waited.
-            await connection.execute(
-                "UPDATE shoal_hosts AS h SET owner = NULL, expires_at = NULL,"
-                " released_at = now(),"
-                " resume_at = now() + make_interval(secs => u.ready),"
-                " paused_until = now() + make_interval(secs => u.paused),"
-                " delay_s = u.delay,"
-                " has_work = EXISTS (SELECT 1 FROM shoal_queue AS q"
-                "   WHERE q.job_id = $1 AND q.host = h.host)"
-                " FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::float8[], $6::float8[])"
-                "   AS u(host, token, ready, paused, delay)"
-                " WHERE h.job_id = $1 AND h.host = u.host AND h.owner = $7 AND h.token = u.token",
-                self._job_id,
-                hosts,
-                tokens,
-                [p.ready_in_s for p in paces],
-                [p.paused_for_s for p in paces],
-                [p.delay_s for p in paces],
-                self.worker,
-            )
-
-        await self._run(release)
-        for host in hosts:
-            self._leases.pop(host, None)
-            self._deferred.pop(host, None)
-
-    async def _finished(self) -> bool:
-        """Whether the whole job is done: its input admitted and no request pending."""
-
-        async def look(connection: Any) -> bool:
-            return bool(
-                await connection.fetchval(
-                    "SELECT input_done AND NOT EXISTS"
-                    " (SELECT 1 FROM shoal_queue WHERE job_id = $1)"
-                    " FROM shoal_jobs WHERE id = $1",
-                    self._job_id,
-                )
-            )
-
-        return await self._run(look)
-
-    async def _beat(self) -> None:
-        """Renew this worker's leases every third of their TTL, all run long."""
-        every = self._ttl_s / 3
-        while True:
-            await asyncio.sleep(every)
-            started = time.monotonic()
-            try:
-                async with self._connection(every) as connection:
-                    renewed = await connection.fetch(
-                        RENEW, self._job_id, self.worker, self._ttl_s, timeout=every
-                    )
-                    await connection.execute(
-                        "UPDATE shoal_workers SET seen_at = now()"
-                        " WHERE job_id = $1 AND worker = $2",
-                        self._job_id,
-                        self.worker,
-                        timeout=every,
-                    )
-            except _transient():
-                continue  # the deadlines stand: past them, nothing more is sent
-            deadline = started + self._ttl_s - self._margin_s
-            for host, token in renewed:
-                lease = self._leases.get(host)
-                if lease is not None and lease.token == token:
-                    lease.deadline = deadline
-
-    # -- deferring (a host's jobs beyond what its queue takes, kept until asked for) ---------
+        claim = await self._leases.claim(room, pace_of)
+        if claim is None:
+            await self._watch.read_counts()
+        return claim
 
     async def pending(self, after_seq: int, limit: int) -> list[Job]:
         return []  # every job comes from claim()
 
     async def defer(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            self._deferred.setdefault(job.host, deque()).append(job)
+        await self._leases.defer(jobs)
 
     async def take_deferred(self, host: str, limit: int) -> list[Job]:
-        queue = self._deferred.get(host)
-        if not queue:
-            return []
-        return [queue.popleft() for _ in range(min(limit, len(queue)))]
+        return await self._leases.take_deferred(host, limit)
 
     # -- committing --------------------------------------------------------------------------
 
@@ -859,12 +504,8 @@ class PostgresStore(Store):
             records.sort()
             return _Commit(records, refused, len(admitted), duplicate, over_budget, ok, failed)
 
-        made = await self._run(commit)
-        for job, _ in finals:
-            if job.seq not in made.refused:
-                lease = self._leases.get(job.host)
-                if lease is not None and lease.token == job.lease:
-                    lease.outstanding -= 1
+        made = await self._db.run(commit)
+        self._leases.let_go([job for job, _ in finals if job.seq not in made.refused])
         self.counts.ok += made.ok
         self.counts.failed += made.failed
         self.counts.admitted += made.admitted
@@ -920,7 +561,7 @@ class PostgresStore(Store):
     # -- reading back ------------------------------------------------------------------------
 
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:
-        rows = await self._run(
+        rows = await self._db.run(
             lambda c: c.fetch(
                 "SELECT done_seq, record FROM shoal_records WHERE job_id = $1 AND done_seq > $2"
                 " ORDER BY done_seq LIMIT $3",
@@ -940,31 +581,27 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await self._leases.stop()
+        await self._watch.stop()
         try:
-            if self._pool is not None and self._job_id:
+            if self._db.is_open and self._job_id:
                 await asyncio.wait_for(self._sign_off(), max(5.0, self._ttl_s / 2))
         except (OutputError, TimeoutError):
             pass  # unreachable: the leases expire by themselves
-        except _transient():
+        except transient():
             pass  # unreachable: the leases expire by themselves
         finally:
             if self._admission is not None:
-                with contextlib.suppress(*_transient()):
+                with contextlib.suppress(*transient()):
                     await self._admission.close()
                 self._admission = None
-            if self._pool is not None:
-                self._pool.terminate()
-                self._pool = None
+            self._db.close()
 
     async def _sign_off(self) -> None:
         """Hand on every host still held, and mark this worker stopped."""
-        self._reconnect_s = 0.0  # one try: a stop must not wait for the database
-        await self._release(list(self._leases))
-        await self._run(
+        self._db.reconnect_s = 0.0  # one try: a stop must not wait for the database
+        await self._leases.hand_on_all()
+        await self._db.run(
             lambda c: c.execute(
                 "UPDATE shoal_workers SET stopped = true, seen_at = now()"
                 " WHERE job_id = $1 AND worker = $2",

@@ -1,25 +1,58 @@
 """Reading a job kept in PostgreSQL without working on it: for ``shoal status``,
-``shoal export``, ``shoal worker`` (the job's options) and a finished job's ``-o``.
+``shoal export``, ``shoal report``, ``shoal worker`` (the job's options) and a finished
+job's ``-o``.
 
 Read while workers run, it sees what they have committed so far. Records stream in commit
-order, a batch at a time; the summary's groupings are computed by the database.
+order, a batch at a time; the summary's groupings are computed by the database, and so are
+the report's (hosts, error groups, the timeline), as :class:`~shoal.store.reader.JournalReader`
+has SQLite compute them, with the same ties broken the same way (by the bytes of the text).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
 
 from shoal.errors import JournalError
-from shoal.store.postgres import require_asyncpg
-from shoal.store.reader import JobSummary
+from shoal.store.postgres_connection import require_asyncpg
+from shoal.store.reader import (
+    ErrorGroup,
+    HostRow,
+    Interval,
+    JobSummary,
+    RecordTotals,
+    TimelineSpan,
+    Top,
+    TotalsCounter,
+    WorkerRow,
+)
 
 _BATCH = 2048
+T = TypeVar("T")
+
+
+def host_sql(url: str) -> str:
+    """SQL for the host name of the URL that the SQL text expression ``url`` gives, as
+    :func:`shoal.store.reader._host` finds it: the authority after the first ``://`` (up to
+    ``/``, ``?`` or ``#``), without the user info (up to its last ``@``) and the port, an
+    IPv6 address without its brackets, lower-cased; NULL for text that names none."""
+    authority = f"regexp_replace(substring({url} from '://([^/?#]*)'), '^.*@', '')"
+    bracketed = f"substring({authority} from '^\\[([^]]*)')"
+    plain = f"substring({authority} from '^[^:]*')"
+    return f"NULLIF(lower(COALESCE({bracketed}, {plain})), '')"
+
+
+_URL_HOST = host_sql("t ->> 'url'")
+#: Each final record of the job (``$1``) as JSON, with whether it failed.
+_RECORDS = (
+    "SELECT convert_from(record, 'UTF8')::jsonb AS t, failed FROM shoal_records WHERE job_id = $1"
+)
 
 
 class PostgresReader:
@@ -126,6 +159,136 @@ class PostgresReader:
             )
         )
 
+    async def worker_rows(self) -> list[WorkerRow]:
+        """Every worker that ever joined the job, in the order they started: the records
+        each made final (its tallies), and whether it stopped."""
+        rows = await self._connection.fetch(
+            "SELECT w.worker, w.machine, COALESCE(t.ok, 0), COALESCE(t.failed, 0), w.stopped"
+            " FROM shoal_workers AS w LEFT JOIN shoal_tallies AS t"
+            " ON t.job_id = w.job_id AND t.worker = w.worker"
+            ' WHERE w.job_id = $1 ORDER BY w.started_at, w.worker COLLATE "C"',
+            self._job_id,
+        )
+        return [
+            WorkerRow(worker, machine, int(ok), int(failed), stopped)
+            for worker, machine, ok, failed, stopped in rows
+        ]
+
+    # -- for the report ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[None]:
+        """One read-only snapshot of the database for what is read inside (workers that
+        commit meanwhile are not seen), unless one is open already."""
+        if self._connection.is_in_transaction():
+            yield
+            return
+        async with self._connection.transaction(isolation="repeatable_read", readonly=True):
+            yield
+
+    async def totals(self) -> RecordTotals:
+        """Status counts, latency histograms, bytes, attempts and the outputs' shares, over
+        every final record: streamed a batch at a time through the journal reader's own
+        :class:`~shoal.store.reader.TotalsCounter`."""
+        counter = TotalsCounter()
+        async with self._snapshot():
+            cursor = await self._connection.cursor(
+                "SELECT record FROM shoal_records WHERE job_id = $1", self._job_id
+            )
+            while rows := await cursor.fetch(_BATCH):
+                counter.add(row[0] for row in rows)
+        return counter.totals()
+
+    async def timeline_span(self) -> TimelineSpan | None:
+        """Where the job's timeline lies (``None``: nothing is final yet). Its source is
+        always ``"journal"``: every commit counts its records in ``shoal_timeline`` in the
+        transaction that records them, so the timeline covers every record."""
+        first, last, ok, failed = await self._connection.fetchrow(
+            "SELECT min(second), max(second), COALESCE(sum(ok), 0)::bigint,"
+            " COALESCE(sum(failed), 0)::bigint FROM shoal_timeline WHERE job_id = $1",
+            self._job_id,
+        )
+        return None if first is None else TimelineSpan("journal", first, last, ok, failed)
+
+    async def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]:
+        """The timeline, every worker's summed, in intervals of ``seconds`` from
+        ``span.first``, in order; an interval in which nothing was committed is left out."""
+        rows = await self._connection.fetch(
+            "SELECT (second - $2) / $3 AS i, sum(ok)::bigint, sum(failed)::bigint,"
+            " sum(bytes)::bigint, sum(attempts)::bigint FROM shoal_timeline"
+            " WHERE job_id = $1 GROUP BY i ORDER BY i",
+            self._job_id,
+            span.first,
+            seconds,
+        )
+        return [
+            Interval(span.first + index * seconds, seconds, ok, failed, size, tries)
+            for index, ok, failed, size, tries in rows
+        ]
+
+    async def hosts(self, limit: int) -> Top[HostRow]:
+        """The hosts with the most final records (by the requests' URLs), or for a map
+        the groups."""
+        rows = await self._connection.fetch(
+            "SELECT host, count(*) AS n, count(*) FILTER (WHERE failed),"
+            " COALESCE(sum(b), 0)::bigint, avg(ms), count(*) OVER () FROM"
+            f" (SELECT COALESCE({_URL_HOST}, t ->> 'group') AS host, failed,"
+            " (t ->> 'bytes')::bigint AS b, (t ->> 'elapsed_ms')::float8 AS ms"
+            f" FROM ({_RECORDS}) AS r) AS h"
+            ' GROUP BY host ORDER BY n DESC, host COLLATE "C" NULLS FIRST LIMIT $2',
+            self._job_id,
+            limit,
+        )
+        return Top(
+            [HostRow(host, n, failed, size, mean) for host, n, failed, size, mean, _ in rows],
+            rows[0][-1] if rows else 0,
+        )
+
+    async def error_groups(self, limit: int) -> Top[ErrorGroup]:
+        """Final failures grouped by kind and message, the largest groups first."""
+        rows = await self._connection.fetch(
+            'SELECT kind, message, count(*) AS n, min(url COLLATE "C"), count(*) OVER () FROM'
+            " (SELECT t -> 'error' ->> 'kind' AS kind, t -> 'error' ->> 'message' AS message,"
+            " COALESCE(t ->> 'url', t ->> 'key') AS url"
+            f" FROM ({_RECORDS}) AS r WHERE failed) AS e GROUP BY kind, message"
+            ' ORDER BY n DESC, kind COLLATE "C" NULLS FIRST, message COLLATE "C" NULLS FIRST'
+            " LIMIT $2",
+            self._job_id,
+            limit,
+        )
+        return Top(
+            [
+                ErrorGroup(str(kind), str(message or ""), n, str(url or ""))
+                for kind, message, n, url, _ in rows
+            ],
+            rows[0][-1] if rows else 0,
+        )
+
+    async def report_source(
+        self, *, hosts: int, errors: int, interval: Callable[[TimelineSpan], int]
+    ) -> SharedReport:
+        """Everything ``shoal report`` shows of the job, read ahead in one snapshot (so
+        that what workers commit meanwhile cannot make one table disagree with another):
+        the top ``hosts`` hosts and ``errors`` error groups, and the timeline in intervals
+        of ``interval(span)`` seconds. The page is then drawn from memory."""
+        async with self._snapshot():
+            summary = await self.summary()
+            span = await self.timeline_span()
+            seconds = 0 if span is None else interval(span)
+            return SharedReport(
+                name=self.name,
+                path=shown_dsn(self.dsn),
+                summary=summary,
+                totals=await self.totals(),
+                span=span,
+                seconds=seconds,
+                timeline=[] if span is None else await self.timeline(span, seconds),
+                hosts=(hosts, await self.hosts(hosts)),
+                errors=(errors, await self.error_groups(errors)),
+                settings=await self.settings(),
+                workers=await self.worker_rows(),
+            )
+
     async def records(self, *, failed: bool | None = None) -> AsyncIterator[bytes]:
         """The final records in commit order (``failed``: only failures, or only successes)."""
         after = 0
@@ -143,3 +306,86 @@ class PostgresReader:
             after = rows[-1][0]
             for _, record in rows:
                 yield bytes(record)
+
+
+class SharedReport:
+    """A shared job as ``shoal report`` draws it, read ahead by
+    :meth:`PostgresReader.report_source`: what the page asks of a
+    :class:`~shoal.reporting.report.SharedSource`, answered from memory. A shared job has
+    no sink mark: its outputs' positions are none."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        summary: JobSummary,
+        totals: RecordTotals,
+        span: TimelineSpan | None,
+        seconds: int,
+        timeline: list[Interval],
+        hosts: tuple[int, Top[HostRow]],
+        errors: tuple[int, Top[ErrorGroup]],
+        settings: dict[str, Any] | None,
+        workers: list[WorkerRow],
+    ) -> None:
+        self.name = name
+        #: The store's URL, without its password.
+        self.path = path
+        self._summary = summary
+        self._totals = totals
+        self._span = span
+        self._seconds = seconds
+        self._timeline = timeline
+        self._hosts = hosts
+        self._errors = errors
+        self._settings = settings
+        self._workers = workers
+
+    def summary(self) -> JobSummary:
+        return self._summary
+
+    def totals(self) -> RecordTotals:
+        return self._totals
+
+    def timeline_span(self) -> TimelineSpan | None:
+        return self._span
+
+    def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]:
+        if (span, seconds) != (self._span, self._seconds):
+            raise ValueError(f"the timeline was read in {self._seconds} s intervals only")
+        return list(self._timeline)
+
+    def hosts(self, limit: int) -> Top[HostRow]:
+        return _first(self._hosts, limit)
+
+    def error_groups(self, limit: int) -> Top[ErrorGroup]:
+        return _first(self._errors, limit)
+
+    def settings(self) -> dict[str, Any] | None:
+        return self._settings
+
+    def positions(self) -> dict[str, int]:
+        return {}
+
+    def workers(self) -> list[WorkerRow]:
+        return list(self._workers)
+
+
+def _first(read: tuple[int, Top[T]], limit: int) -> Top[T]:
+    """The first ``limit`` rows of a grouping read ahead with ``read[0]`` rows at most."""
+    most, top = read
+    if limit > most and top.groups > len(top.rows):
+        raise ValueError(f"only the first {most} rows were read")
+    return Top(top.rows[:limit], top.groups)
+
+
+def shown_dsn(dsn: str) -> str:
+    """A database URL as a page or a message may show it: without its password."""
+    from yarl import URL
+
+    try:
+        url = URL(dsn).with_password(None)
+    except ValueError:
+        return "the store"
+    return str(url.without_query_params("password", "sslpassword"))

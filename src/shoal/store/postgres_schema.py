@@ -8,7 +8,15 @@ from typing import Any
 
 from shoal.errors import JournalError
 
-SCHEMA_VERSION = 1
+#: Each version's changes, applied in order: a new database runs ``SCHEMA`` (version 1)
+#: and then every one of them, a database at version N the ones after N.
+MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE shoal_jobs ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
+ALTER TABLE shoal_workers ADD COLUMN IF NOT EXISTS hosts integer NOT NULL DEFAULT 0;
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 #: The advisory lock that serialises schema migrations (any 64-bit number of our own).
 SCHEMA_LOCK = 0x73686F616C  # "shoal"
 SCHEMA = """
@@ -183,5 +191,9 @@ async def migrate(connection: Any) -> None:
         )
     if version == SCHEMA_VERSION:
         return
-    await connection.execute(SCHEMA)
+    if version is None:
+        await connection.execute(SCHEMA)
+        version = 1
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        await connection.execute(MIGRATIONS[step])
     await connection.execute("INSERT INTO shoal_schema (version) VALUES ($1)", SCHEMA_VERSION)

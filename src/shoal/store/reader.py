@@ -15,7 +15,7 @@ import fcntl
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -132,6 +132,80 @@ class Top(Generic[T]):
 
     rows: list[T]
     groups: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One worker of a job on a shared store: its records, and whether it signed off."""
+
+    worker: str
+    machine: str
+    ok: int
+    failed: int
+    #: Whether it stopped and said so (one that did not is running, or was killed).
+    stopped: bool
+
+
+class TotalsCounter:
+    """:class:`RecordTotals` summed over raw JSON records, a batch at a time: every reader
+    (a journal's, a shared store's) streams its records through one."""
+
+    def __init__(self) -> None:
+        self._statuses: Counter[int | None] = Counter()
+        self._latency = LatencyHistogram()
+        self._first_byte = LatencyHistogram()
+        self._warc: dict[str, tuple[int, int]] = {}
+        self._records = self._bytes = self._attempts = self._retries = 0
+        self._redirects = self._bodies = self._body_bytes = 0
+
+    def add(self, raws: Iterable[bytes]) -> None:
+        """Count each of these records (its JSON text)."""
+        statuses, warc = self._statuses, self._warc
+        latency, first_byte = self._latency.add, self._first_byte.add
+        records, size, attempts, retries = self._records, self._bytes, self._attempts, self._retries
+        redirects, bodies, body_bytes = self._redirects, self._bodies, self._body_bytes
+        loads = orjson.loads  # faster here than SQL's JSON functions on ten fields
+        for raw in raws:
+            record = loads(raw)
+            records += 1
+            statuses[record.get("status")] += 1
+            nbytes = record.get("bytes") or 0
+            size += nbytes
+            tries = record.get("attempts") or 0
+            if tries:
+                attempts += tries
+                retries += tries - 1
+            redirects += record.get("redirects") or 0
+            if (elapsed := record.get("elapsed_ms")) is not None:
+                latency(elapsed)
+            if (ttfb := record.get("ttfb_ms")) is not None:
+                first_byte(ttfb)
+            if record.get("body_path") is not None:
+                bodies += 1
+                body_bytes += nbytes
+            if archived := record.get("warc"):
+                count, end = warc.get(archived["filename"], (0, 0))
+                reach = max(end, archived["offset"] + archived["length"])
+                warc[archived["filename"]] = (count + 1, reach)
+        self._records, self._bytes, self._attempts, self._retries = records, size, attempts, retries
+        self._redirects, self._bodies, self._body_bytes = redirects, bodies, body_bytes
+
+    def totals(self) -> RecordTotals:
+        """The sums, once every record is added, in a fixed order (statuses by code, web
+        archives by name)."""
+        return RecordTotals(
+            records=self._records,
+            bytes=self._bytes,
+            attempts=self._attempts,
+            retries=self._retries,
+            redirects=self._redirects,
+            statuses=dict(sorted(self._statuses.items(), key=lambda item: _order(item[0]))),
+            latency=self._latency,
+            first_byte=self._first_byte,
+            warc_files=dict(sorted(self._warc.items())),
+            bodies=self._bodies,
+            body_bytes=self._body_bytes,
+        )
 
 
 _TEXT = "CAST(record AS TEXT)"
@@ -266,46 +340,9 @@ class JournalReader:
     def totals(self) -> RecordTotals:
         """Status counts, latency histograms, bytes, attempts and the outputs' shares, over
         every final record in one streaming pass."""
-        statuses: Counter[int | None] = Counter()
-        latency, first_byte = LatencyHistogram(), LatencyHistogram()
-        warc: dict[str, tuple[int, int]] = {}
-        records = size = attempts = retries = redirects = bodies = body_bytes = 0
-        loads = orjson.loads  # faster here than SQLite's json_extract of ten fields
-        for (raw,) in self._rows("SELECT record FROM records"):
-            record = loads(raw)
-            records += 1
-            statuses[record.get("status")] += 1
-            nbytes = record.get("bytes") or 0
-            size += nbytes
-            tries = record.get("attempts") or 0
-            if tries:
-                attempts += tries
-                retries += tries - 1
-            redirects += record.get("redirects") or 0
-            if (elapsed := record.get("elapsed_ms")) is not None:
-                latency.add(elapsed)
-            if (ttfb := record.get("ttfb_ms")) is not None:
-                first_byte.add(ttfb)
-            if record.get("body_path") is not None:
-                bodies += 1
-                body_bytes += nbytes
-            if archived := record.get("warc"):
-                count, end = warc.get(archived["filename"], (0, 0))
-                reach = max(end, archived["offset"] + archived["length"])
-                warc[archived["filename"]] = (count + 1, reach)
-        return RecordTotals(
-            records=records,
-            bytes=size,
-            attempts=attempts,
-            retries=retries,
-            redirects=redirects,
-            statuses=dict(sorted(statuses.items(), key=lambda item: _order(item[0]))),
-            latency=latency,
-            first_byte=first_byte,
-            warc_files=dict(sorted(warc.items())),
-            bodies=bodies,
-            body_bytes=body_bytes,
-        )
+        counter = TotalsCounter()
+        counter.add(raw for (raw,) in self._rows("SELECT record FROM records"))
+        return counter.totals()
 
     def timeline_span(self) -> TimelineSpan | None:
         """Where the job's timeline lies; ``None`` when no record has a time."""

@@ -10,6 +10,7 @@ back to the mark and every record after it is written again.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,21 @@ class Claim:
     drop: Sequence[str] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """One worker of a shared job, as the job's database last saw it: its name
+    (``machine:pid:tag``), the hosts it holds, the final records it committed, and how
+    long ago its last heartbeat was (seconds)."""
+
+    worker: str
+    machine: str
+    pid: int
+    hosts: int
+    ok: int
+    failed: int
+    seen_s: float
+
+
 #: Reads a host's pace from the scheduler (for a host that a worker hands on).
 PaceReader = Callable[[str], HostPace]
 
@@ -144,6 +160,22 @@ class Store(abc.ABC):
     def let_go(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional
         """``jobs`` that were claimed will not run here (their host was dropped, or the
         run stops): they stay pending for whoever holds their host next."""
+
+    @property
+    def workers(self) -> tuple[WorkerState, ...]:
+        """The workers running the job now, as last looked at (a shared store's; a local
+        store has only this run, and none to list)."""
+        return ()
+
+    def share_pause(self, paused: bool) -> None:  # noqa: B027 - optional
+        """Pause (or resume) the whole job: every worker of a shared store follows, and
+        so does one that joins later. A local store's job is this run alone."""
+
+    async def wait_pause(self, paused: bool) -> bool:
+        """Wait until the job's pause differs from ``paused`` (another worker paused or
+        resumed it); return the new state. A local store's never changes by itself."""
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @abc.abstractmethod
     async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:

@@ -63,9 +63,22 @@
       `<td class="message">${esc(e.url)}</td><td class="message">${esc(e.message)}</td></tr>`
     ).join("") : "<tr><td>none</td></tr>";
   }
+  function workers(list) {
+    // A shared job (many workers on one store): the whole job's progress, and who runs it.
+    $("workers_section").hidden = !list.length;
+    $("by_workers").textContent = list.length ? ` by ${list.length} worker${list.length > 1 ? "s" : ""}` : "";
+    $("workers").tBodies[0].innerHTML = list.map((w) =>
+      `<tr><td>${esc(w.worker)}</td><td>${esc(w.machine)}</td><td>${w.pid}</td>` +
+      `<td>${fmt(w.hosts)}</td><td>${fmt(w.ok)}</td><td>${fmt(w.failed)}</td>` +
+      `<td>${duration(w.seen_s)} ago</td></tr>`).join("");
+  }
   function show(data) {
     for (const key of ["ok", "failed", "in_flight", "queued", "waiting_retry", "retries", "done"])
       $(key).textContent = fmt(data[key]);
+    const shared = (data.workers || []).length > 0;
+    workers(data.workers || []);
+    const jobDone = data.job_ok + data.job_failed;
+    if (shared) $("done").textContent = fmt(jobDone);
     const unit = data.unit || "request";  // a map's work is items, and moves no bytes
     $("rate_unit").textContent = unit + "s/s";
     $("rate_title").textContent = unit[0].toUpperCase() + unit.slice(1) + "s per second";
@@ -79,8 +92,9 @@
     }
     $("total").textContent = data.total === null ? "?" : fmt(data.total) + (data.total_is_estimate ? " (estimate)" : "");
     $("eta").textContent = data.finished ? "—" : data.paused ? "paused" : duration(data.eta_s);
-    const total = data.total ? data.total - data.skipped : 0;
-    $("bar-fill").style.width = total ? Math.min(100, 100 * data.done / total) + "%" : "0";
+    const total = data.total ? (shared ? data.total : data.total - data.skipped) : 0;
+    const counted = shared ? jobDone : data.done;
+    $("bar-fill").style.width = total ? Math.min(100, 100 * counted / total) + "%" : "0";
     $("p50").textContent = ms(data.latency_p50_ms); $("p90").textContent = ms(data.latency_p90_ms);
     $("p99").textContent = ms(data.latency_p99_ms); $("pmax").textContent = ms(data.latency_max_ms);
     const now = Date.now() / 1000;
