@@ -42,8 +42,8 @@ async def spawn() -> AsyncIterator[Spawn]:
     """Start shoal processes; whatever a failing test left running is killed."""
     started: list[asyncio.subprocess.Process] = []
 
-    async def tracked(*args: str) -> asyncio.subprocess.Process:
-        process = await start(*args)
+    async def tracked(*args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
+        process = await start(*args, cwd=cwd)
         started.append(process)
         return process
 
@@ -270,7 +270,7 @@ async def test_a_retry_after_pause_moves_with_its_host_to_a_joining_worker(
 async def test_many_workers_start_together_on_a_new_job(
     owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
 ) -> None:
-    urls = write_urls(tmp_path / "urls.txt", owners, hosts=24, each=6, delay_s=0.1)
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=24, each=10, delay_s=0.15)
     command = (
         "fetch", str(tmp_path / "urls.txt"), "--store", pg_dsn, "--job", "shared",
         "-c", "2", "--per-host", "1", "--lease-ttl", "2", "--progress", "off", "-q",
@@ -471,3 +471,66 @@ async def test_a_pause_on_one_dashboard_pauses_every_worker(
     resumed = {visit.owner for visit in owners.visits[paused_at:]}
     assert resumed == {owners.addresses[0], owners.addresses[1]}  # both went on
     check_server(owners, cap=2)
+
+
+#: The module a shared map runs: each call sleeps a little and logs its item and process.
+MAP_MODULE = """
+import asyncio
+import os
+
+
+async def square(item):
+    await asyncio.sleep(0.05)
+    fd = os.open("calls.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{item['n']} {os.getpid()}\\n".encode())
+    finally:
+        os.close(fd)
+    return item["n"] ** 2
+"""
+
+
+async def test_a_map_in_no_group_is_shared_by_its_workers(
+    pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    count = 400
+    (tmp_path / "jobs.py").write_text(MAP_MODULE)
+    (tmp_path / "items.jsonl").write_bytes(
+        b"".join(orjson.dumps({"n": n}) + b"\n" for n in range(count))
+    )
+    shared = ("--store", pg_dsn, "--job", "m", "-c", "8", "--progress", "off")
+    first = await spawn(
+        "map", "jobs:square", "items.jsonl", *shared, "--lease-ttl", "2", "-o", "out.jsonl",
+        cwd=tmp_path,
+    )  # fmt: skip
+    job = Job(pg_dsn, "m")
+    await job.wait_made()
+    other = await spawn("worker", *shared, cwd=tmp_path)
+    done = [await finish(first, within_s=90), await finish(other, within_s=90)]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    records = await job.records()
+    assert sorted(record["item"]["n"] for record in records) == list(range(count))
+    assert all(record["value"] == record["item"]["n"] ** 2 for record in records)
+    assert len({record["_worker"] for record in records}) == 2  # both workers made calls
+    calls = [line.split() for line in (tmp_path / "calls.log").read_text().splitlines()]
+    assert Counter(n for n, _ in calls) == Counter(str(n) for n in range(count))  # once each
+    assert {pid for _, pid in calls} == {str(first.pid), str(other.pid)}
+    assert sorted(r["item"]["n"] for r in read_records(tmp_path / "out.jsonl")) == list(
+        range(count)
+    )
+
+
+async def test_a_worker_refuses_an_option_its_job_has_not(
+    pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    (tmp_path / "jobs.py").write_text(MAP_MODULE)
+    (tmp_path / "items.jsonl").write_bytes(b'{"n": 1}\n')
+    made = await spawn(
+        "map", "jobs:square", "items.jsonl", "--store", pg_dsn, "--job", "m", "--progress",
+        "off", cwd=tmp_path,
+    )  # fmt: skip
+    assert (await finish(made, within_s=60)).code == 0
+    for option in (("--save-bodies", str(tmp_path / "b")), ("--per-host", "3")):
+        refused = await spawn("worker", "--store", pg_dsn, "--job", "m", *option, cwd=tmp_path)
+        result = await finish(refused, within_s=60)
+        assert result.code == 2 and f"'{option[0]}'" in result.stderr, result.stderr

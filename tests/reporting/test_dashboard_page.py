@@ -4,6 +4,8 @@ Debian's ``chromium`` driven by Playwright for Python (``executable_path``, neve
 downloaded browser). The numbers the page shows match the run's ``statistics()``; its
 Pause button stops new requests (asserted at the test server), Resume starts them again and
 Stop ends the run resumable, and the same job run again completes the rest exactly once.
+A shared job's snapshot (its workers) shows the whole job's progress and a table of
+its workers, their names escaped; without workers the page is the run's own.
 The page asks nothing of any origin but the dashboard's own and logs no errors. A
 screenshot of each test's page is kept: in ``$SHOAL_ARTIFACTS`` when set, else the test's
 ``tmp_path``.
@@ -19,14 +21,17 @@ import contextlib
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from shoal import Engine, Limits, RetryPolicy, Statistics
+from shoal.latency import Latency
 from shoal.reporting.dashboard import TOP_HOSTS, Dashboard
+from shoal.scheduling import HostState
+from shoal.store import WorkerState
 from tests.cli.test_cli import read_records, wait_until
 from tests.conftest import resolver
 from tests.engine.test_follow import follow_links
@@ -430,3 +435,164 @@ async def test_a_crawl_shows_its_links_and_a_map_its_items(browser: Browser) -> 
         assert not await page.page.is_visible("#links_found")  # no crawl, no link tiles
         assert await page.page.inner_text("#rate_title") == "Items per second"
         page.check()
+
+
+# -- a shared job: the whole job's progress, and its workers -----------------------------------
+
+#: Three workers of one job (one named with markup, which the page must show as text), and
+#: how the page shows each: name, machine, pid, hosts, ok, failed, heartbeat.
+WORKERS = (
+    WorkerState("alpha:101:a1", "alpha", 101, 12, 1234, 50, 0.4),
+    WorkerState("<b>x</b>", "<i>beta</i>", 202, 3, 1000, 30, 75.0),
+    WorkerState("gamma:303:c3", "gamma", 303, 0, 666, 20, 2.0),
+)
+WORKER_ROWS = [
+    ["alpha:101:a1", "alpha", "101", "12", "1,234", "50", "0s ago"],
+    ["<b>x</b>", "<i>beta</i>", "202", "3", "1,000", "30", "1m 15s ago"],
+    ["gamma:303:c3", "gamma", "303", "0", "666", "20", "2s ago"],
+]
+
+
+def job_snapshot(workers: tuple[WorkerState, ...]) -> Statistics:
+    """This worker's run (400 of its own done, 1,000 skipped as done before) in a job of
+    5,000 that its workers have done 3,000 of; numbers where this run's view and the whole
+    job's differ in every figure tested."""
+    return Statistics(
+        elapsed_s=10.0,
+        total=5000,
+        total_is_estimate=False,
+        done=400,
+        ok=390,
+        failed=10,
+        skipped=1000,
+        duplicates=0,
+        retries=0,
+        in_flight=0,
+        queued=0,
+        waiting_retry=0,
+        bytes=0,
+        by_status={},
+        by_error={},
+        latency=Latency(),
+        job_ok=2900,
+        job_failed=100,
+        interrupted=False,
+        workers=workers,
+    )
+
+
+@dataclass
+class Fixed:
+    """A :class:`shoal.reporting.dashboard.Controlled` that shows a given snapshot."""
+
+    stats: Statistics
+    actions: list[str] = field(default_factory=list)
+
+    def statistics(self) -> Statistics:
+        return self.stats
+
+    def busiest_hosts(self, limit: int = TOP_HOSTS) -> tuple[HostState, ...]:
+        return ()
+
+    def pause(self) -> None:
+        self.actions.append("pause")
+
+    def resume(self) -> None:
+        self.actions.append("resume")
+
+    def stop(self) -> None:
+        self.actions.append("stop")
+
+
+#: The progress line, the bar and the workers' table as the page has them.
+READ_JOB = """() => {
+  const text = (id) => document.getElementById(id).textContent;
+  const section = document.getElementById("workers_section");
+  return {
+    done: text("done"),
+    total: text("total"),
+    by_workers: text("by_workers"),
+    eta: text("eta"),
+    bar: document.getElementById("bar-fill").style.width,
+    section_hidden: section.hidden,
+    section_shown: section.offsetParent !== null,
+    rows: Array.from(document.querySelectorAll("#workers tbody tr"),
+                     (tr) => Array.from(tr.querySelectorAll("td"), (td) => td.textContent)),
+    markup: document.querySelectorAll("#workers tbody b, #workers tbody i").length,
+  };
+}"""
+
+#: What the page shows of the whole shared job: 3,000 of 5,000 done (60 %) by three
+#: workers, at the job's pace since this run began ((3,000 - 1,000) / 10 s): 10 s to go.
+SHARED_VIEW = {
+    "done": "3,000",
+    "total": "5,000",
+    "by_workers": " by 3 workers",
+    "eta": "10s",
+    "bar": "60%",
+    "section_hidden": False,
+    "section_shown": True,
+    "rows": WORKER_ROWS,
+    "markup": 0,
+}
+#: What the page shows of a run alone: its own 400 done of the 4,000 it had to do (10 %),
+#: at its own pace (40/s): 3,600 left take 1m 30s.
+ALONE_VIEW = {
+    "done": "400",
+    "total": "5,000",
+    "by_workers": "",
+    "eta": "1m 30s",
+    "bar": "10%",
+    "section_hidden": True,
+    "section_shown": False,
+    "rows": [],
+    "markup": 0,
+}
+
+
+async def page_shows(browsing: Browsing, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Wait (bounded: a snapshot comes every second) until the page shows ``wanted``."""
+    deadline = asyncio.get_running_loop().time() + PAGE_WAIT_S
+    while (shown := await browsing.page.evaluate(READ_JOB)) != wanted:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    return shown
+
+
+def test_a_shared_jobs_remaining_and_eta_are_the_jobs() -> None:
+    alone, shared = job_snapshot(()), job_snapshot(WORKERS)
+    # A run alone: what it has not skipped nor done, at its own pace (400 in 10 s).
+    assert (alone.remaining, alone.eta_s) == (5000 - 1000 - 400, 3600 / 40)
+    # A shared job: what no worker has finished, at the job's pace since this run began
+    # (what the job finished beyond what it had when this run began: 3,000 - 1,000).
+    assert (shared.remaining, shared.eta_s) == (5000 - 3000, 2000 / 200)
+    assert replace(shared, total=None).remaining is None
+    assert replace(shared, job_ok=6000).remaining == 0
+
+
+async def test_the_page_shows_a_shared_jobs_progress_and_workers(
+    browser: Browser, artifacts: Path
+) -> None:
+    engine = Fixed(job_snapshot(WORKERS))
+    async with Dashboard(engine) as dashboard, browse(browser, dashboard) as browsing:
+        shown = await page_shows(browsing, SHARED_VIEW)
+        assert shown == SHARED_VIEW
+        html = await browsing.page.inner_html("#workers tbody")
+        assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html  # escaped, not rendered
+        assert await browsing.page.is_visible("#workers_section")
+        await browsing.screenshot(artifacts, "dashboard-shared-job.png")
+        # The other workers leave: the page is this run's again, the table hidden.
+        engine.stats = job_snapshot(())
+        assert await page_shows(browsing, ALONE_VIEW) == ALONE_VIEW
+        assert not await browsing.page.is_visible("#workers_section")
+        browsing.check()
+    assert engine.actions == []
+
+
+async def test_the_page_shows_a_run_alone_without_workers(browser: Browser) -> None:
+    engine = Fixed(job_snapshot(()))
+    async with Dashboard(engine) as dashboard, browse(browser, dashboard) as browsing:
+        assert await page_shows(browsing, ALONE_VIEW) == ALONE_VIEW
+        assert not await browsing.page.is_visible("#workers_section")
+        browsing.check()

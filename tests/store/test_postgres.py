@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from shoal.errors import JournalError
-from shoal.job import Job
+from shoal.job import Entry, Job
+from shoal.sources.items import ItemKeys
 from shoal.sources.source import Position
 from shoal.store import Claim, HostPace, SinkMark
 from shoal.store.postgres import PostgresStore
@@ -40,7 +41,8 @@ async def open_store(pg_dsn: str) -> AsyncIterator[Opener]:
         *, admit: bool = True, settings: dict[str, Any] | None = None, **options: Any
     ) -> PostgresStore:
         options.setdefault("lease_ttl_s", 0.6)
-        store = PostgresStore(pg_dsn, "job", admit=admit, reconnect_s=5, **options)
+        name = options.pop("job", "job")
+        store = PostgresStore(pg_dsn, name, admit=admit, reconnect_s=5, **options)
         opened.append(store)
         await store.open(INPUT)
         await store.describe(SETTINGS if settings is None else settings)
@@ -286,3 +288,22 @@ async def test_a_host_in_upper_case_is_held_by_its_worker(open_store: Opener) ->
     await store.admit(entries("http://A.TEST/1"), Position(1, 16))
     [job] = await claim_jobs(store, 1)
     assert job.host == "a.test" and store.holds(job)  # (else it would never be sent)
+
+
+def items(count: int) -> list[Entry]:
+    keys = ItemKeys()
+    return [keys.entry({"n": n}, n + 1) for n in range(count)]
+
+
+async def test_items_in_no_group_are_spread_over_buckets_unless_paced(open_store: Opener) -> None:
+    store = await open_store()
+    await store.admit(items(200), Position(200, 0))
+    jobs = await claim_jobs(store, 200)
+    buckets = {job.host for job in jobs}
+    assert len(buckets) > 32 and all(host.startswith("~") for host in buckets)
+    assert all(store.holds(job) for job in jobs)  # each under its bucket's lease
+    await store.close()
+
+    paced = await open_store(settings={**SETTINGS, "politeness": {"per_second": 5.0}}, job="p")
+    await paced.admit(items(20), Position(20, 0))
+    assert {job.host for job in await claim_jobs(paced, 20)} == {""}  # one rate for all

@@ -82,7 +82,7 @@ def worker(wait: bool, **given: Any) -> None:
 
     The job's settings are the ones it was created with; this worker's own are its
     concurrency (-c), what it shows, and where it saves bodies. Another value of any other
-    option is refused.
+    option is refused. A job of shoal map imports its MODULE here too.
     """
     from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables
@@ -102,25 +102,29 @@ def worker(wait: bool, **given: Any) -> None:
         kept = run_async(read())
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
-    commands: dict[str, click.Command] = {"fetch": fetch, "crawl": crawl}
+    commands: dict[str, click.Command] = {"fetch": fetch, "crawl": crawl, "map": map_command}
     command = commands.get(str(kept.get("command")))
     if command is None:
         raise click.UsageError(f"job {given['journal']!r} cannot be worked on by shoal worker")
     params = {name: _param(value) for name, value in kept["params"].items()}
     names = {param.name: param for param in ctx.command.params}
+    takes = {param.name for param in command.params}
     for name, value in given.items():
         source = ctx.get_parameter_source(name)
         if source is None or source is click.core.ParameterSource.DEFAULT:
             continue
+        if name not in takes:  # an option of a fetch given for a map, say
+            raise click.BadParameter(
+                f"job {given['journal']!r} is a {command.name} job, which has no such option",
+                param_hint=f"'{_flag(names[name])}'",
+            )
         if name in _WORKER_OWN:
             params[name] = value
         elif _param(value) != params.get(name):
-            option = names[name]
-            flag = max(getattr(option, "opts", [name]), key=len)
             raise click.BadParameter(
                 f"job {given['journal']!r} has {params.get(name)!r}; every worker applies"
                 " the job's settings",
-                param_hint=f"'{flag}'",
+                param_hint=f"'{_flag(names[name])}'",
             )
     for name in ("store", "journal", "output"):
         params[name] = given[name]
@@ -129,6 +133,12 @@ def worker(wait: bool, **given: Any) -> None:
         use_host_tables(ctx, tables, path)
     ctx.meta[WORKER] = WorkerMode(wait=wait)
     ctx.invoke(command, **params)
+
+
+def _flag(option: click.Parameter) -> str:
+    """An option's longest name (``--concurrency``, not ``-c``)."""
+    names: list[str] = list(getattr(option, "opts", None) or [str(option.name)])
+    return max(names, key=len)
 
 
 def _param(value: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from shoal.cli.options import CLI_NAMES, job_places, launch, run_options
+from shoal.cli.options import CLI_NAMES, job_places, launch, on_shared_store, run_options
 from shoal.cli.parsing import Rate, load_exception
 from shoal.cli.run import MapSpec, check_dashboard
 from shoal.config import Limits, Politeness, RetryPolicy
@@ -91,6 +91,9 @@ def map_command(
     dashboard: tuple[str, int] | None,
     dashboard_token: str | None,
     quiet: bool,
+    store: str | None,
+    lease_ttl: float,
+    lease_hold: float,
 ) -> None:
     """Call the async MODULE:FUNCTION on every item of ITEMS (JSON lines: one JSON value
     each; '-': stdin) and write one record per item to OUTPUT: its key, group, item,
@@ -99,7 +102,8 @@ def map_command(
 
     An exception fails its item, never the run; a malformed line becomes an error record.
     The journal resumes the job where it stopped, even after a kill, and records each
-    item once. MODULE is imported with the working folder on the path.
+    item once. MODULE is imported with the working folder on the path. With --store the
+    job is shared by any number of workers (shoal worker, where MODULE imports too).
     """
     spec = MapSpec(function, key=key, group=group, timeout_s=timeout)
     try:
@@ -137,4 +141,6 @@ def map_command(
         console,
         map=spec,
     )
+    if store is not None:
+        options = on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
     launch(engine, settings, options, processes, console)

@@ -187,6 +187,27 @@ _DASHBOARD_TOKEN = click.option(
 )
 
 _QUIET = click.option("-q", "--quiet", is_flag=True, help="No summary at the end.")
+_STORE = click.option(
+    "--store",
+    default=None,
+    metavar="URL",
+    help="Keep the job in this PostgreSQL database (postgresql://USER@HOST/DB), shared"
+    " by any number of workers (shoal worker); --job names the job.",
+)
+_LEASE_TTL = click.option(
+    "--lease-ttl",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="With --store: seconds a worker's hold on a host (a group) lasts without a heartbeat.",
+)
+_LEASE_HOLD = click.option(
+    "--lease-hold",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="With --store: seconds a worker keeps a host (a group) before handing it on.",
+)
 
 #: Every option of a fetch job, in the order --help shows them.
 _JOB_OPTIONS = [
@@ -417,27 +438,9 @@ _JOB_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
-    click.option(
-        "--store",
-        default=None,
-        metavar="URL",
-        help="Keep the job in this PostgreSQL database (postgresql://USER@HOST/DB), shared"
-        " by any number of workers (shoal worker); --job names the job.",
-    ),
-    click.option(
-        "--lease-ttl",
-        default=30.0,
-        show_default=True,
-        type=click.FloatRange(min=0.5),
-        help="With --store: seconds a worker's hold on a host lasts without a heartbeat.",
-    ),
-    click.option(
-        "--lease-hold",
-        default=120.0,
-        show_default=True,
-        type=click.FloatRange(min=0.1),
-        help="With --store: seconds a worker keeps a host before handing it on.",
-    ),
+    _STORE,
+    _LEASE_TTL,
+    _LEASE_HOLD,
 ]
 
 
@@ -456,6 +459,9 @@ RUN_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    _STORE,
+    _LEASE_TTL,
+    _LEASE_HOLD,
 ]
 
 
@@ -606,17 +612,14 @@ def start_job(
         console,
         method=(method or "GET").upper(),
         seeds=seeds,
-        store=None if store is None else shared_store(store, journal, lease_ttl, lease_hold, warc),
     )
     if store is not None:
-        check_shared(processes, restart)
-        # The records are written from the job once it is complete, and only when asked.
-        given = click.get_current_context().get_parameter_source("output")
-        if given is not None and given is not click.core.ParameterSource.DEFAULT:
-            assert options.store is not None
-            options = dataclasses.replace(
-                options, store=dataclasses.replace(options.store, output=output)
+        if warc is not None:
+            raise click.BadParameter(
+                "a web archive is not written for a job on a shared store yet",
+                param_hint="'--warc'",
             )
+        options = on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
     crawl: Crawl | None = (extra or {}).get("crawl")
     if crawl is not None and processes != "1" and store is None:
         # Each process owns its hosts whole; a link that may leave its page's host could
@@ -636,25 +639,31 @@ def start_job(
     launch(engine, settings, options, processes, console)
 
 
-def shared_store(
-    url: str, name: str | None, lease_ttl: float, lease_hold: float, warc: str | None
-) -> StoreSpec:
-    """The shared job ``--store`` names, as this command works on it: a ``shoal worker``
-    joins it (see :data:`WORKER`); any other job command creates or continues it and admits
-    its input, keeping its options with it (for the workers)."""
+def on_shared_store(
+    options: JobOptions,
+    url: str,
+    name: str | None,
+    lease_ttl: float,
+    lease_hold: float,
+    processes: str,
+) -> JobOptions:
+    """``options`` of a job kept on the shared store ``url`` (``--store``), as this command
+    works on it: a ``shoal worker`` joins it (see :data:`WORKER`); any other job command
+    creates or continues it and admits its input, keeping its options with it (for the
+    workers). ``name`` is the job's (``--job``); ``-o``, when given, is written from the
+    job once it is complete."""
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.BadParameter(
             f"{url!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)", param_hint="'--store'"
         )
     if not name:
         raise click.BadParameter("a job on a shared store needs a name", param_hint="'--job'")
-    if warc is not None:
-        raise click.BadParameter(
-            "a web archive is not written for a job on a shared store yet", param_hint="'--warc'"
-        )
+    check_shared(processes, options.restart)
     ctx = click.get_current_context()
     joining: WorkerMode | None = ctx.meta.get(WORKER)
-    return StoreSpec(
+    given = ctx.get_parameter_source("output")
+    output_given = given is not None and given is not click.core.ParameterSource.DEFAULT
+    spec = StoreSpec(
         dsn=url,
         job=name,
         admit=joining is None,
@@ -662,7 +671,9 @@ def shared_store(
         lease_ttl_s=lease_ttl,
         hold_s=lease_hold,
         options=job_record(ctx),
+        output=options.output if output_given else None,
     )
+    return dataclasses.replace(options, store=spec)
 
 
 def check_shared(processes: str, restart: bool) -> None:

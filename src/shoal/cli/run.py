@@ -29,6 +29,7 @@ from shoal.sources import FileSource, IterableSource, Source
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
     from shoal.store.postgres import PostgresStore
+    from shoal.store.store import Store
 
 R = TypeVar("R")
 
@@ -375,7 +376,11 @@ async def _run_shared(
             source = IterableSource(options.seeds, name="<seeds> " + " ".join(options.seeds))
         watcher = None if watch is None else asyncio.create_task(watch(engine.statistics))
         try:
-            stats = await engine.run(source, journal=store)
+            if options.map is None:
+                stats = await engine.run(source, journal=store)
+            else:
+                items = source if isinstance(source, FileSource) else ()
+                stats = await _run_map(engine, options.map, items, store, None)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -421,12 +426,18 @@ async def write_shared_records(spec: StoreSpec, output: str) -> bool:
 
 
 async def _run_map(
-    engine: Engine, spec: MapSpec, source: FileSource, journal: str, output: str
+    engine: Engine,
+    spec: MapSpec,
+    items: FileSource | tuple[()],
+    journal: str | Store,
+    output: str | None,
 ) -> Statistics:
+    """Map the job's function over ``items`` (none: a worker of a shared job, whose items
+    its creator admits)."""
     function, key, group = spec.load()
     mapped = engine.map(
         function,
-        source,
+        items,
         key=key,
         group=group,
         timeout_s=spec.timeout_s,

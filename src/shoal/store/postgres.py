@@ -54,6 +54,7 @@ import os
 import secrets
 import socket
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ from typing import Any
 import orjson
 
 from shoal.errors import JournalError, OutputError
-from shoal.job import Entry, Job
+from shoal.job import Entry, Item, Job
 from shoal.sources.source import Position
 from shoal.store.postgres_connection import RECONNECT_S, Database, require_asyncpg, transient
 from shoal.store.postgres_leases import HostLeases
@@ -89,6 +90,9 @@ from shoal.store.store import (
     Store,
     WorkerState,
 )
+
+#: The buckets a map's items in no group are spread over (so that many workers share them).
+GROUPLESS_PARTS = 64
 
 #: Settings every worker of a job must share: the engine's description, by path.
 SHARED_SETTINGS = (
@@ -164,6 +168,7 @@ class PostgresStore(Store):
         )
         self._watch = JobWatch(self._db, self.counts, ttl_s=lease_ttl_s)
         self._admission: Any = None
+        self._parts = 1
         self._job_id = 0
         self._closed = False
 
@@ -304,6 +309,12 @@ class PostgresStore(Store):
                     )
         leases = self._leases
         leases.grace_s = float(mine.get("attempt_max_s") or leases.grace_s) + leases.margin_s
+        # A map's items in no group are one bucket to a single run, which only the
+        # concurrency bounds: here they are spread over buckets that workers lease apart.
+        # Unless that bucket is paced (a rate, a delay): those hold for the one bucket,
+        # across all workers, only if one worker at a time holds it.
+        paced = _at(mine, "politeness.per_second") or _at(mine, "politeness.delay_s")
+        self._parts = 1 if paced else GROUPLESS_PARTS
 
     # -- the job's shared state (its pause, its workers) ------------------------------------
 
@@ -326,7 +337,7 @@ class PostgresStore(Store):
             if entry.key in by_key:
                 continue
             by_key[entry.key] = entry
-            rows.append(_row(entry, len(rows)))
+            rows.append(_row(entry, len(rows), self._parts))
         hosts = sorted({row[1] for row in rows})
 
         async def once() -> list[tuple[int, bytes]]:
@@ -546,7 +557,7 @@ class PostgresStore(Store):
             room = max(0, budget - int(total))
             over_budget = max(0, len(fresh) - room)
             entries = fresh[:room]
-        rows = [_row(entry, n) for n, entry in enumerate(entries)]
+        rows = [_row(entry, n, self._parts) for n, entry in enumerate(entries)]
         if not rows:
             return [], duplicate, over_budget
         new = await connection.fetch(
@@ -615,11 +626,15 @@ class PostgresStore(Store):
 _Row = tuple[bytes, str, int | None, bytes, int, int | None, int]
 
 
-def _row(entry: Entry, order: int) -> _Row:
-    """An entry as a staged row (key, host, line, spec, depth, parent, ord)."""
+def _row(entry: Entry, order: int, parts: int) -> _Row:
+    """An entry as a staged row (key, host, line, spec, depth, parent, ord); an item in
+    no group goes to one of ``parts`` buckets by its key (one bucket when ``parts`` is 1)."""
+    host = entry.host
+    if host is None and parts > 1 and entry.error is None and isinstance(entry.work, Item):
+        host = f"~{zlib.crc32(entry.key) % parts:02d}"
     return (
         entry.key,
-        entry.host or "",
+        host or "",
         entry.line,
         encode_entry(entry),
         entry.depth,

@@ -260,6 +260,7 @@ class HostLeases:
             claimed = restore_jobs(found)
             for job in claimed:
                 job.lease = lease.token
+                job.host = host  # the bucket it was admitted to (a map's items in no group)
             lease.after = claimed[-1].seq
             lease.outstanding += len(claimed)
             jobs += claimed
