@@ -534,3 +534,31 @@ async def test_a_worker_refuses_an_option_its_job_has_not(
         refused = await spawn("worker", "--store", pg_dsn, "--job", "m", *option, cwd=tmp_path)
         result = await finish(refused, within_s=60)
         assert result.code == 2 and f"'{option[0]}'" in result.stderr, result.stderr
+
+
+async def test_each_worker_writes_its_own_web_archive(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    from tests.sinks.test_warc import assert_archived_once, read_at, warc_files
+
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=30, delay_s=0.1)
+    prefix = str(tmp_path / "arch")
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "--warc", prefix))
+    job = Job(pg_dsn)
+    await job.wait_made()
+    other = await spawn(*joiner(pg_dsn, owners, 1))  # the job's --warc, to files of its own
+    done = [await finish(first, within_s=90), await finish(other, within_s=90)]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    records = await job.records()
+    check_once(records, urls)
+    files = warc_files(tmp_path, "arch*.warc.gz")
+    parts = {path.name.rsplit("-", 1)[0] for path in files}
+    assert all(part.startswith("arch.worker-") for part in parts), parts
+    assert {part.split("-")[-2] for part in parts} == {str(first.pid), str(other.pid)}
+    assert all((tmp_path / f"{part}.cdxj").stat().st_size > 0 for part in parts)
+    assert_archived_once(files, urls)  # nobody died: each response archived once
+    for record in records:
+        pid = record["_worker"].split(":")[-2]
+        assert f"-{pid}-" in record["warc"]["filename"]  # in its own worker's files
+        response, _ = read_at(tmp_path, record["warc"])
+        assert response.rec_headers.get_header("WARC-Target-URI") == record["url"]

@@ -53,6 +53,8 @@ _WORKER_OWN = frozenset(
         "dashboard",
         "dashboard_token",
         "save_bodies",
+        "warc",
+        "warc_max_size",
         "output",
         "store",
         "journal",
@@ -81,8 +83,9 @@ def worker(wait: bool, **given: Any) -> None:
     workers, on this machine or others; exit once no work is left.
 
     The job's settings are the ones it was created with; this worker's own are its
-    concurrency (-c), what it shows, and where it saves bodies. Another value of any other
-    option is refused. A job of shoal map imports its MODULE here too.
+    concurrency (-c), what it shows, and where it saves bodies and its web archive (its own
+    files: --warc PREFIX becomes PREFIX.worker-MACHINE-PID-TAG-00000.warc.gz). Another
+    value of any other option is refused. A job of shoal map imports its MODULE here too.
     """
     from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables

@@ -614,11 +614,6 @@ def start_job(
         seeds=seeds,
     )
     if store is not None:
-        if warc is not None:
-            raise click.BadParameter(
-                "a web archive is not written for a job on a shared store yet",
-                param_hint="'--warc'",
-            )
         options = on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
     crawl: Crawl | None = (extra or {}).get("crawl")
     if crawl is not None and processes != "1" and store is None:

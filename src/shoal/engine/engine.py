@@ -543,7 +543,7 @@ class Engine:
                 recorder.total = state.counts.admitted
             if self._archive is not None:
                 self._archived = await self._archive.open(
-                    state.mark.positions if state.resumed else None
+                    state.mark.positions if state.resumed else None, store.run_name
                 )
             else:  # kept for a later run with the archive again
                 self._archived = {

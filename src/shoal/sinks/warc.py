@@ -65,7 +65,7 @@ class WarcArchive:
         max_size: int = DEFAULT_WARC_MAX_SIZE,
         info: Mapping[str, str] | None = None,
     ) -> None:
-        self.prefix = os.path.abspath(prefix)
+        self.prefix = self._base = os.path.abspath(prefix)
         self.folder = os.path.dirname(self.prefix)
         self.index_path = self.prefix + ".cdxj"
         self.max_size = max_size
@@ -89,8 +89,14 @@ class WarcArchive:
 
     # -- lifetime --------------------------------------------------------------------------
 
-    async def open(self, positions: Mapping[str, int] | None) -> dict[str, int]:
-        """Open at the end the journal committed (``None``: a new archive)."""
+    async def open(
+        self, positions: Mapping[str, int] | None, part: str | None = None
+    ) -> dict[str, int]:
+        """Open at the end the journal committed (``None``: a new archive). A ``part``
+        names this run's own files (``PREFIX.PART-00000.warc.gz``, ``PREFIX.PART.cdxj``),
+        for a run that shares its job with others writing theirs at once."""
+        self.prefix = self._base if part is None else f"{self._base}.{part}"
+        self.index_path = self.prefix + ".cdxj"
         await self.spool.open()
         return await self.spool.call(self._open, positions)
 

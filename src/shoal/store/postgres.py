@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import socket
 import time
@@ -321,6 +322,11 @@ class PostgresStore(Store):
     @property
     def workers(self) -> tuple[WorkerState, ...]:
         return self._watch.workers
+
+    @property
+    def run_name(self) -> str:
+        """This worker, as a file name: ``worker-MACHINE-PID-TAG``."""
+        return "worker-" + re.sub(r"[^A-Za-z0-9_.]+", "-", self.worker).strip("-.")
 
     def share_pause(self, paused: bool) -> None:
         self._watch.share_pause(paused)

@@ -167,6 +167,12 @@ class Store(abc.ABC):
         store has only this run, and none to list)."""
         return ()
 
+    @property
+    def run_name(self) -> str | None:
+        """A name for this run's own files (its web archive), when many runs share the
+        job at once (a shared store's worker); ``None``: the job's files are this run's."""
+        return None
+
     def share_pause(self, paused: bool) -> None:  # noqa: B027 - optional
         """Pause (or resume) the whole job: every worker of a shared store follows, and
         so does one that joins later. A local store's job is this run alone."""
