@@ -11,6 +11,10 @@ One run is a :class:`asyncio.TaskGroup` of a fixed set of tasks:
 * the *committer* commits final results to the store in batches, then writes the committed
   records to the outputs, then counts them and delivers them to a stream's reader.
 
+Each stage is a part of :class:`Engine` in a module of its own (:mod:`.feeder`,
+:mod:`.workers`, :mod:`.committer`; what they share is in :mod:`.stage`); this module
+holds the engine's settings, its lifetime and controls, and a run from start to end.
+
 Stopping: :meth:`Engine.stop` takes no new work and lets requests in flight finish;
 :meth:`Engine.abort` also cancels them. Either way the committer still commits everything
 that finished, so the journal and the outputs agree and the next run resumes.
@@ -23,12 +27,10 @@ import contextlib
 import functools
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
-import orjson
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
@@ -45,6 +47,8 @@ from shoal.config import (
 )
 from shoal.crawling import Frontier
 from shoal.engine.calls import Call, Function
+from shoal.engine.committer import Committing
+from shoal.engine.feeder import Feeding
 from shoal.engine.resources import (
     absolute,
     close_all,
@@ -53,8 +57,17 @@ from shoal.engine.resources import (
     raise_first,
     warc_module,
 )
+from shoal.engine.stage import (
+    COMMIT_BATCH,
+    INPUT_BATCH,
+    Completions,
+    Deliver,
+    Handler,
+    Plan,
+)
 from shoal.engine.streams import End, ResultIterator, T
-from shoal.errors import ConfigError, JournalError, Rejected, ShoalError
+from shoal.engine.workers import Working
+from shoal.errors import ConfigError, JournalError, ShoalError
 from shoal.fetching import (
     Fetcher,
     Robots,
@@ -67,20 +80,16 @@ from shoal.fetching.capture import Budget
 from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.session import trust_context
-from shoal.job import Entry, Job
 from shoal.outcome import Finished, Outcome
 from shoal.reporting import Recorder, Statistics
-from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import HostRules, HostState, Scheduler, Shard, retry_delay
+from shoal.result import Result
+from shoal.scheduling import HostRules, HostState, Scheduler, Shard
 from shoal.sinks import Outputs
 from shoal.sinks.bodies import BodyStore
 from shoal.sources import FileSource, ItemKeys, IterableSource, Source
 from shoal.sources.items import MAP_INPUT
 from shoal.store import (
-    Committed,
-    Completion,
     JobState,
-    Retrying,
     SinkMark,
     Store,
 )
@@ -90,39 +99,13 @@ from shoal.version import __version__
 if TYPE_CHECKING:
     from shoal.sinks.warc import WarcArchive as _Archive
 
-#: A user's async callback, run on each final response inside the worker slot. It reads the
-#: result (its body too), may return a JSON value kept as ``data``, or raise
-#: :class:`shoal.Rejected` to fail the request (optionally retrying it first).
-Handler = Callable[[Result], Awaitable[Any]]
-
 #: What ``stream`` and ``run`` accept as requests.
 Requests = Source | Iterable[Any] | AsyncIterable[Any]
-#: Hands each committed result to a stream's reader.
-Deliver = Callable[[Finished], Awaitable[None]]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__}"
-_INPUT_BATCH = 512
-_COMMIT_BATCH = 2048
-_SMALL_BATCH = 64
-_LINGER_S = 0.02
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one run's workers do with a job: the task, then (for a fetch) robots.txt
-    before it and the handler after it; ``rules`` give each host (or group) its caps."""
-
-    task: Task
-    rules: HostRules
-    robots: Robots | None = None
-    handler: Handler | None = None
-    #: Whether a shard of the job gets a part of each host's cap (the job's caps hold over
-    #: all shards); not for a map without groups, whose one bucket each shard's own
-    #: concurrency bounds.
-    split_caps: bool = True
-
-
-class Engine:
+class Engine(Feeding, Working, Committing):
     """Fetches requests concurrently on one aiohttp session.
 
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
@@ -444,7 +427,7 @@ class Engine:
         key: Callable[[Any], object] | None,
         group: Callable[[Any], object] | None,
         timeout_s: float | None,
-    ) -> tuple[Source, _Plan]:
+    ) -> tuple[Source, Plan]:
         """The source and the plan of a map over ``items``."""
         if isinstance(items, str | bytes):
             raise TypeError("items must be an iterable of items, not one string")
@@ -460,8 +443,8 @@ class Engine:
             source = IterableSource(items, name=_map_name(function), parse=keys.entry)
         if group is None:  # one bucket for all: only the concurrency bounds it
             rules = HostRules(self.politeness, self.limits.concurrency)
-            return source, _Plan(task, rules, split_caps=False)
-        return source, _Plan(task, self._rules)
+            return source, Plan(task, rules, split_caps=False)
+        return source, Plan(task, self._rules)
 
     @contextlib.asynccontextmanager
     async def _stream(
@@ -502,7 +485,7 @@ class Engine:
         journal: str | Store | None,
         output: str | None,
         deliver: Deliver | None,
-        plan: _Plan | None = None,
+        plan: Plan | None = None,
     ) -> None:
         if self._session is None or self._task is None:
             raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
@@ -557,7 +540,7 @@ class Engine:
             recorder.start()
             recorder.unit = "request" if plan is None else "item"
             if plan is None:
-                plan = _Plan(self._task, self._rules, self._robots, self._handler)
+                plan = Plan(self._task, self._rules, self._robots, self._handler)
             await self._process(source, store, outputs, state, mark, deliver, plan)
         except BaseExceptionGroup as group:
             raise_first(group)
@@ -608,17 +591,11 @@ class Engine:
         if outputs is None:
             return state.mark
         mark = await outputs.open(state.mark, state.resumed)
-        while records := await store.records_after(mark.done_seq, _COMMIT_BATCH):
+        while records := await store.records_after(mark.done_seq, COMMIT_BATCH):
             mark = await outputs.write(records)
         if state.resumed:
             await store.save_mark(self._with_archive(mark))
         return mark
-
-    def _with_archive(self, mark: SinkMark) -> SinkMark:
-        """``mark`` with the archive's end added (committed with it, see :mod:`.warc`)."""
-        if not self._archived:
-            return mark
-        return SinkMark(mark.done_seq, {**mark.positions, **self._archived})
 
     async def _process(
         self,
@@ -628,13 +605,13 @@ class Engine:
         state: JobState,
         mark: SinkMark,
         deliver: Deliver | None,
-        plan: _Plan,
+        plan: Plan,
     ) -> None:
         limits = self.limits
         shard = self._shard
         scheduler = self._scheduler = Scheduler(
             per_host=plan.rules.per_host,
-            capacity=max(1024, 2 * limits.concurrency) + _INPUT_BATCH,
+            capacity=max(1024, 2 * limits.concurrency) + INPUT_BATCH,
             host_cap=(
                 None
                 if shard is None or not plan.split_caps
@@ -648,9 +625,7 @@ class Engine:
         if self._paused:
             scheduler.pause()
             store.share_pause(True)
-        completions: asyncio.Queue[Completion | None] = asyncio.Queue(
-            maxsize=max(1024, 2 * limits.concurrency)
-        )
+        completions: Completions = asyncio.Queue(maxsize=max(1024, 2 * limits.concurrency))
         if self._stopping:
             scheduler.stop()
         async with asyncio.TaskGroup() as group:
@@ -675,387 +650,6 @@ class Engine:
             )
 
     # -- the stages ------------------------------------------------------------------------
-
-    async def _feed(
-        self,
-        source: Source,
-        store: Store,
-        state: JobState,
-        scheduler: Scheduler,
-        completions: asyncio.Queue[Completion | None],
-        rules: HostRules,
-    ) -> None:
-        recorder = self._recorder
-        if state.resumed:
-            after = 0
-            while not self._stopping and after < state.last_seq:
-                # (Follow-ups admitted since the run began are the committer's to hand on.)
-                jobs = [
-                    job
-                    for job in await store.pending(after, _INPUT_BATCH)
-                    if job.seq <= state.last_seq
-                ]
-                if not jobs:
-                    break
-                after = jobs[-1].seq
-                await self._dispatch(jobs, store, scheduler, completions)
-        if not state.input_done:
-            while not self._stopping:
-                before = source.position
-                entries = await source.read_batch(_INPUT_BATCH)
-                if entries == [] and source.position == before:
-                    continue  # a quiet input: nothing to admit yet
-                if entries is None:
-                    await store.finish_input()
-                    recorder.total = store.counts.admitted
-                    recorder.total_is_estimate = False
-                    break
-                if self._shard is not None:
-                    entries = self._own_entries(entries, rules)
-                jobs = await store.admit(entries, source.position)
-                recorder.duplicates += len(entries) - len(jobs)
-                if not store.leases:  # (a shared store hands out every job by its host)
-                    await self._dispatch(jobs, store, scheduler, completions)
-        scheduler.close()  # workers end once nothing is held, deferred or expected
-
-    def _own_entries(self, entries: list[Entry], rules: HostRules) -> list[Entry]:
-        """The entries this engine's shard handles (each host's rule decides its spread)."""
-        shard = self._shard
-        assert shard is not None
-        owned = []
-        for entry in entries:
-            host = entry.host
-            if host is None:
-                mine = shard.owns(entry)
-            else:
-                rule = rules.for_host(host)
-                whole = rule.paced or self._whole_hosts
-                mine = shard.owns(entry, rule.max_in_flight, paced=whole)
-            if mine:
-                owned.append(entry)
-        return owned
-
-    async def _dispatch(
-        self,
-        jobs: list[Job],
-        store: Store,
-        scheduler: Scheduler,
-        completions: asyncio.Queue[Completion | None],
-    ) -> None:
-        valid = []
-        for job in jobs:
-            if job.error is not None:
-                await completions.put((job, job.failed(job.error)))
-            else:
-                valid.append(job)
-        await _hand_on(store, scheduler, valid)
-        await scheduler.wait_room()
-
-    async def _claim(
-        self, store: Store, scheduler: Scheduler, completions: asyncio.Queue[Completion | None]
-    ) -> None:
-        """Take work from a shared store, round after round, until it has none left for
-        this worker: the jobs of the hosts it holds, and the hosts it takes over (with the
-        pace they carry) or must give up."""
-        try:
-            while not scheduler.stopped:
-                await scheduler.wait_room()
-                claim = await store.claim(scheduler.free, scheduler.pace_of)
-                if claim is None:
-                    break
-                for host in claim.drop:
-                    store.let_go(scheduler.drop_host(host))
-                for host, pace in claim.acquired.items():
-                    scheduler.take_over(host, pace)
-                if claim.jobs:
-                    await self._dispatch(claim.jobs, store, scheduler, completions)
-        finally:
-            scheduler.settled()
-
-    async def _follow_pause(self, store: Store) -> None:
-        """Pause and resume as the job does (another worker of a shared job paused it)."""
-        while True:
-            self._pause(await store.wait_pause(self._paused), share=False)
-
-    @staticmethod
-    async def _refill(store: Store, scheduler: Scheduler) -> None:
-        """Bring deferred jobs back for the hosts whose queues run low, all run long (its
-        own task, so the input is read on meanwhile)."""
-        while True:
-            await scheduler.wait_hungry()
-            for host, room in scheduler.hungry():
-                scheduler.took(host, room, await store.take_deferred(host, room))
-
-    async def _work(
-        self, scheduler: Scheduler, completions: asyncio.Queue[Completion | None], plan: _Plan
-    ) -> None:
-        task = plan.task
-        policy = self.retry
-        rng = self._rng
-        handler = plan.handler
-        robots = plan.robots
-        # A shared store's host leases: past its lease, nothing more is sent to a host.
-        holds = self._store.holds if self._store is not None and self._store.leases else None
-        result: Finished
-        while (job := await scheduler.wait_job()) is not None:
-            if holds is not None and not holds(job):
-                scheduler.release(job)
-                scheduler.finish(job)
-                self._let_go(job)
-                continue
-            refusal = scheduler.refusal(job)
-            if refusal is None and robots is not None:
-                try:
-                    refusal = await robots.check(job)  # in the host's slot
-                except BaseException:
-                    scheduler.release(job)
-                    raise
-                scheduler.verified(job.host)
-            if refusal is not None:  # not sent: its host was given up, or robots.txt
-                scheduler.release(job)
-                if refusal.retry:
-                    job.attempts += 1  # robots.txt could not be read: try again later
-                result = job.failed(refusal)
-                delay = retry_delay(policy, result, rng) if refusal.retry else None
-            else:
-                job.attempts += 1
-                try:
-                    result = await task.run(job)
-                except BaseException:
-                    scheduler.release(job)
-                    raise
-                scheduler.release(job, result)
-                delay = retry_delay(policy, result, rng)
-            if isinstance(result, Result):  # a response: handled, its body kept or not
-                delay = await self._after_fetch(job, result, delay, handler, scheduler)
-            if delay is not None:
-                # The attempts so far go to the journal, so a resumed run honours the budget.
-                await _put(completions, (job, Retrying(job.attempts)))
-                # Once stopped, the job is let go: it stays pending for the next run.
-                if scheduler.retry_later(job, delay):
-                    self._recorder.retries += 1
-                else:
-                    self._let_go(job)
-                continue
-            await self._final(scheduler, completions, job, result)
-
-    def _let_go(self, job: Job) -> None:
-        """``job`` will not run again in this run: it stays pending in the journal."""
-        if self._store is not None:
-            self._store.let_go([job])
-
-    async def _after_fetch(
-        self,
-        job: Job,
-        result: Result,
-        delay: float | None,
-        handler: Handler | None,
-        scheduler: Scheduler,
-    ) -> float | None:
-        """Run the handler on a final response, settle its saved body and capture, and
-        gather its follow-ups; the wait before a retry (``None``: final)."""
-        if delay is None and handler is not None and result.error is None:
-            await _handle(handler, result)
-            if not self._keep_body:
-                result.body = None
-            if result.error is not None:
-                delay = retry_delay(self.retry, result, self._rng)
-        if result.body_file is not None:
-            await self._settle_body(result, final=delay is None)
-        if result.capture is not None and delay is not None:
-            await self._drop_capture(result)
-        if result.follow_ups is not None:
-            if delay is None and result.error is None:
-                await self._frontier.wait_room()
-                job.found = self._frontier.entries(job, result.follow_ups)
-                if job.found:
-                    scheduler.expect()  # settled once the committer has admitted them
-            result.follow_ups = None
-        return delay
-
-    async def _settle_body(self, result: Result, *, final: bool) -> None:
-        """Keep a final response's saved body (in place, by its SHA-256), or drop it."""
-        bodies, path = self._bodies, result.body_file
-        assert bodies is not None and path is not None
-        result.body_file = None
-        if final and result.sha256 is not None:
-            result.body_path = await bodies.keep(path, result.sha256)
-        else:
-            await bodies.discard(path)
-
-    async def _drop_capture(self, result: Result) -> None:
-        """Forget the exchanges of an attempt that will be retried (only the final one is
-        archived)."""
-        capture, archive = result.capture, self._archive
-        assert capture is not None and archive is not None
-        result.capture = None
-        self._capture_budget.release(capture)
-        for path in capture.spools:
-            await archive.spool.discard(path)
-
-    @staticmethod
-    async def _final(
-        scheduler: Scheduler,
-        completions: asyncio.Queue[Completion | None],
-        job: Job,
-        result: Finished,
-    ) -> None:
-        await _put(completions, (job, result))
-        scheduler.finish(job)
-
-    async def _commit(
-        self,
-        store: Store,
-        outputs: Outputs | None,
-        completions: asyncio.Queue[Completion | None],
-        mark: SinkMark,
-        deliver: Deliver | None,
-    ) -> None:
-        recorder = self._recorder
-        archive = self._archive
-        ended = False
-        while not ended:
-            item = await completions.get()
-            if item is None:
-                break
-            batch = [item]
-            ended = _drain(completions, batch)
-            if not ended and len(batch) < _SMALL_BATCH and self._more_coming():
-                # Few results are arriving: wait a moment so a slow job still commits in
-                # batches rather than once per request.
-                await asyncio.sleep(_LINGER_S)
-                ended = _drain(completions, batch)
-            finals = [result for _, result in batch if not isinstance(result, Retrying)]
-            if archive is not None:
-                responses = [result for result in finals if isinstance(result, Result)]
-                captures = [result.capture for result in responses if result.capture is not None]
-                self._archived = await archive.append(responses)
-                for capture in captures:
-                    self._capture_budget.release(capture)
-            committed = await store.complete(
-                batch, self._with_archive(mark), budget=self.crawl.max_requests
-            )
-            if committed.refused:  # their host's lease was lost: its next owner runs them
-                finals = [
-                    result
-                    for job, result in batch
-                    if not isinstance(result, Retrying) and job.seq not in committed.refused
-                ]
-            if outputs is not None:
-                mark = await outputs.write(committed.records)
-            await self._follow(store, batch, committed)
-            for result in finals:
-                recorder.add(result)
-            recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
-            if deliver is not None:
-                for result in finals:
-                    await deliver(result)
-        recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
-        if outputs is not None or self._archived:
-            await store.save_mark(self._with_archive(mark))
-
-    async def _follow(self, store: Store, batch: list[Completion], committed: Committed) -> None:
-        """Hand the follow-ups a commit admitted to the scheduler (or defer them to the
-        store, never waiting for room: the workers wait on this task), then settle their
-        parents' expectations."""
-        scheduler = self._scheduler
-        assert scheduler is not None
-        links = self._recorder.links
-        links.admitted += len(committed.admitted)
-        links.duplicate += committed.duplicate
-        links.over_budget += committed.over_budget
-        expected = waited = 0
-        for job, result in batch:
-            if not isinstance(result, Retrying) and job.found:
-                waited += len(job.found)
-                job.found = None
-                expected += 1
-        self._frontier.committed(waited)
-        if committed.admitted and not scheduler.stopped:
-            recorder = self._recorder
-            if recorder.total is not None and not recorder.total_is_estimate:
-                recorder.total = store.counts.admitted
-            await _hand_on(store, scheduler, committed.admitted, within_capacity=True)
-        if expected:
-            scheduler.settled(expected)
-
-    def _more_coming(self) -> bool:
-        """Whether requests are still held (queued, in flight or waiting to retry): with
-        none, lingering for more results would only delay the end of the job."""
-        scheduler = self._scheduler
-        return scheduler is None or scheduler.held > 0
-
-    async def _end_commits(
-        self,
-        feeder: asyncio.Task[None],
-        workers: list[asyncio.Task[None]],
-        helpers: list[asyncio.Task[None] | None],
-        completions: asyncio.Queue[Completion | None],
-    ) -> None:
-        await asyncio.wait([feeder, *workers])
-        for helper in helpers:
-            if helper is not None:
-                helper.cancel()
-        await completions.put(None)
-
-    async def _estimate_total(self, source: Source) -> None:
-        estimate = await source.wait_total()
-        recorder = self._recorder
-        if estimate is not None and recorder.total is None:
-            recorder.total = max(estimate, recorder.skipped)
-            recorder.total_is_estimate = True
-
-
-async def _hand_on(
-    store: Store, scheduler: Scheduler, jobs: list[Job], *, within_capacity: bool = False
-) -> None:
-    """Add ``jobs`` to the scheduler, or defer to the store those it does not want now
-    (and, ``within_capacity``, those past its capacity: a caller that cannot wait for room)."""
-    deferred = []
-    for job in jobs:
-        if (scheduler.room or not within_capacity) and scheduler.wants(job):
-            scheduler.add(job)
-        else:
-            deferred.append(job)
-    if deferred:
-        await store.defer(deferred)
-        scheduler.deferred(deferred)
-
-
-async def _put(completions: asyncio.Queue[Completion | None], item: Completion) -> None:
-    try:
-        completions.put_nowait(item)
-    except asyncio.QueueFull:
-        await completions.put(item)
-
-
-def _drain(completions: asyncio.Queue[Completion | None], batch: list[Completion]) -> bool:
-    """Move what is queued into ``batch`` (up to a commit's worth); True at the end mark."""
-    while len(batch) < _COMMIT_BATCH:
-        try:
-            item = completions.get_nowait()
-        except asyncio.QueueEmpty:
-            return False
-        if item is None:
-            return True
-        batch.append(item)
-    return False
-
-
-async def _handle(handler: Handler, result: Result) -> None:
-    """Run the user's handler on a response; its failure is that request's failure."""
-    try:
-        data = await handler(result)
-        if data is not None:
-            orjson.dumps(data)
-    except Rejected as exc:
-        result.error = Error(ErrorKind.HANDLER, exc.message, retry=exc.retry)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a handler's bug fails its request, not the run
-        result.error = Error(ErrorKind.HANDLER, f"{type(exc).__name__}: {exc}")
-    else:
-        result.data = data
 
 
 def _host_cap(shard: Shard, *, whole: bool) -> Callable[[str, int, bool], int]:
