@@ -562,3 +562,72 @@ async def test_each_worker_writes_its_own_web_archive(
         assert f"-{pid}-" in record["warc"]["filename"]  # in its own worker's files
         response, _ = read_at(tmp_path, record["warc"])
         assert response.rec_headers.get_header("WARC-Target-URI") == record["url"]
+
+
+async def test_shoal_pause_and_resume_steer_every_worker(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=60, delay_s=0.2)
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))
+    job = Job(pg_dsn)
+    await job.wait_made()
+    other = await spawn(*joiner(pg_dsn, owners, 1))
+
+    async def both_sending() -> bool:
+        senders = Counter(visit.owner for visit in owners.visits)
+        return all(senders[owners.addresses[k]] >= 2 for k in (0, 1))
+
+    await wait_for(both_sending, 30, "both workers sending")
+    paused = await shoal("pause", "--store", pg_dsn, "--job", "shared")
+    assert paused.code == 0 and "paused" in paused.stderr, paused.stderr
+
+    async def quiet() -> bool:
+        before = len(owners.visits)
+        await asyncio.sleep(1.0)
+        return len(owners.visits) == before
+
+    await wait_for(quiet, 15, "every worker paused")
+    status = await shoal("status", "--store", pg_dsn, "--job", "shared", "--json")
+    line = orjson.loads(status.stdout)
+    assert line["paused"] is True and line["workers"] == 2
+    assert line["pending"] > 0  # work was left: they were paused, not done
+    resumed = await shoal("resume", "--store", pg_dsn, "--job", "shared")
+    assert resumed.code == 0, resumed.stderr
+    done = [await finish(first, within_s=90), await finish(other, within_s=90)]
+    assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
+    check_once(await job.records(), urls)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("--job", "shared"), "'--store'"),
+        (("--store", "mysql://db/x", "--job", "shared"), "'--store'"),
+        (("--store", "{dsn}"), "'--job'"),
+    ],
+)
+async def test_pause_usage_errors(pg_dsn: str, args: tuple[str, ...], option: str) -> None:
+    done = await shoal("pause", *(arg.format(dsn=pg_dsn) for arg in args))
+    assert done.code == 2 and option in done.stderr, done.stderr
+
+
+async def test_pausing_a_job_that_is_not_there_is_a_usage_error(pg_dsn: str) -> None:
+    done = await shoal("resume", "--store", pg_dsn, "--job", "nothing")
+    assert done.code == 2 and "no job 'nothing'" in done.stderr, done.stderr
+
+
+async def test_a_waiting_worker_waits_for_its_job_to_be_made(
+    owners: OwnersServer, pg_dsn: str, tmp_path: Path, spawn: Spawn
+) -> None:
+    early = await spawn(*joiner(pg_dsn, owners, 1, "--wait"))
+    assert early.stderr is not None
+    line = (await asyncio.wait_for(early.stderr.readline(), 30)).decode()
+    assert "waiting for job 'shared' to be made" in line
+    urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=30, delay_s=0.1)
+    first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))
+    assert (await finish(first, within_s=90)).code == 0
+    job = Job(pg_dsn)
+    check_once(await job.records(), urls)
+    assert await job.recorded_by(early.pid) > 0  # it joined once the job was made
+    early.terminate()  # --wait: it waits for more until stopped
+    assert (await finish(early, within_s=30)).code == 130

@@ -596,3 +596,18 @@ async def test_the_page_shows_a_run_alone_without_workers(browser: Browser) -> N
         assert await page_shows(browsing, ALONE_VIEW) == ALONE_VIEW
         assert not await browsing.page.is_visible("#workers_section")
         browsing.check()
+
+
+def test_the_metrics_count_a_shared_jobs_workers() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shoal.reporting.metrics import exposition
+
+    def gauge(stats: Statistics) -> float:
+        text = exposition(lambda: stats).decode()
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        return float(families["shoal_job_workers"].samples[0].value)
+
+    workers = tuple(WorkerState(f"w{n}", "m", n, 1, 0, 0, 0.5) for n in range(3))
+    assert gauge(job_snapshot(workers)) == 3
+    assert gauge(job_snapshot(())) == 0

@@ -344,20 +344,23 @@ def show_shared_status(dsn: str, name: str, *, as_json: bool, watch: bool) -> No
     from shoal.cli.run import run_async
     from shoal.store.postgres_reader import PostgresReader
 
-    async def look() -> tuple[JobSummary, int]:
+    async def look() -> tuple[JobSummary, int, bool]:
         async with PostgresReader(dsn, name) as reader:
-            return await reader.summary(), await reader.workers()
+            return await reader.summary(), await reader.workers(), await reader.paused()
 
     while True:
-        summary, workers = run_async(look())
+        summary, workers, paused = run_async(look())
         complete = summary.input_done and summary.pending == 0
         if as_json:
             line = orjson.loads(status_json(name, summary, running=workers > 0))
             line["workers"] = workers
+            line["paused"] = paused
             sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
             sys.stdout.buffer.flush()
         else:
             state = "complete" if complete else f"{workers} worker(s) running"
+            if paused and not complete:
+                state += ", paused (shoal resume --store URL --job NAME)"
             lines = status_lines(f"{name} ({_without_password(dsn)})", summary)
             print("\n".join([*lines, f"state      {state}"]), flush=True)
         if not watch or complete or workers == 0:
@@ -402,6 +405,20 @@ def export_shared(
         out.flush()
         if out is not sys.stdout.buffer:
             out.close()
+
+
+def share_pause(dsn: str, name: str, paused: bool) -> None:
+    """``shoal pause|resume --store URL --job NAME``: pause or resume every worker."""
+    from shoal.cli.run import run_async
+    from shoal.store.postgres_reader import PostgresReader
+
+    async def write() -> None:
+        async with PostgresReader(dsn, name) as reader:
+            await reader.share_pause(paused)
+
+    run_async(write())
+    what = "paused: its workers start no new request" if paused else "resumed"
+    click.echo(f"job {name!r} {what}", err=True)
 
 
 def _without_password(dsn: str) -> str:

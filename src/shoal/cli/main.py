@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import traceback
 from typing import Any
@@ -44,6 +45,9 @@ def fetch(input_path: str, **options: Any) -> None:
     start_job(input_path, **options)
 
 
+#: How often ``shoal worker --wait`` looks for a job not made yet (seconds).
+_WAIT_FOR_JOB_S = 0.5
+
 #: A worker's own settings: everything else is the job's.
 _WORKER_OWN = frozenset(
     {
@@ -76,7 +80,8 @@ _WORKER_OWN = frozenset(
 @click.option(
     "--wait",
     is_flag=True,
-    help="Keep waiting for work once none is left, until stopped (for input still to come).",
+    help="Keep waiting for work once none is left, until stopped (for input still to come);"
+    " and for the job, if it is not made yet.",
 )
 def worker(wait: bool, **given: Any) -> None:
     """Work on a job kept in PostgreSQL (--store URL --job NAME) alongside any other
@@ -89,7 +94,7 @@ def worker(wait: bool, **given: Any) -> None:
     """
     from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables
-    from shoal.store.postgres_reader import PostgresReader
+    from shoal.store.postgres_reader import MissingJob, PostgresReader
 
     ctx = click.get_current_context()
     if given["store"] is None:
@@ -98,8 +103,18 @@ def worker(wait: bool, **given: Any) -> None:
         raise click.BadParameter("a worker needs the job's name", param_hint="'--job'")
 
     async def read() -> dict[str, Any]:
-        async with PostgresReader(given["store"], given["journal"], patience_s=60) as reader:
-            return await reader.options()
+        told = False
+        while True:
+            try:
+                async with PostgresReader(given["store"], given["journal"], patience_s=60) as job:
+                    return await job.options()
+            except MissingJob:
+                if not wait:
+                    raise
+            if not told:  # --wait: for the job too, until it is made
+                click.echo(f"shoal: waiting for job {given['journal']!r} to be made", err=True)
+                told = True
+            await asyncio.sleep(_WAIT_FOR_JOB_S)
 
     try:
         kept = run_async(read())
@@ -177,6 +192,38 @@ def _shared_job(store: str | None, job: str | None, job_name: str | None) -> tup
     if not name:
         raise click.BadParameter("the job's name is needed with --store", param_hint="'--job'")
     return store, name
+
+
+def _pausing(paused: bool) -> click.Command:
+    """``shoal pause`` or ``shoal resume``: the whole of a shared job."""
+
+    @click.option("--store", required=True, metavar="URL", help="The job's PostgreSQL database.")
+    @click.option("--job", "job_name", required=True, help="The job's name.")
+    def command(store: str, job_name: str) -> None:
+        from shoal.cli.export import share_pause
+
+        if not store.startswith(("postgresql://", "postgres://")):
+            raise click.BadParameter(
+                f"{store!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)",
+                param_hint="'--store'",
+            )
+        try:
+            share_pause(store, job_name, paused)
+        except JournalError as exc:
+            raise click.UsageError(str(exc)) from exc
+
+    command.__doc__ = (
+        "Pause every worker of a job kept in PostgreSQL: each starts no new request within"
+        " about a second (those in flight finish), and one that joins starts paused."
+        if paused
+        else "Resume every worker of a job kept in PostgreSQL after shoal pause (or a pause"
+        " on any worker's dashboard)."
+    )
+    return click.command(name="pause" if paused else "resume")(command)
+
+
+cli.add_command(_pausing(True))
+cli.add_command(_pausing(False))
 
 
 @cli.command()

@@ -113,6 +113,12 @@ class StatisticsCollector(Collector):
         yield hosts
         yield GaugeMetricFamily("shoal_paused", "1 while the run is paused", value=stats.paused)
         yield GaugeMetricFamily(
+            "shoal_job_workers",
+            "Workers running the job now, this one included (a job on a shared store; 0"
+            " for a job of this run alone)",
+            value=len(stats.workers),
+        )
+        yield GaugeMetricFamily(
             "shoal_last_progress_timestamp_seconds",
             "When the last result was counted (Unix time; 0 before the first)",
             value=stats.last_progress_at or 0.0,

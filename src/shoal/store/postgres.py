@@ -31,7 +31,7 @@ Tables (each row carries its job's id; the schema is created by the first worker
 advisory lock, and its version kept in ``shoal_schema``):
 
 * ``shoal_jobs`` — a job: its name, input, settings, the command line's options (for
-  ``shoal worker``), how far its input was admitted.
+  ``shoal worker``), how far its input was admitted, whether it is paused.
 * ``shoal_requests`` — every distinct request, append-only: ``seq``, ``key`` (unique per
   job), ``host``, ``line``, ``spec``, ``depth``, ``parent``.
 * ``shoal_queue`` — the requests not final yet, by host: small and churny (a row inserted at
@@ -44,6 +44,13 @@ advisory lock, and its version kept in ``shoal_schema``):
 * ``shoal_workers`` — each worker run and its last heartbeat.
 * ``shoal_tallies`` and ``shoal_timeline`` — counts per worker (and per second), summed
   when read, so that workers never queue for one row.
+
+This module opens the job, admits its input and commits results; the rest of the store is
+in modules beside it: ``postgres_connection`` (the pool, and retrying across a restart),
+``postgres_leases`` (host leases: claims, heartbeats, handovers), ``postgres_journal``
+(the writes inside a commit), ``postgres_watch`` (the job's pause, counts and workers,
+looked at once a second), ``postgres_schema`` (tables, statements, migrations) and
+``postgres_reader`` (reading a job without working on it).
 """
 
 from __future__ import annotations
@@ -54,30 +61,24 @@ import os
 import re
 import secrets
 import socket
-import time
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from shoal.errors import JournalError, OutputError
-from shoal.job import Entry, Item, Job
+from shoal.job import Entry, Job
 from shoal.sources.source import Position
 from shoal.store.postgres_connection import RECONNECT_S, Database, require_asyncpg, transient
+from shoal.store.postgres_journal import JournalWriter, Row
 from shoal.store.postgres_leases import HostLeases
 from shoal.store.postgres_schema import (
-    HOSTS_HAVE_WORK,
     INSERT_REQUESTS,
-    MARK_WORK,
     STAGE,
     STAGE_COLUMNS,
-    UNNEST_ROWS,
     migrate,
 )
 from shoal.store.postgres_watch import JobWatch
-from shoal.store.specs import encode_entry
 from shoal.store.store import (
     Claim,
     Committed,
@@ -109,19 +110,6 @@ SHARED_SETTINGS = (
     "cookies",
     "verify_tls",
 )
-
-
-@dataclass(slots=True)
-class _Commit:
-    """What one commit's transaction made."""
-
-    records: list[Record]
-    refused: set[int]
-    admitted: int = 0
-    duplicate: int = 0
-    over_budget: int = 0
-    ok: int = 0
-    failed: int = 0
 
 
 class PostgresStore(Store):
@@ -168,8 +156,8 @@ class PostgresStore(Store):
             self._db, self.worker, ttl_s=lease_ttl_s, hold_s=hold_s, wait=wait
         )
         self._watch = JobWatch(self._db, self.counts, ttl_s=lease_ttl_s)
+        self._journal = JournalWriter(self.worker)
         self._admission: Any = None
-        self._parts = 1
         self._job_id = 0
         self._closed = False
 
@@ -182,6 +170,7 @@ class PostgresStore(Store):
         if self._admits:
             self._admits = await self._take_admission()
         await self._watch.start(self._job_id)  # (the counts, and whether it is paused)
+        self._journal.job_id = self._job_id
         self._leases.start(self._job_id)
         resumed, input_done, items, offset, recorded = row
         return JobState(
@@ -315,7 +304,7 @@ class PostgresStore(Store):
         # Unless that bucket is paced (a rate, a delay): those hold for the one bucket,
         # across all workers, only if one worker at a time holds it.
         paced = _at(mine, "politeness.per_second") or _at(mine, "politeness.delay_s")
-        self._parts = 1 if paced else GROUPLESS_PARTS
+        self._journal.parts = 1 if paced else GROUPLESS_PARTS
 
     # -- the job's shared state (its pause, its workers) ------------------------------------
 
@@ -338,12 +327,12 @@ class PostgresStore(Store):
 
     async def admit(self, entries: Sequence[Entry], position: Position) -> list[Job]:
         by_key: dict[bytes, Entry] = {}
-        rows: list[_Row] = []
+        rows: list[Row] = []
         for entry in entries:
             if entry.key in by_key:
                 continue
             by_key[entry.key] = entry
-            rows.append(_row(entry, len(rows), self._parts))
+            rows.append(self._journal.row(entry, len(rows)))
         hosts = sorted({row[1] for row in rows})
 
         async def once() -> list[tuple[int, bytes]]:
@@ -360,38 +349,19 @@ class PostgresStore(Store):
                             INSERT_REQUESTS.format(rows="shoal_stage"), self._job_id
                         )
                     ]
-                    await self._hosts_have_work(connection, hosts)
+                    await self._journal.hosts_have_work(connection, hosts)
                 await connection.execute(
                     "UPDATE shoal_jobs SET input_items = $2, input_offset = $3 WHERE id = $1",
                     self._job_id,
                     position.items,
                     position.offset,
                 )
-                await self._tally(connection, admitted=len(new))
+                await self._journal.tally(connection, admitted=len(new))
                 return new
 
         new = await self._db.retrying(once)
         self.counts.admitted += len(new)
         return [Job.admit(seq, by_key[key]) for seq, key in new]
-
-    async def _hosts_have_work(self, connection: Any, hosts: list[str]) -> None:
-        await connection.execute(HOSTS_HAVE_WORK, self._job_id, hosts)
-        await connection.execute(MARK_WORK, self._job_id, hosts)
-
-    async def _tally(
-        self, connection: Any, *, admitted: int = 0, ok: int = 0, failed: int = 0
-    ) -> None:
-        if admitted or ok or failed:
-            await connection.execute(
-                "INSERT INTO shoal_tallies AS t (job_id, worker, admitted, ok, failed)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, worker) DO UPDATE SET"
-                " admitted = t.admitted + $3, ok = t.ok + $4, failed = t.failed + $5",
-                self._job_id,
-                self.worker,
-                admitted,
-                ok,
-                failed,
-            )
 
     async def finish_input(self) -> None:
         await self._db.run(
@@ -430,98 +400,9 @@ class PostgresStore(Store):
     ) -> Committed:
         finals = [(job, result) for job, result in done if not isinstance(result, Retrying)]
         retries = [(job, result) for job, result in done if isinstance(result, Retrying)]
-        hosts = sorted({job.host for job, _ in finals})
         encoded = [memoryview(orjson.dumps(result.to_record())).tobytes() for _, result in finals]
-
-        async def commit(connection: Any) -> _Commit:
-            valid = (
-                dict(
-                    await connection.fetch(
-                        "SELECT host, token FROM shoal_hosts WHERE job_id = $1"
-                        " AND host = ANY($2::text[]) AND owner = $3 AND expires_at > now()"
-                        " ORDER BY host FOR SHARE",
-                        self._job_id,
-                        hosts,
-                        self.worker,
-                    )
-                )
-                if hosts
-                else {}
-            )
-            if retries:  # not final: the attempts made (never fewer than known)
-                await connection.execute(
-                    "UPDATE shoal_queue AS q SET attempts = GREATEST(q.attempts, u.attempts)"
-                    " FROM unnest($2::text[], $3::bigint[], $4::int[]) AS u(host, seq, attempts)"
-                    " WHERE q.job_id = $1 AND q.host = u.host AND q.seq = u.seq",
-                    self._job_id,
-                    [job.host for job, _ in retries],
-                    [job.seq for job, _ in retries],
-                    [result.attempts for _, result in retries],
-                )
-            kept = [n for n, (job, _) in enumerate(finals) if valid.get(job.host) == job.lease]
-            refused = {finals[n][0].seq for n in range(len(finals))} - {
-                finals[n][0].seq for n in kept
-            }
-            if not kept:
-                return _Commit([], refused)
-            await connection.execute(
-                "DELETE FROM shoal_queue AS q"
-                " USING unnest($2::text[], $3::bigint[]) AS u(host, seq)"
-                " WHERE q.job_id = $1 AND q.host = u.host AND q.seq = u.seq",
-                self._job_id,
-                [finals[n][0].host for n in kept],
-                [finals[n][0].seq for n in kept],
-            )
-            inserted = await connection.fetch(
-                "INSERT INTO shoal_records (job_id, done_seq, seq, failed, worker, record)"
-                " SELECT $1, nextval('shoal_done'), u.seq, u.failed, $2, u.record"
-                " FROM (SELECT * FROM unnest($3::bigint[], $4::bool[], $5::bytea[])"
-                "   WITH ORDINALITY AS v(seq, failed, record, ord) ORDER BY ord) AS u"
-                " ON CONFLICT (job_id, seq) DO NOTHING RETURNING done_seq, seq",
-                self._job_id,
-                self.worker,
-                [finals[n][0].seq for n in kept],
-                [finals[n][1].error is not None for n in kept],
-                [encoded[n] for n in kept],
-            )
-            new = {seq: done_seq for done_seq, seq in inserted}
-            records: list[Record] = []
-            ok = failed = size = attempts = 0
-            found: list[Entry] = []
-            for n in kept:
-                job, result = finals[n]
-                done_seq = new.get(job.seq)
-                if done_seq is None:
-                    continue  # committed already (a retried commit whose first try landed)
-                records.append((done_seq, encoded[n]))
-                if result.error is None:
-                    ok += 1
-                else:
-                    failed += 1
-                size += result.bytes
-                attempts += result.attempts
-                if job.found:
-                    found += job.found
-            if records:
-                await connection.execute(
-                    "INSERT INTO shoal_timeline AS t (job_id, second, worker, ok, failed, bytes,"
-                    " attempts) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT (job_id, second, worker) DO UPDATE SET ok = t.ok + $4,"
-                    " failed = t.failed + $5, bytes = t.bytes + $6, attempts = t.attempts + $7",
-                    self._job_id,
-                    int(time.time()),
-                    self.worker,
-                    ok,
-                    failed,
-                    size,
-                    attempts,
-                )
-            admitted, duplicate, over_budget = await self._admit_found(connection, found, budget)
-            await self._tally(connection, admitted=len(admitted), ok=ok, failed=failed)
-            records.sort()
-            return _Commit(records, refused, len(admitted), duplicate, over_budget, ok, failed)
-
-        made = await self._db.run(commit)
+        journal = self._journal
+        made = await self._db.run(lambda c: journal.commit(c, finals, retries, encoded, budget))
         self._leases.let_go([job for job, _ in finals if job.seq not in made.refused])
         self.counts.ok += made.ok
         self.counts.failed += made.failed
@@ -530,50 +411,6 @@ class PostgresStore(Store):
         return Committed(
             made.records, [], made.duplicate, made.over_budget, frozenset(made.refused)
         )
-
-    async def _admit_found(
-        self, connection: Any, found: list[Entry], budget: int | None
-    ) -> tuple[list[Job], int, int]:
-        """Admit follow-ups inside the commit's transaction; with a ``budget``, the job's
-        row is locked meanwhile, so that workers admitting at once keep to it exactly."""
-        if not found:
-            return [], 0, 0
-        by_key: dict[bytes, Entry] = {}
-        for entry in found:
-            by_key.setdefault(entry.key, entry)
-        entries = list(by_key.values())
-        duplicate = len(found) - len(entries)
-        over_budget = 0
-        if budget is not None:
-            await connection.execute(
-                "SELECT 1 FROM shoal_jobs WHERE id = $1 FOR UPDATE", self._job_id
-            )
-            total = await connection.fetchval(
-                "SELECT COALESCE(SUM(admitted), 0) FROM shoal_tallies WHERE job_id = $1",
-                self._job_id,
-            )
-            known = await connection.fetch(
-                "SELECT key FROM shoal_requests WHERE job_id = $1 AND key = ANY($2::bytea[])",
-                self._job_id,
-                [entry.key for entry in entries],
-            )
-            seen = {bytes(row[0]) for row in known}
-            duplicate += len(seen)
-            fresh = [entry for entry in entries if entry.key not in seen]
-            room = max(0, budget - int(total))
-            over_budget = max(0, len(fresh) - room)
-            entries = fresh[:room]
-        rows = [_row(entry, n, self._parts) for n, entry in enumerate(entries)]
-        if not rows:
-            return [], duplicate, over_budget
-        new = await connection.fetch(
-            INSERT_REQUESTS.format(rows=UNNEST_ROWS),
-            self._job_id,
-            *[[row[i] for row in rows] for i in range(6)],
-        )
-        await self._hosts_have_work(connection, sorted({row[1] for row in rows}))
-        admitted = [Job.admit(seq, by_key[bytes(key)]) for seq, key in new]
-        return admitted, duplicate + len(rows) - len(admitted), over_budget
 
     # -- reading back ------------------------------------------------------------------------
 
@@ -626,27 +463,6 @@ class PostgresStore(Store):
                 self.worker,
             )
         )
-
-
-#: A staged row: key, host, line, spec, depth, parent, ord.
-_Row = tuple[bytes, str, int | None, bytes, int, int | None, int]
-
-
-def _row(entry: Entry, order: int, parts: int) -> _Row:
-    """An entry as a staged row (key, host, line, spec, depth, parent, ord); an item in
-    no group goes to one of ``parts`` buckets by its key (one bucket when ``parts`` is 1)."""
-    host = entry.host
-    if host is None and parts > 1 and entry.error is None and isinstance(entry.work, Item):
-        host = f"~{zlib.crc32(entry.key) % parts:02d}"
-    return (
-        entry.key,
-        host or "",
-        entry.line,
-        encode_entry(entry),
-        entry.depth,
-        entry.parent,
-        order,
-    )
 
 
 def _at(settings: Mapping[str, Any], path: str) -> Any:

@@ -55,6 +55,10 @@ _RECORDS = (
 )
 
 
+class MissingJob(JournalError):
+    """The database holds no job of that name (yet)."""
+
+
 class PostgresReader:
     """One job of the database at ``dsn``, by name; use it as an async context manager."""
 
@@ -90,7 +94,7 @@ class PostgresReader:
                     "SELECT id FROM shoal_jobs WHERE name = $1", self.name
                 )
             if job_id is None:
-                raise JournalError(f"the store has no job {self.name!r}")
+                raise MissingJob(f"the store has no job {self.name!r}")
         except BaseException:
             await self._connection.close()
             raise
@@ -157,6 +161,21 @@ class PostgresReader:
                 " AND seen_at > now() - interval '1 minute'",
                 self._job_id,
             )
+        )
+
+    async def paused(self) -> bool:
+        """Whether the job is paused (every worker of it)."""
+        return bool(
+            await self._connection.fetchval(
+                "SELECT paused FROM shoal_jobs WHERE id = $1", self._job_id
+            )
+        )
+
+    async def share_pause(self, paused: bool) -> None:
+        """Pause (or resume) every worker of the job: the one thing this reader writes.
+        Each worker sees it within about a second (see :mod:`.postgres_watch`)."""
+        await self._connection.execute(
+            "UPDATE shoal_jobs SET paused = $2 WHERE id = $1", self._job_id, paused
         )
 
     async def worker_rows(self) -> list[WorkerRow]:
