@@ -139,6 +139,27 @@ def owner_of(worker: str, pids: dict[int, str]) -> str:
     return pids[int(worker.split(":")[-2])]
 
 
+async def wait_sending(server: OwnersServer, *workers: int) -> None:
+    """Wait until each of ``workers`` has sent the server a couple of requests."""
+
+    async def sending() -> bool:
+        senders = Counter(visit.owner for visit in server.visits)
+        return all(senders[server.addresses[k]] >= 2 for k in workers)
+
+    await wait_for(sending, 30, f"workers {workers} sending")
+
+
+async def wait_quiet(server: OwnersServer) -> None:
+    """Wait until a whole second passes with no request sent, by any worker (paused)."""
+
+    async def quiet() -> bool:
+        before = len(server.visits)
+        await asyncio.sleep(1.0)
+        return len(server.visits) == before
+
+    await wait_for(quiet, 15, "every worker paused")
+
+
 def check_server(server: OwnersServer, cap: int) -> None:
     assert max(server.peaks.values()) <= cap, server.peaks  # the per-host cap, over all
     assert max(server.peaks.values()) >= 2 or cap == 1
@@ -441,20 +462,11 @@ async def test_a_pause_on_one_dashboard_pauses_every_worker(
     await job.wait_made()
     other = await spawn(*joiner(pg_dsn, owners, 1))
 
-    async def both_sending() -> bool:
-        senders = Counter(visit.owner for visit in owners.visits)
-        return all(senders[owners.addresses[k]] >= 2 for k in (0, 1))
-
-    await wait_for(both_sending, 30, "both workers sending")
+    await wait_sending(owners, 0, 1)
     async with aiohttp.ClientSession() as http:
         assert (await _post(http, base + "api/pause"))["paused"]
 
-        async def quiet() -> bool:  # nothing sent for a second, by any worker
-            before = len(owners.visits)
-            await asyncio.sleep(1.0)
-            return len(owners.visits) == before
-
-        await wait_for(quiet, 15, "every worker paused")
+        await wait_quiet(owners)
         assert len(await job.records()) < len(urls)  # work was left: they were paused
         stats = await _stats(http, base)
         assert stats["paused"]
@@ -573,20 +585,11 @@ async def test_shoal_pause_and_resume_steer_every_worker(
     await job.wait_made()
     other = await spawn(*joiner(pg_dsn, owners, 1))
 
-    async def both_sending() -> bool:
-        senders = Counter(visit.owner for visit in owners.visits)
-        return all(senders[owners.addresses[k]] >= 2 for k in (0, 1))
-
-    await wait_for(both_sending, 30, "both workers sending")
+    await wait_sending(owners, 0, 1)
     paused = await shoal("pause", "--store", pg_dsn, "--job", "shared")
     assert paused.code == 0 and "paused" in paused.stderr, paused.stderr
 
-    async def quiet() -> bool:
-        before = len(owners.visits)
-        await asyncio.sleep(1.0)
-        return len(owners.visits) == before
-
-    await wait_for(quiet, 15, "every worker paused")
+    await wait_quiet(owners)
     status = await shoal("status", "--store", pg_dsn, "--job", "shared", "--json")
     line = orjson.loads(status.stdout)
     assert line["paused"] is True and line["workers"] == 2

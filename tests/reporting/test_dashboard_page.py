@@ -553,11 +553,11 @@ ALONE_VIEW = {
 async def page_shows(browsing: Browsing, wanted: dict[str, Any]) -> dict[str, Any]:
     """Wait (bounded: a snapshot comes every second) until the page shows ``wanted``."""
     deadline = asyncio.get_running_loop().time() + PAGE_WAIT_S
-    while (shown := await browsing.page.evaluate(READ_JOB)) != wanted:
-        if asyncio.get_running_loop().time() > deadline:
-            break
+    while True:
+        shown: dict[str, Any] = await browsing.page.evaluate(READ_JOB)
+        if shown == wanted or asyncio.get_running_loop().time() > deadline:
+            return shown
         await asyncio.sleep(0.05)
-    return shown
 
 
 def test_a_shared_jobs_remaining_and_eta_are_the_jobs() -> None:
