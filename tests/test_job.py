@@ -16,6 +16,8 @@ from shoal.sources.lines import parse_line
         "http://[::1]:8/x",
         "http://a.test/%7e?q=%20",  # an escape made canonical
         "http://a.test/a/../c?x=%41",  # dot segments
+        "http://a.test",  # no path: the same resource as "/"
+        "http://a.test/p?q=1#part",  # a fragment, never sent
     ],
 )
 def test_a_restored_job_has_its_admitted_host_and_target(url: str) -> None:

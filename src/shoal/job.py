@@ -14,7 +14,7 @@ from typing import Any
 from yarl import URL
 
 from shoal.outcome import Outcome
-from shoal.request import Request, check_url
+from shoal.request import Request, check_url, normalise
 from shoal.result import Error, Result
 
 
@@ -173,7 +173,7 @@ class Job:
         target: URL | None = None
         if error is None:
             try:
-                target = URL(request.url)
+                target = normalise(URL(request.url))
             except ValueError:  # not from a journal shoal wrote: check it in full
                 checked = check_url(request.url)
                 if isinstance(checked, Error):

@@ -83,7 +83,13 @@ def check_url(text: str) -> URL | Error:
         return Error(ErrorKind.INVALID_URL, f"invalid host name {host!r}")
     if url.port == 0:
         return Error(ErrorKind.INVALID_URL, "port 0 is not a valid port")
-    if url.raw_path == "/":  # "http://host" and "http://host/" are one resource
+    return normalise(url)
+
+
+def normalise(url: URL) -> URL:
+    """The URL shoal sends for a parsed ``url``: ``http://host`` as ``http://host/`` (one
+    resource), and no fragment (never sent)."""
+    if url.raw_path == "/":
         url = url.with_path("/", keep_query=True)
     return url.with_fragment(None)
 

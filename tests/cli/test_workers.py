@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.cli.test_cli import finish, read_records, shoal, start
+from tests.cli.test_cli import environment, finish, read_records, shoal, start
 from tests.cli.test_dashboard_cli import _dashboard_url, _post, _stats
 from tests.owners_server import OwnersServer
 from tests.postgres import Cluster, asyncpg, cluster, pg_dsn, wait_for
@@ -42,8 +42,10 @@ async def spawn() -> AsyncIterator[Spawn]:
     """Start shoal processes; whatever a failing test left running is killed."""
     started: list[asyncio.subprocess.Process] = []
 
-    async def tracked(*args: str, cwd: Path | None = None) -> asyncio.subprocess.Process:
-        process = await start(*args, cwd=cwd)
+    async def tracked(
+        *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        process = await start(*args, cwd=cwd, env=env)
         started.append(process)
         return process
 
@@ -517,7 +519,8 @@ async def test_a_map_in_no_group_is_shared_by_its_workers(
     )  # fmt: skip
     job = Job(pg_dsn, "m")
     await job.wait_made()
-    other = await spawn("worker", *shared, cwd=tmp_path)
+    # (A fleet's environment may hold options of fetch jobs: a map's worker leaves them be.)
+    other = await spawn("worker", *shared, cwd=tmp_path, env=environment(SHOAL_PER_HOST="3"))
     done = [await finish(first, within_s=90), await finish(other, within_s=90)]
     assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
     records = await job.records()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 import orjson
@@ -103,16 +104,20 @@ async def test_cli_saves_bodies_and_clears_what_a_crash_left(
     server: Misbehaving, tmp_path: Path
 ) -> None:
     folder = tmp_path / "bodies"
-    stale = folder / ".partial" / "999999999"  # no such process
-    stale.mkdir(parents=True)
-    (stale / "7").write_bytes(b"half a body")
+    stale = folder / ".partial" / "999999999"  # no such process (as earlier versions named it)
+    ours = folder / ".partial" / f"{socket.gethostname()}-999999999"  # this machine's, gone
+    theirs = folder / ".partial" / "another-machine-4242"  # a shared folder: not ours to clear
+    for left in (stale, ours, theirs):
+        left.mkdir(parents=True)
+        (left / "7").write_bytes(b"half a body")
     urls = [server.url(f"/ok?size={100 + n}") for n in range(4)]
     source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
     source.write_bytes(lines(*urls))
     args = ("fetch", str(source), "-o", str(output), "--save-bodies", str(folder), *RESOLVE)
     done = await run_shoal(*args, "-q")
     assert done.code == 0, done.stderr
-    assert not stale.exists()
+    assert not stale.exists() and not ours.exists()
+    assert (theirs / "7").read_bytes() == b"half a body"
     records = read_records(output)
     for record in records:
         data = (folder / record["body_path"]).read_bytes()

@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import hashlib
 import os
+import socket
 import sys
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -614,7 +615,7 @@ async def test_retried_attempts_leave_nothing_behind_and_only_the_final_is_archi
     output = tmp_path / "out.jsonl"
     async with engine:
         await engine.run(urls, journal=str(tmp_path / "job"), output=str(output))
-        own = tmp_path / "crawl.partial" / str(os.getpid())
+        own = tmp_path / "crawl.partial" / f"{socket.gethostname()}-{os.getpid()}"
         assert list(own.iterdir()) == []  # every spool file was archived or removed
         assert engine._capture_budget.held == 0
     assert not (tmp_path / "crawl.partial").exists()

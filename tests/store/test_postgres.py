@@ -304,6 +304,36 @@ async def test_items_in_no_group_are_spread_over_buckets_unless_paced(open_store
     assert all(store.holds(job) for job in jobs)  # each under its bucket's lease
     await store.close()
 
-    paced = await open_store(settings={**SETTINGS, "politeness": {"per_second": 5.0}}, job="p")
-    await paced.admit(items(20), Position(20, 0))
-    assert {job.host for job in await claim_jobs(paced, 20)} == {""}  # one rate for all
+    for n, politeness in enumerate(
+        [{"per_second": 5.0}, {"delay_s": 0.0, "hosts": {"*": {"delay_s": 0.5}}}]
+    ):
+        paced = await open_store(settings={**SETTINGS, "politeness": politeness}, job=f"p{n}")
+        await paced.admit(items(20), Position(20, 0))
+        assert {job.host for job in await claim_jobs(paced, 20)} == {""}  # one pace for all
+
+
+async def test_a_reader_brings_an_older_schema_up_to_date(open_store: Opener, pg_dsn: str) -> None:
+    await open_store()
+    connection = await asyncpg.connect(pg_dsn)
+    try:  # as version 1 left it
+        await connection.execute("ALTER TABLE shoal_jobs DROP COLUMN paused")
+        await connection.execute("ALTER TABLE shoal_workers DROP COLUMN hosts")
+        await connection.execute("UPDATE shoal_schema SET version = 1")
+    finally:
+        await connection.close()
+    async with PostgresReader(pg_dsn, "job") as reader:  # (shoal pause, from anywhere)
+        await reader.share_pause(True)
+        assert await reader.paused()
+
+
+async def test_a_pause_made_here_then_undone_elsewhere_is_seen(open_store: Opener) -> None:
+    here = await open_store()
+    there = await open_store(admit=False)
+    waiting = asyncio.create_task(here.wait_pause(False))  # as the engine's follower waits
+    here.share_pause(True)  # its own dashboard pauses the job
+    assert await asyncio.wait_for(waiting, 1) is True
+    async with asyncio.timeout(5):  # seen by the other worker...
+        assert await there.wait_pause(False) is True
+    there.share_pause(False)  # ...which resumes it: the first worker must follow
+    async with asyncio.timeout(5):
+        assert await here.wait_pause(True) is False

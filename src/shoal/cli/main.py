@@ -132,6 +132,8 @@ def worker(wait: bool, **given: Any) -> None:
         if source is None or source is click.core.ParameterSource.DEFAULT:
             continue
         if name not in takes:  # an option of a fetch given for a map, say
+            if source is not click.core.ParameterSource.COMMANDLINE:
+                continue  # (the machine's environment, meant for jobs of other kinds)
             raise click.BadParameter(
                 f"job {given['journal']!r} is a {command.name} job, which has no such option",
                 param_hint=f"'{_flag(names[name])}'",

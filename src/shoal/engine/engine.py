@@ -207,6 +207,8 @@ class Engine(Feeding, Working, Committing):
         self._running = False
         self._stopping = False
         self._paused = False
+        #: A pause asked for before the run (pushed to a shared store's job as it starts).
+        self._pause_asked = False
         self._abortable: list[asyncio.Task[None]] = []
 
     # -- lifetime --------------------------------------------------------------------------
@@ -331,6 +333,8 @@ class Engine(Feeding, Working, Committing):
                 self._scheduler.resume()
         if share and self._running and self._store is not None:
             self._store.share_pause(paused)
+        elif share:
+            self._pause_asked = paused
 
     @property
     def paused(self) -> bool:
@@ -624,7 +628,9 @@ class Engine(Feeding, Working, Committing):
         )
         if self._paused:
             scheduler.pause()
+        if self._pause_asked:
             store.share_pause(True)
+            self._pause_asked = False
         completions: Completions = asyncio.Queue(maxsize=max(1024, 2 * limits.concurrency))
         if self._stopping:
             scheduler.stop()

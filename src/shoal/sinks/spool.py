@@ -2,7 +2,8 @@
 the archive, while their request is not final yet.
 
 A spool is a folder with one subfolder per process (the workers of ``--processes`` share
-it), named by process id; opening a spool removes the subfolders of processes that are
+it, and so may the workers of a shared job on several machines), named by machine and
+process id; opening a spool removes the subfolders of this machine's processes that are
 gone, which is what a crash leaves behind. All file work runs on the spool's own thread,
 never on the event loop.
 """
@@ -14,6 +15,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,12 +25,24 @@ from shoal.errors import OutputError
 T = TypeVar("T")
 
 
-def _running(name: str) -> bool:
-    """Whether ``name`` is the id of a running process (whose temporary files to spare)."""
-    if not name.isdigit():
+def _own_name() -> str:
+    """This process's subfolder: the machine's name and the process id, so that processes
+    of several machines may share a spool's folder (on a shared file system)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _spared(name: str) -> bool:
+    """Whether the subfolder ``name`` belongs to a process still running, or to another
+    machine (whose processes this one cannot see: it clears its own)."""
+    machine, _, pid = name.rpartition("-")
+    if not machine:  # a bare process id: this machine's (as earlier versions named it)
+        pid = name
+    elif machine != socket.gethostname():
+        return True
+    if not pid.isdigit():
         return False
     try:
-        os.kill(int(name), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -37,12 +51,12 @@ def _running(name: str) -> bool:
 
 
 class Spool:
-    """Temporary files under ``folder``/<pid>, written on a thread of their own."""
+    """Temporary files under ``folder``/MACHINE-PID, written on a thread of their own."""
 
     def __init__(self, folder: str, what: str) -> None:
         self.folder = os.path.abspath(folder)
         self._what = what  # names the spool's owner in errors
-        self._own = os.path.join(self.folder, str(os.getpid()))
+        self._own = os.path.join(self.folder, _own_name())
         self._names = itertools.count()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-spool")
 
@@ -59,7 +73,7 @@ class Spool:
         try:
             os.makedirs(self.folder, exist_ok=True)
             for name in os.listdir(self.folder):
-                if not _running(name) or name == str(os.getpid()):
+                if not _spared(name) or name == _own_name():
                     shutil.rmtree(os.path.join(self.folder, name), ignore_errors=True)
             os.makedirs(self._own, exist_ok=True)
         except OSError as exc:

@@ -303,7 +303,12 @@ class PostgresStore(Store):
         # concurrency bounds: here they are spread over buckets that workers lease apart.
         # Unless that bucket is paced (a rate, a delay): those hold for the one bucket,
         # across all workers, only if one worker at a time holds it.
-        paced = _at(mine, "politeness.per_second") or _at(mine, "politeness.delay_s")
+        every = _at(mine, "politeness.hosts") or {}
+        paced = any(
+            _at(policy, "per_second") or _at(policy, "delay_s")
+            for policy in (_at(mine, "politeness"), every.get("*"))  # ("*": every bucket)
+            if isinstance(policy, Mapping)
+        )
         self._journal.parts = 1 if paced else GROUPLESS_PARTS
 
     # -- the job's shared state (its pause, its workers) ------------------------------------
@@ -360,7 +365,7 @@ class PostgresStore(Store):
                 return new
 
         new = await self._db.retrying(once)
-        self.counts.admitted += len(new)
+        # (``counts`` are the whole job's, read from the database: see JobWatch.)
         return [Job.admit(seq, by_key[key]) for seq, key in new]
 
     async def finish_input(self) -> None:
@@ -404,9 +409,6 @@ class PostgresStore(Store):
         journal = self._journal
         made = await self._db.run(lambda c: journal.commit(c, finals, retries, encoded, budget))
         self._leases.let_go([job for job, _ in finals if job.seq not in made.refused])
-        self.counts.ok += made.ok
-        self.counts.failed += made.failed
-        self.counts.admitted += made.admitted
         # Follow-ups wait in the queue for their host's owner (this worker or another).
         return Committed(
             made.records, [], made.duplicate, made.over_budget, frozenset(made.refused)

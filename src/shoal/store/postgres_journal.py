@@ -28,11 +28,8 @@ class Made:
 
     records: list[Record]
     refused: set[int]
-    admitted: int = 0
     duplicate: int = 0
     over_budget: int = 0
-    ok: int = 0
-    failed: int = 0
 
 
 class JournalWriter:
@@ -174,7 +171,7 @@ class JournalWriter:
         admitted, duplicate, over_budget = await self.admit_found(connection, found, budget)
         await self.tally(connection, admitted=len(admitted), ok=ok, failed=failed)
         records.sort()
-        return Made(records, refused, len(admitted), duplicate, over_budget, ok, failed)
+        return Made(records, refused, duplicate, over_budget)
 
     async def admit_found(
         self, connection: Any, found: list[Entry], budget: int | None

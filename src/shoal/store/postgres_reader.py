@@ -21,6 +21,7 @@ import orjson
 
 from shoal.errors import JournalError
 from shoal.store.postgres_connection import require_asyncpg
+from shoal.store.postgres_schema import SCHEMA_VERSION, migrate
 from shoal.store.reader import (
     ErrorGroup,
     HostRow,
@@ -90,6 +91,7 @@ class PostgresReader:
             exists = await self._connection.fetchval("SELECT to_regclass('shoal_jobs') IS NOT NULL")
             job_id = None
             if exists:
+                await self._up_to_date()
                 job_id = await self._connection.fetchval(
                     "SELECT id FROM shoal_jobs WHERE name = $1", self.name
                 )
@@ -100,6 +102,24 @@ class PostgresReader:
             raise
         self._job_id = job_id
         return self
+
+    async def _up_to_date(self) -> None:
+        """Bring a schema an older shoal made up to this one's (what the workers of this
+        shoal would do), or say why it cannot be read."""
+        import asyncpg
+
+        connection = self._connection
+        version = await connection.fetchval("SELECT max(version) FROM shoal_schema")
+        if version == SCHEMA_VERSION:
+            return
+        try:
+            async with connection.transaction():
+                await migrate(connection)
+        except asyncpg.PostgresError as exc:
+            raise JournalError(
+                f"the job's database holds shoal schema {version}, older than this shoal's"
+                f" ({SCHEMA_VERSION}), and cannot be brought up to date from here: {exc}"
+            ) from exc
 
     async def __aexit__(
         self,

@@ -23,8 +23,10 @@ WORKERS_SHOWN = 100
 
 class JobWatch:
     """The shared state of job ``job_id`` in ``database``, as this worker last saw it;
-    ``counts`` is kept up to date with the whole job's. Workers whose heartbeat is older
-    than two ``ttl_s`` (their leases lapsed) are not listed."""
+    ``counts`` is kept up to date with the whole job's, from the database alone (a worker
+    adding its own commits to a sum read concurrently would count them twice, or not).
+    Workers whose heartbeat is older than two ``ttl_s`` (their leases lapsed) are not
+    listed."""
 
     def __init__(self, database: Database, counts: JobCounts, *, ttl_s: float) -> None:
         self.counts = counts
@@ -55,10 +57,29 @@ class JobWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        wanted = self._wanted
+        if wanted is not None:  # asked for just before the end: one more try to write it
+            with contextlib.suppress(*any_database_error(), TimeoutError):
+                await asyncio.wait_for(self._write(wanted), WATCH_S * 5)
+
+    async def _write(self, paused: bool) -> None:
+        async with self._db.connection() as connection:
+            await connection.execute(
+                "UPDATE shoal_jobs SET paused = $2 WHERE id = $1", self._job_id, paused
+            )
 
     def share_pause(self, paused: bool) -> None:
-        self._paused = self._wanted = paused
+        self._wanted = paused
+        self._set(paused)
         self._wake.set()
+
+    def _set(self, paused: bool) -> None:
+        """The job's pause is ``paused`` now: wake whoever waits for it to change (a pause
+        made here, then undone by another worker, is a change too)."""
+        if paused != self._paused:
+            self._paused = paused
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     async def wait_pause(self, paused: bool) -> bool:
         while self._paused == paused:
@@ -90,10 +111,8 @@ class JobWatch:
         paused = await connection.fetchval(
             "SELECT paused FROM shoal_jobs WHERE id = $1", self._job_id
         )
-        if self._wanted is None and paused != self._paused:
-            self._paused = bool(paused)
-            self._changed.set()
-            self._changed = asyncio.Event()
+        if self._wanted is None:
+            self._set(bool(paused))
         await self._read_counts(connection)
         rows = await connection.fetch(
             "SELECT w.worker, w.machine, w.pid, w.hosts, COALESCE(t.ok, 0), COALESCE(t.failed, 0),"
