@@ -421,6 +421,18 @@ async def test_a_worker_is_refused_other_politeness_and_an_unknown_job(
     assert many.code == 2 and "'--processes'" in many.stderr
     wrong = await shoal("fetch", str(tmp_path / "urls.txt"), "--store", "mysql://x", "--job", "j")
     assert wrong.code == 2 and "'--store'" in wrong.stderr
+    # A map on a shared store is refused the same things.
+    (tmp_path / "jobs.py").write_text(MAP_MODULE)
+    (tmp_path / "items.jsonl").write_bytes(b'{"n": 1}\n')
+    mapped = ("map", "jobs:square", "items.jsonl", "--store")
+    for args, option in [
+        ((*mapped, pg_dsn), "'--job'"),
+        ((*mapped, "mysql://x", "--job", "m"), "'--store'"),
+        ((*mapped, pg_dsn, "--job", "m", "--processes", "2"), "'--processes'"),
+        ((*mapped, pg_dsn, "--job", "m", "--restart"), "'--restart'"),
+    ]:
+        refused = await shoal(*args, cwd=tmp_path)
+        assert refused.code == 2 and option in refused.stderr, (args, refused.stderr)
 
 
 async def test_a_crawl_on_a_shared_store_follows_links_once_across_workers(
