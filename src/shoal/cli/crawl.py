@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from shoal.cli.options import CLI_NAMES, job_options, start_job
+from shoal.cli.launch import start_job
+from shoal.cli.options import CLI_NAMES, job_options
 from shoal.config import SCOPES, Crawl
 from shoal.errors import ConfigError
 

@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 
 from shoal.cli.crawl import crawl
+from shoal.cli.launch import start_job
 from shoal.cli.map import map_command
-from shoal.cli.options import job_options, start_job
+from shoal.cli.options import job_options
 from shoal.cli.run import (
     EXIT_FAULT,
     EXIT_USAGE,

@@ -9,7 +9,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from shoal.cli.options import CLI_NAMES, job_places, launch, on_shared_store, run_options
+from shoal.cli.launch import job_places, launch, on_shared_store
+from shoal.cli.options import CLI_NAMES, run_options
 from shoal.cli.parsing import Rate, load_exception
 from shoal.cli.run import MapSpec, check_dashboard
 from shoal.config import Limits, Politeness, RetryPolicy
