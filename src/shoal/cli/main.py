@@ -84,7 +84,13 @@ _WORKER_OWN = frozenset(
     help="Keep waiting for work once none is left, until stopped (for input still to come);"
     " and for the job, if it is not made yet.",
 )
-def worker(wait: bool, **given: Any) -> None:
+@click.option(
+    "--wait-for-job",
+    is_flag=True,
+    help="Wait for the job to be made if it is not yet; then work, and exit once no work is"
+    " left (workers started before their job).",
+)
+def worker(wait: bool, wait_for_job: bool, **given: Any) -> None:
     """Work on a job kept in PostgreSQL (--store URL --job NAME) alongside any other
     workers, on this machine or others; exit once no work is left.
 
@@ -110,9 +116,9 @@ def worker(wait: bool, **given: Any) -> None:
                 async with PostgresReader(given["store"], given["journal"], patience_s=60) as job:
                     return await job.options()
             except MissingJob:
-                if not wait:
+                if not (wait or wait_for_job):
                     raise
-            if not told:  # --wait: for the job too, until it is made
+            if not told:  # until it is made
                 click.echo(f"shoal: waiting for job {given['journal']!r} to be made", err=True)
                 told = True
             await asyncio.sleep(_WAIT_FOR_JOB_S)
