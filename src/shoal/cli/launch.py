@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 from shoal.cli.options import CLI_NAMES
-from shoal.cli.parsing import parse_headers, parse_resolve, parse_retry_on
+from shoal.cli.parsing import check_store_url, parse_headers, parse_resolve, parse_retry_on
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import (
     WORKER,
@@ -165,11 +165,10 @@ def start_job(
         dashboard,
         dashboard_token,
         console,
+        (store, lease_ttl, lease_hold, processes),
         method=(method or "GET").upper(),
         seeds=seeds,
     )
-    if store is not None:
-        options = on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
     crawl: Crawl | None = (extra or {}).get("crawl")
     if crawl is not None and processes != "1" and store is None:
         # Each process owns its hosts whole; a link that may leave its page's host could
@@ -202,10 +201,7 @@ def on_shared_store(
     creates or continues it and admits its input, keeping its options with it (for the
     workers). ``name`` is the job's (``--job``); ``-o``, when given, is written from the
     job once it is complete."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise click.BadParameter(
-            f"{url!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)", param_hint="'--store'"
-        )
+    check_store_url(url)
     if not name:
         raise click.BadParameter("a job on a shared store needs a name", param_hint="'--job'")
     check_shared(processes, options.restart)
@@ -267,10 +263,13 @@ def job_places(
     dashboard: tuple[str, int] | None,
     dashboard_token: str | None,
     console: Console,
+    shared: tuple[str | None, float, float, str],
     **more: Any,
 ) -> JobOptions:
-    """The job's options from those of :data:`RUN_OPTIONS` (``more``: a command's own)."""
-    return JobOptions(
+    """The job's options from those of :data:`RUN_OPTIONS` (``more``: a command's own);
+    ``shared`` is ``--store``, ``--lease-ttl``, ``--lease-hold`` and ``--processes``: with a
+    store, the job is kept there (see :func:`on_shared_store`)."""
+    options = JobOptions(
         input=input_path,
         output=output,
         journal=journal if journal is not None else default_journal(output),
@@ -281,6 +280,10 @@ def job_places(
         dashboard_token=dashboard_token or None,
         **more,
     )
+    store, lease_ttl, lease_hold, processes = shared
+    if store is None:
+        return options
+    return on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
 
 
 def process_count(processes: str) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from shoal.cli.launch import job_places, launch, on_shared_store
+from shoal.cli.launch import job_places, launch
 from shoal.cli.options import CLI_NAMES, run_options
 from shoal.cli.parsing import Rate, load_exception
 from shoal.cli.run import MapSpec, check_dashboard
@@ -140,8 +140,7 @@ def map_command(
         dashboard,
         dashboard_token,
         console,
+        (store, lease_ttl, lease_hold, processes),
         map=spec,
     )
-    if store is not None:
-        options = on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
     launch(engine, settings, options, processes, console)

@@ -208,3 +208,11 @@ def load_exception(spec: str) -> type[BaseException]:
     if not (isinstance(found, type) and issubclass(found, BaseException)):
         raise ValueError(f"{spec!r} is not an exception class (built-in, or MODULE:NAME)")
     return found
+
+
+def check_store_url(url: str) -> None:
+    """Refuse (naming ``--store``) a store that is not a PostgreSQL database's URL."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(
+            f"{url!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)", param_hint="'--store'"
+        )
