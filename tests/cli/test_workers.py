@@ -141,6 +141,15 @@ def owner_of(worker: str, pids: dict[int, str]) -> str:
     return pids[int(worker.split(":")[-2])]
 
 
+async def join_made(
+    spawn: Spawn, dsn: str, server: OwnersServer
+) -> tuple[Job, asyncio.subprocess.Process]:
+    """Once the creating run has made the job, start worker 1 on it."""
+    job = Job(dsn)
+    await job.wait_made()
+    return job, await spawn(*joiner(dsn, server, 1))
+
+
 async def wait_sending(server: OwnersServer, *workers: int) -> None:
     """Wait until each of ``workers`` has sent the server a couple of requests."""
 
@@ -193,9 +202,7 @@ async def test_a_worker_killed_mid_run_loses_nothing(
         file.write("\n".join(stubborn) + "\n")
     output = tmp_path / "out.jsonl"
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "-o", str(output)))
-    job = Job(pg_dsn)
-    await job.wait_made()
-    doomed = await spawn(*joiner(pg_dsn, owners, 1))
+    job, doomed = await join_made(spawn, pg_dsn, owners)
     other = await spawn(*joiner(pg_dsn, owners, 2))
 
     async def doomed_working() -> bool:
@@ -225,9 +232,7 @@ async def test_a_stopped_worker_records_nothing_after_losing_its_leases(
 ) -> None:
     urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=40, delay_s=0.15)
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))
-    job = Job(pg_dsn)
-    await job.wait_made()
-    sleeper = await spawn(*joiner(pg_dsn, owners, 1))
+    job, sleeper = await join_made(spawn, pg_dsn, owners)
 
     async def sleeper_working() -> bool:
         return await job.recorded_by(sleeper.pid) >= 3
@@ -261,9 +266,7 @@ async def test_a_retry_after_pause_moves_with_its_host_to_a_joining_worker(
     owners.gate.clear()
     held = ("--lease-hold", "4", "--timeout", "10")  # (the 429 is held back for 3 s)
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, *held))
-    job = Job(pg_dsn)
-    await job.wait_made()
-    joined = await spawn(*joiner(pg_dsn, owners, 1))
+    job, joined = await join_made(spawn, pg_dsn, owners)
 
     async def both_up() -> bool:
         rows = await job.query("SELECT count(*) FROM shoal_workers WHERE NOT stopped")
@@ -472,9 +475,7 @@ async def test_a_pause_on_one_dashboard_pauses_every_worker(
     urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=60, delay_s=0.2)
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "--dashboard", "0"))
     base = await _dashboard_url(first)
-    job = Job(pg_dsn)
-    await job.wait_made()
-    other = await spawn(*joiner(pg_dsn, owners, 1))
+    job, other = await join_made(spawn, pg_dsn, owners)
 
     await wait_sending(owners, 0, 1)
     async with aiohttp.ClientSession() as http:
@@ -571,9 +572,7 @@ async def test_each_worker_writes_its_own_web_archive(
     urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=30, delay_s=0.1)
     prefix = str(tmp_path / "arch")
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners, "--warc", prefix))
-    job = Job(pg_dsn)
-    await job.wait_made()
-    other = await spawn(*joiner(pg_dsn, owners, 1))  # the job's --warc, to files of its own
+    job, other = await join_made(spawn, pg_dsn, owners)  # the job's --warc, to files of its own
     done = [await finish(first, within_s=90), await finish(other, within_s=90)]
     assert [d.code for d in done] == [0, 0], [d.stderr for d in done]
     records = await job.records()
@@ -596,9 +595,7 @@ async def test_shoal_pause_and_resume_steer_every_worker(
 ) -> None:
     urls = write_urls(tmp_path / "urls.txt", owners, hosts=4, each=60, delay_s=0.2)
     first = await spawn(*creator(tmp_path / "urls.txt", pg_dsn, owners))
-    job = Job(pg_dsn)
-    await job.wait_made()
-    other = await spawn(*joiner(pg_dsn, owners, 1))
+    job, other = await join_made(spawn, pg_dsn, owners)
 
     await wait_sending(owners, 0, 1)
     paused = await shoal("pause", "--store", pg_dsn, "--job", "shared")

@@ -78,6 +78,13 @@ async def expire(dsn: str, host: str) -> None:
         await connection.close()
 
 
+async def as_version_1(connection: Any) -> None:
+    """Take the schema back to what version 1 made."""
+    await connection.execute("ALTER TABLE shoal_jobs DROP COLUMN paused")
+    await connection.execute("ALTER TABLE shoal_workers DROP COLUMN hosts")
+    await connection.execute("UPDATE shoal_schema SET version = 1")
+
+
 async def test_admitted_once_claimed_by_host_and_recorded_once(open_store: Opener) -> None:
     store = await open_store()
     items = ["http://a.test/1", "http://a.test/2", "http://b.test/1", "http://a.test/1", "ftp://x"]
@@ -253,11 +260,8 @@ async def test_a_pause_reaches_every_worker_and_one_that_joins(open_store: Opene
 async def test_an_older_schema_is_migrated(open_store: Opener, pg_dsn: str) -> None:
     await open_store()
     connection = await asyncpg.connect(pg_dsn)
-    try:  # as version 1 left it
-        await connection.execute("ALTER TABLE shoal_jobs DROP COLUMN paused")
-        await connection.execute("ALTER TABLE shoal_workers DROP COLUMN hosts")
-        await connection.execute("DELETE FROM shoal_schema")
-        await connection.execute("INSERT INTO shoal_schema (version) VALUES (1)")
+    try:
+        await as_version_1(connection)
         joined = await open_store(admit=False)
         joined.share_pause(True)
 
@@ -315,10 +319,8 @@ async def test_items_in_no_group_are_spread_over_buckets_unless_paced(open_store
 async def test_a_reader_brings_an_older_schema_up_to_date(open_store: Opener, pg_dsn: str) -> None:
     await open_store()
     connection = await asyncpg.connect(pg_dsn)
-    try:  # as version 1 left it
-        await connection.execute("ALTER TABLE shoal_jobs DROP COLUMN paused")
-        await connection.execute("ALTER TABLE shoal_workers DROP COLUMN hosts")
-        await connection.execute("UPDATE shoal_schema SET version = 1")
+    try:
+        await as_version_1(connection)
     finally:
         await connection.close()
     async with PostgresReader(pg_dsn, "job") as reader:  # (shoal pause, from anywhere)
