@@ -15,15 +15,23 @@ or a shared job read ahead from PostgreSQL
 
 from __future__ import annotations
 
-import html
 import os
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
 from shoal.reporting import charts
+from shoal.reporting.page import (
+    STYLE,
+    cut,
+    escape,
+    flatten,
+    ms,
+    pairs,
+    plural,
+    status_text,
+    table,
+    utc,
+    value_text,
+)
 from shoal.reporting.units import format_bytes, format_duration
 from shoal.store.reader import (
     ErrorGroup,
@@ -44,24 +52,6 @@ TOP_ERRORS = 25
 INTERVALS = 240
 #: Percentiles of the latency table.
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999))
-#: Longest error message or URL shown in a table cell, in characters.
-_LONGEST = 300
-
-_STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
-margin:0 auto;max-width:1000px;padding:24px 20px 60px;background:#fff}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;padding-top:8px;
-border-top:1px solid #ddd}p{margin:6px 0}.sub{color:#555}.note{color:#666;font-size:13px}
-.state{padding:10px 14px;border-radius:6px;margin:16px 0;font-weight:600}
-.finished{background:#e7f4ec;color:#1f5c38}.incomplete{background:#fdf1de;color:#7a4b0c}
-table{border-collapse:collapse;margin:8px 0;width:100%}
-th,td{text-align:left;padding:4px 10px 4px 0;border-bottom:1px solid #eee;vertical-align:top}
-th{font-weight:600;color:#444}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-td.t{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
-table.kv th{width:30%;font-weight:normal;color:#555}
-svg{width:100%;height:auto;display:block;margin:8px 0}
-footer{margin-top:40px;color:#777;font-size:12px}
-"""
 
 
 class ReportSource(Protocol):
@@ -114,10 +104,11 @@ def render_report(source: ReportSource) -> bytes:
     settings = source.settings()
     title = f"shoal report: {os.path.basename(summary.input) or 'a job'}"
     if shared is None:
-        where = f"journal <code>{_e(os.path.abspath(source.path))}</code>"
+        where = f"journal <code>{escape(os.path.abspath(source.path))}</code>"
         made = "from the job's journal alone, read-only: the same journal gives the same page"
     else:
-        where = f"job <code>{_e(shared.name)}</code> in the store <code>{_e(shared.path)}</code>"
+        name, store = escape(shared.name), escape(shared.path)
+        where = f"job <code>{name}</code> in the store <code>{store}</code>"
         made = (
             "from the job's store alone, read-only and in one snapshot: the same database"
             " contents give the same page"
@@ -126,8 +117,8 @@ def render_report(source: ReportSource) -> bytes:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
         f'<p class="sub">{where}</p>',
         _state(summary, shared=shared is not None),
         *_totals(summary, totals, span),
@@ -139,7 +130,7 @@ def render_report(source: ReportSource) -> bytes:
         *([] if shared is None else _workers(shared.workers())),
         *_outputs(source, shared, settings, totals),
         *_configuration(settings, shared=shared is not None),
-        f"<footer>Made by shoal {_e(__version__)} {made}.</footer>",
+        f"<footer>Made by shoal {escape(__version__)} {made}.</footer>",
         "</body></html>",
         "",
     ]
@@ -154,7 +145,7 @@ def _state(summary: JobSummary, *, shared: bool) -> str:
         return '<p class="state finished">Finished: every request of the job is final.</p>'
     reasons = []
     if summary.pending:
-        reasons.append(f"{summary.pending:,} {_s(summary.pending, 'request')} pending")
+        reasons.append(f"{summary.pending:,} {plural(summary.pending, 'request')} pending")
     if not summary.input_done:
         reasons.append(f"the input read up to line {summary.lines_read:,} only")
     if shared:
@@ -167,7 +158,7 @@ def _state(summary: JobSummary, *, shared: bool) -> str:
             ". The job was interrupted or is still running; running the same command again"
             " resumes it. This page shows what the journal held when it was read.</p>"
         )
-    return '<p class="state incomplete">Incomplete: ' + _e(" and ".join(reasons)) + after
+    return '<p class="state incomplete">Incomplete: ' + escape(" and ".join(reasons)) + after
 
 
 def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None) -> list[str]:
@@ -180,7 +171,8 @@ def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None
         ("pending", f"{summary.pending:,}"),
         (
             "attempts",
-            f"{totals.attempts:,} ({totals.retries:,} {_s(totals.retries, 'retry', 'retries')})",
+            f"{totals.attempts:,} ({totals.retries:,}"
+            f" {plural(totals.retries, 'retry', 'retries')})",
         ),
         ("redirects followed", f"{totals.redirects:,}"),
         ("body bytes", f"{format_bytes(totals.bytes)} ({totals.bytes:,} bytes)"),
@@ -189,12 +181,12 @@ def _totals(summary: JobSummary, totals: RecordTotals, span: TimelineSpan | None
         seconds = span.last - span.first + 1
         what = "commit" if span.source == "journal" else "request ended"
         rows += [
-            (f"first {what}", _utc(span.first)),
-            (f"last {what}", _utc(span.last)),
+            (f"first {what}", utc(span.first)),
+            (f"last {what}", utc(span.last)),
             ("span", f"{format_duration(seconds)} ({seconds:,} s, pauses included)"),
             ("mean rate", f"{(span.ok + span.failed) / seconds:,.1f} requests/s"),
         ]
-    return ["<h2>Totals</h2>", _pairs(rows)]
+    return ["<h2>Totals</h2>", pairs(rows)]
 
 
 def _throughput(source: ReportSource, span: TimelineSpan | None, *, shared: bool) -> list[str]:
@@ -221,7 +213,7 @@ def _throughput(source: ReportSource, span: TimelineSpan | None, *, shared: bool
     return [
         *out,
         charts.throughput_svg(span.first, seconds, drawn),
-        f'<p class="note">From {_e(source_text)}; {seconds:,} s intervals.</p>',
+        f'<p class="note">From {escape(source_text)}; {seconds:,} s intervals.</p>',
     ]
 
 
@@ -229,12 +221,12 @@ def _outcomes(summary: JobSummary, totals: RecordTotals) -> list[str]:
     out = ["<h2>Statuses and errors</h2>"]
     records = totals.records or 1
     if totals.statuses:
-        labels = [_status(code) for code in totals.statuses]
+        labels = [status_text(code) for code in totals.statuses]
         counts = list(totals.statuses.values())
         colours = [charts.status_colour(code) for code in totals.statuses]
         out.append(charts.bars_svg("statuses", labels, counts, colours))
         out.append(
-            _table(
+            table(
                 ("status", "records", "share"),
                 [
                     (label, f"{count:,}", f"{100 * count / records:.1f}%")
@@ -257,7 +249,7 @@ def _outcomes(summary: JobSummary, totals: RecordTotals) -> list[str]:
             )
         )
         out.append(
-            _table(
+            table(
                 ("error kind", "failures", "share of records"),
                 [(kind, f"{n:,}", f"{100 * n / records:.1f}%") for kind, n in kinds],
                 numeric=(1, 2),
@@ -278,8 +270,8 @@ def _latency(totals: RecordTotals) -> list[str]:
         (
             label,
             f"{histogram.count:,}",
-            *(_ms(histogram.percentile(fraction)) for _, fraction in PERCENTILES),
-            _ms(histogram.max_ms),
+            *(ms(histogram.percentile(fraction)) for _, fraction in PERCENTILES),
+            ms(histogram.max_ms),
         )
         for label, histogram in (("whole request", total), ("first byte", first))
         if histogram.count
@@ -291,7 +283,7 @@ def _latency(totals: RecordTotals) -> list[str]:
     ]
     return [
         *out,
-        _table(heads, rows, numeric=range(1, len(heads))),
+        table(heads, rows, numeric=range(1, len(heads))),
         charts.latency_svg(total.buckets(), first.buckets(), marks),
         '<p class="note">The last attempt of each final request: from its start to the end'
         " of its body, and to its response's headers. Percentiles come from a log-bucketed"
@@ -314,15 +306,15 @@ def _hosts(source: ReportSource, mapped: bool) -> list[str]:
             f"{row.failed:,}",
             f"{100 * row.failed / row.requests:.1f}%",
             format_bytes(row.bytes),
-            _ms(row.mean_ms),
+            ms(row.mean_ms),
         )
         for row in top.rows
     ]
     shown = f"; the {len(top.rows):,} with the most records" if top.groups > len(top.rows) else ""
     return [
         *out,
-        f"<p>{top.groups:,} {_s(top.groups, word)} in all, by {by}{shown}.</p>",
-        _table(
+        f"<p>{top.groups:,} {plural(top.groups, word)} in all, by {by}{shown}.</p>",
+        table(
             (word, "records", "ok", "failed", "failed share", "body bytes", "mean latency"),
             rows,
             numeric=range(1, 7),
@@ -340,11 +332,11 @@ def _errors(source: ReportSource, summary: JobSummary) -> list[str]:
     return [
         *out,
         f"<p>Failures with the same kind and message: {top.groups:,}"
-        f" {_s(top.groups, 'group')}{shown}.</p>",
-        _table(
+        f" {plural(top.groups, 'group')}{shown}.</p>",
+        table(
             ("kind", "message", "failures", "first key" if summary.mapped else "first URL"),
             [
-                (group.kind, _cut(group.message), f"{group.count:,}", _cut(group.example_url))
+                (group.kind, cut(group.message), f"{group.count:,}", cut(group.example_url))
                 for group in top.rows
             ],
             numeric=(2,),
@@ -372,9 +364,9 @@ def _workers(workers: list[WorkerRow]) -> list[str]:
     ]
     return [
         *out,
-        f"<p>{len(workers):,} {_s(len(workers), 'worker')} in all, in the order they started;"
+        f"<p>{len(workers):,} {plural(len(workers), 'worker')} in all, in the order they started;"
         f" {stopped:,} stopped.</p>",
-        _table(
+        table(
             ("worker", "machine", "records", "ok", "failed", "state"),
             rows,
             numeric=(2, 3, 4),
@@ -409,7 +401,7 @@ def _outputs(
             (
                 "response bodies",
                 str(bodies or "a --save-bodies folder"),
-                f"{totals.bodies:,} {_s(totals.bodies, 'record')} with a body,"
+                f"{totals.bodies:,} {plural(totals.bodies, 'record')} with a body,"
                 f" {format_bytes(totals.body_bytes)}",
             )
         )
@@ -420,7 +412,7 @@ def _outputs(
             (
                 "web archive",
                 os.path.join(folder, filename),
-                f"{count:,} {_s(count, 'response')}, {format_bytes(end)} up to the last",
+                f"{count:,} {plural(count, 'response')}, {format_bytes(end)} up to the last",
             )
         )
     if prefix:
@@ -433,7 +425,7 @@ def _outputs(
         kept = "the job's settings"
     return [
         *out,
-        _table(("what", "where", ""), rows, text=(1,)),
+        table(("what", "where", ""), rows, text=(1,)),
         f'<p class="note">As {kept} recorded them; the files may have moved since.</p>',
     ]
 
@@ -444,7 +436,7 @@ def _configuration(settings: dict[str, Any] | None, *, shared: bool) -> list[str
         if shared:
             return [*out, "<p>Not recorded yet: no worker has started on the job.</p>"]
         return [*out, "<p>Not recorded: this journal's runs were made by an earlier shoal.</p>"]
-    rows = [(name, _value(value)) for name, value in _flatten("", settings)]
+    rows = [(name, value_text(value)) for name, value in flatten("", settings)]
     if shared:
         whose = "The job's settings, as its first worker kept them; every worker applies them"
     else:
@@ -452,83 +444,5 @@ def _configuration(settings: dict[str, Any] | None, *, shared: bool) -> list[str
     return [
         *out,
         f"<p>{whose} (header values and proxy credentials are not kept).</p>",
-        _pairs(rows, text=True),
+        pairs(rows, text=True),
     ]
-
-
-# -- pieces ----------------------------------------------------------------------------------
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _table(
-    heads: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    numeric: Iterable[int] = (),
-    text: Iterable[int] = (),
-) -> str:
-    numbers, texts = set(numeric), set(text)
-
-    def cls(index: int) -> str:
-        return ' class="n"' if index in numbers else ' class="t"' if index in texts else ""
-
-    head = "".join(f"<th{cls(i)}>{_e(name)}</th>" for i, name in enumerate(heads))
-    body = "".join(
-        "<tr>" + "".join(f"<td{cls(i)}>{_e(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _pairs(rows: Iterable[tuple[str, str]], *, text: bool = False) -> str:
-    cell = ' class="t"' if text else ""
-    body = "".join(
-        f"<tr><th>{_e(name)}</th><td{cell}>{_e(value)}</td></tr>" for name, value in rows
-    )
-    return f'<table class="kv"><tbody>{body}</tbody></table>'
-
-
-def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
-    """Nested settings as ``(dotted.name, value)``, in the order they were kept."""
-    if isinstance(value, dict) and value:
-        for name, item in value.items():
-            yield from _flatten(f"{prefix}.{name}" if prefix else str(name), item)
-    else:
-        yield prefix, value
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(_value(item) for item in value) if value else "—"
-    if isinstance(value, dict):
-        return "—" if not value else orjson.dumps(value).decode()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _status(code: int | None) -> str:
-    return "no response" if code is None else str(code)
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f} ms"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _LONGEST else text[: _LONGEST - 1] + "…"
-
-
-def _utc(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _s(count: int, noun: str, plural: str | None = None) -> str:
-    return noun if count == 1 else plural or noun + "s"
