@@ -1,8 +1,8 @@
 """Running jobs: the engine, and the blocking helper built on it."""
 
 from shoal.engine.blocking import fetch, map
-from shoal.engine.engine import Engine, Requests
+from shoal.engine.engine import Engine
 from shoal.engine.loop import loop_factory
-from shoal.engine.stage import Handler
+from shoal.engine.stage import Handler, Requests
 
 __all__ = ["Engine", "Handler", "Requests", "fetch", "loop_factory", "map"]

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.engine.calls import Function
-from shoal.engine.engine import Engine, Requests
+from shoal.engine.engine import Engine
 from shoal.engine.loop import loop_factory
-from shoal.engine.stage import Deliver, Handler
+from shoal.engine.stage import Deliver, Handler, Requests
 from shoal.outcome import Finished, Outcome
 from shoal.result import Result
 from shoal.sources import FileSource

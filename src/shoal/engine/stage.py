@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from shoal.config import Crawl, Limits, RetryPolicy
 from shoal.crawling import Frontier
 from shoal.fetching import Robots, Task
 from shoal.fetching.capture import Budget
+from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.reporting import Recorder
 from shoal.result import Result
 from shoal.scheduling import HostRules, Scheduler, Shard
 from shoal.sinks.bodies import BodyStore
+from shoal.sources import Source
 from shoal.store import Completion, Store
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 #: result (its body too), may return a JSON value kept as ``data``, or raise
 #: :class:`shoal.Rejected` to fail the request (optionally retrying it first).
 Handler = Callable[[Result], Awaitable[Any]]
+#: What ``stream`` and ``run`` accept as requests.
+Requests = Source | Iterable[Any] | AsyncIterable[Any]
 #: Hands each committed result to a stream's reader.
 Deliver = Callable[[Finished], Awaitable[None]]
 #: The queue from the workers to the committer (``None``: the end of the run).
@@ -77,8 +83,22 @@ class Stage:
     _archive: Archive | None
     _archived: dict[str, int]
     _capture_budget: Budget
+    _running: bool
+    _pause_asked: bool
+    _abortable: list[asyncio.Task[None]]
+    _session: aiohttp.ClientSession | None
+    _task: Task | None
+    _rules: HostRules
+    _robots: Robots | None
+    _handler: Handler | None
+    _dns: CachingResolver | None
+    _dns_at_start: DNSStatistics
 
     def _pause(self, paused: bool, *, share: bool) -> None:
+        raise NotImplementedError
+
+    def _description(self, output: str | None) -> dict[str, Any]:
+        """The run's settings, as the journal keeps them (the engine's)."""
         raise NotImplementedError
 
 
