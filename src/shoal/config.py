@@ -204,9 +204,11 @@ class Politeness:
     ``adaptive`` slows a host down on 429 and 503 answers, timeouts and rising time to
     first byte, and speeds it up again slowly on success. A ``Retry-After`` on a 429 or
     503 pauses that host (and only it) for that long, at most ``retry_after_max_s`` of the
-    retry policy. After ``dead_after`` consecutive connection failures a host is parked
-    for ``dead_cooldown_s`` (doubling on each failed probe); after ``dead_probes`` failed
-    probes its remaining requests fail without being sent. ``dead_after=0`` never parks.
+    retry policy. These are a host name's, whatever the port. After ``dead_after``
+    consecutive connection failures an endpoint (scheme, host and port: the host's other
+    ports go on) is parked for ``dead_cooldown_s`` (doubling on each failed probe); after
+    ``dead_probes`` failed probes its remaining requests fail without being sent.
+    ``dead_after=0`` never parks.
 
     ``respect_robots`` fetches each host's robots.txt once and fails the requests it
     disallows (error kind ``robots``); ``robots_crawl_delay`` also honours its

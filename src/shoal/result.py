@@ -42,6 +42,20 @@ class ErrorKind(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+def endpoint(secure: bool, host: str, port: int | None) -> str:
+    """The name of what a connection goes to: ``scheme://host:port`` (an IPv6 address in
+    brackets, the port always given). Connection health is kept per endpoint."""
+    scheme = "https" if secure else "http"
+    if port is None:
+        port = 443 if secure else 80
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def endpoint_of(url: URL) -> str:
+    """The endpoint a request for ``url`` connects to (see :func:`endpoint`)."""
+    return endpoint(url.scheme == "https", url.raw_host or "", url.port)
+
+
 @dataclass(frozen=True, slots=True)
 class Error:
     """Why a request failed: a kind from :class:`ErrorKind` and a human-readable message."""
@@ -50,9 +64,10 @@ class Error:
     message: str
     #: Set by a handler's ``Rejected(..., retry=True)``: retry under the policy first.
     retry: bool = False
-    #: For ``dns`` and ``connect``: the host that could not be reached (after a redirect,
-    #: not the one the request named). Not part of the record.
-    host: str | None = None
+    #: For ``dns`` and ``connect``: the endpoint that could not be reached, as
+    #: :func:`endpoint` names it (after a redirect, the hop's, not the one the request named;
+    #: the proxy's, when the proxy failed). Not part of the record.
+    endpoint: str | None = None
 
     def to_record(self) -> dict[str, str]:
         return {"kind": self.kind.value, "message": self.message}

@@ -208,7 +208,7 @@ async def test_a_proxy_that_refuses_the_tunnel(tls: TLSServer, bundle: str) -> N
         f"proxy p.test:{refusing.port} refused the tunnel to good.test:{tls.port} "
         "(it answered CONNECT with 403 Forbidden)"
     )
-    assert result.error.host == "p.test"  # the proxy failed, not good.test
+    assert result.error.endpoint == f"http://p.test:{refusing.port}"  # the proxy failed
     assert refusing.tunnels == [f"good.test:{tls.port}"] and tls.requests.total() == 0
 
 

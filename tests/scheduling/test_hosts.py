@@ -220,66 +220,6 @@ def test_without_adaptive_429s_do_not_change_the_cap() -> None:
     assert host.cap == 8 and host.state(10.0) == "ok"
 
 
-# -- dead hosts --------------------------------------------------------------------------------
-
-
-def unreachable() -> Result:
-    return answer(None, error=ErrorKind.CONNECT)
-
-
-def test_consecutive_connection_failures_park_the_host() -> None:
-    host = control(Politeness(dead_after=3, dead_cooldown_s=10))
-    host.observe(unreachable(), started=0.0, now=0.0)
-    host.observe(unreachable(), started=0.0, now=0.0)
-    assert host.ready_at() == -math.inf
-    host.observe(unreachable(), started=0.0, now=1.0)
-    assert host.ready_at() == pytest.approx(11.0)
-    assert host.state(5.0) == "parked"
-
-
-def test_a_success_resets_the_count() -> None:
-    host = control(Politeness(dead_after=3))
-    for _ in range(10):
-        host.observe(unreachable(), started=0.0, now=0.0)
-        host.observe(unreachable(), started=0.0, now=0.0)
-        host.observe(answer(404), started=0.0, now=0.0)  # any answer: the host is there
-    assert host.ready_at() == -math.inf and host.failures == 0
-
-
-def test_probe_after_the_cool_down_then_give_up() -> None:
-    host = control(Politeness(dead_after=2, dead_cooldown_s=10, dead_probes=2))
-    host.observe(unreachable(), started=0.0, now=0.0)
-    host.observe(unreachable(), started=0.0, now=0.0)
-    assert host.ready_at() == pytest.approx(10.0)
-    start(host, 10.0)  # the probe
-    assert host.probing and host.cap == 1
-    host.observe(unreachable(), started=10.0, now=10.5)
-    assert host.ready_at() == pytest.approx(30.5)  # the cool-down doubled
-    start(host, 30.5)
-    host.observe(unreachable(), started=30.5, now=31.0)
-    assert host.gave_up is not None
-    assert host.gave_up.kind is ErrorKind.CONNECT
-    assert "given up" in host.gave_up.message
-    assert host.state(40.0) == "dead"
-    assert host.ready_at() == -math.inf  # its requests now fail at once
-
-
-def test_a_successful_probe_restores_the_host() -> None:
-    host = control(Politeness(dead_after=1, dead_cooldown_s=5))
-    host.observe(unreachable(), started=0.0, now=0.0)
-    start(host, 5.0)
-    host.observe(answer(200), started=5.0, now=5.1)
-    assert not host.probing and host.cap == 8 and host.ready_at() == -math.inf
-    assert host.is_plain(6.0)
-
-
-def test_dead_after_zero_never_parks() -> None:
-    host = control(Politeness(dead_after=0))
-    for _ in range(100):
-        host.observe(unreachable(), started=0.0, now=0.0)
-    assert host.ready_at() == -math.inf and host.gave_up is None
-
-
 # -- rules by host pattern -----------------------------------------------------------------------
 
 

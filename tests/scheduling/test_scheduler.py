@@ -10,6 +10,7 @@ import pytest
 
 from shoal.config import Politeness
 from shoal.job import Job
+from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules, Scheduler
 from shoal.scheduling.scheduler import HOST_QUEUE
 from shoal.sources.items import entry_for
@@ -537,3 +538,70 @@ async def test_a_paused_scheduler_hands_out_nothing_until_resumed() -> None:
     assert not late.done()
     scheduler.stop()  # a paused scheduler still stops
     assert await asyncio.wait_for(late, 1) is None
+
+
+# -- connection health belongs to the endpoint, not the host name ------------------------------
+
+
+def refused(of: Job) -> Result:
+    return Result(url=of.request.url, error=Error(ErrorKind.CONNECT, "Connection refused"))
+
+
+async def test_a_dead_port_does_not_hold_back_the_other_ports_of_its_host() -> None:
+    politeness = Politeness(dead_after=2, dead_cooldown_s=0.05, dead_probes=1)
+    scheduler = Scheduler(per_host=2, capacity=100, rules=HostRules(politeness, 2))
+    dead = [job("a.test:1", f"/d{n}") for n in range(5)]
+    alive = [job("a.test:2", f"/a{n}") for n in range(5)]
+    for pair in zip(dead, alive, strict=True):
+        for queued in pair:
+            scheduler.add(queued)
+    for _ in range(2):  # two rounds: each fails its dead one, and the second parks it
+        first, second = await take_job(scheduler), await take_job(scheduler)
+        assert {first.host, second.host} == {"a.test"}
+        for ended in (first, second):
+            scheduler.release(ended, refused(ended) if ended in dead else None)
+            scheduler.finish(ended)
+    [parked] = scheduler.host_states()
+    assert (parked.state, parked.endpoint, parked.failures) == ("parked", "http://a.test:1", 2)
+    # Parked: its jobs wait aside, and every job for the other port goes at once.
+    for expected in alive[2:]:
+        served = await take_job(scheduler)
+        assert served is expected and scheduler.refusal(served) is None
+        await done(scheduler, served)
+    # After the cool-down the first waiting job probes it; it fails: given up, the rest
+    # come back to fail without being sent.
+    probe = await take_job(scheduler)
+    assert probe is dead[2]
+    scheduler.release(probe, refused(probe))
+    scheduler.finish(probe)
+    for expected in dead[3:]:
+        served = await take_job(scheduler)
+        assert served is expected
+        refusal = scheduler.refusal(served)
+        assert refusal is not None and refusal.message.startswith("http://a.test:1 given up")
+        await done(scheduler, served)
+    [shown] = scheduler.host_states()
+    assert (shown.host, shown.state, shown.endpoint) == ("a.test", "dead", "http://a.test:1")
+    scheduler.close()
+    assert await take(scheduler) is None
+
+
+async def test_jobs_waiting_for_a_parked_endpoint_leave_the_room_to_others() -> None:
+    politeness = Politeness(dead_after=1, dead_cooldown_s=60)
+    scheduler = Scheduler(per_host=1, capacity=4, rules=HostRules(politeness, 1))
+    first = job("a.test:1", "/0")
+    scheduler.add(first)
+    await take_job(scheduler)
+    scheduler.release(first, refused(first))  # parked for a minute
+    scheduler.finish(first)
+    for n in range(4):
+        scheduler.add(job("a.test:1", f"/{n + 1}"))
+    assert not scheduler.room
+    fine = job("a.test:2", "/ok")
+    waiting = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert not waiting.done()  # the four went aside, so nothing to hand out...
+    assert scheduler.room  # ...and they leave the room to the rest
+    scheduler.add(fine)
+    assert await asyncio.wait_for(waiting, 1) is fine
+    scheduler.stop()

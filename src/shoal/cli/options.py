@@ -385,14 +385,14 @@ _JOB_OPTIONS = [
         default=5,
         show_default=True,
         type=click.IntRange(min=0),
-        help="Consecutive connection failures that park a host (0: never).",
+        help="Consecutive connection failures that park an endpoint (host and port; 0: never).",
     ),
     click.option(
         "--dead-cooldown",
         default=30.0,
         show_default=True,
         type=_positive_float(),
-        help="Seconds a parked host waits before a probe (doubles per failed probe).",
+        help="Seconds a parked endpoint waits before a probe (doubles per failed probe).",
     ),
     click.option(
         "--respect-robots",

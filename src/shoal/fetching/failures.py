@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shoal.fetching.dns import LookupFailed, NameNotFound
-from shoal.result import Error, ErrorKind
+from shoal.result import Error, ErrorKind, endpoint, endpoint_of
 
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 _MAX_MESSAGE = 500
@@ -37,20 +37,29 @@ def undecodable(coding: str, reason: str) -> Error:
 
 def classify(exc: BaseException) -> Error:
     """The error kind and message for an exception raised while making a request."""
-    host = exc.host if isinstance(exc, aiohttp.ClientConnectorError) else None
+    where = None
     if isinstance(exc, aiohttp.ClientConnectorError):
+        # What the connection went to (a proxy's own key when the proxy could not be reached).
+        where = endpoint(_secure(exc), exc.host, exc.port)
         cause = exc.os_error
         if isinstance(cause, NameNotFound | LookupFailed):  # the resolver's own words
             kind = ErrorKind.DNS if isinstance(cause, NameNotFound) else ErrorKind.CONNECT
-            return Error(kind, cause.strerror or "DNS lookup failed", host=host)
+            return Error(kind, cause.strerror or "DNS lookup failed", endpoint=where)
     if isinstance(exc, aiohttp.ClientSSLError):
-        return Error(ErrorKind.TLS, _clipped(_tls_message(exc)), host=host)
+        return Error(ErrorKind.TLS, _clipped(_tls_message(exc)), endpoint=where)
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         # The proxy's answer to CONNECT: the tunnel failed, so the host was not reached; the
-        # error names the proxy, so the target host is not counted as unreachable.
-        proxy = exc.request_info.real_url
-        return Error(ErrorKind.CONNECT, _clipped(_proxy_message(exc)), host=proxy.host)
-    return Error(_kind(exc), _message(exc, type(exc).__name__), host=host)
+        # error names the proxy, so the target's endpoint is not counted as unreachable.
+        proxy = endpoint_of(exc.request_info.real_url)
+        return Error(ErrorKind.CONNECT, _clipped(_proxy_message(exc)), endpoint=proxy)
+    return Error(_kind(exc), _message(exc, type(exc).__name__), endpoint=where)
+
+
+def _secure(exc: aiohttp.ClientConnectorError) -> bool:
+    """Whether the failed connection was to speak TLS: its key (aiohttp's ``ConnectionKey``,
+    the error's first argument) says so; ``exc.ssl`` is the TLS setting, set for http too."""
+    key = exc.args[0] if exc.args else None
+    return getattr(key, "is_ssl", False) is True
 
 
 # -- TLS and proxy faults, in words that name the cause ------------------------------------

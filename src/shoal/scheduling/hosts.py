@@ -7,9 +7,12 @@ the exact name, each overriding the one before).
 :class:`HostControl` holds what one host has earned: when its next request may start
 (a generic cell rate algorithm for ``per_second``, plus the least delay with jitter, both
 counted from the moment a request is sent: see :meth:`HostControl.started`), a
-pause from ``Retry-After``, the adaptive window and delay, and the count of consecutive
-connection failures that parks a dead host. It reads a clock value it is given and never
-sleeps, so the scheduler can keep one timer for every waiting host.
+pause from ``Retry-After``, and the adaptive window and delay. It reads a clock value it is
+given and never sleeps, so the scheduler can keep one timer for every waiting host.
+
+Caps and pacing belong to the host *name*: every port and scheme of a host shares them.
+Connection health (parking an endpoint that keeps refusing, probing it, giving it up) belongs
+to the endpoint a connection goes to: see :mod:`shoal.scheduling.endpoints`.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from typing import TypeVar
 
 from shoal.config import HostPolicy, Politeness, Timeouts, check_host_pattern
 from shoal.outcome import Finished
-from shoal.result import Error, ErrorKind
+from shoal.result import ErrorKind
+from shoal.scheduling.endpoints import UNREACHABLE
 from shoal.scheduling.retry import parse_retry_after
 
 _T = TypeVar("_T")
 
-#: Outcomes that say the host could not be reached at all.
-UNREACHABLE = frozenset({ErrorKind.CONNECT, ErrorKind.DNS})
 #: Statuses that ask the client to slow down.
 SLOW_DOWN = frozenset({429, 503})
 
@@ -40,8 +42,6 @@ _ADAPTIVE_MAX_S = 60.0
 #: sign of load.
 _SLOW_FACTOR = 3.0
 _SLOW_MARGIN_S = 0.25
-#: The longest a dead host waits between probes.
-_PARK_MAX_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +135,16 @@ def _pick(value: _T | None, default: _T) -> _T:
 class HostState:
     """What :meth:`shoal.Engine.statistics` shows of one host.
 
-    ``state`` is ``paused`` (a Retry-After), ``parked`` (unreachable, waiting to probe),
-    ``probing``, ``dead`` (given up), ``slowed`` (the adaptive throttle is below the
-    host's settings) or ``ok``. ``cap`` is its in-flight cap now, ``delay_s`` the least
-    time between starts now, ``wait_s`` how long until it may start again. ``done`` counts
-    the attempts that ended since the scheduler last took the host up (a dashboard turns
-    two snapshots into a rate), ``last_error`` is the last failed attempt's
-    ``kind: message``.
+    ``state`` is ``parked`` (an endpoint of the host is unreachable, waiting to probe),
+    ``probing``, ``dead`` (an endpoint given up), ``paused`` (a Retry-After), ``slowed``
+    (the adaptive throttle is below the host's settings) or ``ok``. The first three are an
+    endpoint's, named by ``endpoint`` (``scheme://host:port``): the host's other endpoints
+    go on meanwhile. ``cap`` is its in-flight cap now, ``delay_s`` the least time between
+    starts now, ``wait_s`` how long until it may start again (or the endpoint may be
+    probed). ``failures`` counts the consecutive connection failures of the endpoint with
+    the most. ``done`` counts the attempts that ended since the scheduler last took the
+    host up (a dashboard turns two snapshots into a rate), ``last_error`` is the last failed
+    attempt's ``kind: message``.
     """
 
     host: str
@@ -154,10 +157,11 @@ class HostState:
     failures: int
     done: int = 0
     last_error: str | None = None
+    endpoint: str | None = None
 
 
 class HostControl:
-    """The pacing and health of one host (see the module's docstring).
+    """The pacing of one host (see the module's docstring).
 
     ``cap`` (requests in flight allowed now) and ``tracks`` (whether starts must be
     recorded and ``ready_at`` asked) are plain attributes, kept up to date by every change,
@@ -167,31 +171,24 @@ class HostControl:
     __slots__ = (
         "_adaptive",
         "_baseline_s",
-        "_dead_after",
-        "_dead_probes",
         "_decreased_at",
         "_delay",
         "_earliest",
         "_interval",
         "_jitter",
-        "_parked_for",
         "_retry_after_max_s",
         "_share",
         "_tat",
         "_tolerance",
         "cap",
         "extra_delay_s",
-        "failures",
-        "gave_up",
         "limit",
         "name",
-        "parked_until",
         "paused_until",
-        "probes",
-        "probing",
         "tracks",
         "unsent",
         "unverified",
+        "unwell",
         "window",
     )
 
@@ -217,22 +214,16 @@ class HostControl:
         self._tat = -math.inf
         self._earliest = -math.inf
         self._adaptive = politeness.adaptive
-        self._dead_after = politeness.dead_after
-        self._dead_probes = politeness.dead_probes
-        self._parked_for = politeness.dead_cooldown_s
         self._retry_after_max_s = retry_after_max_s
         self.window = float(self.limit)
         self.extra_delay_s = 0.0
         self._decreased_at = -math.inf
         self._baseline_s = math.inf
         self.paused_until = -math.inf
-        self.parked_until = -math.inf
-        self.failures = 0
-        self.probes = 0
-        self.probing = False
         #: Until robots.txt is read, one request at a time (the one reading it).
         self.unverified = politeness.respect_robots
-        self.gave_up: Error | None = None
+        #: An endpoint of the host is unhealthy: the scheduler asks before each start.
+        self.unwell = False
         #: Requests started and not yet on the wire (only counted while paced).
         self.unsent = 0
         self.cap = self.limit
@@ -241,17 +232,17 @@ class HostControl:
 
     def _settle(self) -> None:
         """Recompute ``cap`` and ``tracks`` after a change."""
-        if self.probing or self.unverified:
+        if self.unverified:
             self.cap = 1
         else:
             self.cap = int(self.window) if self._adaptive else self.limit
-        self.tracks = self.gave_up is None and (
-            self._adaptive
+        self.tracks = (
+            self.unwell
+            or self._adaptive
             or self._interval > 0
             or self._delay > 0
             or self.extra_delay_s > 0
             or self.paused_until > -math.inf
-            or self.parked_until > -math.inf
         )
 
     # -- what the scheduler asks -----------------------------------------------------------
@@ -264,13 +255,9 @@ class HostControl:
     def ready_at(self) -> float:
         """The loop time from which the next request may start: ``inf`` while a paced
         host's last request waits to be sent (it is due once that one is)."""
-        if self.gave_up is not None:
-            return -math.inf  # its requests fail at once, without being sent
         if self.unsent:
             return math.inf
-        return max(
-            self._tat - self._tolerance, self._earliest, self.paused_until, self.parked_until
-        )
+        return max(self._tat - self._tolerance, self._earliest, self.paused_until)
 
     def started(self, now: float) -> bool:
         """A request to the host starts now (asked only while ``tracks``).
@@ -281,9 +268,6 @@ class HostControl:
         to be sent (a DNS lookup, a connection, a TLS handshake) thus never shortens the
         gap the server sees.
         """
-        if self.parked_until > -math.inf and now >= self.parked_until and not self.probing:
-            self.probing = True  # the first request after a cool-down is a probe
-            self._settle()
         if self.paused_until > -math.inf and now >= self.paused_until:
             self.paused_until = -math.inf  # the pause is over
             self._settle()
@@ -302,6 +286,11 @@ class HostControl:
         delay = self._delay + self.extra_delay_s
         if delay > 0:
             self._earliest = now + delay * (1.0 + self._jitter * rng.random())
+
+    def watch(self, unwell: bool) -> None:
+        """Whether an endpoint of the host is unhealthy now (so every start is asked about)."""
+        self.unwell = unwell
+        self._settle()
 
     def verify(self) -> None:
         """The host's robots.txt is read: the one-at-a-time limit ends."""
@@ -340,9 +329,7 @@ class HostControl:
         """True when forgetting this state would change nothing."""
         return (
             self.ready_at() <= now
-            and self.failures == 0
-            and not self.probing
-            and self.gave_up is None
+            and not self.unwell
             and self.window >= self.limit
             and self.extra_delay_s == 0
         )
@@ -355,25 +342,9 @@ class HostControl:
         True when the host is now in a state worth showing (not ``ok``).
         """
         error = result.error
-        if (
-            error is None
-            and not self.tracks
-            and self.failures == 0
-            and result.status not in SLOW_DOWN
-        ):
+        if error is None and not self.tracks and result.status not in SLOW_DOWN:
             return False  # the common case: a plain host, a plain answer
-        if (
-            error is not None
-            and error.kind in UNREACHABLE
-            and (error.host is None or error.host == self.name)
-        ):
-            self._unreachable(error, now)
-        else:
-            self.failures = 0
-            if self.probing or self.parked_until > -math.inf:
-                self.probing = False
-                self.probes = 0
-                self.parked_until = -math.inf
+        if error is None or error.kind not in UNREACHABLE:  # (those teach its endpoint)
             status = result.status
             if status in SLOW_DOWN and result.headers is not None:
                 after = parse_retry_after(result.headers.get("Retry-After"))
@@ -383,26 +354,7 @@ class HostControl:
             if self._adaptive:
                 self._adapt(result, started, now)
         self._settle()
-        return self.failures > 0 or self.state(now) != "ok"
-
-    def _unreachable(self, error: Error, now: float) -> None:
-        self.failures += 1
-        if self._dead_after == 0:
-            return
-        if self.probing:
-            self.probing = False
-            self.probes += 1
-            if self.probes >= self._dead_probes:
-                self.gave_up = Error(
-                    error.kind,
-                    f"host given up after {self.failures} consecutive connection failures "
-                    f"and {self.probes} failed probes; not sent (last: {error.message})",
-                )
-                return
-            self._parked_for = min(_PARK_MAX_S, self._parked_for * 2)
-            self.parked_until = now + self._parked_for
-        elif self.failures >= self._dead_after and self.parked_until == -math.inf:
-            self.parked_until = now + self._parked_for
+        return self.state(now) != "ok"
 
     def _adapt(self, result: Finished, started: float, now: float) -> None:
         error = result.error
@@ -439,12 +391,6 @@ class HostControl:
                 self.window = min(float(self.limit), self.window + 1 / self.window)
 
     def state(self, now: float) -> str:
-        if self.gave_up is not None:
-            return "dead"
-        if self.probing:
-            return "probing"
-        if self.parked_until > now:
-            return "parked"
         if self.paused_until > now:
             return "paused"
         if self.window < self.limit or self.extra_delay_s > 0:

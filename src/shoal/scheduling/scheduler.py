@@ -3,10 +3,15 @@
 Jobs wait in one queue per host. Hosts with queued work, a free slot and nothing to wait
 for form a ring, and a worker takes the next job from the host at the front, which then
 goes to the back: so a host with a million queued jobs gets the same turns as a host with
-one. A host that must wait (its rate, its delay, a Retry-After pause, a cool-down after
-connection failures) and a job waiting to be retried both sit in one heap of timers, and a
-single loop timer wakes the earliest: waiting hosts cost nothing until they are due. The
+one. A host that must wait (its rate, its delay, a Retry-After pause), an endpoint parked
+after connection failures and a job waiting to be retried all sit in one heap of timers, and
+a single loop timer wakes the earliest: waiting hosts cost nothing until they are due. The
 scheduler never does I/O; it decides *when*.
+
+Caps and pacing are a host name's (:class:`HostControl`); connection health is an endpoint's
+(:class:`Health`: scheme, host and port). A host with an unhealthy endpoint is tracked, and only
+then is each job it starts asked about: a job for a parked endpoint waits aside on it while the
+host's other jobs go on.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from shoal.config import Politeness
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error
+from shoal.scheduling.endpoints import UNREACHABLE, Endpoint, Health
 from shoal.scheduling.hosts import HostControl, HostRules, HostState
 from shoal.store.store import HostPace
 
@@ -43,19 +49,36 @@ def _wait(due: float, now: float) -> float:
     return 0.0 if due == math.inf else round(max(0.0, due - now), 3)
 
 
-def _state_of(host: _Host, state: str, now: float) -> HostState:
+def _state_of(host: _Host, now: float) -> HostState:
+    """What a snapshot shows of ``host``: an unhealthy endpoint's state (parked, probing,
+    dead, naming the endpoint) before the host's own (paused, slowed, ok)."""
     control = host.control
+    state = control.state(now)
+    due = control.ready_at()
+    failures = 0
+    shown = None
+    queued = len(host.queue)
+    worst = None if host.health is None else host.health.worst(now)
+    if worst is not None:
+        failures = worst.failures
+        queued += len(worst.aside)
+        worse = worst.state(now)
+        if worse != "ok":
+            state, shown = worse, worst.name
+            if worse != "dead":
+                due = max(due, worst.parked_until)
     return HostState(
         host=host.name,
         state=state,
         in_flight=host.in_flight,
-        queued=len(host.queue),
+        queued=queued,
         cap=control.cap,
         delay_s=round(control.delay_now(), 3),
-        wait_s=_wait(control.ready_at(), now),
-        failures=control.failures,
+        wait_s=_wait(due, now),
+        failures=failures,
         done=host.done,
         last_error=None if (e := host.last_error) is None else f"{e.kind.value}: {e.message}",
+        endpoint=shown,
     )
 
 
@@ -63,6 +86,7 @@ class _Host:
     __slots__ = (
         "control",
         "done",
+        "health",
         "in_flight",
         "last_error",
         "name",
@@ -83,6 +107,8 @@ class _Host:
         #: Attempts ended, and the last one's error (for the dashboard).
         self.done = 0
         self.last_error: Error | None = None
+        #: Its endpoints whose connections failed lately (``None``: none).
+        self.health: Health | None = None
         self.ready = False  # in the ring
         self.sleeping = False  # in the timer heap
 
@@ -95,7 +121,9 @@ class Scheduler:
     bounds the jobs held (queued, waiting to retry, or in flight); the feeder waits for
     room with :meth:`wait_room`, so memory stays bounded whatever the input size.
     ``concurrency`` is the number of workers: a host that can keep them all busy alone has
-    its backlog held in memory rather than deferred to the store (see :meth:`wants`).
+    its backlog held in memory rather than deferred to the store (see :meth:`wants`). Jobs
+    waiting aside for a parked endpoint are held too, but up to ``capacity`` of them leave
+    the room to the rest, so a dead endpoint's backlog does not stop the input being read.
     """
 
     def __init__(
@@ -112,6 +140,7 @@ class Scheduler:
         self._rules = rules or HostRules(Politeness(), per_host)
         self._concurrency = concurrency
         self._politeness = self._rules.politeness
+        self._health = self._politeness.dead_after > 0
         self._host_cap = host_cap
         self._retry_after_max_s = retry_after_max_s
         self._rng = rng or random.Random()
@@ -122,7 +151,7 @@ class Scheduler:
         self._notable: set[str] = set()
         self._ready: deque[_Host] = deque()
         self._waiters: deque[asyncio.Future[Job | None]] = deque()
-        self._timers: list[tuple[float, int, Job | _Host]] = []
+        self._timers: list[tuple[float, int, Job | _Host | Endpoint]] = []
         self._retries = 0
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -130,6 +159,8 @@ class Scheduler:
         self._room = asyncio.Event()
         self._room.set()
         self._held = 0
+        #: Of the jobs held, those waiting aside for a parked endpoint.
+        self._aside = 0
         self._expected = 0
         self.in_flight = 0
         self._closed = False
@@ -164,12 +195,12 @@ class Scheduler:
         shown: list[HostState] = []
         for name in list(self._notable):
             host = self._hosts.get(name)
-            state = None if host is None else host.control.state(now)
-            if host is None or state == "ok":
+            state = None if host is None else _state_of(host, now)
+            if state is None or state.state == "ok":
                 self._notable.discard(name)
                 continue
             if len(shown) < _SHOWN_HOSTS:
-                shown.append(_state_of(host, str(state), now))
+                shown.append(state)
         return tuple(sorted(shown, key=lambda state: state.host))
 
     def busiest(self, limit: int) -> tuple[HostState, ...]:
@@ -181,7 +212,7 @@ class Scheduler:
             (host for host in self._hosts.values() if host.in_flight or host.queue),
             key=lambda host: (host.in_flight, len(host.queue)),
         )
-        return tuple(_state_of(host, host.control.state(now), now) for host in top)
+        return tuple(_state_of(host, now) for host in top)
 
     def keep_apart(self, name: str, delay_s: float) -> None:
         """Start requests to host ``name`` at least ``delay_s`` apart from now on."""
@@ -227,6 +258,10 @@ class Scheduler:
         if host is not None:
             dropped += host.queue
             host.queue.clear()
+            if host.health is not None:
+                aside = host.health.drop()
+                self._aside -= len(aside)
+                dropped += aside
         if any(isinstance(item, Job) and item.host == name for _, _, item in self._timers):
             kept = []
             for entry in self._timers:
@@ -244,17 +279,16 @@ class Scheduler:
             if kept:
                 self._arm_timer()
         self._held -= len(dropped)
-        if self._held < self._capacity:
-            self._room.set()
+        self._check_room()
         self._wake_if_finished()
         return dropped
 
     def refusal(self, job: Job) -> Error | None:
-        """Why ``job`` must fail without being sent (its host was given up), if it must."""
+        """Why ``job`` must fail without being sent (its endpoint was given up), if it must."""
         if not self._notable:
-            return None  # no host is in any state but ok, so none was given up
+            return None  # no host is in any state but ok, so no endpoint was given up
         host = self._hosts.get(job.host)
-        return None if host is None else host.control.gave_up
+        return None if host is None or host.health is None else host.health.refusal(job)
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -264,7 +298,7 @@ class Scheduler:
         if self._stopped:
             return
         self._held += 1
-        if self._held >= self._capacity:
+        if self._held >= self._capacity and self._load() >= self._capacity:
             self._room.clear()
         self._enqueue(job)
 
@@ -362,12 +396,12 @@ class Scheduler:
     @property
     def free(self) -> int:
         """How many more jobs may be held."""
-        return max(0, self._capacity - self._held)
+        return max(0, self._capacity - self._load())
 
     @property
     def room(self) -> bool:
-        """Whether fewer than ``capacity`` jobs are held."""
-        return self._held < self._capacity
+        """Whether fewer than ``capacity`` jobs are held (see :meth:`_load`)."""
+        return self._load() < self._capacity
 
     @property
     def paused(self) -> bool:
@@ -393,8 +427,11 @@ class Scheduler:
         self._retries = 0
         self._ready.clear()
         self._held = self.in_flight  # only the jobs in flight are still to finish
+        self._aside = 0
         for host in self._hosts.values():
             host.queue.clear()
+            if host.health is not None:
+                host.health.drop()
             host.ready = host.sleeping = False
         self._room.set()
         self._refill.set()
@@ -433,10 +470,17 @@ class Scheduler:
         self._unsent(host, job)  # ended before it was sent
         if result is not None:
             host.done += 1
-            if result.error is not None:
-                host.last_error = result.error
+            error = result.error
+            if error is not None:
+                host.last_error = error
+            if host.health is not None or (
+                error is not None and error.kind in UNREACHABLE and self._health
+            ):
+                self._learn(host, job, result)
             if host.control.observe(result, job.started, self._now()):
                 self._notable.add(host.name)
+        elif host.health is not None:
+            self._forget(host, job)
         if host.queue:
             self._consider(host)
         elif host.in_flight == 0:
@@ -458,7 +502,7 @@ class Scheduler:
     def finish(self, job: Job) -> None:
         """``job`` has its final result."""
         self._held -= 1
-        if self._held < self._capacity:
+        if self._held < self._capacity or self._load() < self._capacity:
             self._room.set()
         self._wake_if_finished()
 
@@ -469,6 +513,79 @@ class Scheduler:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         return loop.time()
+
+    def _load(self) -> int:
+        """The jobs held that count against the capacity: those waiting aside for a parked
+        endpoint count only past a capacity's worth of them."""
+        return self._held - min(self._aside, self._capacity)
+
+    def _check_room(self) -> None:
+        if self._load() < self._capacity:
+            self._room.set()
+        else:
+            self._room.clear()
+
+    # -- connection health: per endpoint, asked only of a host that has an unhealthy one -----
+
+    def _learn(self, host: _Host, job: Job, result: Finished) -> None:
+        """Learn from the outcome of ``job``'s attempt what its endpoint's health is."""
+        health = host.health
+        if health is None:
+            health = host.health = Health(host.name, self._politeness)
+            host.control.watch(True)
+        parked, back = health.learn(job, result, self._now())
+        if parked is not None:
+            self._push_timer(parked.parked_until, parked)
+        if back:
+            self._put_back(host, back)
+        if health.plain():
+            host.health = None
+            host.control.watch(False)
+        else:
+            self._notable.add(host.name)
+
+    def _forget(self, host: _Host, job: Job) -> None:
+        """``job`` ended without an outcome: if it probed an endpoint, another job probes."""
+        health = host.health
+        if health is not None:
+            endpoint = health.forget(job)
+            if endpoint is not None:
+                self._wake(endpoint)
+
+    def _wake(self, endpoint: Endpoint) -> None:
+        """``endpoint``'s cool-down is over: its first job waiting aside goes as the probe."""
+        host = self._hosts.get(endpoint.host)
+        if host is None or host.health is None:
+            return
+        job = host.health.wake(endpoint, self._now() + _RESOLUTION_S)
+        if job is not None:
+            self._put_back(host, [job])
+            self._consider(host)
+
+    def _put_back(self, host: _Host, jobs: list[Job]) -> None:
+        """``jobs`` waited aside for their endpoint: they go first in their host's queue."""
+        host.queue.extendleft(reversed(jobs))
+        self._aside -= len(jobs)
+        self._check_room()
+
+    def _next(self, host: _Host, now: float) -> Job | None:
+        """The first job in ``host``'s queue that may start now: those for a parked endpoint
+        (or one being probed) are set aside on it (``None``: every one of them was)."""
+        queue = host.queue
+        health = host.health
+        if health is None:
+            return queue.popleft()
+        aside = self._aside
+        job = None
+        while queue:
+            candidate = queue.popleft()
+            if not health.hold(candidate, now + _RESOLUTION_S):
+                job = candidate
+                break
+            self._aside += 1
+        if self._aside != aside:
+            self._check_room()
+        return job
 
     def _host(self, name: str) -> _Host:
         host = self._hosts.get(name)
@@ -541,7 +658,11 @@ class Scheduler:
                     host.sleeping = True
                     self._push_timer(due, host)
                     continue
-                job = host.queue.popleft()
+                taken = self._next(host, now)
+                if taken is None:  # its jobs wait for their endpoint, parked
+                    self._ask_for_more(host)
+                    continue
+                job = taken
                 job.started = now
                 if control.started(now):
                     job.on_sent = self._on_sent
@@ -549,13 +670,7 @@ class Scheduler:
                 job = host.queue.popleft()
             host.in_flight += 1
             self.in_flight += 1
-            if (
-                self._deferred
-                and len(host.queue) <= HOST_QUEUE // 2
-                and host.name in self._deferred
-            ):
-                self._hungry.add(host.name)
-                self._refill.set()
+            self._ask_for_more(host)
             if host.queue and host.in_flight < control.cap and not control.tracks:
                 host.ready = True  # the common case, without a call
                 ready.append(host)
@@ -563,6 +678,12 @@ class Scheduler:
                 self._consider(host)
             return job
         return None
+
+    def _ask_for_more(self, host: _Host) -> None:
+        """If ``host``'s queue runs low while it has jobs deferred, ask the store for them."""
+        if self._deferred and len(host.queue) <= HOST_QUEUE // 2 and host.name in self._deferred:
+            self._hungry.add(host.name)
+            self._refill.set()
 
     def _rest(self, host: _Host) -> None:
         """``host`` has nothing queued or in flight: forget it, unless its state matters."""
@@ -576,7 +697,12 @@ class Scheduler:
         if len(self._idle) > _IDLE_HOSTS:
             name, _ = self._idle.popitem(last=False)
             stale = self._hosts.get(name)
-            if stale is not None and not stale.queue and not stale.in_flight:
+            if (
+                stale is not None
+                and not stale.queue
+                and not stale.in_flight
+                and (stale.health is None or not stale.health.aside)
+            ):
                 del self._hosts[name]
                 self._notable.discard(name)
 
@@ -598,6 +724,8 @@ class Scheduler:
         host = self._hosts[job.host]
         host.in_flight -= 1
         self._unsent(host, job)
+        if host.health is not None:
+            host.health.forget(job)  # a probe given back probes again once taken
         host.queue.appendleft(job)
         if not host.ready and not host.sleeping:
             host.ready = True
@@ -636,7 +764,7 @@ class Scheduler:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _push_timer(self, due: float, item: Job | _Host) -> None:
+    def _push_timer(self, due: float, item: Job | _Host | Endpoint) -> None:
         heapq.heappush(self._timers, (due, next(self._order), item))
         if self._timers[0][2] is item:
             self._arm_timer()
@@ -656,6 +784,8 @@ class Scheduler:
             if isinstance(item, Job):
                 self._retries -= 1
                 self._enqueue(item)
+            elif isinstance(item, Endpoint):
+                self._wake(item)
             else:
                 item.sleeping = False
                 if item.name in self._hosts:

@@ -50,7 +50,8 @@
       counted.set(h.host, [now, h.done]);
       const rate = before && now > before[0] && h.done >= before[1] ?
         fmt((h.done - before[1]) / (now - before[0])) : "—";
-      return `<tr><td>${esc(h.host)}</td><td>${esc(h.state)}</td><td>${h.in_flight}</td>` +
+      const state = h.endpoint ? `${h.state} ${h.endpoint}` : h.state;
+      return `<tr><td>${esc(h.host)}</td><td>${esc(state)}</td><td>${h.in_flight}</td>` +
         `<td>${h.queued}</td><td>${rate}</td><td>${h.cap}</td><td>${h.delay_s}</td>` +
         `<td>${h.wait_s}</td><td>${h.failures}</td>` +
         `<td class="message">${h.last_error === null ? "" : esc(h.last_error)}</td></tr>`;
