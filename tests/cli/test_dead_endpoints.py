@@ -6,6 +6,8 @@ import socket
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_cli import read_records, shoal
 from tests.servers import Misbehaving
 
@@ -18,9 +20,13 @@ def dead_port() -> int:
     return port
 
 
-async def test_a_dead_port_fails_only_its_own_requests(server: Misbehaving, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_a_dead_port_fails_only_its_own_requests(
+    server: Misbehaving, tmp_path: Path, processes: str
+) -> None:
     # The report: one input, every 20th URL to a refused port of 127.0.0.1, the rest to a
-    # healthy port of the same address. Only the dead port's requests may fail.
+    # healthy port of the same address. Only the dead port's requests may fail, in one
+    # process or over several (each learns of the dead port on its own).
     port = dead_port()
     urls = [
         f"http://127.0.0.1:{port}/dead/{n}"
@@ -33,7 +39,7 @@ async def test_a_dead_port_fails_only_its_own_requests(server: Misbehaving, tmp_
     output = tmp_path / "dead.jsonl"
     run = await shoal(
         "fetch", str(given), "-o", str(output), "-q",
-        "--dead-cooldown", "0.05", "--backoff", "0.01",
+        "--dead-cooldown", "0.05", "--backoff", "0.01", "--processes", processes,
         within_s=30,
     )  # fmt: skip
     assert run.code != 0  # some requests failed: the dead port's

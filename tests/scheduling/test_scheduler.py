@@ -605,3 +605,40 @@ async def test_jobs_waiting_for_a_parked_endpoint_leave_the_room_to_others() -> 
     scheduler.add(fine)
     assert await asyncio.wait_for(waiting, 1) is fine
     scheduler.stop()
+
+
+async def parked_with_waiting(count: int, cooldown_s: float = 0.05) -> tuple[Scheduler, list[Job]]:
+    """A scheduler whose a.test:1 is parked, ``count`` jobs queued for it."""
+    politeness = Politeness(dead_after=1, dead_cooldown_s=cooldown_s, dead_probes=2)
+    scheduler = Scheduler(per_host=4, capacity=100, rules=HostRules(politeness, 4))
+    first = job("a.test:1", "/0")
+    scheduler.add(first)
+    await take_job(scheduler)
+    scheduler.release(first, refused(first))
+    scheduler.finish(first)
+    waiting = [job("a.test:1", f"/{n + 1}") for n in range(count)]
+    for queued in waiting:
+        scheduler.add(queued)
+    return scheduler, waiting
+
+
+async def test_a_probe_that_ends_without_an_outcome_lets_the_next_job_probe() -> None:
+    scheduler, waiting = await parked_with_waiting(3)
+    probe = await take_job(scheduler)  # after the cool-down
+    assert probe is waiting[0]
+    assert scheduler.in_flight == 1
+    scheduler.release(probe)  # refused by robots.txt, say: it never connected
+    scheduler.finish(probe)
+    assert await take_job(scheduler) is waiting[1]  # probes in its place
+    assert scheduler.in_flight == 1  # still one at a time
+
+
+async def test_dropping_a_host_returns_the_jobs_waiting_for_its_endpoint() -> None:
+    scheduler, waiting = await parked_with_waiting(3, cooldown_s=60)
+    lonely = asyncio.create_task(scheduler.wait_job())
+    await settle()  # the three go aside
+    assert not lonely.done()
+    assert scheduler.drop_host("a.test") == waiting
+    assert scheduler.held == 0
+    scheduler.close()
+    assert await asyncio.wait_for(lonely, 1) is None

@@ -95,6 +95,26 @@ class Health:
         """Jobs waiting aside, over every endpoint."""
         return sum(len(endpoint.aside) for endpoint in self.endpoints.values())
 
+    @property
+    def holding(self) -> bool:
+        """Whether a job may have to wait aside now (an endpoint is parked or probed); only
+        then does the scheduler ask about each job it takes (see :meth:`take`)."""
+        return any(
+            endpoint.gave_up is None and endpoint.parked_until > -math.inf
+            for endpoint in self.endpoints.values()
+        )
+
+    def take(self, queue: deque[Job], now: float) -> tuple[Job | None, int]:
+        """The first job of ``queue`` that may start at ``now`` (``None``: none), the ones
+        before it set aside (see :meth:`hold`), and how many were."""
+        held = 0
+        while queue:
+            job = queue.popleft()
+            if not self.hold(job, now):
+                return job, held
+            held += 1
+        return None, held
+
     def hold(self, job: Job, now: float) -> bool:
         """Whether ``job``, just taken from its host's queue at loop time ``now``, must wait
         aside (its endpoint is parked, or a probe of it is out); if not, it may be sent (as the

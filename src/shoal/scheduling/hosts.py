@@ -222,7 +222,7 @@ class HostControl:
         self.paused_until = -math.inf
         #: Until robots.txt is read, one request at a time (the one reading it).
         self.unverified = politeness.respect_robots
-        #: An endpoint of the host is unhealthy: the scheduler asks before each start.
+        #: An endpoint of the host is parked or probed: the scheduler asks before each start.
         self.unwell = False
         #: Requests started and not yet on the wire (only counted while paced).
         self.unsent = 0
@@ -288,7 +288,8 @@ class HostControl:
             self._earliest = now + delay * (1.0 + self._jitter * rng.random())
 
     def watch(self, unwell: bool) -> None:
-        """Whether an endpoint of the host is unhealthy now (so every start is asked about)."""
+        """Whether an endpoint of the host is parked or probed now (so that every start is
+        asked about: see :meth:`shoal.scheduling.endpoints.Health.take`)."""
         self.unwell = unwell
         self._settle()
 

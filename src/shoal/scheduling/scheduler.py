@@ -532,7 +532,6 @@ class Scheduler:
         health = host.health
         if health is None:
             health = host.health = Health(host.name, self._politeness)
-            host.control.watch(True)
         parked, back = health.learn(job, result, self._now())
         if parked is not None:
             self._push_timer(parked.parked_until, parked)
@@ -540,9 +539,11 @@ class Scheduler:
             self._put_back(host, back)
         if health.plain():
             host.health = None
-            host.control.watch(False)
         else:
             self._notable.add(host.name)
+        holding = health.holding
+        if holding != host.control.unwell:
+            host.control.watch(holding)
 
     def _forget(self, host: _Host, job: Job) -> None:
         """``job`` ended without an outcome: if it probed an endpoint, another job probes."""
@@ -571,19 +572,12 @@ class Scheduler:
     def _next(self, host: _Host, now: float) -> Job | None:
         """The first job in ``host``'s queue that may start now: those for a parked endpoint
         (or one being probed) are set aside on it (``None``: every one of them was)."""
-        queue = host.queue
         health = host.health
         if health is None:
-            return queue.popleft()
-        aside = self._aside
-        job = None
-        while queue:
-            candidate = queue.popleft()
-            if not health.hold(candidate, now + _RESOLUTION_S):
-                job = candidate
-                break
-            self._aside += 1
-        if self._aside != aside:
+            return host.queue.popleft()
+        job, held = health.take(host.queue, now + _RESOLUTION_S)
+        if held:
+            self._aside += held
             self._check_room()
         return job
 
@@ -689,7 +683,7 @@ class Scheduler:
         """``host`` has nothing queued or in flight: forget it, unless its state matters."""
         if host.sleeping or host.ready:
             return
-        if host.control.is_plain(self._now()):
+        if host.health is None and host.control.is_plain(self._now()):
             del self._hosts[host.name]
             self._notable.discard(host.name)
             return
