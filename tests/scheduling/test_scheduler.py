@@ -561,13 +561,14 @@ async def test_a_dead_port_does_not_hold_back_the_other_ports_of_its_host() -> N
         for ended in (first, second):
             scheduler.release(ended, refused(ended) if ended in dead else None)
             scheduler.finish(ended)
-    [parked] = scheduler.host_states()
-    assert (parked.state, parked.endpoint, parked.failures) == ("parked", "http://a.test:1", 2)
     # Parked: its jobs wait aside, and every job for the other port goes at once.
     for expected in alive[2:]:
         served = await take_job(scheduler)
         assert served is expected and scheduler.refusal(served) is None
         await done(scheduler, served)
+    [parked] = scheduler.host_states()
+    assert (parked.state, parked.endpoint, parked.failures) == ("parked", "http://a.test:1", 2)
+    assert parked.queued == 3  # waiting aside
     # After the cool-down the first waiting job probes it; it fails: given up, the rest
     # come back to fail without being sent.
     probe = await take_job(scheduler)
