@@ -38,6 +38,9 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FAULT = 3
 EXIT_INTERRUPTED = 130
+#: The output was a pipe whose reader left (``shoal fetch | head``): what a shell reports
+#: for a tool that SIGPIPE ended (128 + 13), so ``set -o pipefail`` sees the job unfinished.
+EXIT_PIPE = 128 + signal.SIGPIPE
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -282,13 +285,49 @@ async def execute(
         console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
         return EXIT_USAGE, None
     except OutputError as exc:
+        if isinstance(exc.__cause__, BrokenPipeError):
+            return closed_pipe(options, console), None
         console.print(f"[red]shoal: stopped: {exc}[/]")
-        console.print("The journal is intact: fix the cause and run the same command to resume.")
+        console.print(after_fault(options))
         return EXIT_FAULT, None
     finally:
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
+
+
+def after_fault(options: JobOptions) -> str:
+    """What a stop on a fault leaves behind, and what to do."""
+    journal = options.journal
+    if options.store is not None or (journal is not None and os.path.exists(journal)):
+        return "The journal is intact: fix the cause and run the same command to resume."
+    if journal is None:
+        return "The journal was temporary (no -o file, no --job): the same command starts over."
+    return "No journal was made: fix the cause and run the command again."
+
+
+def closed_pipe(options: JobOptions, console: Console) -> int:
+    """End quietly, as Unix tools do, when the output pipe's reader has gone: stdout goes
+    to /dev/null (so that nothing complains when it is flushed at exit), and one line says
+    where the progress is when a journal keeps it."""
+    silence_stdout()
+    journal = options.journal
+    if not options.quiet and journal is not None and os.path.exists(journal):
+        console.print(
+            f"shoal: output closed; the journal {journal} holds the progress"
+            " (the same command resumes)",
+            markup=False,
+            highlight=False,
+        )
+    return EXIT_PIPE
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer is dropped at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def check_dashboard(host: str, token: str | None) -> None:
