@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import orjson
 from rich.console import Console
 
+from shoal.cli.options import setting_flag
 from shoal.cli.parsing import load_object
 from shoal.engine import Engine, loop_factory
 from shoal.engine.calls import Function
-from shoal.errors import ConfigError, JournalError, OutputError
+from shoal.errors import ConfigError, JournalError, OutputError, SettingsMismatch
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource, IterableSource, Source
@@ -275,6 +277,9 @@ async def execute(
         loop.add_signal_handler(number, on_signal)
     try:
         stats = await _run(engine, options, watch)
+    except SettingsMismatch as exc:
+        console.print(f"shoal: error: {mismatch_message(exc)}", markup=False, highlight=False)
+        return EXIT_USAGE, None
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
         return EXIT_USAGE, None
@@ -294,6 +299,26 @@ async def execute(
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
+
+
+def mismatch_message(exc: SettingsMismatch) -> str:
+    """A shared job's settings that differ from this worker's, named by their options."""
+    ctx = click.get_current_context(silent=True)
+    command = None if ctx is None else ctx.command.name
+    shown = "; ".join(
+        f"{setting_flag(path, command)} is {_value(mine)} here but {_value(theirs)} in job"
+        f" {exc.job!r}"
+        for path, mine, theirs in exc.differences
+    )
+    return f"{shown}: every worker of a job applies the job's settings"
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list) and all(isinstance(item, str | int) for item in value):
+        return ",".join(str(item) for item in value) or "none"
+    return orjson.dumps(value).decode()
 
 
 def after_fault(options: JobOptions) -> str:
