@@ -45,6 +45,7 @@ from shoal.cli.run import (
     remove_journal,
     serve_dashboard,
     silence_stdout,
+    unreadable,
 )
 from shoal.reporting import Statistics
 from shoal.scheduling import HostState
@@ -139,7 +140,9 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         try:
             source = FileSource(options.input)
         except OSError as exc:
-            console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+            console.print(
+                f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False
+            )
             return EXIT_USAGE
         try:
             estimate = await source.wait_total()

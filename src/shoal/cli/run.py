@@ -27,6 +27,7 @@ from shoal.errors import ConfigError, JournalError, OutputError, SettingsMismatc
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource, IterableSource, Source
+from shoal.sources.lines import url_hint
 
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
@@ -266,6 +267,13 @@ async def execute(
             "[yellow]shoal: resuming a job whose input is stdin: it must be the same input "
             "as before (shoal cannot check it); --restart starts over[/]"
         )
+    if not options.quiet and _waits_on_terminal(options):
+        what = "items" if options.map is not None else "URLs"
+        console.print(
+            f"shoal: reading {what} from standard input (a terminal); end with Ctrl-D",
+            markup=False,
+            highlight=False,
+        )
     if watch is None and options.progress:
 
         def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
@@ -287,7 +295,7 @@ async def execute(
         console.print(f"[red]shoal: error: --dashboard: {exc.message}[/]")
         return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
-        console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+        console.print(f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False)
         return EXIT_USAGE, None
     except OutputError as exc:
         if isinstance(exc.__cause__, BrokenPipeError):
@@ -385,6 +393,19 @@ async def serve_dashboard(engine: Controlled, options: JobOptions) -> AsyncItera
     async with Dashboard(engine, host=host, port=port, token=options.dashboard_token) as shown:
         print(f"shoal: dashboard at {shown.url}", file=sys.stderr, flush=True)
         yield
+
+
+def unreadable(path: str, exc: OSError) -> str:
+    """Why the input cannot be read, with what to write when it was meant as a URL."""
+    message = f"cannot read {path}: {exc.strerror}"
+    hint = url_hint(path) if isinstance(exc, FileNotFoundError) else None
+    return message if hint is None else f"{message} ({hint})"
+
+
+def _waits_on_terminal(options: JobOptions) -> bool:
+    """Whether the job reads its input from a terminal (someone is to type it)."""
+    reads = options.store is None or options.store.admit
+    return reads and options.seeds is None and options.input == "-" and sys.stdin.isatty()
 
 
 def _resumes_stdin(options: JobOptions) -> bool:
