@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from shoal.cli.notices import silence_stdout, unreadable
 from shoal.cli.run import (
     EXIT_FAILED,
     EXIT_FAULT,
@@ -44,8 +45,6 @@ from shoal.cli.run import (
     print_summary,
     remove_journal,
     serve_dashboard,
-    silence_stdout,
-    unreadable,
 )
 from shoal.reporting import Statistics
 from shoal.scheduling import HostState

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
 from rich.console import Console
 
-from shoal.cli.options import setting_flag
+from shoal.cli.notices import after_fault, closed_pipe, mismatch_message, unreadable
 from shoal.cli.parsing import load_object
 from shoal.engine import Engine, loop_factory
 from shoal.engine.calls import Function
@@ -27,7 +26,6 @@ from shoal.errors import ConfigError, JournalError, OutputError, SettingsMismatc
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource, IterableSource, Source
-from shoal.sources.lines import url_hint
 
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
@@ -299,68 +297,15 @@ async def execute(
         return EXIT_USAGE, None
     except OutputError as exc:
         if isinstance(exc.__cause__, BrokenPipeError):
-            return closed_pipe(options, console), None
+            closed_pipe(options.journal, quiet=options.quiet, console=console)
+            return EXIT_PIPE, None
         console.print(f"[red]shoal: stopped: {exc}[/]")
-        console.print(after_fault(options))
+        console.print(after_fault(options.journal, shared=options.store is not None))
         return EXIT_FAULT, None
     finally:
         for number in stop_signals:
             loop.remove_signal_handler(number)
     return exit_code(stats), stats
-
-
-def mismatch_message(exc: SettingsMismatch) -> str:
-    """A shared job's settings that differ from this worker's, named by their options."""
-    ctx = click.get_current_context(silent=True)
-    command = None if ctx is None else ctx.command.name
-    shown = "; ".join(
-        f"{setting_flag(path, command)} is {_value(mine)} here but {_value(theirs)} in job"
-        f" {exc.job!r}"
-        for path, mine, theirs in exc.differences
-    )
-    return f"{shown}: every worker of a job applies the job's settings"
-
-
-def _value(value: object) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list) and all(isinstance(item, str | int) for item in value):
-        return ",".join(str(item) for item in value) or "none"
-    return orjson.dumps(value).decode()
-
-
-def after_fault(options: JobOptions) -> str:
-    """What a stop on a fault leaves behind, and what to do."""
-    journal = options.journal
-    if options.store is not None or (journal is not None and os.path.exists(journal)):
-        return "The journal is intact: fix the cause and run the same command to resume."
-    if journal is None:
-        return "The journal was temporary (no -o file, no --job): the same command starts over."
-    return "No journal was made: fix the cause and run the command again."
-
-
-def closed_pipe(options: JobOptions, console: Console) -> int:
-    """End quietly, as Unix tools do, when the output pipe's reader has gone: stdout goes
-    to /dev/null (so that nothing complains when it is flushed at exit), and one line says
-    where the progress is when a journal keeps it."""
-    silence_stdout()
-    journal = options.journal
-    if not options.quiet and journal is not None and os.path.exists(journal):
-        console.print(
-            f"shoal: output closed; the journal {journal} holds the progress"
-            " (the same command resumes)",
-            markup=False,
-            highlight=False,
-        )
-    return EXIT_PIPE
-
-
-def silence_stdout() -> None:
-    """Point stdout at /dev/null: what is left in its buffer is dropped at exit."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 def check_dashboard(host: str, token: str | None) -> None:
@@ -395,17 +340,10 @@ async def serve_dashboard(engine: Controlled, options: JobOptions) -> AsyncItera
         yield
 
 
-def unreadable(path: str, exc: OSError) -> str:
-    """Why the input cannot be read, with what to write when it was meant as a URL."""
-    message = f"cannot read {path}: {exc.strerror}"
-    hint = url_hint(path) if isinstance(exc, FileNotFoundError) else None
-    return message if hint is None else f"{message} ({hint})"
-
-
 def _waits_on_terminal(options: JobOptions) -> bool:
     """Whether the job reads its input from a terminal (someone is to type it)."""
     reads = options.store is None or options.store.admit
-    return reads and options.seeds is None and options.input == "-" and sys.stdin.isatty()
+    return reads and options.seeds is None and options.input == "-" and os.isatty(0)
 
 
 def _resumes_stdin(options: JobOptions) -> bool:
