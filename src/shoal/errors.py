@@ -29,6 +29,23 @@ class JournalError(ShoalError):
     """The journal cannot be used: it belongs to another job, or it is unreadable."""
 
 
+class SettingsMismatch(JournalError):
+    """A worker's settings differ from those of the shared job it joins: ``differences``
+    holds each differing setting's path (``politeness.per_second``), this worker's value
+    and the job's."""
+
+    def __init__(self, job: str, differences: tuple[tuple[str, object, object], ...]) -> None:
+        shown = "; ".join(
+            f"{path} is {mine!r} here, {theirs!r} in the job" for path, mine, theirs in differences
+        )
+        super().__init__(
+            f"this worker's settings differ from job {job!r}'s ({shown}): every worker of a"
+            " job applies the job's settings"
+        )
+        self.job = job
+        self.differences = differences
+
+
 class OutputError(ShoalError):
     """An output cannot be written (disk full, read-only path, file size limit).
 

@@ -200,9 +200,11 @@ async def test_existing_read_only_output_file_is_a_usage_error(
     assert server.log.total == 0
 
 
-async def test_output_in_a_read_only_folder_stops_with_exit_3_then_resumes(
+async def test_output_in_a_read_only_folder_is_a_usage_error_then_runs(
     server: Misbehaving, tmp_path: Path
 ) -> None:
+    """An output that cannot be made is refused before anything runs or is written (exit 2,
+    naming the option); once its folder is writable, the same command runs."""
     urls = keyed_urls(server, 20, "u")
     source, journal = tmp_path / "urls.txt", tmp_path / "job.journal"
     source.write_bytes(lines(*urls))
@@ -212,22 +214,26 @@ async def test_output_in_a_read_only_folder_stops_with_exit_3_then_resumes(
     args = ("fetch", str(source), "-o", str(output), "--job", str(journal), *RESOLVE, *QUIET)
     with read_only(folder):
         await check_read_only_holds(folder)
-        stopped = await launch(*args, drop_root=True)
-    assert_clean_stop(stopped, "cannot open output", str(output), "Permission denied")
-    assert not output.exists()
+        refused = await launch(*args, drop_root=True)
+    assert refused.code == 2, refused.stderr
+    assert "Invalid value for '-o/--output'" in refused.stderr, refused.stderr
+    assert f"directory {folder} is not writable" in refused.stderr
+    assert "journal is intact" not in refused.stderr
+    assert not output.exists() and not journal.exists()
     assert server.log.total == 0
-    assert inspect_journal(journal)[0] == "ok"
 
-    resumed = await launch(*args, drop_root=True)
-    assert resumed.code == 0, resumed.stderr
+    ran = await launch(*args, drop_root=True)
+    assert ran.code == 0, ran.stderr
     assert_exactly_once(output, urls)
     assert_fetched_once_if_recorded(server, urls, set(urls))
 
 
 @pytest.mark.parametrize("journal_option", [False, True], ids=["beside-the-output", "job-option"])
-async def test_journal_in_a_read_only_folder_is_exit_3(
+async def test_journal_in_a_read_only_folder_is_a_usage_error(
     server: Misbehaving, tmp_path: Path, journal_option: bool
 ) -> None:
+    """A journal that cannot be made is a usage error naming the option (exit 2), not a
+    fault with a journal said to be intact: there is none."""
     source = tmp_path / "urls.txt"
     source.write_bytes(lines(*keyed_urls(server, 5, "u")))
     folder = tmp_path / "locked"
@@ -235,13 +241,17 @@ async def test_journal_in_a_read_only_folder_is_exit_3(
     if journal_option:
         journal = folder / "job.journal"
         options: tuple[str, ...] = ("-o", str(tmp_path / "out.jsonl"), "--job", str(journal))
+        option = "--job"
     else:
         journal = folder / "out.jsonl.journal"
         options = ("-o", str(folder / "out.jsonl"))
+        option = "-o/--output"
     with read_only(folder):
         await check_read_only_holds(folder)
         done = await launch("fetch", str(source), *options, *RESOLVE, *QUIET, drop_root=True)
-    assert_clean_stop(done, str(journal))
+    assert done.code == 2, done.stderr
+    assert f"Invalid value for '{option}'" in done.stderr and "not writable" in done.stderr
+    assert "journal is intact" not in done.stderr and not journal.exists()
     assert server.log.total == 0
 
 

@@ -438,6 +438,23 @@ async def test_a_worker_is_refused_other_politeness_and_an_unknown_job(
         assert refused.code == 2 and option in refused.stderr, (args, refused.stderr)
 
 
+async def test_a_run_whose_settings_differ_from_its_jobs_names_each_option(
+    pg_dsn: str, owners: OwnersServer, tmp_path: Path
+) -> None:
+    write_urls(tmp_path / "urls.txt", owners, hosts=1, each=2, delay_s=0.01)
+    made = await shoal(*creator(tmp_path / "urls.txt", pg_dsn, owners), within_s=60)
+    assert made.code == 0, made.stderr
+    other = await shoal(
+        *creator(tmp_path / "urls.txt", pg_dsn, owners, "--timeout", "9", "--per-host-rate", "5/s"),
+        within_s=60,
+    )
+    assert other.code == 2, other.stderr
+    assert "--timeout is 9.0 here but 1.5 in job 'shared'" in other.stderr, other.stderr
+    assert "--per-host-rate is 5.0 here but none in job 'shared'" in other.stderr
+    assert "every worker of a job applies the job's settings" in other.stderr
+    assert "{" not in other.stderr  # no settings shown as raw JSON objects
+
+
 async def test_a_crawl_on_a_shared_store_follows_links_once_across_workers(
     pg_dsn: str, tmp_path: Path, spawn: Spawn
 ) -> None:

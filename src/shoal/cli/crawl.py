@@ -100,5 +100,5 @@ def crawl(
 
     settings = {"handler": LinkFollower(assets=assets, sitemaps=sitemaps), "crawl": rules}
     if seeds_file is not None:
-        start_job(seeds_file, extra=settings, **options)
+        start_job(seeds_file, extra=settings, input_label="--seeds", **options)
     start_job("<seeds>", extra=settings, seeds=seeds, **options)

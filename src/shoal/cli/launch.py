@@ -16,6 +16,7 @@ from rich.console import Console
 
 from shoal.cli.options import CLI_NAMES
 from shoal.cli.parsing import check_store_url, parse_headers, parse_resolve, parse_retry_on
+from shoal.cli.places import check_job_places, input_place
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import (
     WORKER,
@@ -86,11 +87,13 @@ def start_job(
     lease_hold: float,
     extra: dict[str, Any] | None = None,
     seeds: tuple[str, ...] | None = None,
+    input_label: str = "INPUT",
 ) -> NoReturn:
     """Build the engine and the job from the options, run it, and exit with its code.
 
     ``extra`` adds engine settings a command has of its own (a crawl's handler and
-    :class:`shoal.Crawl`); ``seeds`` are input requests given as arguments.
+    :class:`shoal.Crawl`); ``seeds`` are input requests given as arguments;
+    ``input_label`` names the input in messages.
     """
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
     if method is not None and not valid_method(method):
@@ -166,6 +169,9 @@ def start_job(
         dashboard_token,
         console,
         (store, lease_ttl, lease_hold, processes),
+        input_label=input_label,
+        bodies=save_bodies,
+        warc=warc,
         method=(method or "GET").upper(),
         seeds=seeds,
     )
@@ -264,11 +270,30 @@ def job_places(
     dashboard_token: str | None,
     console: Console,
     shared: tuple[str | None, float, float, str],
+    *,
+    input_label: str = "INPUT",
+    bodies: str | None = None,
+    warc: str | None = None,
     **more: Any,
 ) -> JobOptions:
     """The job's options from those of :data:`RUN_OPTIONS` (``more``: a command's own);
     ``shared`` is ``--store``, ``--lease-ttl``, ``--lease-hold`` and ``--processes``: with a
-    store, the job is kept there (see :func:`on_shared_store`)."""
+    store, the job is kept there (see :func:`on_shared_store`).
+
+    Refuses (a usage error) places that clash or cannot be made, before any is written:
+    ``input_label`` names the input (``INPUT``, ``ITEMS``, ``--seeds``), ``bodies`` and
+    ``warc`` are ``--save-bodies`` and ``--warc``."""
+    store = shared[0]
+    joining = click.get_current_context().meta.get(WORKER) is not None
+    reads = not joining and more.get("seeds") is None  # (a worker reads no input)
+    check_job_places(
+        input_place(input_label, input_path) if reads else None,
+        output,
+        None if store is not None else journal if journal is not None else default_journal(output),
+        journal_given=journal is not None,
+        bodies=bodies,
+        warc=warc,
+    )
     options = JobOptions(
         input=input_path,
         output=output,

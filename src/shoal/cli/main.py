@@ -36,15 +36,40 @@ def cli() -> None:
 
 @cli.command()
 @click.argument(
-    "input_path", metavar="INPUT", default="-", type=click.Path(allow_dash=True, dir_okay=False)
+    "input_path",
+    metavar="[INPUT | URL...]",
+    nargs=-1,
+    type=click.Path(allow_dash=True, dir_okay=False),
 )
 @job_options
-def fetch(input_path: str, **options: Any) -> None:
-    """Fetch every request in INPUT (a file of URLs or JSON objects; '-' or none: stdin).
+def fetch(input_path: tuple[str, ...] | str, **options: Any) -> None:
+    """Fetch every request in INPUT (a file of URLs or JSON objects; '-' or none: stdin),
+    or the URLs given as arguments (each starting with http:// or https://).
 
     Records go to OUTPUT as JSON lines. Running the same command again resumes the job.
     """
-    start_job(input_path, **options)
+    path, urls = split_inputs((input_path,) if isinstance(input_path, str) else input_path)
+    if urls:
+        start_job("<seeds>", seeds=urls, **options)
+    start_job(path, **options)
+
+
+def split_inputs(given: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The input file (``-``: stdin) or the URLs ``fetch`` is given: an argument that
+    starts with ``http://`` or ``https://`` is a URL, any other a file; one file, or URLs."""
+    urls = tuple(arg for arg in given if arg.lower().startswith(("http://", "https://")))
+    files = [arg for arg in given if arg not in urls]
+    if urls and files:
+        raise click.UsageError(
+            f"{files[0]!r} is not a URL (http:// or https://): give one INPUT file, or URLs"
+            " as arguments, not both"
+        )
+    if len(files) > 1:
+        raise click.UsageError(
+            f"one INPUT file at most, not {len(files)}: give URLs as arguments with their"
+            " scheme (http:// or https://)"
+        )
+    return (files[0] if files else "-"), urls
 
 
 use_environment(fetch)

@@ -141,6 +141,7 @@ def map_command(
         dashboard_token,
         console,
         (store, lease_ttl, lease_hold, processes),
+        input_label="ITEMS",
         map=spec,
     )
     launch(engine, settings, options, processes, console)

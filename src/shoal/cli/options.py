@@ -57,7 +57,28 @@ CLI_NAMES = {
     "scope": "--scope",
     "include": "--include",
     "exclude": "--exclude",
+    "on_errors": "--retry-on",
+    "on_exceptions": "--retry-on",
+    "adaptive": "--adaptive",
+    "respect_robots": "--respect-robots",
+    "robots_crawl_delay": "--robots-crawl-delay",
+    "fail_http": "--fail",
+    "user_agent": "--user-agent",
+    "cookies": "--cookies",
+    "verify_tls": "--insecure",
 }
+
+
+def setting_flag(path: str, command: str | None = None) -> str:
+    """The option that sets a library setting named by its path (``politeness.per_second``:
+    ``--per-host-rate``; in a map, whose groups are its hosts, ``--per-group-rate``); the
+    path itself for a setting no option sets."""
+    if path.startswith("politeness.hosts"):
+        return "--config"  # the [hosts."PATTERN"] tables
+    flag = CLI_NAMES.get(path.rsplit(".", 1)[-1])
+    if flag is None:
+        return path
+    return flag.replace("host", "group") if command == "map" else flag
 
 
 class _Processes(click.ParamType):  # type: ignore[type-arg]

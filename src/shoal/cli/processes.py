@@ -32,11 +32,13 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from shoal.cli.notices import silence_stdout, unreadable
 from shoal.cli.run import (
     EXIT_FAILED,
     EXIT_FAULT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PIPE,
     EXIT_USAGE,
     JobOptions,
     announce_stop,
@@ -137,7 +139,9 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         try:
             source = FileSource(options.input)
         except OSError as exc:
-            console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+            console.print(
+                f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False
+            )
             return EXIT_USAGE
         try:
             estimate = await source.wait_total()
@@ -164,7 +168,7 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
     def forward() -> None:
         nonlocal interrupts
         interrupts += 1
-        if interrupts == 1:
+        if interrupts == 1 and not view.pipe_closed:
             announce_stop(console)
         for worker in workers:
             if worker.returncode is None:
@@ -185,7 +189,7 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
                 group.create_task(_read_reports(worker.stderr, view, index, console))
                 if to_stdout:
                     assert worker.stdout is not None
-                    group.create_task(_relay(worker.stdout))
+                    group.create_task(_relay(worker.stdout, view))
             codes = [await worker.wait() for worker in workers]
     finally:
         if progress is not None:
@@ -198,6 +202,15 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
                 await worker.wait()
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
+    if view.pipe_closed:
+        if resumable and not options.quiet:
+            console.print(
+                f"shoal: output closed; the journal {options.journal} holds the progress"
+                " (the same command resumes)",
+                markup=False,
+                highlight=False,
+            )
+        return EXIT_PIPE
     code = _combine_codes(codes)
     if code in (EXIT_OK, EXIT_FAILED) and not to_stdout:
         try:
@@ -221,6 +234,8 @@ class _JobView:
         self._busiest: list[tuple[HostState, ...]] = [()] * len(workers)
         self._paused = False
         self.on_stop: Callable[[], None] = lambda: None
+        #: Stdout's reader has gone (``shoal fetch -p 2 | head``).
+        self.pipe_closed = False
 
     def report(self, index: int, data: dict[str, Any]) -> None:
         stats = Statistics.from_dict(data)
@@ -275,15 +290,23 @@ async def _read_reports(
             console.file.flush()
 
 
-async def _relay(stream: asyncio.StreamReader) -> None:
-    """Copy a worker's records to stdout, whole lines at a time."""
+async def _relay(stream: asyncio.StreamReader, view: _JobView) -> None:
+    """Copy a worker's records to stdout, whole lines at a time; once stdout's reader has
+    gone, stop the job and drop the rest (the workers stop without being blocked)."""
     out = sys.stdout.buffer
     pending = b""
     while chunk := await stream.read(1 << 16):
+        if view.pipe_closed:
+            continue
         pending += chunk
         cut = pending.rfind(b"\n") + 1
         if cut:
-            await asyncio.to_thread(_write_flush, out, pending[:cut])
+            try:
+                await asyncio.to_thread(_write_flush, out, pending[:cut])
+            except BrokenPipeError:
+                view.pipe_closed = True
+                silence_stdout()
+                view.stop()
             pending = pending[cut:]
 
 

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.console import Console
 
+from shoal.cli.notices import after_fault, closed_pipe, mismatch_message, unreadable
 from shoal.cli.parsing import load_object
 from shoal.engine import Engine, loop_factory
 from shoal.engine.calls import Function
-from shoal.errors import ConfigError, JournalError, OutputError
+from shoal.errors import ConfigError, JournalError, OutputError, SettingsMismatch
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
 from shoal.sources import FileSource, IterableSource, Source
@@ -38,6 +39,9 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FAULT = 3
 EXIT_INTERRUPTED = 130
+#: The output was a pipe whose reader left (``shoal fetch | head``): what a shell reports
+#: for a tool that SIGPIPE ended (128 + 13), so ``set -o pipefail`` sees the job unfinished.
+EXIT_PIPE = 128 + signal.SIGPIPE
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -261,6 +265,13 @@ async def execute(
             "[yellow]shoal: resuming a job whose input is stdin: it must be the same input "
             "as before (shoal cannot check it); --restart starts over[/]"
         )
+    if not options.quiet and _waits_on_terminal(options):
+        what = "items" if options.map is not None else "URLs"
+        console.print(
+            f"shoal: reading {what} from standard input (a terminal); end with Ctrl-D",
+            markup=False,
+            highlight=False,
+        )
     if watch is None and options.progress:
 
         def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
@@ -272,6 +283,9 @@ async def execute(
         loop.add_signal_handler(number, on_signal)
     try:
         stats = await _run(engine, options, watch)
+    except SettingsMismatch as exc:
+        console.print(f"shoal: error: {mismatch_message(exc)}", markup=False, highlight=False)
+        return EXIT_USAGE, None
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
         return EXIT_USAGE, None
@@ -279,11 +293,14 @@ async def execute(
         console.print(f"[red]shoal: error: --dashboard: {exc.message}[/]")
         return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
-        console.print(f"[red]shoal: error: cannot read {options.input}: {exc.strerror}[/]")
+        console.print(f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False)
         return EXIT_USAGE, None
     except OutputError as exc:
+        if isinstance(exc.__cause__, BrokenPipeError):
+            closed_pipe(options.journal, quiet=options.quiet, console=console)
+            return EXIT_PIPE, None
         console.print(f"[red]shoal: stopped: {exc}[/]")
-        console.print("The journal is intact: fix the cause and run the same command to resume.")
+        console.print(after_fault(options.journal, shared=options.store is not None))
         return EXIT_FAULT, None
     finally:
         for number in stop_signals:
@@ -321,6 +338,12 @@ async def serve_dashboard(engine: Controlled, options: JobOptions) -> AsyncItera
     async with Dashboard(engine, host=host, port=port, token=options.dashboard_token) as shown:
         print(f"shoal: dashboard at {shown.url}", file=sys.stderr, flush=True)
         yield
+
+
+def _waits_on_terminal(options: JobOptions) -> bool:
+    """Whether the job reads its input from a terminal (someone is to type it)."""
+    reads = options.store is None or options.store.admit
+    return reads and options.seeds is None and options.input == "-" and os.isatty(0)
 
 
 def _resumes_stdin(options: JobOptions) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import select
 import stat
 import sys
@@ -56,7 +57,38 @@ def parse_line(raw: bytes, line: int, default_method: str = "GET") -> Entry | No
         if not isinstance(data, dict):
             return invalid_entry(text, line, line, "a JSON line must be an object")
         return entry_for_mapping(data, line, line, default_method)
+    hint = url_hint(text)
+    if hint is not None:
+        return invalid_entry(text, line, line, hint)
     return entry_for_request(Request(text, method=default_method), line, line)
+
+
+#: ``HOST[:PORT]`` then a path, a query or nothing: a URL written without its scheme.
+_SCHEMELESS = re.compile(
+    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d+)?(?:[/?]\S*)?"
+)
+
+
+def url_hint(text: str) -> str | None:
+    """What to write instead, for a line that is a URL in quotes or a URL without its
+    scheme (``127.0.0.1:8080/page``, ``example.com/page``); ``None`` for anything else."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        inner = text[1:-1].strip()
+        if url_hint(inner) is not None and "://" not in inner:
+            inner = "http://" + inner
+        if inner.lower().startswith(("http://", "https://")):
+            return f"quoted URL: remove the quotes (write {inner})"
+    if "://" not in text and _SCHEMELESS.fullmatch(text) and _looks_like_host(text):
+        return f"no scheme: write http://{text}"
+    return None
+
+
+def _looks_like_host(text: str) -> bool:
+    """A dotted name or address, a bracketed IPv6 address, ``localhost``, or a name with a
+    port: what a host is most often written as (not a lone word, which may be anything)."""
+    host = re.split(r"[/?]", text, maxsplit=1)[0]
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return "." in name or name.startswith("[") or name == "localhost" or ":" in host
 
 
 class _PipeLines:

@@ -61,12 +61,12 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from shoal.errors import JournalError, OutputError
+from shoal.errors import JournalError, OutputError, SettingsMismatch
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
 from shoal.store.postgres_connection import RECONNECT_S, Database, require_asyncpg, transient
@@ -290,13 +290,13 @@ class PostgresStore(Store):
 
         theirs = await self._db.run(keep)
         if theirs is not None:
-            for path in SHARED_SETTINGS:
-                if _at(mine, path) != _at(theirs, path):
-                    raise JournalError(
-                        f"this worker's {path} ({_show(_at(mine, path))}) differs from job"
-                        f" {self.name!r}'s ({_show(_at(theirs, path))}): every worker of a"
-                        " job applies the job's settings"
-                    )
+            differences = tuple(
+                found
+                for path in SHARED_SETTINGS
+                for found in _differences(path, _at(mine, path), _at(theirs, path))
+            )
+            if differences:
+                raise SettingsMismatch(self.name, differences)
         leases = self._leases
         leases.grace_s = float(mine.get("attempt_max_s") or leases.grace_s) + leases.margin_s
         # A map's items in no group are one bucket to a single run, which only the
@@ -474,5 +474,11 @@ def _at(settings: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _show(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _differences(path: str, mine: Any, theirs: Any) -> Iterator[tuple[str, Any, Any]]:
+    """Each setting under ``path`` whose values differ, as its own path and both values
+    (a per-host table, ``politeness.hosts``, as one)."""
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping) and path != "politeness.hosts":
+        for name in sorted(set(mine) | set(theirs)):
+            yield from _differences(f"{path}.{name}", mine.get(name), theirs.get(name))
+    elif mine != theirs:
+        yield path, mine, theirs
