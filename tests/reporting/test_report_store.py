@@ -26,7 +26,8 @@ from shoal.reporting.report import (
     render_report,
     timeline_interval,
 )
-from shoal.store.postgres_reader import PostgresReader, host_sql, shown_dsn
+from shoal.store.dsn import shown_dsn
+from shoal.store.postgres_reader import PostgresReader, host_sql
 from shoal.store.reader import JournalReader, _host
 from tests.cli.test_cli import RESOLVE, lines, shoal
 from tests.postgres import asyncpg, pg_dsn

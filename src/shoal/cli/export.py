@@ -18,6 +18,7 @@ import orjson
 
 from shoal.cli.run import EXIT_FAULT, JOURNAL_SUFFIX
 from shoal.errors import JournalError
+from shoal.store.dsn import shown_dsn
 from shoal.store.reader import JobSummary, JournalReader, is_running
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
@@ -361,7 +362,7 @@ def show_shared_status(dsn: str, name: str, *, as_json: bool, watch: bool) -> No
             state = "complete" if complete else f"{workers} worker(s) running"
             if paused and not complete:
                 state += ", paused (shoal resume --store URL --job NAME)"
-            lines = status_lines(f"{name} ({_without_password(dsn)})", summary)
+            lines = status_lines(f"{name} ({shown_dsn(dsn)})", summary)
             print("\n".join([*lines, f"state      {state}"]), flush=True)
         if not watch or complete or workers == 0:
             return
@@ -419,12 +420,3 @@ def share_pause(dsn: str, name: str, paused: bool) -> None:
     run_async(write())
     what = "paused: its workers start no new request" if paused else "resumed"
     click.echo(f"job {name!r} {what}", err=True)
-
-
-def _without_password(dsn: str) -> str:
-    from yarl import URL
-
-    try:
-        return str(URL(dsn).with_password(None))
-    except ValueError:
-        return "the store"

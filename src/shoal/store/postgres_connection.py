@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from shoal.errors import JournalError, OutputError
+from shoal.store.dsn import shown_dsn
 
 try:
     import asyncpg
@@ -83,7 +84,9 @@ class Database:
                 )
             )
         except (OSError, ValueError, asyncpg.PostgresError, OutputError) as exc:
-            raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
+            raise JournalError(
+                f"cannot open the job's database {shown_dsn(self.dsn)}: {exc}"
+            ) from exc
 
     async def connect(self) -> Any:
         """A connection of its own, outside the pool (retried like any operation)."""

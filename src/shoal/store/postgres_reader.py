@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 import orjson
 
 from shoal.errors import JournalError
+from shoal.store.dsn import shown_dsn
 from shoal.store.postgres_connection import require_asyncpg
 from shoal.store.postgres_schema import SCHEMA_VERSION, migrate
 from shoal.store.reader import (
@@ -84,9 +85,13 @@ class PostgresReader:
                 if time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
                     continue
-                raise JournalError(f"cannot reach the job's database {self.dsn}") from None
+                raise JournalError(
+                    f"cannot reach the job's database {shown_dsn(self.dsn)}"
+                ) from None
             except (ValueError, asyncpg.PostgresError) as exc:
-                raise JournalError(f"cannot open the job's database {self.dsn}: {exc}") from exc
+                raise JournalError(
+                    f"cannot open the job's database {shown_dsn(self.dsn)}: {exc}"
+                ) from exc
         try:
             exists = await self._connection.fetchval("SELECT to_regclass('shoal_jobs') IS NOT NULL")
             job_id = None
@@ -417,14 +422,3 @@ def _first(read: tuple[int, Top[T]], limit: int) -> Top[T]:
     if limit > most and top.groups > len(top.rows):
         raise ValueError(f"only the first {most} rows were read")
     return Top(top.rows[:limit], top.groups)
-
-
-def shown_dsn(dsn: str) -> str:
-    """A database URL as a page or a message may show it: without its password."""
-    from yarl import URL
-
-    try:
-        url = URL(dsn).with_password(None)
-    except ValueError:
-        return "the store"
-    return str(url.without_query_params("password", "sslpassword"))
