@@ -65,6 +65,7 @@ def start_job(
     dns_max_ttl: float,
     dns_concurrency: int,
     progress: str,
+    progress_interval: float,
     save_bodies: str | None,
     warc: str | None,
     warc_max_size: int,
@@ -166,6 +167,7 @@ def start_job(
         dashboard_token,
         console,
         (store, lease_ttl, lease_hold, processes),
+        progress_interval_s=progress_interval,
         method=(method or "GET").upper(),
         seeds=seeds,
     )

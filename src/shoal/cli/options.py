@@ -138,7 +138,17 @@ _PROGRESS = click.option(
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
-    help="Progress on stderr; auto: only when stderr is a terminal.",
+    help="Progress on stderr: redrawn in place on a terminal, else a plain line every "
+    "--progress-interval seconds; auto: only when stderr is a terminal.",
+)
+
+_PROGRESS_INTERVAL = click.option(
+    "--progress-interval",
+    type=_positive_float(0.05),
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between progress lines when stderr is not a terminal (a log, a pipe).",
 )
 
 _PROCESSES = click.option(
@@ -323,6 +333,7 @@ _JOB_OPTIONS = [
         help="DNS lookups in flight at once.",
     ),
     _PROGRESS,
+    _PROGRESS_INTERVAL,
     click.option(
         "--save-bodies",
         "save_bodies",
@@ -433,6 +444,7 @@ RUN_OPTIONS = [
     _BACKOFF,
     _BACKOFF_MAX,
     _PROGRESS,
+    _PROGRESS_INTERVAL,
     _PROCESSES,
     _DASHBOARD,
     _DASHBOARD_TOKEN,
