@@ -16,48 +16,14 @@ from shoal.cli.parsing import (
     Size,
 )
 from shoal.cli.settings import load_config
+from shoal.config import OPTION_NAMES
 from shoal.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Library setting names, as the command line spells them (for error messages).
-CLI_NAMES = {
-    "concurrency": "--concurrency",
-    "per_host": "--per-host",
-    "max_bytes": "--max-bytes",
-    "max_redirects": "--max-redirects",
-    "total_s": "--timeout",
-    "connect_s": "--connect-timeout",
-    "read_s": "--read-timeout",
-    "retries": "--retries",
-    "backoff_base_s": "--backoff",
-    "backoff_max_s": "--backoff-max",
-    "retry_after_max_s": "--max-retry-after",
-    "on_statuses": "--retry-on",
-    "proxy": "--proxy",
-    "ca_bundle": "--ca-bundle",
-    "resolve": "--resolve",
-    "servers": "--dns-server",
-    "min_ttl_s": "--dns-min-ttl",
-    "max_ttl_s": "--dns-max-ttl",
-    "max_lookups": "--dns-concurrency",
-    "per_second": "--per-host-rate",
-    "burst": "--burst",
-    "delay_s": "--delay",
-    "jitter": "--jitter",
-    "dead_after": "--dead-after",
-    "dead_cooldown_s": "--dead-cooldown",
-    "hosts": "--config",
-    "warc": "--warc",
-    "warc_max_size": "--warc-max-size",
-    "dashboard": "--dashboard",
-    "dashboard_token": "--dashboard-token",
-    "max_depth": "--max-depth",
-    "max_requests": "--max-requests",
-    "scope": "--scope",
-    "include": "--include",
-    "exclude": "--exclude",
-}
+#: Library setting names, as the command line spells them (for error messages): the table
+#: is the library's own (:data:`shoal.config.OPTION_NAMES`), so its messages use it too.
+CLI_NAMES = OPTION_NAMES
 
 
 class _Processes(click.ParamType):  # type: ignore[type-arg]
