@@ -15,8 +15,9 @@ from shoal.reporting.charts import latency_figure, throughput_figure
 def _drawn(figure: Figure) -> RendererAgg:
     """Lay the figure out as it is drawn; the renderer to measure it with."""
     canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return canvas.get_renderer()
+    canvas.draw()  # type: ignore[no-untyped-call]
+    renderer: RendererAgg = canvas.get_renderer()  # type: ignore[no-untyped-call]
+    return renderer
 
 
 def _overlap(one: Bbox, other: Bbox) -> bool:
