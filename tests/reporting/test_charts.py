@@ -30,8 +30,7 @@ def test_the_throughput_legend_sits_above_the_bars_and_axes_start_at_0() -> None
     figure = throughput_figure(100, 1, intervals)
     renderer = _drawn(figure)
     top, bottom = figure.axes
-    legend = top.get_legend()
-    assert legend is not None
+    [legend] = figure.legends
     assert not _overlap(legend.get_window_extent(renderer), top.get_window_extent(renderer))
     assert top.get_ylim()[0] == 0 and bottom.get_ylim()[0] == 0
     assert bottom.get_xlim()[0] == 0
@@ -51,7 +50,6 @@ def test_close_percentiles_have_labels_apart() -> None:
     for index, box in enumerate(boxes):
         for other in boxes[index + 1 :]:
             assert not _overlap(box, other), (box, other)
-    legend = axes.get_legend()
-    assert legend is not None
+    [legend] = figure.legends
     assert not _overlap(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
     assert axes.get_ylim()[0] == 0

@@ -100,10 +100,9 @@ def throughput_figure(
         top.stairs(both, edges, baseline=ok, fill=True, color=FAILED_COLOUR, label="failed")
         top.set_ylabel("requests / s")
         top.set_ylim(bottom=0)
-        # Above the plot, never over the bars.
-        top.legend(
-            loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2, frameon=False, ncols=2
-        )
+        # Above the plot, never over the bars (the layout leaves it room).
+        handles, names = top.get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper right", frameon=False, ncols=2)
         bottom.stairs(size, edges, fill=True, color="#5b7fb0")
         bottom.set_ylabel("body bytes / s")
         bottom.set_ylim(bottom=0)
@@ -185,9 +184,8 @@ def latency_figure(
         if shown:  # the labels' rows, below the tallest bar
             top = axes.get_ylim()[1]
             axes.set_ylim(0, top * (1 + 0.06 * len(shown)))
-        axes.legend(
-            loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.2, frameon=False, ncols=2
-        )
+        handles, names = axes.get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper left", frameon=False, ncols=2)
         return figure
 
 
