@@ -15,6 +15,75 @@ from shoal.result import ErrorKind
 
 MiB = 1024 * 1024
 
+#: Setting names (a :class:`ConfigError`'s ``option``, the fields of these classes and of
+#: the settings a journal keeps) as the command line spells them, so that messages and the
+#: report name what a user types.
+OPTION_NAMES = {
+    "concurrency": "--concurrency",
+    "per_host": "--per-host",
+    "max_bytes": "--max-bytes",
+    "max_redirects": "--max-redirects",
+    "total_s": "--timeout",
+    "connect_s": "--connect-timeout",
+    "read_s": "--read-timeout",
+    "retries": "--retries",
+    "backoff_base_s": "--backoff",
+    "backoff_max_s": "--backoff-max",
+    "retry_after_max_s": "--max-retry-after",
+    "on_statuses": "--retry-on",
+    "proxy": "--proxy",
+    "ca_bundle": "--ca-bundle",
+    "resolve": "--resolve",
+    "servers": "--dns-server",
+    "min_ttl_s": "--dns-min-ttl",
+    "max_ttl_s": "--dns-max-ttl",
+    "max_lookups": "--dns-concurrency",
+    "per_second": "--per-host-rate",
+    "burst": "--burst",
+    "delay_s": "--delay",
+    "jitter": "--jitter",
+    "dead_after": "--dead-after",
+    "dead_cooldown_s": "--dead-cooldown",
+    "hosts": "--config",
+    "warc": "--warc",
+    "warc_max_size": "--warc-max-size",
+    "dashboard": "--dashboard",
+    "dashboard_token": "--dashboard-token",
+    "max_depth": "--max-depth",
+    "max_requests": "--max-requests",
+    "scope": "--scope",
+    "include": "--include",
+    "exclude": "--exclude",
+    "user_agent": "--user-agent",
+    "headers": "--header",
+    "fail_http": "--fail",
+    "cookies": "--cookies",
+    "output": "--output",
+    "save_bodies": "--save-bodies",
+    "on_errors": "--retry-on",
+    "on_exceptions": "--retry-on",
+    "adaptive": "--adaptive",
+    "respect_robots": "--respect-robots",
+    "robots_crawl_delay": "--robots-crawl-delay",
+    "verify_tls": "--insecure",
+}
+#: The settings that are sizes in bytes (shown as ``50 MiB``, as ``--max-bytes 50MiB``).
+SIZE_SETTINGS = frozenset({"max_bytes", "warc_max_size"})
+
+
+def option_name(setting: str) -> str:
+    """``max_bytes`` -> ``--max-bytes``; a setting no option sets keeps its own name."""
+    return OPTION_NAMES.get(setting, setting)
+
+
+def size_text(count: int) -> str:
+    """A size exactly, in the largest binary unit that divides it: ``52428800`` ->
+    ``50 MiB``; ``1536`` -> ``1,536 bytes`` (not a whole number of KiB)."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", MiB), ("KiB", 1024)):
+        if count and count % scale == 0:
+            return f"{count // scale:,} {unit}"
+    return f"{count:,} bytes"
+
 
 def _at_least(option: str, value: float, minimum: float) -> None:
     if value < minimum:

@@ -168,7 +168,7 @@ async def test_bomb_stops_at_max_bytes_without_decoding_it_whole(
     assert result.error is not None, result
     assert result.error.kind is ErrorKind.TOO_LARGE
     assert result.error.message == (
-        f"body larger than max_bytes ({MiB} bytes) once decoded (Content-Encoding: {header})"
+        f"body larger than --max-bytes (1 MiB) once decoded (Content-Encoding: {header})"
     )
     # Decoded a piece at a time and stopped: a small fraction of the bomb was ever held
     # (the whole run, server and engine included, stays far below its decoded size).

@@ -170,3 +170,41 @@ async def test_a_map_shows_its_calls_and_groups(client: aiohttp.ClientSession) -
         for s in families["shoal_requests"].samples
     }
     assert requests == {("ok", "none"): 19.0, ("failed", "none"): 5.0}
+
+
+def test_the_history_keeps_rates_between_readings_in_a_bounded_ring() -> None:
+    from dataclasses import replace
+
+    from shoal.reporting.dashboard import History
+    from shoal.reporting.statistics import Recorder
+
+    history = History(size=3)
+    base = Recorder().snapshot()
+    for second in range(6):
+        history.sample(replace(base, done=10 * second**2, bytes=1024 * second), at=100.0 + second)
+    # Between readings: (10 s² - 10 (s-1)²) per second; only the newest three are kept.
+    assert history.points() == [(103.0, 50.0, 1024.0), (104.0, 70.0, 1024.0), (105.0, 90.0, 1024.0)]
+    assert history.points(1) == [(105.0, 90.0, 1024.0)]
+
+
+async def test_the_history_is_served_from_the_moment_the_dashboard_opens(
+    server: Misbehaving, client: aiohttp.ClientSession
+) -> None:
+    urls = [server.url(f"/delay?s=0.05&n={n}", host=f"h{n % 4}.test") for n in range(400)]
+    engine = Engine(limits=Limits(concurrency=4, per_host=4), resolver=resolver())
+    async with engine, Dashboard(engine) as dashboard:
+        run = asyncio.create_task(engine.run(urls))
+        try:
+            points: list[list[float]] = []
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(points) < 3:
+                assert asyncio.get_running_loop().time() < deadline, points
+                await asyncio.sleep(0.2)
+                async with client.get(dashboard.url + "api/history") as response:
+                    points = (await response.json())["points"]
+        finally:
+            engine.stop()
+            await asyncio.wait_for(run, 10)
+    times = [point[0] for point in points]
+    assert times == sorted(times) and all(rate >= 0 for _, rate, _ in points)
+    assert any(rate > 0 for _, rate, _ in points)  # requests were finishing

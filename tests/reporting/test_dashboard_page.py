@@ -611,3 +611,56 @@ def test_the_metrics_count_a_shared_jobs_workers() -> None:
     workers = tuple(WorkerState(f"w{n}", "m", n, 1, 0, 0, 0.5) for n in range(3))
     assert gauge(job_snapshot(workers)) == 3
     assert gauge(job_snapshot(())) == 0
+
+
+# -- the charts: the run's recent past at once, from 0, in binary units ------------------------
+
+
+@dataclass
+class Growing(Fixed):
+    """A run that finishes 100 requests of 1.5 KiB a second since it began."""
+
+    began: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def statistics(self) -> Statistics:
+        done = int(100 * (asyncio.get_running_loop().time() - self.began))
+        return replace(self.stats, done=done, ok=done, bytes=1536 * done)
+
+
+#: The charts as the page has them: points, where each value axis starts, the tiles.
+READ_CHARTS = """() => {
+  const charts = window.shoalCharts;
+  return {
+    points: charts.rate.data[0].length,
+    rate_from: charts.rate.scales.y.min,
+    bytes_from: charts.bytes.scales.y.min,
+    latency_from: charts.latency.scales.y.min,
+    bytes_rate: document.getElementById("bytes_rate").textContent,
+    axis: charts.bytes.axes[1].values(charts.bytes, [153600, 2097152]).join(" "),
+  };
+}"""
+
+
+async def test_the_charts_open_with_the_runs_recent_history(browser: Browser) -> None:
+    import aiohttp
+
+    engine = Growing(job_snapshot(()))
+    async with Dashboard(engine) as dashboard:
+        history = dashboard.url + "api/history"
+        async with aiohttp.ClientSession() as session:
+
+            async def kept() -> int:
+                async with session.get(history) as response:
+                    return len((await response.json())["points"])
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while (count := await kept()) < 4:  # more than an event carries
+                assert asyncio.get_running_loop().time() < deadline, "no history kept"
+                await asyncio.sleep(0.1)
+        async with browse(browser, dashboard) as browsing:
+            shown = await browsing.page.evaluate(READ_CHARTS)
+            browsing.check()
+    assert shown["points"] >= count, shown  # the past at once, not from now on
+    assert shown["rate_from"] == shown["bytes_from"] == shown["latency_from"] == 0, shown
+    assert shown["bytes_rate"].endswith(" KiB"), shown  # ~150 KiB/s, as the CLI has it
+    assert shown["axis"] == "150.0 KiB/s 2.0 MiB/s", shown

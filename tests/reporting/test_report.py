@@ -118,7 +118,11 @@ async def test_the_report_of_a_finished_job(server: Misbehaving, tmp_path: Path)
     assert "h0.test" in words and "h1.test" in words  # the top hosts
     assert "Cannot connect to host b.test:1" in words  # a grouped error
     assert str(output) in words  # the outputs written
-    assert "limits.concurrency" in words  # the configuration
+    # The configuration, as the command line names it: --max-bytes 50 MiB, not
+    # limits.max_bytes 52428800.
+    assert '<tr><th>--max-bytes</th><td class="t">50 MiB</td></tr>' in text
+    assert '<tr><th>--concurrency</th><td class="t">100</td></tr>' in text
+    assert "limits.max_bytes" not in words and "52428800" not in words
 
 
 async def test_the_same_journal_gives_the_same_bytes(server: Misbehaving, tmp_path: Path) -> None:

@@ -121,6 +121,22 @@ def test_recorder_counts_by_status_class_and_error_kind() -> None:
     assert (stats.in_flight, stats.queued, stats.waiting_retry) == (3, 4, 5)
 
 
+def test_a_snapshot_prints_as_a_few_readable_lines() -> None:
+    recorder = Recorder()
+    for outcome in [make_result(200, size=100), make_result(None, kind=ErrorKind.TIMEOUT)]:
+        recorder.add(outcome)
+    running = recorder.snapshot(in_flight=3, queued=4)
+    text = str(running)
+    rows = text.splitlines()
+    assert rows[0] == "shoal statistics"
+    assert 5 <= len(rows) <= 15 and all(len(row) < 100 for row in rows), text
+    assert "running" in rows[1] and "3 in flight, 4 queued" in text
+    assert "2 this run: 1 ok, 1 failed" in text and "timeout: 1" in text
+    recorder.finish()
+    assert "finished in" in str(recorder.snapshot())
+    assert repr(running).startswith("Statistics(elapsed_s=")  # every field, as before
+
+
 def test_recent_errors_keep_the_latest_of_each_kind() -> None:
     recorder = Recorder()
     for n in range(8):

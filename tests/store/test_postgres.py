@@ -339,3 +339,31 @@ async def test_a_pause_made_here_then_undone_elsewhere_is_seen(open_store: Opene
     there.share_pause(False)  # ...which resumes it: the first worker must follow
     async with asyncio.timeout(5):
         assert await here.wait_pause(True) is False
+
+
+async def test_a_summary_is_one_snapshot_while_workers_commit(open_store: Opener) -> None:
+    """``shoal status --store``: its counts and its status classes are read at one moment,
+    so with every result a 200 the ok count and the 2xx count agree in every reading."""
+    store = await open_store()
+    count = 600
+    await store.admit(entries(*(f"http://h{n % 7}.test/{n}" for n in range(count))), Position(1, 1))
+    jobs = await claim_jobs(store, count, within_s=30)
+    readings: list[tuple[int, int]] = []
+
+    async def commit() -> None:
+        for start in range(0, count, 3):
+            batch = jobs[start : start + 3]
+            await store.complete([(job, ok_result(job)) for job in batch], SinkMark())
+
+    async def read() -> None:
+        async with PostgresReader(store.dsn, "job") as reader:
+            while not writer.done():
+                summary = await reader.summary()
+                readings.append((summary.ok, summary.by_status.get("2xx", 0)))
+
+    writer = asyncio.create_task(commit())
+    await asyncio.gather(writer, read())
+    assert len(readings) > 20
+    moving = [ok for ok, _ in readings if 0 < ok < count]
+    assert moving, "no reading while the workers were committing"
+    assert [(ok, classes) for ok, classes in readings if ok != classes] == []

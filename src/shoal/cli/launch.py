@@ -66,6 +66,7 @@ def start_job(
     dns_max_ttl: float,
     dns_concurrency: int,
     progress: str,
+    progress_interval: float,
     save_bodies: str | None,
     warc: str | None,
     warc_max_size: int,
@@ -172,6 +173,7 @@ def start_job(
         input_label=input_label,
         bodies=save_bodies,
         warc=warc,
+        progress_interval_s=progress_interval,
         method=(method or "GET").upper(),
         seeds=seeds,
     )

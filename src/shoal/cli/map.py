@@ -88,6 +88,7 @@ def map_command(
     backoff: float,
     backoff_max: float,
     progress: str,
+    progress_interval: float,
     processes: str,
     dashboard: tuple[str, int] | None,
     dashboard_token: str | None,
@@ -143,5 +144,6 @@ def map_command(
         (store, lease_ttl, lease_hold, processes),
         input_label="ITEMS",
         map=spec,
+        progress_interval_s=progress_interval,
     )
     launch(engine, settings, options, processes, console)

@@ -16,57 +16,14 @@ from shoal.cli.parsing import (
     Size,
 )
 from shoal.cli.settings import load_config
+from shoal.config import OPTION_NAMES
 from shoal.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Library setting names, as the command line spells them (for error messages).
-CLI_NAMES = {
-    "concurrency": "--concurrency",
-    "per_host": "--per-host",
-    "max_bytes": "--max-bytes",
-    "max_redirects": "--max-redirects",
-    "total_s": "--timeout",
-    "connect_s": "--connect-timeout",
-    "read_s": "--read-timeout",
-    "retries": "--retries",
-    "backoff_base_s": "--backoff",
-    "backoff_max_s": "--backoff-max",
-    "retry_after_max_s": "--max-retry-after",
-    "on_statuses": "--retry-on",
-    "proxy": "--proxy",
-    "ca_bundle": "--ca-bundle",
-    "resolve": "--resolve",
-    "servers": "--dns-server",
-    "min_ttl_s": "--dns-min-ttl",
-    "max_ttl_s": "--dns-max-ttl",
-    "max_lookups": "--dns-concurrency",
-    "per_second": "--per-host-rate",
-    "burst": "--burst",
-    "delay_s": "--delay",
-    "jitter": "--jitter",
-    "dead_after": "--dead-after",
-    "dead_cooldown_s": "--dead-cooldown",
-    "hosts": "--config",
-    "warc": "--warc",
-    "warc_max_size": "--warc-max-size",
-    "dashboard": "--dashboard",
-    "dashboard_token": "--dashboard-token",
-    "max_depth": "--max-depth",
-    "max_requests": "--max-requests",
-    "scope": "--scope",
-    "include": "--include",
-    "exclude": "--exclude",
-    "on_errors": "--retry-on",
-    "on_exceptions": "--retry-on",
-    "adaptive": "--adaptive",
-    "respect_robots": "--respect-robots",
-    "robots_crawl_delay": "--robots-crawl-delay",
-    "fail_http": "--fail",
-    "user_agent": "--user-agent",
-    "cookies": "--cookies",
-    "verify_tls": "--insecure",
-}
+#: Library setting names, as the command line spells them (for error messages): the table
+#: is the library's own (:data:`shoal.config.OPTION_NAMES`), so its messages use it too.
+CLI_NAMES = OPTION_NAMES
 
 
 def setting_flag(path: str, command: str | None = None) -> str:
@@ -159,7 +116,17 @@ _PROGRESS = click.option(
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
-    help="Progress on stderr; auto: only when stderr is a terminal.",
+    help="Progress on stderr: redrawn in place on a terminal, else a plain line every "
+    "--progress-interval seconds; auto: only when stderr is a terminal.",
+)
+
+_PROGRESS_INTERVAL = click.option(
+    "--progress-interval",
+    type=_positive_float(0.05),
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between progress lines when stderr is not a terminal (a log, a pipe).",
 )
 
 _PROCESSES = click.option(
@@ -344,6 +311,7 @@ _JOB_OPTIONS = [
         help="DNS lookups in flight at once.",
     ),
     _PROGRESS,
+    _PROGRESS_INTERVAL,
     click.option(
         "--save-bodies",
         "save_bodies",
@@ -454,6 +422,7 @@ RUN_OPTIONS = [
     _BACKOFF,
     _BACKOFF_MAX,
     _PROGRESS,
+    _PROGRESS_INTERVAL,
     _PROCESSES,
     _DASHBOARD,
     _DASHBOARD_TOKEN,

@@ -181,7 +181,9 @@ async def _supervise(plan: Plan, plan_path: str, console: Console, *, resumable:
         if options.progress:
             from shoal.reporting.progress import Progress  # only a terminal draws it
 
-            progress = asyncio.create_task(Progress(console, view.statistics).run())
+            progress = asyncio.create_task(
+                Progress(console, view.statistics, plain_every_s=options.progress_interval_s).run()
+            )
         view.on_stop = forward
         async with serve_dashboard(view, options), asyncio.TaskGroup() as group:
             for index, worker in enumerate(workers):

@@ -132,6 +132,8 @@ class JobOptions:
     progress: bool
     quiet: bool
     method: str = "GET"
+    #: Seconds between plain progress lines when stderr is not a terminal.
+    progress_interval_s: float = 5.0
     #: Serve the live dashboard here (``--dashboard``), and the token it asks for.
     dashboard: tuple[str, int] | None = None
     dashboard_token: str | None = None
@@ -277,7 +279,7 @@ async def execute(
         def watch(read: Callable[[], Statistics]) -> Coroutine[Any, Any, None]:
             from shoal.reporting.progress import Progress  # only a terminal draws it
 
-            return Progress(console, read).run()
+            return Progress(console, read, plain_every_s=options.progress_interval_s).run()
 
     for number in stop_signals:
         loop.add_signal_handler(number, on_signal)

@@ -24,6 +24,7 @@ _WORKER_OWN = frozenset(
     {
         "concurrency",
         "progress",
+        "progress_interval",
         "quiet",
         "dashboard",
         "dashboard_token",

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import aiohttp
 
-from shoal.config import Limits, Timeouts
+from shoal.config import Limits, Timeouts, option_name, size_text
 from shoal.fetching import capture as wire
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
@@ -134,7 +134,8 @@ class Fetcher:
             decoded = f" once decoded (Content-Encoding: {exc.args[0]})" if exc.args else ""
             result.error = Error(
                 ErrorKind.TOO_LARGE,
-                f"body larger than max_bytes ({self._max_bytes} bytes){decoded}",
+                f"body larger than {option_name('max_bytes')} ({size_text(self._max_bytes)})"
+                f"{decoded}",
             )
         except Undecodable as exc:
             result.error = undecodable(exc.header, exc.reason)

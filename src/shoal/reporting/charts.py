@@ -71,6 +71,15 @@ def throughput_svg(start: int, seconds: int, intervals: Sequence[tuple[int, int,
     ``intervals``: ``(second, ok, failed, bytes)`` of consecutive ``seconds``-long
     intervals from ``start``; missing ones had nothing committed.
     """
+    with matplotlib.rc_context(_STYLE):
+        return _svg(throughput_figure(start, seconds, intervals), "throughput")
+
+
+def throughput_figure(
+    start: int, seconds: int, intervals: Sequence[tuple[int, int, int, int]]
+) -> Figure:
+    """The figure :func:`throughput_svg` draws: both value axes from 0, the legend above
+    the plot."""
     last = max(second for second, *_ in intervals)
     count = (last - start) // seconds + 1
     ok, failed, size = [0.0] * count, [0.0] * count, [0.0] * count
@@ -91,14 +100,16 @@ def throughput_svg(start: int, seconds: int, intervals: Sequence[tuple[int, int,
         top.stairs(both, edges, baseline=ok, fill=True, color=FAILED_COLOUR, label="failed")
         top.set_ylabel("requests / s")
         top.set_ylim(bottom=0)
-        top.legend(loc="upper right", frameon=False, ncols=2)
+        # Above the plot, never over the bars (the layout leaves it room).
+        handles, names = top.get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper right", frameon=False, ncols=2)
         bottom.stairs(size, edges, fill=True, color="#5b7fb0")
         bottom.set_ylabel("body bytes / s")
         bottom.set_ylim(bottom=0)
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: format_bytes(value)))
         bottom.set_xlabel(f"{unit} since the first commit ({_plural(seconds, 'second')} each)")
         bottom.set_xlim(0, edges[-1])
-        return _svg(figure, "throughput")
+        return figure
 
 
 def bars_svg(
@@ -133,6 +144,20 @@ def latency_svg(
     """Histograms of the requests' durations and times to first byte (log scale), with
     the durations' percentiles ``marks`` as ``(label, ms)`` lines."""
     with matplotlib.rc_context(_STYLE):
+        return _svg(latency_figure(total, first_byte, marks), "latency")
+
+
+#: The height of a row of percentile labels (points): each label has a row of its own.
+_LABEL_ROW = 12
+
+
+def latency_figure(
+    total: Mapping[int, int], first_byte: Mapping[int, int], marks: Sequence[tuple[str, float]]
+) -> Figure:
+    """The figure :func:`latency_svg` draws. The legend sits above the plot, and each
+    percentile's label a row below the one before, so that close percentiles (p90 and p99
+    of a narrow spread) never print over each other."""
+    with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(9.0, 3.4), layout="constrained")
         axes = figure.subplots()
         _histogram(axes, total, "whole request", "#5b7fb0", fill=True)
@@ -143,20 +168,25 @@ def latency_svg(
         axes.set_xlabel("milliseconds (log scale)")
         axes.set_ylabel("requests")
         axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        for label, ms in marks:
-            if ms > 0:
-                axes.axvline(ms, color=FAILED_COLOUR, linewidth=0.8, linestyle="--")
-                axes.annotate(
-                    label,
-                    (ms, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(2, -2),
-                    textcoords="offset points",
-                    va="top",
-                    color=FAILED_COLOUR,
-                )
-        axes.legend(loc="upper left", frameon=False)
-        return _svg(figure, "latency")
+        shown = [(label, ms) for label, ms in marks if ms > 0]
+        for row, (label, ms) in enumerate(shown):
+            axes.axvline(ms, color=FAILED_COLOUR, linewidth=0.8, linestyle="--")
+            axes.annotate(
+                label,
+                (ms, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -2 - _LABEL_ROW * row),
+                textcoords="offset points",
+                va="top",
+                color=FAILED_COLOUR,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+            )
+        if shown:  # the labels' rows, below the tallest bar
+            top = axes.get_ylim()[1]
+            axes.set_ylim(0, top * (1 + 0.06 * len(shown)))
+        handles, names = axes.get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper left", frameon=False, ncols=2)
+        return figure
 
 
 def _histogram(axes: Axes, buckets: Mapping[int, int], label: str, colour: str, fill: bool) -> None:

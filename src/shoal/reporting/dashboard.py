@@ -7,6 +7,9 @@ hosts); its controls call the engine's public ``pause``, ``resume`` and ``stop``
 * ``GET /`` the page (package data: it and the vendored uPlot, with its licence, need no
   network); ``GET /api/events`` the same snapshot every second as server-sent events;
 * ``GET /api/stats``, ``GET /api/hosts``: JSON; ``GET /metrics``: the Prometheus text;
+* ``GET /api/history``: the charts' points so far (rates once a second, the last
+  ``HISTORY`` of them, kept from the moment the dashboard opens), so a page opened late
+  shows the run's recent past at once; each event carries the newest few;
 * ``POST /api/pause``, ``/api/resume``, ``/api/stop``. No GET changes anything.
 
 Security: it listens on 127.0.0.1 unless told otherwise, and any other address needs a
@@ -20,9 +23,12 @@ so is a POST whose ``Origin`` is another site (cross-site request forgery).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import socket
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from importlib import resources
@@ -49,6 +55,10 @@ TOKEN_COOKIE = "shoal_dashboard_token"
 #: How often the page is sent a snapshot (seconds), and how many hosts it lists.
 EVERY_S = 1.0
 TOP_HOSTS = 20
+#: How many chart points the dashboard keeps (one a second: five minutes), and how many of
+#: the newest each event carries (a page adds those it has not seen).
+HISTORY = 300
+_TAIL = 2
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -97,6 +107,31 @@ def snapshot_json(stats: Statistics, busiest: tuple[HostState, ...]) -> dict[str
     return data
 
 
+class History:
+    """The charts' points: the job's results and bytes per second between readings taken
+    once a second, the newest ``HISTORY`` of them (a bounded ring)."""
+
+    def __init__(self, size: int = HISTORY) -> None:
+        self._points: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self._last: tuple[float, int, int] | None = None
+
+    def sample(self, stats: Statistics, at: float | None = None) -> None:
+        at = time.time() if at is None else at
+        done = stats.done
+        if self._last is not None:
+            then, before, size = self._last
+            span = at - then
+            if span > 0:
+                per_s = max(0, done - before) / span
+                self._points.append((at, per_s, max(0, stats.bytes - size) / span))
+        self._last = (at, done, stats.bytes)
+
+    def points(self, newest: int | None = None) -> list[tuple[float, float, float]]:
+        """``(epoch seconds, per second, bytes per second)``, oldest first."""
+        points = list(self._points)
+        return points if newest is None else points[-newest:]
+
+
 class Dashboard:
     """Serves the dashboard of ``engine`` on ``host:port`` (port 0: a free one) while it
     is open; ``url`` is where (with the token's query when there is one)."""
@@ -120,6 +155,8 @@ class Dashboard:
         self._token = token or None
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self._history = History()
+        self._sampler: asyncio.Task[None] | None = None
         self.port = 0
 
     @property
@@ -135,6 +172,7 @@ class Dashboard:
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/api/hosts", self._hosts)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/history", self._history_route)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/api/pause", self._control(self._engine.pause))
         app.router.add_post("/api/resume", self._control(self._engine.resume))
@@ -151,10 +189,17 @@ class Dashboard:
             ) from exc
         self._runner = runner
         self.port = runner.addresses[0][1]
+        self._history.sample(self._engine.statistics())
+        self._sampler = asyncio.create_task(self._sample(), name="shoal-dashboard-history")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._closing.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -211,9 +256,18 @@ class Dashboard:
 
     # -- the routes --------------------------------------------------------------------------
 
+    async def _sample(self) -> None:
+        """Take the charts' reading once a second while the dashboard is open."""
+        while not self._closing.is_set():
+            await asyncio.sleep(EVERY_S)
+            self._history.sample(self._engine.statistics())
+
     def _snapshot(self) -> dict[str, Any]:
         engine = self._engine
         return snapshot_json(engine.statistics(), engine.busiest_hosts(TOP_HOSTS))
+
+    async def _history_route(self, request: web.Request) -> web.StreamResponse:
+        return _json({"points": self._history.points()})
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=_read("dashboard.html"), content_type="text/html")
@@ -240,7 +294,9 @@ class Dashboard:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         async with sse_response(request) as events:
             while events.is_connected() and not self._closing.is_set():
-                await events.send(orjson.dumps(self._snapshot()).decode(), event="stats")
+                data = self._snapshot()
+                data["chart"] = self._history.points(_TAIL)
+                await events.send(orjson.dumps(data).decode(), event="stats")
                 try:
                     await asyncio.wait_for(self._closing.wait(), EVERY_S)
                 except TimeoutError:

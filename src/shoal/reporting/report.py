@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol, runtime_checkable
 
+from shoal.config import OPTION_NAMES, SIZE_SETTINGS, option_name, size_text
 from shoal.reporting import charts
 from shoal.reporting.page import (
     STYLE,
@@ -430,13 +431,25 @@ def _outputs(
     ]
 
 
+def _setting_row(name: str, value: Any) -> tuple[str, str]:
+    """A kept setting as the command line says it (``limits.max_bytes 52428800`` ->
+    ``--max-bytes 50 MiB``); one no option sets (or a per-host override's) keeps its name."""
+    parts = name.split(".")
+    leaf = parts[-1]
+    if len(parts) > 2 or leaf not in OPTION_NAMES:
+        return name, value_text(value)
+    if leaf in SIZE_SETTINGS and isinstance(value, int) and not isinstance(value, bool):
+        return option_name(leaf), size_text(value)
+    return option_name(leaf), value_text(value)
+
+
 def _configuration(settings: dict[str, Any] | None, *, shared: bool) -> list[str]:
     out = ["<h2>Configuration</h2>"]
     if settings is None:
         if shared:
             return [*out, "<p>Not recorded yet: no worker has started on the job.</p>"]
         return [*out, "<p>Not recorded: this journal's runs were made by an earlier shoal.</p>"]
-    rows = [(name, value_text(value)) for name, value in flatten("", settings)]
+    rows = [_setting_row(name, value) for name, value in flatten("", settings)]
     if shared:
         whose = "The job's settings, as its first worker kept them; every worker applies them"
     else:

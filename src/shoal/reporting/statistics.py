@@ -89,6 +89,13 @@ class Statistics:
     #: The workers of a shared job running now, as its store last saw them (else none).
     workers: tuple[WorkerState, ...] = ()
 
+    def __str__(self) -> str:
+        """A few readable lines (``print(engine.statistics())``), as the summary has them;
+        ``repr`` keeps every field."""
+        from shoal.reporting.summary import render_summary  # (it reads this module)
+
+        return render_summary(self, title="shoal statistics", live=True)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
         data = {name: getattr(self, name) for name in _PLAIN_FIELDS}

@@ -14,12 +14,24 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} ms"
 
 
-def render_summary(stats: Statistics) -> str:
-    """Two columns under a title: what was done, how it ended, how fast."""
+def render_summary(stats: Statistics, *, title: str = "shoal summary", live: bool = False) -> str:
+    """Two columns under a title: what was done, how it ended, how fast. ``live``: the
+    snapshot may be of a run still going (``str(statistics)``), and says so."""
     table = _Rows()
     units = stats.unit + "s"
-    state = "interrupted" if stats.interrupted else "finished"
-    table.add_row("run", f"{state} in {format_duration(stats.elapsed_s)}")
+    took = format_duration(stats.elapsed_s)
+    if live and not stats.finished:
+        state = "stopping" if stats.interrupted else "paused" if stats.paused else "running"
+        table.add_row("run", f"{state}, {took} so far")
+        if stats.in_flight or stats.queued or stats.waiting_retry:
+            table.add_row(
+                "now",
+                f"{stats.in_flight:,} in flight, {stats.queued:,} queued, "
+                f"{stats.waiting_retry:,} waiting to be retried",
+            )
+    else:
+        state = "interrupted" if stats.interrupted else "finished"
+        table.add_row("run", f"{state} in {took}")
     table.add_row(
         units,
         f"{stats.done:,} this run: {stats.ok:,} ok, {stats.failed:,} failed"
@@ -95,7 +107,7 @@ def render_summary(stats: Statistics) -> str:
         )
     else:  # a map's calls move no bytes of their own
         table.add_row("throughput", f"{stats.requests_per_s:,.1f} {units}/s")
-    return table.render("shoal summary")
+    return table.render(title)
 
 
 class _Rows:

@@ -23,6 +23,22 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+#: The longest ETA worth a number: beyond it, an estimate says only that it is far off.
+ETA_CAP_DAYS = 99
+
+
+def format_eta(seconds: float) -> str:
+    """An estimate of time left: ``75`` -> ``"1:15"``; over a day ``"2d 03h"``; beyond
+    ``ETA_CAP_DAYS`` days ``">99d"``."""
+    if not math.isfinite(seconds) or seconds >= ETA_CAP_DAYS * 86400 + 86400:
+        return f">{ETA_CAP_DAYS}d"
+    seconds = max(0.0, seconds)
+    if seconds < 86400:
+        return format_duration(seconds)
+    days, rest = divmod(int(seconds + 0.5), 86400)
+    return f"{days}d {rest // 3600:02d}h"
+
+
 def parse_size(text: str) -> int:
     """``"50MiB"``, ``"1.5G"``, ``"1024"`` -> bytes. Units are powers of 1024."""
     cleaned = text.strip().lower().replace(" ", "")

@@ -148,25 +148,29 @@ class PostgresReader:
         return None if kept is None else dict(orjson.loads(kept))
 
     async def summary(self) -> JobSummary:
+        """The job's counts, status classes and error kinds, all read from one snapshot
+        (each statement on its own would see the commits made between them)."""
         connection = self._connection
-        job = await connection.fetchrow(
-            "SELECT input, input_done, input_items FROM shoal_jobs WHERE id = $1", self._job_id
-        )
-        tallies = await connection.fetchrow(
-            "SELECT COALESCE(SUM(admitted), 0), COALESCE(SUM(ok), 0), COALESCE(SUM(failed), 0)"
-            " FROM shoal_tallies WHERE job_id = $1",
-            self._job_id,
-        )
-        errors = await connection.fetch(
-            "SELECT convert_from(record, 'UTF8')::jsonb -> 'error' ->> 'kind', count(*)"
-            " FROM shoal_records WHERE job_id = $1 AND failed GROUP BY 1 ORDER BY 2 DESC, 1",
-            self._job_id,
-        )
-        statuses = await connection.fetch(
-            "SELECT (convert_from(record, 'UTF8')::jsonb ->> 'status')::int / 100, count(*)"
-            " FROM shoal_records WHERE job_id = $1 GROUP BY 1 ORDER BY 1",
-            self._job_id,
-        )
+        async with self._snapshot():
+            job = await connection.fetchrow(
+                "SELECT input, input_done, input_items FROM shoal_jobs WHERE id = $1",
+                self._job_id,
+            )
+            tallies = await connection.fetchrow(
+                "SELECT COALESCE(SUM(admitted), 0), COALESCE(SUM(ok), 0),"
+                " COALESCE(SUM(failed), 0) FROM shoal_tallies WHERE job_id = $1",
+                self._job_id,
+            )
+            errors = await connection.fetch(
+                "SELECT convert_from(record, 'UTF8')::jsonb -> 'error' ->> 'kind', count(*)"
+                " FROM shoal_records WHERE job_id = $1 AND failed GROUP BY 1 ORDER BY 2 DESC, 1",
+                self._job_id,
+            )
+            statuses = await connection.fetch(
+                "SELECT (convert_from(record, 'UTF8')::jsonb ->> 'status')::int / 100, count(*)"
+                " FROM shoal_records WHERE job_id = $1 GROUP BY 1 ORDER BY 1",
+                self._job_id,
+            )
         return JobSummary(
             input=job["input"],
             admitted=int(tallies[0]),

@@ -1,20 +1,24 @@
-// The dashboard page: one server-sent event per second carries the run's snapshot.
+// The dashboard page: one server-sent event per second carries the run's snapshot. The
+// charts' points are the server's (one a second): those so far come from /api/history
+// when the page opens, and each event brings the newest.
 "use strict";
 (function () {
-  const KEEP = 300; // points kept on the charts (five minutes)
+  const KEEP = 300; // points kept on the charts (five minutes), as the server keeps them
   const times = [], rates = [], byteRates = [];
-  let last = null;
   let hostsLast = new Map(); // host -> [time, attempts ended], for each host's rate
   const $ = (id) => document.getElementById(id);
   // Everything shown comes from the run's input and from servers: escape it all.
   const esc = (v) => String(v).replace(/[&<>"']/g, (c) =>
     ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const UNITS = ["B", "kB", "MB", "GB", "TB"];
+  // Binary units, as the command line's (1 KiB = 1,024 bytes).
+  const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
   const bytes = (n) => {
     let i = 0;
-    while (Math.abs(n) >= 1000 && i < UNITS.length - 1) { n /= 1000; i++; }
-    return (i ? n.toFixed(n < 10 ? 1 : 0) : Math.round(n)) + " " + UNITS[i];
+    while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : Math.round(n)) + " " + UNITS[i];
   };
+  // A chart's value axis starts at 0 (and shows at least 0..1 when everything is 0).
+  const fromZero = (u, min, max) => [0, max > 0 ? max * 1.05 : 1];
   const fmt = (n) => (n === null || n === undefined) ? "—" : Math.round(n).toLocaleString("en");
   const ms = (n) => (n === null || n === undefined) ? "—" : n.toFixed(1) + " ms";
   const duration = (s) => {
@@ -27,13 +31,15 @@
     return new uPlot({ width: Math.max(320, element.clientWidth || 480), height: 180,
       series: [{}, { label: label, stroke: "#3b7ddd", fill: "rgba(59,125,221,0.12)",
         value: (u, v) => v === null ? "—" : values([v])[0] }],
-      axes: [{}, { size: 70, values: (u, splits) => values(splits) }] }, [[], []], element);
+      scales: { y: { range: fromZero } },
+      axes: [{}, { size: 80, values: (u, splits) => values(splits) }] }, [[], []], element);
   }
   const rateChart = chart("chart-rate", "requests/s", (vs) => vs.map(fmt));
   const bytesChart = chart("chart-bytes", "bytes/s", (vs) => vs.map((v) => bytes(v) + "/s"));
   const latencyChart = new uPlot({ width: Math.max(320, $("chart-latency").clientWidth || 360), height: 160,
     series: [{}, { label: "requests", stroke: "#7b51c2", fill: "rgba(123,81,194,0.15)" }],
-    scales: { x: { time: false, distr: 3 } }, axes: [{ label: "ms" }, { size: 50 }] },
+    scales: { x: { time: false, distr: 3 }, y: { range: fromZero } },
+    axes: [{ label: "ms" }, { size: 50 }] },
     [[], []], $("chart-latency"));
   function table(id, counts) {
     const rows = Object.entries(counts).sort();
@@ -101,15 +107,7 @@
     const now = Date.now() / 1000;
     table("statuses", data.by_status); table("errors", data.by_error);
     hosts(data, now); recent(data.recent_errors, now);
-    if (last && now > last.at) { // the first snapshot has nothing to compare with
-      const rate = Math.max(0, (data.done - last.done) / (now - last.at));
-      const bytesRate = Math.max(0, (data.bytes - last.bytes) / (now - last.at));
-      $("rate").textContent = fmt(rate); $("bytes_rate").textContent = bytes(bytesRate);
-      times.push(now); rates.push(rate); byteRates.push(bytesRate);
-      if (times.length > KEEP) { times.shift(); rates.shift(); byteRates.shift(); }
-      rateChart.setData([times, rates]); bytesChart.setData([times, byteRates]);
-    }
-    last = { at: now, done: data.done, bytes: data.bytes };
+    plot(data.chart || []);
     const buckets = data.latency_buckets.map(([b, n]) => [Math.expm1((b + 0.5) / 40), n]);
     latencyChart.setData([buckets.map((p) => p[0]), buckets.map((p) => p[1])]);
     const state = $("state");
@@ -122,6 +120,24 @@
     else { state.textContent = "running"; }
     document.body.dataset.done = data.done;
   }
+  const seen = new Map(); // server time -> [rate, bytes rate]: the charts' points
+  function plot(points) {
+    // Merge the points (the history may arrive after an event's newest), keep the last KEEP.
+    const before = seen.size;
+    for (const [at, rate, bytesRate] of points) seen.set(at, [rate, bytesRate]);
+    if (seen.size === before) return;
+    const kept = Array.from(seen.keys()).sort((x, y) => x - y).slice(-KEEP);
+    for (const at of seen.keys()) if (at < kept[0]) seen.delete(at);
+    times.length = rates.length = byteRates.length = 0;
+    for (const at of kept) { const [r, b] = seen.get(at); times.push(at); rates.push(r); byteRates.push(b); }
+    $("rate").textContent = fmt(rates[rates.length - 1]);
+    $("bytes_rate").textContent = bytes(byteRates[byteRates.length - 1]);
+    rateChart.setData([times, rates]); bytesChart.setData([times, byteRates]);
+    document.body.dataset.points = times.length;
+  }
+  window.shoalCharts = { rate: rateChart, bytes: bytesChart, latency: latencyChart };
+  fetch("/api/history").then((r) => r.ok ? r.json() : { points: [] })
+    .then((history) => plot(history.points)).catch(() => {});
   const events = new EventSource("/api/events");
   events.addEventListener("stats", (event) => show(JSON.parse(event.data)));
   events.onerror = () => { $("state").textContent = "disconnected"; };
