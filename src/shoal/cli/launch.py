@@ -15,7 +15,13 @@ import click
 from rich.console import Console
 
 from shoal.cli.options import CLI_NAMES
-from shoal.cli.parsing import check_store_url, parse_headers, parse_resolve, parse_retry_on
+from shoal.cli.parsing import (
+    check_store_url,
+    parse_headers,
+    parse_keep_headers,
+    parse_resolve,
+    parse_retry_on,
+)
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import (
     WORKER,
@@ -28,7 +34,15 @@ from shoal.cli.run import (
     run_job,
 )
 from shoal.cli.settings import host_policies, host_tables
-from shoal.config import Crawl, DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import (
+    Crawl,
+    DNSSettings,
+    Limits,
+    Politeness,
+    Records,
+    RetryPolicy,
+    Timeouts,
+)
 from shoal.engine import Engine
 from shoal.errors import ConfigError
 from shoal.sources.items import valid_method
@@ -59,6 +73,7 @@ def start_job(
     cookies: bool,
     proxy: str | None,
     fail_http: bool,
+    keep_headers: tuple[str, ...],
     resolve: tuple[str, ...],
     dns_servers: tuple[str, ...],
     dns_min_ttl: float,
@@ -148,6 +163,7 @@ def start_job(
             save_bodies=save_bodies,
             warc=warc,
             warc_max_size=warc_max_size,
+            records=Records(keep_headers=parse_keep_headers(keep_headers)),
             **(extra or {}),
         )
         engine = Engine(**settings)

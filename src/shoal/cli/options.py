@@ -50,6 +50,7 @@ CLI_NAMES = {
     "hosts": "--config",
     "warc": "--warc",
     "warc_max_size": "--warc-max-size",
+    "keep_headers": "--keep-headers",
     "dashboard": "--dashboard",
     "dashboard_token": "--dashboard-token",
     "max_depth": "--max-depth",
@@ -287,6 +288,13 @@ _JOB_OPTIONS = [
         "fail_http",
         is_flag=True,
         help="Count non-2xx responses as failures (error kind http_status).",
+    ),
+    click.option(
+        "--keep-headers",
+        "keep_headers",
+        multiple=True,
+        metavar="NAME,...|all",
+        help="Keep these response headers (or all) in each record's headers object; repeatable.",
     ),
     click.option(
         "--resolve",

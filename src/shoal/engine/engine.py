@@ -42,6 +42,7 @@ from shoal.config import (
     DNSSettings,
     Limits,
     Politeness,
+    Records,
     RetryPolicy,
     Timeouts,
     plain,
@@ -122,8 +123,10 @@ class Engine(Running):
         save_bodies: str | None = None,
         warc: str | None = None,
         warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
+        records: Records | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.records = records or Records()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
@@ -227,6 +230,7 @@ class Engine(Running):
             bodies=self._bodies,
             archive=None if self._archive is None else self._archive.spool,
             budget=self._capture_budget,
+            records=self.records,
         )
         politeness = self.politeness
         if politeness.respect_robots:
@@ -477,6 +481,7 @@ class Engine(Running):
             "politeness": plain(self.politeness),
             "dns": plain(self.dns),
             "crawl": plain(self.crawl),
+            "records": plain(self.records),
             "user_agent": self._user_agent,
             "headers": sorted(name for name in session.headers if name != "User-Agent"),
             "fail_http": self._fail_http,

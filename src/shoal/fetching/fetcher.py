@@ -12,7 +12,7 @@ from typing import Protocol
 
 import aiohttp
 
-from shoal.config import Limits, Timeouts
+from shoal.config import Limits, Records, Timeouts
 from shoal.fetching import capture as wire
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
@@ -73,8 +73,10 @@ class Fetcher:
         bodies: BodyStore | None = None,
         archive: Spool | None = None,
         budget: wire.Budget | None = None,
+        records: Records | None = None,
     ) -> None:
         self._session = session
+        self._records = records or Records()
         self._rules = rules
         self._bodies = bodies
         self._archive = archive
@@ -140,6 +142,7 @@ class Fetcher:
             result.error = undecodable(exc.header, exc.reason)
         except aiohttp.TooManyRedirects as exc:
             result.error = _redirect_loop(exc, self._max_redirects - 1)
+            result.redirect_chain = [(str(hop.url), hop.status) for hop in exc.history]
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             # The watchdog's between-reads timeout arrives as aiohttp's own (a
             # ServerTimeoutError); classify names it.
@@ -152,6 +155,7 @@ class Fetcher:
         finally:
             deadlines.current.reset(token)
             self._watchdog.end(attempt)
+        result.address = attempt.peer
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return result
 
@@ -182,8 +186,13 @@ class Fetcher:
                 capture.exchanges[-1].drop_interim()
             result.status = status = response.status
             result.final_url = str(response.url)
-            result.redirects = len(response.history)
+            history = response.history
+            if history:
+                result.redirects = len(history)
+                result.redirect_chain = [(str(hop.url), hop.status) for hop in history]
             headers = result.headers = response.headers
+            if self._records.keep_headers:
+                result.kept_headers = self._records.kept(headers)
             result.content_type = headers.get("Content-Type")
             length = response.content_length
             if (
