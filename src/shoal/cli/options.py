@@ -35,6 +35,7 @@ CLI_NAMES = {
     "retry_after_max_s": "--max-retry-after",
     "on_statuses": "--retry-on",
     "proxy": "--proxy",
+    "proxy_env": "--no-proxy-env",
     "ca_bundle": "--ca-bundle",
     "resolve": "--resolve",
     "servers": "--dns-server",
@@ -282,7 +283,18 @@ _JOB_OPTIONS = [
         is_flag=True,
         help="Keep the cookies sites set and send them back (one bounded jar per site).",
     ),
-    click.option("--proxy", default=None, help="Send every request through this HTTP proxy."),
+    click.option(
+        "--proxy",
+        default=None,
+        help="Send every request through this HTTP proxy (HOST:PORT means http://HOST:PORT; "
+        "'' for none). Without it, http_proxy, https_proxy and no_proxy are honoured.",
+    ),
+    click.option(
+        "--no-proxy-env",
+        "no_proxy_env",
+        is_flag=True,
+        help="Ignore the proxy environment (http_proxy, https_proxy, all_proxy, no_proxy).",
+    ),
     click.option(
         "--fail",
         "fail_http",

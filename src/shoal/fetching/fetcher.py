@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from shoal.config import Limits, Records, Timeouts
 from shoal.fetching import capture as wire
@@ -18,6 +19,7 @@ from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.decoding import Decoder, Undecodable
 from shoal.fetching.failures import classify, undecodable
+from shoal.fetching.proxies import Proxies
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error, ErrorKind, Result
@@ -68,7 +70,7 @@ class Fetcher:
         watchdog: Watchdog,
         fail_http: bool = False,
         keep_body: bool = False,
-        proxy: str | None = None,
+        proxies: Proxies | None = None,
         rules: HostRules | None = None,
         bodies: BodyStore | None = None,
         archive: Spool | None = None,
@@ -89,16 +91,17 @@ class Fetcher:
         self._watchdog = watchdog
         self._fail_http = fail_http
         self._keep_body = keep_body
-        self._proxy = proxy
+        self._proxies = proxies or Proxies(environment=False)
 
     async def run(self, job: Job) -> Result:
+        proxy = self._proxies.for_url(job.target or URL(job.request.url))
         if self._archive is None:
-            return await self._attempt(job, None)
-        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=bool(self._proxy))
+            return await self._attempt(job, None, proxy)
+        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=proxy is not None)
         token = wire.current.set(capture)
         kept = False
         try:
-            result = await self._attempt(job, capture)
+            result = await self._attempt(job, capture, proxy)
             kept = result.capture is not None
             if kept and not self._budget.hold(capture):
                 for exchange in capture.exchanges:
@@ -111,7 +114,7 @@ class Fetcher:
                     self._archive.forget(path)
         return result
 
-    async def _attempt(self, job: Job, capture: wire.Capture | None) -> Result:
+    async def _attempt(self, job: Job, capture: wire.Capture | None, proxy: str | None) -> Result:
         result = job.result(started_at=time.time())
         timeouts = self._timeouts
         headers = job.request.headers
@@ -126,7 +129,7 @@ class Fetcher:
             attempt.on_sent = functools.partial(job.on_sent, job)
         token = deadlines.current.set(attempt)
         try:
-            await self._exchange(job, headers, result, start, capture, attempt)
+            await self._exchange(job, headers, result, start, capture, attempt, proxy)
         except asyncio.CancelledError:
             if not attempt.timed_out():
                 raise
@@ -167,6 +170,7 @@ class Fetcher:
         start: float,
         capture: wire.Capture | None,
         attempt: Attempt,
+        proxy: str | None,
     ) -> None:
         request = job.request
         async with self._session.request(
@@ -176,7 +180,7 @@ class Fetcher:
             data=request.body,
             allow_redirects=self._follow,
             max_redirects=self._max_redirects,
-            proxy=self._proxy,
+            proxy=proxy,
             # The body's content codings are undone here (see Decoder), not by aiohttp,
             # which cannot tell a body cut short in its coding from a whole one.
             auto_decompress=False,
