@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
+from shoal.cli import logs
 from shoal.cli.options import CLI_NAMES
 from shoal.cli.parsing import (
     check_store_url,
@@ -114,6 +115,7 @@ def start_job(
     if dashboard is not None:
         check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
+    logs.use_console(console)
     try:
         settings: dict[str, Any] = dict(
             limits=Limits(

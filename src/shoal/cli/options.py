@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from shoal.cli.logs import VERBOSE
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
     Address,
@@ -436,6 +437,7 @@ _JOB_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    VERBOSE,
     _STORE,
     _LEASE_TTL,
     _LEASE_HOLD,
@@ -457,6 +459,7 @@ RUN_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    VERBOSE,
     _STORE,
     _LEASE_TTL,
     _LEASE_HOLD,
