@@ -28,6 +28,7 @@ EXPECTED = [
     "OutputError",
     "Politeness",
     "PostgresStore",
+    "Records",
     "Rejected",
     "Request",
     "Result",

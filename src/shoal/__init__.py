@@ -10,7 +10,16 @@ for outcome in shoal.map(lookup, names, group=domain_of, journal="names.db"):
 
 from typing import TYPE_CHECKING
 
-from shoal.config import Crawl, DNSSettings, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import (
+    Crawl,
+    DNSSettings,
+    HostPolicy,
+    Limits,
+    Politeness,
+    Records,
+    RetryPolicy,
+    Timeouts,
+)
 from shoal.engine import Engine, Handler, fetch, map
 from shoal.errors import ConfigError, JournalError, OutputError, Rejected, ShoalError
 from shoal.fetching import CachingResolver, DNSStatistics, StaticResolver
@@ -56,6 +65,7 @@ __all__ = [
     "OutputError",
     "Politeness",
     "PostgresStore",
+    "Records",
     "Rejected",
     "Request",
     "Result",

@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from shoal.errors import ConfigError
 from shoal.result import ErrorKind
@@ -66,6 +66,8 @@ OPTION_NAMES = {
     "respect_robots": "--respect-robots",
     "robots_crawl_delay": "--robots-crawl-delay",
     "verify_tls": "--insecure",
+    "proxy_env": "--no-proxy-env",
+    "keep_headers": "--keep-headers",
 }
 #: The settings that are sizes in bytes (shown as ``50 MiB``, as ``--max-bytes 50MiB``).
 SIZE_SETTINGS = frozenset({"max_bytes", "warc_max_size"})
@@ -108,6 +110,54 @@ class Limits:
         _at_least("per_host", self.per_host, 1)
         _at_least("max_bytes", self.max_bytes, 0)
         _at_least("max_redirects", self.max_redirects, 0)
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Records:
+    """What each JSON record holds besides the fields it always has.
+
+    ``keep_headers`` names the response headers a record keeps in its ``headers`` object
+    (matched without regard to case, kept under lower-case names), or is ``"all"`` for
+    every header of the response; by default none, and records have no ``headers``.
+    """
+
+    keep_headers: tuple[str, ...] | Literal["all"] = ()
+
+    def __post_init__(self) -> None:
+        names = self.keep_headers
+        if names == "all":
+            return
+        if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+            raise ConfigError("keep_headers", "must be header names or 'all'")
+        for name in names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ConfigError("keep_headers", f"{name!r} is not a header name")
+        lowered = tuple(dict.fromkeys(name.lower() for name in names))
+        object.__setattr__(self, "keep_headers", lowered)
+
+    def kept(self, headers: Mapping[str, str]) -> dict[str, str | list[str]] | None:
+        """The record's ``headers`` object for a response's ``headers`` (a multidict:
+        a header sent more than once keeps each value, in a list); ``None`` when no
+        header is kept."""
+        names = self.keep_headers
+        if not names:
+            return None
+        kept: dict[str, str | list[str]] = {}
+        for name, value in headers.items():
+            key = name.lower()
+            if names != "all" and key not in names:
+                continue
+            before = kept.get(key)
+            if before is None:
+                kept[key] = value
+            elif isinstance(before, list):
+                before.append(value)
+            else:
+                kept[key] = [before, value]
+        return kept
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

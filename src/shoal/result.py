@@ -109,6 +109,13 @@ class Result:
     ttfb_ms: float | None = None
     started_at: float | None = None
     redirects: int = 0
+    #: Each redirect followed, in order: the URL answered and its status.
+    redirect_chain: list[tuple[str, int]] | None = None
+    #: The address connected to for the final response (``host:port``; a proxy's through
+    #: a proxy).
+    address: str | None = None
+    #: The response headers the record keeps (``Records.keep_headers``).
+    kept_headers: dict[str, str | list[str]] | None = None
     meta: Any = None
     data: Any = None
     #: How many links away from the input this request is (0: it came from the input).
@@ -170,7 +177,7 @@ class Result:
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready record, as documented in ``record.schema.json``."""
-        return {
+        record = {
             "url": self.url,
             "id": self.id,
             "method": self.method,
@@ -192,7 +199,14 @@ class Result:
             "data": self.data,
             "depth": self.depth,
             "parent": self.parent,
+            "redirect_chain": [
+                {"url": url, "status": status} for url, status in self.redirect_chain or ()
+            ],
+            "address": self.address,
         }
+        if self.kept_headers is not None:
+            record["headers"] = self.kept_headers
+        return record
 
 
 def iso_time(timestamp: float) -> str:

@@ -601,3 +601,20 @@ async def test_bracketed_hosts_never_raise_and_valid_ones_are_ipv6(
         assert host is not None
         assert ipaddress.ip_address(host.partition("%")[0]).version == 6
         assert URL(str(entry.target)).raw_host == host  # the checked URL survives a round trip
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"nourl": 1}',
+        '{"url": 5,  "id": "x"}',
+        '{ "href" : "http://a.test/",\t"n": [1, 2.50, null, true] }',
+        '{"meta": {"café": "ü"}}',
+    ],
+)
+async def test_json_line_that_is_not_a_request_keeps_its_own_text(
+    server: Misbehaving, line: str
+) -> None:
+    done, records = await _one_bad_line(server, line)
+    _assert_rejected_as_input(done, records, server)
+    assert records[2]["url"] == line  # exactly as written: not Python's text of the object

@@ -13,6 +13,7 @@ from shoal import ConfigError
 from shoal.config import HostPolicy, Politeness, Timeouts
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostControl, HostRule, HostRules
+from shoal.scheduling.hosts import LATE_CARRY_MAX_S
 
 RNG = random.Random(7)
 
@@ -110,6 +111,46 @@ def test_rate_does_not_bank_idle_time_beyond_the_burst() -> None:
     starts(host, 2, now=0.0)
     # A long idle spell earns at most a burst again, not a flood.
     assert starts(host, 4, now=100.0) == [100.0, 100.0, 100.1, pytest.approx(100.2)]
+
+
+@pytest.mark.parametrize("rate", [100.0, 200.0, 300.0])
+def test_late_wake_ups_do_not_lower_the_rate(rate: float) -> None:
+    # Each start comes up to 3 ms after the host is due (a loop timer rounds up to the
+    # millisecond, a busy loop adds more) and goes on the wire 0.3 ms later.
+    host = control(per_second=rate)
+    late = random.Random(24)
+    interval = 1 / rate
+    carry = min(interval, LATE_CARRY_MAX_S)
+    now, sends = 0.0, []
+    for _ in range(3000):
+        now = max(now, host.ready_at()) + late.uniform(0.0, 0.003)
+        assert host.started(now)
+        now += 0.0003
+        host.sent(now, RNG)
+        sends.append(now)
+    achieved = (len(sends) - 1) / (sends[-1] - sends[0])
+    assert 0.98 * rate <= achieved <= rate * 1.001, achieved
+    # And never above the rate over any window, but for the carried lateness: send j is
+    # at least (j - i) intervals less the carry after send i.
+    highest = -math.inf
+    for index, sent in enumerate(sends):
+        ahead = sent - index * interval
+        assert ahead >= highest - carry - 1e-9, index
+        highest = max(highest, ahead)
+
+
+def test_an_idle_spell_starts_the_schedule_again() -> None:
+    host = control(per_second=100.0)
+    starts(host, 3, now=0.0)
+    # Idle for longer than the carry: the next two are a full interval apart, not closer.
+    assert starts(host, 2, now=0.5) == [0.5, pytest.approx(0.51)]
+
+
+def test_a_send_later_than_the_carry_is_not_made_up() -> None:
+    host = control(per_second=10.0)
+    start(host, 0.0)
+    start(host, 0.1 + LATE_CARRY_MAX_S * 4)  # sent 20 ms late: a slow connection
+    assert host.ready_at() == pytest.approx(0.2 + LATE_CARRY_MAX_S * 4)
 
 
 def test_delay_with_jitter_stays_within_bounds() -> None:

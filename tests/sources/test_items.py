@@ -246,3 +246,10 @@ async def test_skip_past_the_end_is_harmless() -> None:
     source = IterableSource(urls(2))
     await source.skip_to(Position(10))
     assert await source.read_batch(5) is None
+
+
+def test_library_mapping_that_is_not_a_request_is_recorded_as_json() -> None:
+    entry = entry_for({"href": "http://a.test/", "n": [1, None]}, 3)
+    assert entry.error is not None
+    assert isinstance(entry.work, Request)
+    assert entry.work.url == '{"href":"http://a.test/","n":[1,null]}'

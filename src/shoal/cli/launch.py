@@ -14,8 +14,15 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
+from shoal.cli import logs
 from shoal.cli.options import CLI_NAMES
-from shoal.cli.parsing import check_store_url, parse_headers, parse_resolve, parse_retry_on
+from shoal.cli.parsing import (
+    check_store_url,
+    parse_headers,
+    parse_keep_headers,
+    parse_resolve,
+    parse_retry_on,
+)
 from shoal.cli.places import check_job_places, input_place
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.run import (
@@ -29,7 +36,15 @@ from shoal.cli.run import (
     run_job,
 )
 from shoal.cli.settings import host_policies, host_tables
-from shoal.config import Crawl, DNSSettings, Limits, Politeness, RetryPolicy, Timeouts
+from shoal.config import (
+    Crawl,
+    DNSSettings,
+    Limits,
+    Politeness,
+    Records,
+    RetryPolicy,
+    Timeouts,
+)
 from shoal.engine import Engine
 from shoal.errors import ConfigError
 from shoal.sources.items import valid_method
@@ -59,7 +74,9 @@ def start_job(
     ca_bundle: str | None,
     cookies: bool,
     proxy: str | None,
+    no_proxy_env: bool,
     fail_http: bool,
+    keep_headers: tuple[str, ...],
     resolve: tuple[str, ...],
     dns_servers: tuple[str, ...],
     dns_min_ttl: float,
@@ -102,6 +119,7 @@ def start_job(
     if dashboard is not None:
         check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
+    logs.use_console(console)
     try:
         settings: dict[str, Any] = dict(
             limits=Limits(
@@ -146,12 +164,14 @@ def start_job(
                 max_lookups=dns_concurrency,
             ),
             proxy=proxy,
+            proxy_env=not no_proxy_env,
             verify_tls=not insecure,
             ca_bundle=ca_bundle,
             cookies=cookies,
             save_bodies=save_bodies,
             warc=warc,
             warc_max_size=warc_max_size,
+            records=Records(keep_headers=parse_keep_headers(keep_headers)),
             **(extra or {}),
         )
         engine = Engine(**settings)

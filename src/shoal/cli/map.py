@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from shoal.cli import logs
 from shoal.cli.launch import job_places, launch
 from shoal.cli.options import CLI_NAMES, run_options
 from shoal.cli.parsing import Rate, load_exception
@@ -116,6 +117,7 @@ def map_command(
     if dashboard is not None:
         check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
+    logs.use_console(console)
     try:
         settings: dict[str, Any] = dict(
             limits=Limits(concurrency=concurrency, per_host=per_group),

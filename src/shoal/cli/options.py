@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from shoal.cli.logs import VERBOSE
 from shoal.cli.parsing import (
     DEFAULT_RETRY_ON,
     Address,
@@ -269,12 +270,30 @@ _JOB_OPTIONS = [
         is_flag=True,
         help="Keep the cookies sites set and send them back (one bounded jar per site).",
     ),
-    click.option("--proxy", default=None, help="Send every request through this HTTP proxy."),
+    click.option(
+        "--proxy",
+        default=None,
+        help="Send every request through this HTTP proxy (HOST:PORT means http://HOST:PORT; "
+        "'' for none). Without it, http_proxy, https_proxy and no_proxy are honoured.",
+    ),
+    click.option(
+        "--no-proxy-env",
+        "no_proxy_env",
+        is_flag=True,
+        help="Ignore the proxy environment (http_proxy, https_proxy, all_proxy, no_proxy).",
+    ),
     click.option(
         "--fail",
         "fail_http",
         is_flag=True,
         help="Count non-2xx responses as failures (error kind http_status).",
+    ),
+    click.option(
+        "--keep-headers",
+        "keep_headers",
+        multiple=True,
+        metavar="NAME,...|all",
+        help="Keep these response headers (or all) in each record's headers object; repeatable.",
     ),
     click.option(
         "--resolve",
@@ -405,6 +424,7 @@ _JOB_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    VERBOSE,
     _STORE,
     _LEASE_TTL,
     _LEASE_HOLD,
@@ -427,6 +447,7 @@ RUN_OPTIONS = [
     _DASHBOARD,
     _DASHBOARD_TOKEN,
     _QUIET,
+    VERBOSE,
     _STORE,
     _LEASE_TTL,
     _LEASE_HOLD,

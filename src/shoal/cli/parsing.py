@@ -9,6 +9,7 @@ import ipaddress
 import math
 import os
 import sys
+from typing import Literal
 
 import click
 
@@ -91,6 +92,19 @@ def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
             )
         headers[name] = text.strip()
     return headers
+
+
+def parse_keep_headers(values: tuple[str, ...]) -> tuple[str, ...] | Literal["all"]:
+    """``("ETag,Last-Modified", "Server")`` -> the names; ``all`` anywhere -> ``"all"``.
+    A bad name is refused by :class:`shoal.Records` (named ``--keep-headers``)."""
+    names = tuple(name.strip() for value in values for name in value.split(","))
+    if any(name.lower() == "all" for name in names):
+        return "all"
+    if "" in names:
+        raise click.BadParameter(
+            f"{','.join(values)!r} has an empty header name", param_hint="'--keep-headers'"
+        )
+    return names
 
 
 def parse_resolve(values: tuple[str, ...]) -> dict[str, str]:

@@ -42,6 +42,7 @@ _WORKER_OWN = frozenset(
         "dns_max_ttl",
         "dns_concurrency",
         "proxy",
+        "no_proxy_env",
         "ca_bundle",
     }
 )

@@ -42,6 +42,7 @@ from shoal.config import (
     DNSSettings,
     Limits,
     Politeness,
+    Records,
     RetryPolicy,
     Timeouts,
     plain,
@@ -67,6 +68,7 @@ from shoal.fetching import (
 from shoal.fetching.capture import Budget
 from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.dns import CachingResolver, DNSStatistics
+from shoal.fetching.proxies import Proxies
 from shoal.fetching.session import trust_context
 from shoal.outcome import Finished, Outcome
 from shoal.reporting import Recorder, Statistics
@@ -114,6 +116,7 @@ class Engine(Running):
         resolver: AbstractResolver | None = None,
         dns: DNSSettings | None = None,
         proxy: str | None = None,
+        proxy_env: bool = True,
         verify_tls: bool = True,
         ca_bundle: str | None = None,
         cookies: bool = False,
@@ -122,8 +125,10 @@ class Engine(Running):
         save_bodies: str | None = None,
         warc: str | None = None,
         warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
+        records: Records | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.records = records or Records()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
@@ -154,9 +159,8 @@ class Engine(Running):
             capture=warc is not None,
             cookies=cookies,
         )
-        if proxy is not None and not proxy.startswith(("http://", "https://")):
-            raise ConfigError("proxy", f"{proxy!r} is not an http:// or https:// URL")
-        self._proxy = proxy
+        # The proxy for every request, or (without one) the environment's, read now.
+        self._proxies = Proxies(proxy, environment=proxy_env)
         self._fail_http = fail_http
         self._keep_body = keep_body
         self._handler = handler
@@ -222,11 +226,12 @@ class Engine(Running):
             watchdog=self._watchdog,
             fail_http=self._fail_http,
             keep_body=self._keep_body or self._handler is not None,
-            proxy=self._proxy,
+            proxies=self._proxies,
             rules=None if self._rules.uniform else self._rules,
             bodies=self._bodies,
             archive=None if self._archive is None else self._archive.spool,
             budget=self._capture_budget,
+            records=self.records,
         )
         politeness = self.politeness
         if politeness.respect_robots:
@@ -477,12 +482,16 @@ class Engine(Running):
             "politeness": plain(self.politeness),
             "dns": plain(self.dns),
             "crawl": plain(self.crawl),
+            "records": plain(self.records),
             "user_agent": self._user_agent,
             "headers": sorted(name for name in session.headers if name != "User-Agent"),
             "fail_http": self._fail_http,
             "verify_tls": session.verify_tls,
             "cookies": session.cookies,
-            "proxy": None if self._proxy is None else str(URL(self._proxy).with_user(None)),
+            "proxy": _without_user(self._proxies.fixed),
+            "proxy_env": {
+                scheme: _without_user(url) for scheme, url in self._proxies.environment.items()
+            },
             "resolve": plain(session.resolve or {}),
             "output": absolute(output),
             "save_bodies": absolute(self._save_bodies),
@@ -496,6 +505,10 @@ class Engine(Running):
         }
 
     # -- the stages ------------------------------------------------------------------------
+
+
+def _without_user(proxy: str | None) -> str | None:
+    return None if proxy is None else str(URL(proxy).with_user(None))
 
 
 def _map_name(function: Function) -> str:

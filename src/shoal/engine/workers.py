@@ -7,6 +7,7 @@ for a retry, or its final result to the committer.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 
@@ -14,9 +15,12 @@ from shoal.engine.stage import Completions, Handler, Plan, Stage, put
 from shoal.errors import Rejected
 from shoal.job import Job
 from shoal.outcome import Finished
+from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import Scheduler, retry_delay
 from shoal.store import Retrying
+
+log = logging.getLogger("shoal")
 
 
 class Working(Stage):
@@ -68,9 +72,15 @@ class Working(Stage):
                 # Once stopped, the job is let go: it stays pending for the next run.
                 if scheduler.retry_later(job, delay):
                     self._recorder.retries += 1
+                    decision = f"retry in {delay:.3f} s"
                 else:
                     self._let_go(job)
+                    decision = "stopping: left pending"
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(_attempt_line(job, result, refusal is not None, decision))
                 continue
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(_attempt_line(job, result, refusal is not None, "final"))
             await self._final(scheduler, completions, job, result)
 
     def _let_go(self, job: Job) -> None:
@@ -136,6 +146,24 @@ class Working(Stage):
     ) -> None:
         await put(completions, (job, result))
         scheduler.finish(job)
+
+
+def _attempt_line(job: Job, result: Finished, refused: bool, decision: str) -> str:
+    """The debug log's line for one attempt: what, which attempt, how it ended, how long
+    it took, and what happens next."""
+    work = job.work
+    what = f"{work.method} {work.url}" if isinstance(work, Request) else f"item {work.key}"
+    if refused:
+        ended = "not sent"
+    elif result.status is not None:
+        ended = str(result.status)
+    else:
+        ended = "no response"
+    error = result.error
+    if error is not None:
+        ended += f" ({error.kind.value}: {error.message})"
+    took = "" if result.elapsed_ms is None or refused else f" in {result.elapsed_ms:.1f} ms"
+    return f"attempt {job.attempts} {what}: {ended}{took}; {decision}"
 
 
 async def _handle(handler: Handler, result: Result) -> None:

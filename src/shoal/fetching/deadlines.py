@@ -64,6 +64,7 @@ class Attempt:
         "expired",
         "last_read",
         "on_sent",
+        "peer",
         "protocol",
         "read_s",
         "reading",
@@ -81,6 +82,8 @@ class Attempt:
         self.read_s = timeouts.read_s
         #: The connection serving the attempt (``None`` until it is connected).
         self.protocol: WatchedProtocol | None = None
+        #: The address the latest request of the attempt was sent to (``host:port``).
+        self.peer: str | None = None
         #: Called once, when the connection is handed to the request (which aiohttp then
         #: writes at once): the moment the request is sent.
         self.on_sent: Callable[[], None] | None = None
@@ -232,6 +235,7 @@ class WatchedProtocol(ResponseHandler):
         self._attempt = attempt
         if attempt is not None:
             attempt.protocol = self  # connected: the connect deadline no longer applies
+            attempt.peer = _peer(self.transport)
             sent = attempt.on_sent
             if sent is not None:
                 attempt.on_sent = None
@@ -258,6 +262,15 @@ class WatchedProtocol(ResponseHandler):
         timeout does (a ``ServerTimeoutError`` for the reader of headers or body)."""
         self._attempt = None
         self._on_read_timeout()
+
+
+def _peer(transport: asyncio.BaseTransport | None) -> str | None:
+    """``host:port`` of a connection's far end (``[host]:port`` for IPv6)."""
+    address = None if transport is None else transport.get_extra_info("peername")
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host, port = str(address[0]), address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def install(connector: aiohttp.BaseConnector, protocol: type[WatchedProtocol]) -> None:

@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
-from shoal.config import Limits, Timeouts, option_name, size_text
+from shoal.config import Limits, Records, Timeouts, option_name, size_text
 from shoal.fetching import capture as wire
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.decoding import Decoder, Undecodable
 from shoal.fetching.failures import classify, undecodable
+from shoal.fetching.proxies import Proxies
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error, ErrorKind, Result
@@ -68,13 +70,15 @@ class Fetcher:
         watchdog: Watchdog,
         fail_http: bool = False,
         keep_body: bool = False,
-        proxy: str | None = None,
+        proxies: Proxies | None = None,
         rules: HostRules | None = None,
         bodies: BodyStore | None = None,
         archive: Spool | None = None,
         budget: wire.Budget | None = None,
+        records: Records | None = None,
     ) -> None:
         self._session = session
+        self._records = records or Records()
         self._rules = rules
         self._bodies = bodies
         self._archive = archive
@@ -87,16 +91,17 @@ class Fetcher:
         self._watchdog = watchdog
         self._fail_http = fail_http
         self._keep_body = keep_body
-        self._proxy = proxy
+        self._proxies = proxies or Proxies(environment=False)
 
     async def run(self, job: Job) -> Result:
+        proxy = self._proxies.for_url(job.target or URL(job.request.url))
         if self._archive is None:
-            return await self._attempt(job, None)
-        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=bool(self._proxy))
+            return await self._attempt(job, None, proxy)
+        capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=proxy is not None)
         token = wire.current.set(capture)
         kept = False
         try:
-            result = await self._attempt(job, capture)
+            result = await self._attempt(job, capture, proxy)
             kept = result.capture is not None
             if kept and not self._budget.hold(capture):
                 for exchange in capture.exchanges:
@@ -109,7 +114,7 @@ class Fetcher:
                     self._archive.forget(path)
         return result
 
-    async def _attempt(self, job: Job, capture: wire.Capture | None) -> Result:
+    async def _attempt(self, job: Job, capture: wire.Capture | None, proxy: str | None) -> Result:
         result = job.result(started_at=time.time())
         timeouts = self._timeouts
         headers = job.request.headers
@@ -124,7 +129,7 @@ class Fetcher:
             attempt.on_sent = functools.partial(job.on_sent, job)
         token = deadlines.current.set(attempt)
         try:
-            await self._exchange(job, headers, result, start, capture, attempt)
+            await self._exchange(job, headers, result, start, capture, attempt, proxy)
         except asyncio.CancelledError:
             if not attempt.timed_out():
                 raise
@@ -141,6 +146,7 @@ class Fetcher:
             result.error = undecodable(exc.header, exc.reason)
         except aiohttp.TooManyRedirects as exc:
             result.error = _redirect_loop(exc, self._max_redirects - 1)
+            result.redirect_chain = [(str(hop.url), hop.status) for hop in exc.history]
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             # The watchdog's between-reads timeout arrives as aiohttp's own (a
             # ServerTimeoutError); classify names it.
@@ -153,6 +159,7 @@ class Fetcher:
         finally:
             deadlines.current.reset(token)
             self._watchdog.end(attempt)
+        result.address = attempt.peer
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
         return result
 
@@ -164,6 +171,7 @@ class Fetcher:
         start: float,
         capture: wire.Capture | None,
         attempt: Attempt,
+        proxy: str | None,
     ) -> None:
         request = job.request
         async with self._session.request(
@@ -173,7 +181,7 @@ class Fetcher:
             data=request.body,
             allow_redirects=self._follow,
             max_redirects=self._max_redirects,
-            proxy=self._proxy,
+            proxy=proxy,
             # The body's content codings are undone here (see Decoder), not by aiohttp,
             # which cannot tell a body cut short in its coding from a whole one.
             auto_decompress=False,
@@ -183,8 +191,13 @@ class Fetcher:
                 capture.exchanges[-1].drop_interim()
             result.status = status = response.status
             result.final_url = str(response.url)
-            result.redirects = len(response.history)
+            history = response.history
+            if history:
+                result.redirects = len(history)
+                result.redirect_chain = [(str(hop.url), hop.status) for hop in history]
             headers = result.headers = response.headers
+            if self._records.keep_headers:
+                result.kept_headers = self._records.kept(headers)
             result.content_type = headers.get("Content-Type")
             length = response.content_length
             if (

@@ -49,6 +49,13 @@ def invalid_entry(
     )
 
 
+def _as_text(data: Mapping[str, Any]) -> str:
+    try:
+        return orjson.dumps(dict(data), option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return repr(dict(data))
+
+
 def _printable(raw: str) -> str:
     return raw[:_RAW_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -69,11 +76,20 @@ def entry_for_request(request: Request, position: int, line: int | None) -> Entr
 
 
 def entry_for_mapping(
-    data: Mapping[str, Any], position: int, line: int | None, default_method: str = "GET"
+    data: Mapping[str, Any],
+    position: int,
+    line: int | None,
+    default_method: str = "GET",
+    text: str | None = None,
 ) -> Entry:
-    """Build an entry from a JSON-style object with ``url`` and optional fields."""
+    """Build an entry from a JSON-style object with ``url`` and optional fields.
+
+    ``text`` is the input line the object was read from: an object that is not a request
+    is recorded by its URL when it has a string one, else by that text exactly as written
+    (by its JSON when it came from the library, not from a line).
+    """
     url = data.get("url")
-    raw = url if isinstance(url, str) else str(dict(data))
+    raw = url if isinstance(url, str) else text if text is not None else _as_text(data)
     unknown = set(data) - _FIELDS
     if unknown:
         return invalid_entry(raw, position, line, f"unknown field(s): {', '.join(sorted(unknown))}")

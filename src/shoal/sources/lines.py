@@ -56,7 +56,7 @@ def parse_line(raw: bytes, line: int, default_method: str = "GET") -> Entry | No
             return invalid_entry(text, line, line, f"malformed JSON: {exc}")
         if not isinstance(data, dict):
             return invalid_entry(text, line, line, "a JSON line must be an object")
-        return entry_for_mapping(data, line, line, default_method)
+        return entry_for_mapping(data, line, line, default_method, text)
     hint = url_hint(text)
     if hint is not None:
         return invalid_entry(text, line, line, hint)
