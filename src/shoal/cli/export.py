@@ -89,10 +89,11 @@ def report_path(journal: str) -> str:
 def status_lines(path: str, summary: JobSummary) -> list[str]:
     """``shoal status`` as text lines."""
     read = "read to the end" if summary.input_done else f"{summary.lines_read:,} lines read so far"
+    counted = "items   " if summary.mapped else "requests"  # (a map's are items)
     lines = [
         f"job        {path}",
         f"input      {summary.input} ({read})",
-        f"requests   {summary.admitted:,} admitted: {summary.ok:,} ok, "
+        f"{counted}   {summary.admitted:,} admitted: {summary.ok:,} ok, "
         f"{summary.failed:,} failed, {summary.pending:,} pending",
     ]
     if summary.by_status:
