@@ -182,7 +182,7 @@ def check_first_item(path: str, spec: MapSpec) -> None:
                 )
         try:
             value = function(item)
-        except Exception as exc:  # noqa: BLE001 - the user's function: said, not raised
+        except Exception as exc:  # (the user's function: said, not raised)
             raise click.BadParameter(
                 f"{named} fails on the first item of {path}: {type(exc).__name__}: {exc}",
                 param_hint=f"'{option}'",
