@@ -209,7 +209,8 @@ def _first_item(path: str) -> object | None:
                 if not raw.strip() or len(raw) > MAX_LINE_BYTES:
                     continue
                 try:
-                    return orjson.loads(raw)
+                    item: object = orjson.loads(raw)
+                    return item
                 except orjson.JSONDecodeError:
                     continue
     except OSError:
