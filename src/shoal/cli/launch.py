@@ -17,6 +17,7 @@ from rich.console import Console
 from shoal.cli.options import CLI_NAMES
 from shoal.cli.parsing import check_store_url, parse_headers, parse_resolve, parse_retry_on
 from shoal.cli.processes import Plan, check_journals, run_processes
+from shoal.cli.reopen import RetryFailed, reopen_before_run
 from shoal.cli.run import (
     WORKER,
     JobOptions,
@@ -46,6 +47,7 @@ def start_job(
     read_timeout: float,
     retries: int,
     retry_on: str,
+    retry_failed: str | None,
     backoff: float,
     backoff_max: float,
     max_retry_after: float,
@@ -93,6 +95,10 @@ def start_job(
     :class:`shoal.Crawl`); ``seeds`` are input requests given as arguments.
     """
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    retry = None
+    if retry_failed is not None:
+        kinds, statuses = parse_retry_on(retry_failed, "--retry-failed")
+        retry = RetryFailed(frozenset(kind.value for kind in kinds), statuses)
     if method is not None and not valid_method(method):
         raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
     if dashboard is not None:
@@ -185,7 +191,7 @@ def start_job(
                 f"--max-requests {budget} cannot be shared by {count} processes",
                 param_hint="'--processes'",
             )
-    launch(engine, settings, options, processes, console)
+    launch(engine, settings, options, processes, console, retry=retry, crawl=crawl)
 
 
 def on_shared_store(
@@ -292,10 +298,18 @@ def process_count(processes: str) -> int:
 
 
 def launch(
-    engine: Engine, settings: dict[str, Any], options: JobOptions, processes: str, console: Console
+    engine: Engine,
+    settings: dict[str, Any],
+    options: JobOptions,
+    processes: str,
+    console: Console,
+    *,
+    retry: RetryFailed | None = None,
+    crawl: Crawl | None = None,
 ) -> NoReturn:
     """Run the job in this process, or in ``processes`` worker processes (each making its
-    engine from ``settings``), and exit with its code."""
+    engine from ``settings``), and exit with its code; first reopen what ``retry``
+    (``--retry-failed``) or a deeper ``crawl`` sends again."""
     count = process_count(processes)
     concurrency = engine.limits.concurrency
     if count > concurrency:
@@ -303,6 +317,8 @@ def launch(
             f"{count} processes need --concurrency of at least {count}",
             param_hint="'--processes'",
         )
+    if retry is not None or crawl is not None:
+        reopen_before_run(options, count, retry, crawl, console)
     if count == 1:
         problem = (
             check_journals(options.journal, 1, options.restart)
