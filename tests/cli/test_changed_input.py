@@ -1,5 +1,5 @@
 """A resumed job whose input file was replaced under the same name is refused (it would skip
-or repeat lines); a file that only grew is not; --restart starts over."""
+or repeat lines); --restart starts over. (A file that only grew: tests/cli/test_grown_input.py.)"""
 
 from __future__ import annotations
 
@@ -37,19 +37,6 @@ async def test_a_replaced_input_is_refused_until_restart(
     assert restarted.code == 0, restarted.stderr
     # records come in the order requests finish
     assert sorted(record_urls(out)) == [server.url(f"/ok?b={n}") for n in range(3)]
-
-
-async def test_a_grown_input_is_not_refused(server: Misbehaving, tmp_path: Path) -> None:
-    listing, out = tmp_path / "urls.txt", tmp_path / "out.jsonl"
-    args = ("fetch", str(listing), "-o", str(out), *RESOLVE, "--progress", "off", "-q")
-    listing.write_text(urls(server, "a", 3))
-    assert (await shoal(*args)).code == 0
-    with listing.open("a") as file:
-        file.write(server.url("/ok?more=1") + "\n")
-    resumed = await shoal(*args)  # the job had read its input to the end: it is complete
-    assert resumed.code == 0, resumed.stderr
-    assert "has changed" not in resumed.stderr
-    assert len(record_urls(out)) == 3
 
 
 async def test_a_shortened_input_is_refused(server: Misbehaving, tmp_path: Path) -> None:

@@ -200,3 +200,25 @@ async def test_a_crawl_archives_every_page_it_records(site: TreeSite, tmp_path: 
     assert len(records) == 31 and all(record["warc"] is not None for record in records)
     index = (tmp_path / "archive" / "site.cdxj").read_text().splitlines()
     assert len([line for line in index if '"status":"200"' in line]) == 31
+
+
+async def test_a_larger_max_depth_extends_a_finished_crawl(site: TreeSite, tmp_path: Path) -> None:
+    output = tmp_path / "crawl.jsonl"
+    args = ("crawl", site.url(0), "-o", str(output), *RESOLVE, "--progress", "off")
+    first = await shoal(*args, "--max-depth", "1", within_s=60)
+    assert first.code == 0, first.stderr
+    assert len(read_records(output)) == 6  # the seed and its five children
+    deeper = await shoal(*args, "--max-depth", "2", within_s=60)
+    assert deeper.code == 0, deeper.stderr
+    assert "went to depth 1 before: its 5 pages at that depth are fetched again" in deeper.stderr
+    records = read_records(output)
+    urls = [record["url"] for record in records]
+    assert sorted(urls) == sorted(site.url(n) for n in range(31))  # each page once
+    depths = {record["url"]: record["depth"] for record in records}
+    assert all(depths[site.url(n)] == site.depth(n) for n in range(31))
+    # The pages at the old depth were fetched again for their links (not kept); no other.
+    assert [site.served[URL(site.url(n)).path] for n in range(6)] == [1, 2, 2, 2, 2, 2]
+    assert all(site.served[URL(site.url(n)).path] == 1 for n in range(6, 31))
+    again = await shoal(*args, "--max-depth", "2", within_s=60)  # nothing more to do
+    assert again.code == 0 and "0 this run" in again.stderr and "went to" not in again.stderr
+    assert len(read_records(output)) == 31

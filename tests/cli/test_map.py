@@ -97,6 +97,16 @@ async def test_map_calls_the_function_once_per_item_and_records_each(folder: Pat
     assert len(calls(folder)) == sum(per_key.values())
 
 
+async def test_status_of_a_map_counts_items(folder: Path) -> None:
+    done = await shoal("map", "jobs:square", "items.jsonl", "-o", "out.jsonl", "-q", cwd=folder)
+    assert done.code == 1, done.stderr
+    status = await shoal("status", "out.jsonl", cwd=folder)
+    assert status.code == 0, status.stderr
+    text = status.stdout.decode()
+    assert "items      92 admitted: 71 ok, 21 failed, 0 pending" in text
+    assert "requests" not in text
+
+
 async def test_a_call_past_the_timeout_fails_as_a_timeout(folder: Path) -> None:
     (folder / "slow.jsonl").write_bytes(orjson.dumps({"n": 1, "slow": True}) + b"\n")
     done = await shoal(
@@ -136,13 +146,23 @@ async def test_processes_split_the_items_and_the_group_caps(folder: Path) -> Non
         (("jobs:square", "--group", "jobs:absent"), "'jobs' has no 'absent'"),
         (("jobs:square", "--per-group", "0"), "--per-group"),
         (("jobs:square", "--timeout", "0"), "--timeout"),
+        # A field the items lack fails on the first item, not on every one in the journal.
+        (
+            ("jobs:square", "--key", "nam"),
+            "Invalid value for '--key': the first item of items.jsonl has no field 'nam'"
+            " (its fields: 'n', 'host')",
+        ),
+        (("jobs:square", "--key", "n", "--group", "hots"), "'--group': the first item"),
+        (("jobs:square", "--group", "jobs:not_async"), "jobs:not_async gives dict"),
+        (("jobs:square", "--key", "jobs:square"), "jobs:square gives coroutine"),
     ],
 )
 async def test_bad_arguments_are_usage_errors(
     folder: Path, args: tuple[str, ...], message: str
 ) -> None:
     function, *options = args
-    done = await shoal("map", function, "items.jsonl", *options, cwd=folder)
+    done = await shoal("map", function, "items.jsonl", "-o", "out.jsonl", *options, cwd=folder)
     assert done.code == 2, done.stderr
     assert message in done.stderr
     assert not (folder / "calls.log").exists()
+    assert not (folder / "out.jsonl.journal").exists()

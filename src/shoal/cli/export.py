@@ -19,7 +19,8 @@ import orjson
 from shoal.cli.run import EXIT_FAULT, JOURNAL_SUFFIX
 from shoal.errors import JournalError
 from shoal.store.dsn import shown_dsn
-from shoal.store.reader import JobSummary, JournalReader, is_running
+from shoal.store.parts import find_journals, job_running, open_job
+from shoal.store.reader import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
 #: ``error``, the ``warc_`` columns from ``warc``, and ``meta`` and ``data`` are written as
@@ -67,11 +68,17 @@ MAP_CSV_COLUMNS = (
 _JSON_COLUMNS = frozenset({"meta", "data", "item", "value"})
 
 
-def journal_of(job: str) -> str:
-    """The journal a JOB argument names: the journal itself, or an output file beside it."""
-    if not job.endswith(JOURNAL_SUFFIX) and os.path.isfile(job + JOURNAL_SUFFIX):
-        return job + JOURNAL_SUFFIX
-    return job
+def journal_of(job: str) -> list[str]:
+    """The journals a JOB argument names: the journal itself, or an output file beside
+    it; every part's journal of a job run by ``--processes`` (see :mod:`shoal.store.parts`)."""
+    return find_journals(job)
+
+
+def shown_path(journals: list[str]) -> str:
+    """How ``shoal status`` names the job kept in ``journals``."""
+    if len(journals) == 1:
+        return journals[0]
+    return f"{journals[0].rsplit('.', 1)[0]} ({len(journals)} parts, one per process)"
 
 
 def report_path(journal: str) -> str:
@@ -83,10 +90,11 @@ def report_path(journal: str) -> str:
 def status_lines(path: str, summary: JobSummary) -> list[str]:
     """``shoal status`` as text lines."""
     read = "read to the end" if summary.input_done else f"{summary.lines_read:,} lines read so far"
+    counted = "items   " if summary.mapped else "requests"  # (a map's are items)
     lines = [
         f"job        {path}",
         f"input      {summary.input} ({read})",
-        f"requests   {summary.admitted:,} admitted: {summary.ok:,} ok, "
+        f"{counted}   {summary.admitted:,} admitted: {summary.ok:,} ok, "
         f"{summary.failed:,} failed, {summary.pending:,} pending",
     ]
     if summary.by_status:
@@ -96,9 +104,10 @@ def status_lines(path: str, summary: JobSummary) -> list[str]:
     return lines
 
 
-def show_status(path: str, *, as_json: bool) -> JobSummary:
+def show_status(journals: list[str], *, as_json: bool) -> JobSummary:
     """Print the job's status once (text, or one JSON line) and return what was shown."""
-    with JournalReader(path) as reader:
+    path = shown_path(journals)
+    with open_job(journals) as reader:
         summary = reader.summary()
     if as_json:
         sys.stdout.buffer.write(status_json(path, summary) + b"\n")
@@ -112,7 +121,7 @@ def show_status(path: str, *, as_json: bool) -> JobSummary:
 WATCH_EVERY_S = 1.0
 
 
-def watch_status(path: str, *, as_json: bool) -> None:
+def watch_status(journals: list[str], *, as_json: bool) -> None:
     """``shoal status --watch``: the status every second until the job is complete or no
     shoal runs it. On a terminal the text is redrawn in place; elsewhere (a pipe, a log)
     each look is printed in turn, with ``--json`` one JSON object per line."""
@@ -123,9 +132,11 @@ def watch_status(path: str, *, as_json: bool) -> None:
     console = Console(soft_wrap=True, emoji=False, highlight=False)
     in_place = console.is_terminal and not as_json
 
+    path = shown_path(journals)
+
     def look() -> tuple[JobSummary, bool]:
-        running = is_running(path)  # before reading: a run that ends meanwhile is seen done
-        with JournalReader(path) as reader:
+        running = job_running(journals)  # before reading: a run that ends meanwhile is done
+        with open_job(journals) as reader:
             return reader.summary(), running
 
     def text(summary: JobSummary, running: bool) -> str:
@@ -286,13 +297,14 @@ def write_report(job: str, output: str | None) -> None:
     _require_report()
     from shoal.reporting.report import render_report
 
-    path = journal_of(job)
     try:
-        with JournalReader(path) as reader:
+        journals = journal_of(job)
+        with open_job(journals) as reader:
             page = render_report(reader)
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
-    _write_page(page, report_path(path) if output is None else output)
+    base = journals[0] if len(journals) == 1 else journals[0].rsplit(".", 1)[0]
+    _write_page(page, report_path(base) if output is None else output)
 
 
 def write_shared_report(dsn: str, name: str, output: str | None) -> None:

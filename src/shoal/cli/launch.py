@@ -25,6 +25,7 @@ from shoal.cli.parsing import (
 )
 from shoal.cli.places import check_job_places, input_place
 from shoal.cli.processes import Plan, check_journals, run_processes
+from shoal.cli.reopen import RetryFailed, reopen_before_run
 from shoal.cli.run import (
     WORKER,
     JobOptions,
@@ -62,6 +63,7 @@ def start_job(
     read_timeout: float,
     retries: int,
     retry_on: str,
+    retry_failed: str | None,
     backoff: float,
     backoff_max: float,
     max_retry_after: float,
@@ -114,6 +116,10 @@ def start_job(
     ``input_label`` names the input in messages.
     """
     retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    retry = None
+    if retry_failed is not None:
+        kinds, statuses = parse_retry_on(retry_failed, "--retry-failed")
+        retry = RetryFailed(frozenset(kind.value for kind in kinds), statuses)
     if method is not None and not valid_method(method):
         raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
     if dashboard is not None:
@@ -213,7 +219,7 @@ def start_job(
                 f"--max-requests {budget} cannot be shared by {count} processes",
                 param_hint="'--processes'",
             )
-    launch(engine, settings, options, processes, console)
+    launch(engine, settings, options, processes, console, retry=retry, crawl=crawl)
 
 
 def on_shared_store(
@@ -339,10 +345,18 @@ def process_count(processes: str) -> int:
 
 
 def launch(
-    engine: Engine, settings: dict[str, Any], options: JobOptions, processes: str, console: Console
+    engine: Engine,
+    settings: dict[str, Any],
+    options: JobOptions,
+    processes: str,
+    console: Console,
+    *,
+    retry: RetryFailed | None = None,
+    crawl: Crawl | None = None,
 ) -> NoReturn:
     """Run the job in this process, or in ``processes`` worker processes (each making its
-    engine from ``settings``), and exit with its code."""
+    engine from ``settings``), and exit with its code; first reopen what ``retry``
+    (``--retry-failed``) or a deeper ``crawl`` sends again."""
     count = process_count(processes)
     concurrency = engine.limits.concurrency
     if count > concurrency:
@@ -350,6 +364,8 @@ def launch(
             f"{count} processes need --concurrency of at least {count}",
             param_hint="'--processes'",
         )
+    if retry is not None or crawl is not None:
+        reopen_before_run(options, count, retry, crawl, console)
     if count == 1:
         problem = (
             check_journals(options.journal, 1, options.restart)

@@ -188,7 +188,7 @@ def export(
     """Write a job's final records again from its journal, in commit order (JOB: the
     journal, or the output file it sits beside)."""
     from shoal.cli.export import journal_of, output_stream, record_filter, write_records
-    from shoal.store.reader import JournalReader
+    from shoal.store.parts import open_job
 
     kinds = {kind.value for kind in ErrorKind}
     for kind in errors:
@@ -216,9 +216,8 @@ def export(
             raise click.UsageError(str(exc)) from exc
         return
     assert job is not None
-    path = journal_of(job)
     try:
-        with JournalReader(path) as reader:
+        with open_job(journal_of(job)) as reader:
             out = output_stream(output)
             try:
                 write_records(

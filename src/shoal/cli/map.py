@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import click
+import orjson
 from rich.console import Console
 
 from shoal.cli import logs
@@ -17,6 +19,7 @@ from shoal.cli.run import MapSpec, check_dashboard
 from shoal.config import Limits, Politeness, RetryPolicy
 from shoal.engine import Engine
 from shoal.errors import ConfigError
+from shoal.sources.lines import MAX_LINE_BYTES
 
 
 @click.command(name="map")
@@ -114,6 +117,8 @@ def map_command(
         exceptions = tuple(load_exception(name) for name in retry_on)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if items != "-":
+        check_first_item(items, spec)
     if dashboard is not None:
         check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
@@ -149,3 +154,70 @@ def map_command(
         progress_interval_s=progress_interval,
     )
     launch(engine, settings, options, processes, console)
+
+
+#: How many lines the check of ``--key`` and ``--group`` looks through for a first item.
+_FIRST_ITEM_LINES = 1000
+
+
+def check_first_item(path: str, spec: MapSpec) -> None:
+    """Try ``--key`` and ``--group`` on the first item of the file ``path`` (its first line
+    that is a JSON value), before anything runs: a field the item lacks (a typo, say) would
+    fail every item as ``invalid_item`` and fill the journal with them. A usage error names
+    the option and lists the item's fields. (Stdin is not looked at: it is read once.)"""
+    item = _first_item(path)
+    if item is None:
+        return
+    _, key, group = spec.load()
+    for option, named, function in (("--key", spec.key, key), ("--group", spec.group, group)):
+        if named is None or function is None:
+            continue
+        if ":" not in named:
+            if not isinstance(item, dict):
+                raise click.BadParameter(
+                    f"names a field ({named!r}), but the first item of {path} is not an"
+                    f" object (a {type(item).__name__})",
+                    param_hint=f"'{option}'",
+                )
+            if named not in item:
+                fields = ", ".join(repr(name) for name in item) or "none"
+                raise click.BadParameter(
+                    f"the first item of {path} has no field {named!r} (its fields: {fields})",
+                    param_hint=f"'{option}'",
+                )
+        try:
+            value = function(item)
+        except Exception as exc:  # (the user's function: said, not raised)
+            raise click.BadParameter(
+                f"{named} fails on the first item of {path}: {type(exc).__name__}: {exc}",
+                param_hint=f"'{option}'",
+            ) from exc
+        if inspect.iscoroutine(value):
+            value.close()  # (an async function: never awaited, so closed here)
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise click.BadParameter(
+                f"{named} gives {type(value).__name__} for the first item of {path}, not a"
+                " string or an integer",
+                param_hint=f"'{option}'",
+            )
+
+
+def _first_item(path: str) -> object | None:
+    """The first line of ``path`` that is a JSON value (``None``: none near the start, or
+    the file cannot be read here: the run says why)."""
+    try:
+        with open(path, "rb") as file:
+            for _ in range(_FIRST_ITEM_LINES):
+                raw = file.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return None
+                if not raw.strip() or len(raw) > MAX_LINE_BYTES:
+                    continue
+                try:
+                    item: object = orjson.loads(raw)
+                    return item
+                except orjson.JSONDecodeError:
+                    continue
+    except OSError:
+        return None
+    return None

@@ -217,6 +217,17 @@ _JOB_OPTIONS = [
         show_default=True,
         help="Error kinds and statuses to retry (e.g. connect,timeout,reset,429,5xx).",
     ),
+    click.option(
+        "--retry-failed",
+        "retry_failed",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[KINDS]",
+        help="Send again the requests of a finished (or stopped) job whose final record is a "
+        "failure (KINDS: only these error kinds and statuses, as --retry-on); each ends with "
+        "one record, the new one.",
+    ),
     _BACKOFF,
     _BACKOFF_MAX,
     click.option(

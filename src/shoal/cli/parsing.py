@@ -124,7 +124,9 @@ def parse_resolve(values: tuple[str, ...]) -> dict[str, str]:
     return mapping
 
 
-def parse_retry_on(value: str) -> tuple[frozenset[ErrorKind], frozenset[int]]:
+def parse_retry_on(
+    value: str, option: str = "--retry-on"
+) -> tuple[frozenset[ErrorKind], frozenset[int]]:
     """``"connect,timeout,429,5xx"`` -> error kinds and statuses to retry."""
     kinds: set[ErrorKind] = set()
     statuses: set[int] = set()
@@ -143,7 +145,7 @@ def parse_retry_on(value: str) -> tuple[frozenset[ErrorKind], frozenset[int]]:
             raise click.BadParameter(
                 f"{token!r} is not an error kind ({allowed}), a status such as 503, "
                 "or a class such as 5xx",
-                param_hint="'--retry-on'",
+                param_hint=f"'{option}'",
             )
     return frozenset(kinds), frozenset(statuses)
 

@@ -49,6 +49,7 @@ from shoal.cli.run import (
 from shoal.reporting import Statistics
 from shoal.scheduling import HostState
 from shoal.sources import FileSource
+from shoal.store.parts import part_journal
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
 STATS_MARK = b"\x1eshoal-stats "
@@ -68,7 +69,7 @@ class Plan:
 
 
 def shard_journal(journal: str, index: int, count: int) -> str:
-    return f"{journal}.{index + 1}-of-{count}"
+    return part_journal(journal, index, count)  # (what status, export and report find)
 
 
 def shard_output(output: str, index: int, count: int) -> str:

@@ -283,8 +283,9 @@ async def execute(
 
     for number in stop_signals:
         loop.add_signal_handler(number, on_signal)
+    notes: list[str] = []
     try:
-        stats = await _run(engine, options, watch)
+        stats = await _run(engine, options, watch, notes if _resumes_stdin(options) else None)
     except SettingsMismatch as exc:
         console.print(f"shoal: error: {mismatch_message(exc)}", markup=False, highlight=False)
         return EXIT_USAGE, None
@@ -307,7 +308,30 @@ async def execute(
     finally:
         for number in stop_signals:
             loop.remove_signal_handler(number)
+    for note in notes:  # (what a resumed stdin gave is said even with -q)
+        console.print(note, markup=False, highlight=False)
     return exit_code(stats), stats
+
+
+def stdin_note(journal: str, source: FileSource) -> str | None:
+    """What a resumed job made of its stdin, which shoal cannot check: how many lines it
+    skipped as read by earlier runs, and how many it read after them; or that stdin held
+    fewer lines than the job had read (another input: nothing of it was read)."""
+    before, reached = source.resumed_at, source.skipped
+    if before is None or reached is None or before.items == 0:
+        return None
+    if reached.items < before.items or reached.offset < before.offset:
+        held = f"{reached.items:,} lines" if reached.offset == 0 else "fewer bytes"
+        return (
+            f"shoal: warning: resumed job {journal}: stdin held {held}, less than the"
+            f" {before.items:,} lines this job had read before, so nothing of it was read"
+            " (is it another input? --restart fetches it as a new job)"
+        )
+    new = source.position.items - reached.items
+    return (
+        f"shoal: resumed job {journal}: the first {before.items:,} lines of stdin were read"
+        f" by earlier runs and skipped (shoal cannot check them); {new:,} new lines read"
+    )
 
 
 def check_dashboard(host: str, token: str | None) -> None:
@@ -360,7 +384,10 @@ def exit_code(stats: Statistics) -> int:
     return EXIT_FAILED if stats.job_failed else EXIT_OK
 
 
-async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> Statistics:
+async def _run(
+    engine: Engine, options: JobOptions, watch: Watcher | None, notes: list[str] | None
+) -> Statistics:
+    """Run the job; ``notes`` (when given) gains what a resumed stdin gave."""
     if options.store is not None:
         return await _run_shared(engine, options, options.store, watch)
     with _journal_path(options) as journal:
@@ -383,6 +410,10 @@ async def _run(engine: Engine, options: JobOptions, watch: Watcher | None) -> St
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
+                if notes is not None and isinstance(source, FileSource):
+                    note = stdin_note(journal, source)
+                    if note is not None:
+                        notes.append(note)
 
 
 async def _run_shared(

@@ -6,6 +6,7 @@ stopped, and everything closed whatever happened."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 from shoal.crawling import Frontier
@@ -66,6 +67,11 @@ class Running(Feeding, Working, Committing):
                         " resuming would skip or repeat lines; pass --restart to start"
                         " over, or another --job path to keep both"
                     )
+            if state.input_done and not store.leases and await source.grown(state.position):
+                # A finished job's input has more since (a file grew at its end; stdin):
+                # read on from where reading stopped (the store drops what it holds). (A
+                # shared job's workers end once its input is done: it is not reopened.)
+                state = dataclasses.replace(state, input_done=False)
             await store.describe(self._description(output))
             recorder.skipped = state.counts.ok + state.counts.failed
             recorder.job_ok, recorder.job_failed = state.counts.ok, state.counts.failed

@@ -140,6 +140,11 @@ class FileSource(Source):
         self._seekable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         self._pipe = None if self._seekable else _PipeLines(self._file.fileno())
         self.position = Position()
+        #: Where a resumed run was to read on (``skip_to``: where the job's reading had
+        #: stopped), and where it did: for stdin, fewer ``items`` than the job had read
+        #: say that this input holds fewer lines than the one before.
+        self.resumed_at: Position | None = None
+        self.skipped: Position | None = None
 
     def read_items(self, keys: ItemKeys, name: str) -> None:
         """Read each line as a JSON item of a map (``keys`` makes its entry), not as a
@@ -167,17 +172,57 @@ class FileSource(Source):
         head = os.pread(self._file.fileno(), size, 0)  # a shorter file gives fewer bytes
         return f"{len(head)}:{hashlib.sha256(head).hexdigest()}"
 
+    async def grown(self, position: Position) -> bool:
+        if self._path == "-":
+            return True  # stdin: only reading it past the lines read before tells
+        return await asyncio.to_thread(self._size) > position.offset
+
+    def _size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
+
     def _skip_to(self, position: Position) -> None:
+        self.resumed_at = self.skipped = position
         if self._seekable:
+            size = self._size()
+            if size < position.offset:  # (stdin from a shorter file)
+                self.skipped = Position(position.items, size)
+            position = self._after_torn_line(position, size)
             self._file.seek(position.offset)
         else:
-            for _ in range(position.items):
+            for number in range(position.items):
                 raw = self._readline(MAX_LINE_BYTES)
                 if not raw:
+                    self.skipped = Position(number, 0)
                     break
                 if not raw.endswith(b"\n"):
                     self._discard_rest_of_line()
         self.position = position
+
+    def _after_torn_line(self, position: Position, size: int) -> Position:
+        """Where to read on in a file whose last line read had no newline then (it was
+        read as a line at the end of the input) and which has grown since.
+
+        Only a newline added: reading goes on after it. The line continued: that line is
+        read again whole, under its own line number, as the file now has it (a request
+        that differs from the fragment's is a new one; the fragment keeps its record).
+        """
+        offset = position.offset
+        if offset == 0 or size <= offset:
+            return position
+        fd = self._file.fileno()
+        if os.pread(fd, 1, offset - 1) == b"\n":
+            return position  # the last line read was whole
+        ending = os.pread(fd, 2, offset)
+        if ending.startswith(b"\n") or ending == b"\r\n":
+            return Position(position.items, offset + (1 if ending.startswith(b"\n") else 2))
+        # The torn line's start: after the newline before it (bounded: a longer line was
+        # recorded as invalid whatever its end, and stays so).
+        reach = min(offset, MAX_LINE_BYTES)
+        head = os.pread(fd, reach, offset - reach)
+        cut = head.rfind(b"\n")
+        if cut < 0 and reach < offset:
+            return position
+        return Position(position.items - 1, offset - reach + cut + 1)
 
     async def read_batch(self, limit: int) -> list[Entry] | None:
         return await asyncio.to_thread(self._read_batch, limit)

@@ -42,6 +42,12 @@ class Source(abc.ABC):
         """
         return None
 
+    async def grown(self, position: Position) -> bool:
+        """Whether the input may hold more than a finished job read of it (up to
+        ``position``): a file that grew at its end since, or stdin (which only reading
+        tells). A job whose input was read to the end reads on from there when so."""
+        return False
+
     async def wait_total(self) -> int | None:
         """An estimate of the number of items, when one can be had cheaply."""
         return None

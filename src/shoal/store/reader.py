@@ -400,6 +400,27 @@ class JournalReader:
             rows[0][-1] if rows else 0,
         )
 
+    def host_sums(self) -> Iterator[tuple[Any, ...]]:
+        """Every host's (or group's) sums, streamed, to merge with other journals': its
+        name, final records, failures, bytes, and the sum and count of its latencies."""
+        return self._rows(
+            "SELECT host, COUNT(*), SUM(failed), SUM(COALESCE(b, 0)), SUM(ms), COUNT(ms) FROM"
+            " (SELECT COALESCE(shoal_host(json_extract(t, '$.url')),"
+            " json_extract(t, '$.group')) AS host,"
+            " failed, json_extract(t, '$.bytes') AS b, json_extract(t, '$.elapsed_ms') AS ms"
+            f" FROM (SELECT {_TEXT} AS t, failed FROM records)) GROUP BY host"
+        )
+
+    def error_sums(self) -> Iterator[tuple[Any, ...]]:
+        """Every group of final failures (kind, message, count, first URL), streamed."""
+        return self._rows(
+            "SELECT kind, message, COUNT(*), MIN(url) FROM"
+            " (SELECT json_extract(t, '$.error.kind') AS kind,"
+            " json_extract(t, '$.error.message') AS message,"
+            " COALESCE(json_extract(t, '$.url'), json_extract(t, '$.key')) AS url"
+            f" FROM (SELECT {_TEXT} AS t FROM records WHERE failed)) GROUP BY kind, message"
+        )
+
     def error_groups(self, limit: int) -> Top[ErrorGroup]:
         """Final failures grouped by kind and message, the largest groups first."""
         rows = self._query(
