@@ -381,9 +381,9 @@ async def test_size_limit_hit_by_the_journal_stops_with_exit_3_then_resumes(
     journal = tmp_path / ("job.sqlite" if journal_option else "out.jsonl.journal")
     where = ("--job", str(journal)) if journal_option else ()
     args = ("fetch", str(source), "-o", str(output), *where, "-c", "4", *RESOLVE, *QUIET)
-    # Above the size of the whole output (about 640 KB), below what the journal's
+    # Above the size of the whole output (about 790 KB), below what the journal's
     # write-ahead log reaches before the end: only the journal can hit it.
-    limit = 768 * KIB
+    limit = 1024 * KIB
 
     stopped = await launch(*args, size_limit=limit)
     assert_clean_stop(stopped, "cannot write journal", str(journal))

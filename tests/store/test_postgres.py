@@ -178,7 +178,7 @@ async def test_a_host_handed_on_carries_its_pace(open_store: Opener) -> None:
 
 async def test_a_worker_with_other_politeness_is_refused(open_store: Opener) -> None:
     await open_store(settings={**SETTINGS, "politeness": {"per_second": 1.0}})
-    with pytest.raises(JournalError, match=r"politeness .*differs"):
+    with pytest.raises(JournalError, match=r"politeness\.per_second is 2\.0 here, 1\.0 in the job"):
         await open_store(admit=False, settings={**SETTINGS, "politeness": {"per_second": 2.0}})
 
 

@@ -49,7 +49,6 @@ from shoal.cli.run import (
 from shoal.reporting import Statistics
 from shoal.scheduling import HostState
 from shoal.sources import FileSource
-from shoal.store.parts import part_journal
 
 #: A worker's stderr line starting with this holds a statistics snapshot.
 STATS_MARK = b"\x1eshoal-stats "
@@ -69,7 +68,11 @@ class Plan:
 
 
 def shard_journal(journal: str, index: int, count: int) -> str:
-    return part_journal(journal, index, count)  # (what status, export and report find)
+    # The name status, export and report find (imported here: reading a journal back is
+    # not what a fetch starts with).
+    from shoal.store.parts import part_journal
+
+    return part_journal(journal, index, count)
 
 
 def shard_output(output: str, index: int, count: int) -> str:
