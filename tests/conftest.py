@@ -12,10 +12,18 @@ from typing import Any
 import pytest
 
 from shoal import StaticResolver
+from tests import skips
 from tests.servers import Misbehaving
+
+#: ``pytester`` runs an inner pytest session (the skip check's own tests use it).
+pytest_plugins = ["pytester"]
 
 #: Every test host name maps to loopback; no other name resolves (no real DNS in tests).
 TEST_HOSTS = {"*.test": "127.0.0.1"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skips.install(config)  # SHOAL_NO_UNEXPECTED_SKIPS=1 (CI): a skip not allowed fails
 
 
 def resolver() -> StaticResolver:

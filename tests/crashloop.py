@@ -41,6 +41,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_request import Request
 
+from tests.environments import inherited
 from tests.servers import serve
 
 SHOAL = (sys.executable, "-m", "shoal")
@@ -48,10 +49,6 @@ RESOLVE = ("--resolve", "*.test:127.0.0.1")
 #: Retry quickly, so failures become final within a run; ``--fail`` makes 404 and 500 final
 #: failures (journal state 2), as a connection dropped after its retries is.
 FETCH_OPTIONS = ("--fail", "--retries", "2", "--backoff", "0.01", "--backoff-max", "0.05")
-#: Environment variables that change how rich renders stderr.
-_TERMINAL_VARIABLES = frozenset(
-    {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR", "COLUMNS", "LINES", "TERM"}
-)
 _PENDING, _OK, _FAILED = 0, 1, 2
 #: Whether ``/proc/PID/fd`` shows what a process holds open (Linux).
 _PROC = os.path.isdir("/proc/self/fd")
@@ -573,7 +570,7 @@ def _holds_open(descriptors: str, path: str) -> bool:
 
 
 def environment() -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in _TERMINAL_VARIABLES}
+    env = inherited()  # without the caller's SHOAL_* options
     env["COLUMNS"] = "400"
     return env
 

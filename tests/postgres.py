@@ -17,19 +17,57 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
-asyncpg = pytest.importorskip("asyncpg")
-
 SERVER = os.environ.get("SHOAL_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
-_BIN = Path("/usr/lib/postgresql/15/bin")
+#: Where Debian keeps each installed PostgreSQL version's programs (``15/bin``, ...).
+VERSIONS = Path("/usr/lib/postgresql")
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("SHOAL_REQUIRE_POSTGRES") == "1":
         pytest.fail(f"PostgreSQL is required here (SHOAL_REQUIRE_POSTGRES=1): {reason}")
-    pytest.skip(f"no PostgreSQL to test against: {reason}")
+    pytest.skip(f"no PostgreSQL to test against: {reason}", allow_module_level=True)
+
+
+def _import_asyncpg() -> Any:
+    """asyncpg, or (when it is missing) a skip of the module importing this one, or a
+    failure under ``SHOAL_REQUIRE_POSTGRES=1``."""
+    try:
+        import asyncpg
+    except ImportError as exc:
+        _unavailable(f"asyncpg cannot be imported ({exc}; pip install -e '.[test]')")
+    return asyncpg
+
+
+asyncpg = _import_asyncpg()
+
+
+def _version(folder: Path) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in folder.name.split("."))
+    except ValueError:
+        return ()
+
+
+def postgres_bin(versions: Path = VERSIONS) -> Path | None:
+    """The programs folder (``initdb``, ``pg_ctl``) of the newest PostgreSQL installed:
+    under ``versions`` (Debian's layout), else where ``pg_config --bindir`` or the ``PATH``
+    finds ``initdb``."""
+    found = [path.parent for path in versions.glob("*/bin/initdb") if _version(path.parents[1])]
+    if found:
+        return max(found, key=lambda folder: _version(folder.parent))
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=10
+        )
+        folder = Path(done.stdout.strip())
+        if (folder / "initdb").exists():
+            return folder
+    initdb = shutil.which("initdb")
+    return None if initdb is None else Path(initdb).parent
 
 
 async def _connect(dsn: str) -> object:
@@ -78,12 +116,14 @@ def free_port() -> int:
 
 
 class Cluster:
-    """A private PostgreSQL cluster on 127.0.0.1 (made with initdb, run with pg_ctl, as the
-    ``postgres`` user when the tests run as root), that a test may restart."""
+    """A private PostgreSQL cluster on 127.0.0.1 (made with initdb, run with pg_ctl from
+    ``programs``, as the ``postgres`` user when the tests run as root), that a test may
+    restart."""
 
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, programs: Path) -> None:
         self.folder = folder
         self.port = port
+        self.programs = programs
         self.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def _run(self, *command: str) -> None:
@@ -92,28 +132,43 @@ class Cluster:
 
     def init(self) -> None:
         self._run(
-            str(_BIN / "initdb"), "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres"
+            str(self.programs / "initdb"),
+            "-D",
+            str(self.folder / "data"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
         )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            str(_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
+            str(self.programs / "pg_ctl"), "-D", str(self.folder / "data"), "-o", options,
             "-l", str(self.folder / "log"), "-w", "start",
         )  # fmt: skip
 
     def stop(self) -> None:
-        self._run(str(_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+        self._run(
+            str(self.programs / "pg_ctl"),
+            "-D",
+            str(self.folder / "data"),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        )
 
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    if not (_BIN / "initdb").exists():
-        _unavailable(f"no {_BIN / 'initdb'}")
+    programs = postgres_bin()
+    if programs is None:
+        _unavailable(f"no initdb (in {VERSIONS}/*/bin, pg_config --bindir or the PATH)")
     folder = Path(tempfile.mkdtemp(prefix="shoal-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    private = Cluster(folder, free_port())
+    private = Cluster(folder, free_port(), programs)
     private.init()
     private.start()
     try:

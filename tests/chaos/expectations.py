@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import orjson
+
 from shoal import ErrorKind, Limits, RetryPolicy, Statistics, Timeouts
 from tests.chaos.chaos_server import (
     SLOW,
@@ -347,6 +349,25 @@ def index_of(url: str) -> int:
     return int(url.rsplit("/", 1)[1])
 
 
+def read_output(data: bytes, problems: Problems) -> list[dict[str, Any]]:
+    """The records of a finished run's JSONL output. A line that is not one whole JSON
+    object, or a last line without its newline, is a torn line: a problem, not a record."""
+    lines = data.split(b"\n")
+    if lines[-1]:
+        problems.add("torn", f"the output ends without a newline: {lines[-1][-80:]!r}")
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            problems.add("torn", f"line {number} is not a JSON record: {line[:80]!r}")
+    return records
+
+
 @dataclass(slots=True)
 class Tally:
     """Counts over the records of a run, the way :class:`Statistics` counts them."""
@@ -379,7 +400,9 @@ class Checker:
     """Checks the final records of one run against the expectations, one record at a time.
 
     It keeps an attempt count per request and a :class:`Tally`, not the records. ``loose``
-    names the faults checked by a :class:`Rule` instead of exactly.
+    names the faults checked by a :class:`Rule` instead of exactly. A record whose URL is
+    not its index's URL (another host or port, or no chaos URL at all) is one for a request
+    never given: a problem, and its index still wants its own record.
     """
 
     def __init__(
@@ -401,7 +424,17 @@ class Checker:
         self.tally = Tally()
 
     def add(self, record: Mapping[str, Any]) -> None:
-        index = index_of(record["url"])
+        url = record["url"]
+        try:
+            index = index_of(url)
+        except ValueError:
+            self.problems.add("unknown", f"a record for {url!r}, which no request has")
+            return
+        if url != self.server.url(index):
+            self.problems.add(
+                "unknown", f"#{index}: a record for {url!r}, not its URL {self.server.url(index)}"
+            )
+            return
         if index in self.attempts:
             self.problems.add("duplicates", f"#{index} has more than one final record")
             return

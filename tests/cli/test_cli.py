@@ -20,18 +20,16 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.environments import inherited
 from tests.servers import Misbehaving
 
 SHOAL = (sys.executable, "-m", "shoal")
 RESOLVE = ("--resolve", "*.test:127.0.0.1")
-#: Variables that make rich treat a pipe as a terminal, or change how it wraps.
-_TERMINAL_VARIABLES = frozenset(
-    {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR", "COLUMNS", "LINES", "TERM"}
-)
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in _TERMINAL_VARIABLES}
+    """The caller's environment without its ``SHOAL_*`` options (``tests/environments.py``)."""
+    env = inherited()
     env["COLUMNS"] = "400"  # rich wraps messages at the width: keep each on one line
     env.update(extra)
     return env

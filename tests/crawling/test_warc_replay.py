@@ -39,7 +39,8 @@ def _free_port() -> int:
 
 PYWB = _pywb_bin()
 pytestmark = pytest.mark.skipif(
-    (PYWB is None or not (PYWB / "wayback").exists()) and not os.environ.get("SHOAL_REQUIRE_PYWB"),
+    (PYWB is None or not (PYWB / "wayback").exists())
+    and os.environ.get("SHOAL_REQUIRE_PYWB") != "1",
     reason="pywb is not installed (set SHOAL_PYWB_BIN to the bin folder of its environment)",
 )
 

@@ -17,7 +17,7 @@ import pytest
 import shoal
 from shoal import ConfigError, ErrorKind, Limits
 from shoal.fetching import descriptors_needed
-from tests.cli.test_cli import RESOLVE
+from tests.cli.test_cli import RESOLVE, environment
 from tests.conftest import resolver
 from tests.fetching.test_failures import fetch_one
 from tests.servers import Misbehaving
@@ -148,6 +148,7 @@ async def test_cli_concurrency_over_the_hard_limit_is_a_usage_error(tmp_path: Pa
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=lambda: _limit_files(200),
+        env=environment(),
     )
     _, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 2
