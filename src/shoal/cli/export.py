@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import os
@@ -14,7 +15,8 @@ from typing import Any, BinaryIO
 import click
 import orjson
 
-from shoal.cli.run import EXIT_FAULT, JOURNAL_SUFFIX
+from shoal.cli.notices import silence_stdout
+from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX
 from shoal.errors import JournalError
 from shoal.store.parts import find_journals, open_job
 from shoal.store.reader import JobSummary
@@ -218,6 +220,18 @@ def _row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
             value = record.get(column)
         row.append("" if value is None else value)
     return row
+
+
+@contextlib.contextmanager
+def ending_on_closed_pipe() -> Iterator[None]:
+    """End as ``shoal fetch`` does when stdout's reader has gone (``shoal export | head``):
+    exit 141 (what a shell reports for a tool SIGPIPE ended), with nothing said; what
+    stdout still buffers is dropped, so that nothing complains of it at exit."""
+    try:
+        yield
+    except BrokenPipeError:
+        silence_stdout()
+        sys.exit(EXIT_PIPE)
 
 
 def output_stream(path: str) -> BinaryIO:

@@ -196,7 +196,13 @@ def export(
 ) -> None:
     """Write a job's final records again from its journal, in commit order (JOB: the
     journal, or the output file it sits beside)."""
-    from shoal.cli.export import journal_of, output_stream, record_filter, write_records
+    from shoal.cli.export import (
+        ending_on_closed_pipe,
+        journal_of,
+        output_stream,
+        record_filter,
+        write_records,
+    )
     from shoal.store.parts import open_job
 
     kinds = {kind.value for kind in ErrorKind}
@@ -220,13 +226,14 @@ def export(
         from shoal.cli.export import export_shared
 
         try:
-            export_shared(*shared, output, form=form, failed=failed, keep=keep)
+            with ending_on_closed_pipe():
+                export_shared(*shared, output, form=form, failed=failed, keep=keep)
         except JournalError as exc:
             raise click.UsageError(str(exc)) from exc
         return
     assert job is not None
     try:
-        with open_job(journal_of(job)) as reader:
+        with ending_on_closed_pipe(), open_job(journal_of(job)) as reader:
             out = output_stream(output)
             try:
                 write_records(
