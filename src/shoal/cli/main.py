@@ -14,7 +14,7 @@ from shoal.cli.crawl import crawl
 from shoal.cli.launch import start_job
 from shoal.cli.map import map_command
 from shoal.cli.options import job_options
-from shoal.cli.parsing import check_store_url
+from shoal.cli.parsing import WatchedCommand, check_interval, check_store_url
 from shoal.cli.run import (
     EXIT_FAULT,
     EXIT_USAGE,
@@ -22,7 +22,6 @@ from shoal.cli.run import (
     run_async,
 )
 from shoal.cli.settings import use_environment
-from shoal.cli.watch import WatchedCommand, check_interval
 from shoal.cli.workers import pause, resume, worker
 from shoal.errors import JournalError
 from shoal.result import ErrorKind

@@ -47,7 +47,6 @@ from shoal.cli.run import (
     serve_dashboard,
 )
 from shoal.reporting import Statistics
-from shoal.reporting.progress import job_finished
 from shoal.scheduling import HostState
 from shoal.sources import FileSource
 from shoal.store.parts import part_journal
@@ -249,6 +248,8 @@ class _JobView:
             self._signal(self._workers[index])
 
     def statistics(self) -> Statistics:
+        from shoal.reporting.progress import job_finished  # (loaded with the progress line)
+
         reported = [s for s in self.latest if s is not None]
         stats = Statistics.combine(reported)
         # A worker knows its share's total once it has read the input to its end; until
