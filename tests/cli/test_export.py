@@ -18,12 +18,17 @@ from tests.cli.test_cli import (
     finish,
     line_count,
     lines,
+    ok_urls,
     read_records,
     shoal,
     start,
     wait_until,
 )
+from tests.cli.test_messages import EXIT_PIPE, closed_after_one_line
+from tests.postgres import pg_dsn
 from tests.servers import Misbehaving
+
+__all__ = ["pg_dsn"]
 
 
 async def finished_job(server: Misbehaving, tmp_path: Path) -> tuple[Path, list[str]]:
@@ -228,3 +233,32 @@ async def test_a_map_job_reads_back_like_a_fetch(tmp_path: Path) -> None:
     page = report.read_text()
     assert "<h2>Top groups</h2>" in page and "2 groups in all" in page
     assert "first key" in page and "ValueError: a multiple of four" in page
+
+
+@pytest.mark.parametrize("form", ["jsonl", "csv"])
+async def test_export_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status(
+    server: Misbehaving, tmp_path: Path, form: str
+) -> None:
+    """``shoal export JOB | head -1``: exit 141 as ``shoal fetch`` does, and nothing said."""
+    (tmp_path / "in.txt").write_bytes(lines(*ok_urls(server, 3000)))  # far more than a pipe holds
+    done = await shoal("fetch", "in.txt", "-o", "out.jsonl", *RESOLVE, "-q", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    code, line, err = await closed_after_one_line(
+        "export", "out.jsonl", "--format", form, cwd=tmp_path
+    )
+    assert line.startswith(b'{"url":' if form == "jsonl" else b"url,id,method")
+    assert code == EXIT_PIPE, err
+    assert err == ""  # no traceback, no "Exception ignored"
+
+
+async def test_export_of_a_shared_job_into_a_closed_pipe_ends_the_same_way(
+    server: Misbehaving, tmp_path: Path, pg_dsn: str
+) -> None:
+    (tmp_path / "in.txt").write_bytes(lines(*ok_urls(server, 3000)))
+    shared = ("--store", pg_dsn, "--job", "piped")
+    done = await shoal("fetch", "in.txt", *shared, *RESOLVE, "-q", cwd=tmp_path, within_s=60)
+    assert done.code == 0, done.stderr
+    code, line, err = await closed_after_one_line("export", *shared, cwd=tmp_path)
+    assert line.startswith(b'{"url":')
+    assert code == EXIT_PIPE, err
+    assert err == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -99,3 +100,27 @@ async def test_processes_need_a_file_and_enough_concurrency(tmp_path: Path) -> N
     junk = await shoal("fetch", str(tmp_path / "urls.txt"), "--processes", "lots")
     assert junk.code == 2
     assert "--processes" in junk.stderr
+
+
+async def test_the_progress_of_processes_always_has_a_total(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    """While a worker has not yet said its total, the combined line shows the input's count
+    as an estimate (never ``N done`` alone), and done as the workers' sum."""
+    urls = write_input(tmp_path / "urls.txt", server, 60, 0.05)
+    output = tmp_path / "out.jsonl"
+    done = await shoal(
+        *job(tmp_path / "urls.txt", output, "--processes", "2"),
+        "--progress", "on", "--progress-interval", "0.05",
+        within_s=60,
+    )  # fmt: skip
+    assert done.code == 0, done.stderr
+    shown = [line for line in done.stderr.split("\n") if line.startswith("shoal: [")]
+    assert len(shown) >= 5, done.stderr
+    counts = [re.match(r"shoal: \[[\d:]+\] ([\d,]+)(/~?[\d,]+| done)", line) for line in shown]
+    assert all(found is not None for found in counts), shown
+    totals = [found.group(2) for found in counts if found is not None]
+    assert " done" not in totals, shown
+    assert totals[-1] == f"/{len(urls)}", shown  # the workers' exact shares, summed
+    finished = [int(found.group(1)) for found in counts if found is not None]
+    assert finished == sorted(finished) and finished[-1] <= len(urls), shown

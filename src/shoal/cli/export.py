@@ -9,17 +9,16 @@ import csv
 import io
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import click
 import orjson
 
-from shoal.cli.run import EXIT_FAULT, JOURNAL_SUFFIX
+from shoal.cli.notices import silence_stdout
+from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX
 from shoal.errors import JournalError
-from shoal.store.dsn import shown_dsn
-from shoal.store.parts import find_journals, job_running, open_job
+from shoal.store.parts import find_journals, open_job
 from shoal.store.reader import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
@@ -117,67 +116,24 @@ def show_status(journals: list[str], *, as_json: bool) -> JobSummary:
     return summary
 
 
-#: How often ``shoal status --watch`` looks again (seconds).
-WATCH_EVERY_S = 1.0
+def status_json(path: str, summary: JobSummary) -> bytes:
+    return orjson.dumps(status_fields(path, summary))
 
 
-def watch_status(journals: list[str], *, as_json: bool) -> None:
-    """``shoal status --watch``: the status every second until the job is complete or no
-    shoal runs it. On a terminal the text is redrawn in place; elsewhere (a pipe, a log)
-    each look is printed in turn, with ``--json`` one JSON object per line."""
-    from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
-    console = Console(soft_wrap=True, emoji=False, highlight=False)
-    in_place = console.is_terminal and not as_json
-
-    path = shown_path(journals)
-
-    def look() -> tuple[JobSummary, bool]:
-        running = job_running(journals)  # before reading: a run that ends meanwhile is done
-        with open_job(journals) as reader:
-            return reader.summary(), running
-
-    def text(summary: JobSummary, running: bool) -> str:
-        complete = summary.input_done and summary.pending == 0
-        state = "complete" if complete else "running" if running else "not running"
-        return "\n".join([*status_lines(path, summary), f"state      {state}"])
-
-    with contextlib.ExitStack() as stack:
-        live = None
-        if in_place:
-            live = stack.enter_context(Live(console=console, auto_refresh=False))
-        while True:
-            summary, running = look()
-            if as_json:
-                sys.stdout.buffer.write(status_json(path, summary, running=running) + b"\n")
-                sys.stdout.buffer.flush()
-            elif live is not None:
-                live.update(Text(text(summary, running)), refresh=True)
-            else:
-                print(text(summary, running) + "\n", flush=True)
-            if (summary.input_done and summary.pending == 0) or not running:
-                return
-            time.sleep(WATCH_EVERY_S)
-
-
-def status_json(path: str, summary: JobSummary, *, running: bool | None = None) -> bytes:
-    return orjson.dumps(
-        {
-            "job": path,
-            "input": summary.input,
-            "input_done": summary.input_done,
-            "lines_read": summary.lines_read,
-            "admitted": summary.admitted,
-            "ok": summary.ok,
-            "failed": summary.failed,
-            "pending": summary.pending,
-            "by_status": summary.by_status,
-            "by_error": summary.by_error,
-            **({} if running is None else {"running": running}),
-        }
-    )
+def status_fields(path: str, summary: JobSummary) -> dict[str, Any]:
+    """``shoal status --json``'s object (``--watch`` adds to it)."""
+    return {
+        "job": path,
+        "input": summary.input,
+        "input_done": summary.input_done,
+        "lines_read": summary.lines_read,
+        "admitted": summary.admitted,
+        "ok": summary.ok,
+        "failed": summary.failed,
+        "pending": summary.pending,
+        "by_status": summary.by_status,
+        "by_error": summary.by_error,
+    }
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -266,6 +222,18 @@ def _row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
     return row
 
 
+@contextlib.contextmanager
+def ending_on_closed_pipe() -> Iterator[None]:
+    """End as ``shoal fetch`` does when stdout's reader has gone (``shoal export | head``):
+    exit 141 (what a shell reports for a tool SIGPIPE ended), with nothing said; what
+    stdout still buffers is dropped, so that nothing complains of it at exit."""
+    try:
+        yield
+    except BrokenPipeError:
+        silence_stdout()
+        sys.exit(EXIT_PIPE)
+
+
 def output_stream(path: str) -> BinaryIO:
     return sys.stdout.buffer if path == "-" else open(path, "wb")
 
@@ -349,36 +317,6 @@ def _write_page(page: bytes, target: str) -> None:
         click.echo(f"shoal: {problem}", err=True)  # a fault while writing, a full disk
         sys.exit(EXIT_FAULT)
     click.echo(f"report: {target}", err=True)
-
-
-def show_shared_status(dsn: str, name: str, *, as_json: bool, watch: bool) -> None:
-    """``shoal status --store URL --job NAME``: a shared job's status, once or (``watch``)
-    every second until it is complete or no worker runs it."""
-    from shoal.cli.run import run_async
-    from shoal.store.postgres_reader import PostgresReader
-
-    async def look() -> tuple[JobSummary, int, bool]:
-        async with PostgresReader(dsn, name) as reader:
-            return await reader.summary(), await reader.workers(), await reader.paused()
-
-    while True:
-        summary, workers, paused = run_async(look())
-        complete = summary.input_done and summary.pending == 0
-        if as_json:
-            line = orjson.loads(status_json(name, summary, running=workers > 0))
-            line["workers"] = workers
-            line["paused"] = paused
-            sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
-            sys.stdout.buffer.flush()
-        else:
-            state = "complete" if complete else f"{workers} worker(s) running"
-            if paused and not complete:
-                state += ", paused (shoal resume --store URL --job NAME)"
-            lines = status_lines(f"{name} ({shown_dsn(dsn)})", summary)
-            print("\n".join([*lines, f"state      {state}"]), flush=True)
-        if not watch or complete or workers == 0:
-            return
-        time.sleep(WATCH_EVERY_S)
 
 
 def export_shared(

@@ -14,7 +14,7 @@ from shoal.cli.crawl import crawl
 from shoal.cli.launch import start_job
 from shoal.cli.map import map_command
 from shoal.cli.options import job_options
-from shoal.cli.parsing import check_store_url
+from shoal.cli.parsing import WatchedCommand, check_interval, check_store_url
 from shoal.cli.run import (
     EXIT_FAULT,
     EXIT_USAGE,
@@ -106,35 +106,43 @@ def _shared_job(store: str | None, job: str | None, job_name: str | None) -> tup
     return store, name
 
 
-@cli.command()
+@cli.command(cls=WatchedCommand)
 @click.argument("job", metavar="JOB", required=False, type=click.Path(dir_okay=False))
 @_STORE
 @_JOB_NAME
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option(
     "--watch",
-    is_flag=True,
-    help="Redraw every second until the job is complete or no shoal runs it "
-    "(with --json: one object per second).",
+    "every_s",
+    type=float,
+    default=None,
+    metavar="[S]",
+    callback=check_interval,
+    help="Look again every S seconds (default 1), with the rate and an ETA, until the job"
+    " is complete or no shoal runs it (with --json: one object per look). A number right"
+    " after --watch is S; any other word is JOB.",
 )
 def status(
-    job: str | None, store: str | None, job_name: str | None, as_json: bool, watch: bool
+    job: str | None,
+    store: str | None,
+    job_name: str | None,
+    as_json: bool,
+    every_s: float | None,
 ) -> None:
     """Show a job's counts and progress from its journal (JOB: the journal, or the output
     file it sits beside; with --store, the job's name). Safe while the job runs."""
-    from shoal.cli.export import journal_of, show_status, watch_status
+    from shoal.cli.export import journal_of, show_status
+    from shoal.cli.watch import show_shared_status, watch_status
 
     shared = _shared_job(store, job, job_name)
     try:
         if shared is not None:
-            from shoal.cli.export import show_shared_status
-
-            show_shared_status(*shared, as_json=as_json, watch=watch)
+            show_shared_status(*shared, as_json=as_json, every_s=every_s)
             return
         assert job is not None
         path = journal_of(job)
-        if watch:
-            watch_status(path, as_json=as_json)
+        if every_s is not None:
+            watch_status(path, as_json=as_json, every_s=every_s)
         else:
             show_status(path, as_json=as_json)
     except JournalError as exc:
@@ -187,7 +195,13 @@ def export(
 ) -> None:
     """Write a job's final records again from its journal, in commit order (JOB: the
     journal, or the output file it sits beside)."""
-    from shoal.cli.export import journal_of, output_stream, record_filter, write_records
+    from shoal.cli.export import (
+        ending_on_closed_pipe,
+        journal_of,
+        output_stream,
+        record_filter,
+        write_records,
+    )
     from shoal.store.parts import open_job
 
     kinds = {kind.value for kind in ErrorKind}
@@ -211,13 +225,14 @@ def export(
         from shoal.cli.export import export_shared
 
         try:
-            export_shared(*shared, output, form=form, failed=failed, keep=keep)
+            with ending_on_closed_pipe():
+                export_shared(*shared, output, form=form, failed=failed, keep=keep)
         except JournalError as exc:
             raise click.UsageError(str(exc)) from exc
         return
     assert job is not None
     try:
-        with open_job(journal_of(job)) as reader:
+        with ending_on_closed_pipe(), open_job(journal_of(job)) as reader:
             out = output_stream(output)
             try:
                 write_records(

@@ -1,5 +1,5 @@
 """Parsing option values that are more than a number: sizes, headers, retry sets, hosts,
-and the Python objects a map names."""
+the Python objects a map names, and ``status --watch``'s optional interval."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import importlib
 import ipaddress
 import math
 import os
+import re
 import sys
+from collections.abc import Sequence
 from typing import Literal
 
 import click
@@ -232,3 +234,56 @@ def check_store_url(url: str) -> None:
         raise click.BadParameter(
             f"{url!r} is not a PostgreSQL URL (postgresql://USER@HOST/DB)", param_hint="'--store'"
         )
+
+
+#: How often ``shoal status --watch`` looks again when given no interval (seconds).
+WATCH_EVERY_S = 1.0
+#: The longest interval ``--watch`` takes (seconds): a day.
+WATCH_MAX_S = 86400.0
+#: What after ``--watch`` is its interval: a word that starts as a number does
+#: (``5``, ``0.2``, ``.5``, ``-1``: a bad one is refused as ``--watch``'s); any other word
+#: (``out.jsonl``) is the next argument.
+_INTERVAL_LIKE = re.compile(r"[-+]?\.?\d")
+
+
+def watch_arguments(args: Sequence[str]) -> list[str]:
+    """``status``'s arguments with ``--watch``'s interval, or its default, joined to it
+    (``--watch=5``), so that ``--watch JOB`` leaves JOB an argument (click would take any
+    word after an option with an optional value as its value)."""
+    given = list(args)
+    joined: list[str] = []
+    index = 0
+    while index < len(given):
+        word = given[index]
+        index += 1
+        if word == "--":
+            joined.extend(given[index - 1 :])
+            break
+        if word != "--watch":
+            joined.append(word)
+        elif index < len(given) and _INTERVAL_LIKE.match(given[index]):
+            joined.append(f"--watch={given[index]}")
+            index += 1
+        else:
+            joined.append(f"--watch={WATCH_EVERY_S}")
+    return joined
+
+
+def check_interval(
+    _ctx: click.Context, _param: click.Parameter, value: float | None
+) -> float | None:
+    """``--watch``'s interval: more than 0 seconds, at most a day."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= WATCH_MAX_S):
+        raise click.BadParameter(
+            f"{value:g} is not an interval: give seconds, more than 0 and at most"
+            f" {WATCH_MAX_S:.0f} (a day)"
+        )
+    return value
+
+
+class WatchedCommand(click.Command):
+    """A command with a ``--watch [S]`` option, whose interval may be left out before an
+    argument (see :func:`watch_arguments`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, watch_arguments(args))

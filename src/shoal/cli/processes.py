@@ -251,10 +251,22 @@ class _JobView:
             self._signal(self._workers[index])
 
     def statistics(self) -> Statistics:
-        latest = self.latest
-        stats = Statistics.combine([s for s in latest if s is not None])
-        if (None in latest or stats.total_is_estimate) and self._estimate is not None:
-            stats = dataclasses.replace(stats, total=self._estimate, total_is_estimate=True)
+        from shoal.reporting.progress import job_finished  # (loaded with the progress line)
+
+        reported = [s for s in self.latest if s is not None]
+        stats = Statistics.combine(reported)
+        # A worker knows its share's total once it has read the input to its end; until
+        # every one does, the whole job's total is the input's line count (or, without
+        # one, the shares known so far), shown as an estimate. (A worker's own estimate
+        # is the whole input's count, not its share's: it is not summed.)
+        known = [s.total for s in reported if s.total is not None and not s.total_is_estimate]
+        if len(known) < len(self.latest):
+            total = (
+                None
+                if self._estimate is None and not known
+                else max(self._estimate or 0, sum(known), job_finished(stats))
+            )
+            stats = dataclasses.replace(stats, total=total, total_is_estimate=total is not None)
         if stats.paused != self._paused:  # as asked: every worker has been signalled
             stats = dataclasses.replace(stats, paused=self._paused)
         return stats
