@@ -227,6 +227,8 @@ class WatchedProtocol(ResponseHandler):
     """
 
     _attempt: Attempt | None = None
+    #: The far end's ``host:port``, read once per connection (it never changes).
+    _peer: str | None = None
 
     def set_response_params(self, **params: Any) -> None:
         # The session's requests pass read_timeout; the connector's CONNECT to a proxy does
@@ -235,7 +237,10 @@ class WatchedProtocol(ResponseHandler):
         self._attempt = attempt
         if attempt is not None:
             attempt.protocol = self  # connected: the connect deadline no longer applies
-            attempt.peer = _peer(self.transport)
+            peer = self._peer
+            if peer is None:
+                peer = self._peer = _peer(self.transport)
+            attempt.peer = peer
             sent = attempt.on_sent
             if sent is not None:
                 attempt.on_sent = None

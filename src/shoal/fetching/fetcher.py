@@ -94,7 +94,11 @@ class Fetcher:
         self._proxies = proxies or Proxies(environment=False)
 
     async def run(self, job: Job) -> Result:
-        proxy = self._proxies.for_url(job.target or URL(job.request.url))
+        proxies = self._proxies
+        if proxies.varies:
+            proxy = proxies.for_url(job.target or URL(job.request.url))
+        else:
+            proxy = proxies.fixed
         if self._archive is None:
             return await self._attempt(job, None, proxy)
         capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=proxy is not None)

@@ -64,6 +64,9 @@ class Proxies:
             if found.get(name):
                 self._by_scheme[scheme] = proxy_url(found[name], f"{name}_proxy")
         self._cache: dict[tuple[str, str], str | None] = {}
+        #: Whether the proxy depends on the URL (the environment's proxies), rather than
+        #: being one for every request or none at all (:attr:`fixed`).
+        self.varies = self.fixed is None and bool(self._by_scheme)
 
     @property
     def any(self) -> bool:

@@ -520,7 +520,7 @@ class Scheduler:
         return self._held - min(self._aside, self._capacity)
 
     def _check_room(self) -> None:
-        if self._load() < self._capacity:
+        if self._held - min(self._aside, self._capacity) < self._capacity:  # _load(), inline
             self._room.set()
         else:
             self._room.clear()
@@ -664,7 +664,8 @@ class Scheduler:
                 job = host.queue.popleft()
             host.in_flight += 1
             self.in_flight += 1
-            self._ask_for_more(host)
+            if self._deferred:  # (asked here without a call in the common case)
+                self._ask_for_more(host)
             if host.queue and host.in_flight < control.cap and not control.tracks:
                 host.ready = True  # the common case, without a call
                 ready.append(host)
