@@ -8,9 +8,12 @@ asyncio, so the server keeps serving while the test waits for the command. Host 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
+import struct
 import sys
+import termios
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +86,59 @@ async def shoal(
     cwd: Path | None = None,
 ) -> Finished:
     return await finish(await start(*args, env=env, cwd=cwd), stdin, within_s)
+
+
+async def shoal_on_terminal(
+    *args: str, stdin: bytes = b"", within_s: float = 20, columns: int = 400
+) -> Finished:
+    """``shoal(...)`` with stderr on a real terminal: a pty ``columns`` wide (``TERM`` set
+    as a terminal would have it); stdin and stdout stay pipes. What the command wrote to
+    the terminal comes back as ``stderr``."""
+    leader, follower = os.openpty()
+    try:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        process = await asyncio.create_subprocess_exec(
+            *SHOAL,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=follower,
+            env=environment(TERM="xterm", COLUMNS=str(columns)),
+        )
+        os.close(follower)
+        follower = -1
+        # Read the terminal all along (a full pty would block the command); the read ends
+        # when the command's end closes the last copy of the follower (EIO).
+        screen = asyncio.create_task(asyncio.to_thread(_read_terminal, leader))
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(stdin), within_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"shoal did not finish within {within_s} s") from None
+        finally:
+            written = await screen
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert process.returncode is not None
+    return Finished(process.returncode, out, written.decode(errors="replace"))
+
+
+def _read_terminal(leader: int, limit: int = 64 << 20) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: no process holds the terminal any more
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def wait_until(condition: Callable[[], bool], within_s: float, what: str) -> None:
@@ -388,9 +444,9 @@ async def test_killed_run_with_torn_output_then_rerun_is_exactly_once(
     ],
 )
 async def test_progress_modes(server: Misbehaving, mode: str, terminal: bool, shown: bool) -> None:
-    env = environment(TTY_COMPATIBLE="1") if terminal else environment()
     urls = ok_urls(server, 4)
-    done = await shoal("fetch", *RESOLVE, "--progress", mode, stdin=lines(*urls), env=env)
+    run = shoal_on_terminal if terminal else shoal  # stderr on a real pty, or a pipe
+    done = await run("fetch", *RESOLVE, "--progress", mode, stdin=lines(*urls))
     assert done.code == 0, done.stderr
     assert ("in flight" in done.stderr) is shown, done.stderr
     assert "shoal summary" in done.stderr

@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.abc import ResolveResult
 from aiohttp.web_request import Request as WebRequest
 
 from shoal import (
+    DNSSettings,
     Engine,
     ErrorKind,
     HostPolicy,
@@ -33,13 +33,13 @@ from shoal import (
     Request,
     Result,
     RetryPolicy,
-    StaticResolver,
     Statistics,
     Timeouts,
 )
 from shoal.engine import Requests
 from shoal.scheduling.hosts import LATE_CARRY_MAX_S
-from tests.conftest import TEST_HOSTS, resolver
+from tests.conftest import resolver
+from tests.dns_server import TestDNSServer
 from tests.servers import Misbehaving, serve
 
 #: Slack for timer resolution and delivery noise on a lower bound of spacing (seconds).
@@ -270,28 +270,24 @@ async def test_rate_and_delay_together_the_slower_wins(
     assert_spaced(times, max(1 / rate, delay))
 
 
-class SlowResolver(StaticResolver):
-    """Looks names up like the tests' resolver, taking ``delay_s`` for each lookup."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__(TEST_HOSTS)
-        self._delay_s = delay_s
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        await asyncio.sleep(self._delay_s)
-        return await super().resolve(host, port, family)
-
-
 async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehaving) -> None:
+    # The tests' DNS server answers ``slow-*`` names after ``slow_s``: each new connection
+    # waits on a real lookup before it is made.
     rate, count = 4.0, 3
-    urls = [server.url(f"/ok?n={n}", host="far.test") for n in range(count)]
-    results = await fetch_all(
-        urls, politeness=Politeness(per_second=rate), resolver=SlowResolver(0.2)
-    )
+    host = "slow-far.test"
+    urls = [server.url(f"/ok?n={n}", host=host) for n in range(count)]
+    with TestDNSServer(slow_s=0.2) as dns:
+        results = await fetch_all(
+            urls,
+            politeness=Politeness(per_second=rate),
+            resolver=None,
+            dns=DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1),
+        )
+        assert dns.zone.count(host) >= 1  # the slow name really was looked up
     assert all(r.ok for r in results)
-    assert_spaced(sorted_times(server, "far.test"), 1 / rate)
+    times = sorted_times(server, host)
+    assert len(times) == count
+    assert_spaced(times, 1 / rate)
 
 
 # -- overrides by host pattern -----------------------------------------------------------------

@@ -4,11 +4,9 @@ server, where its timeouts end requests with the same kinds and messages as befo
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 import shoal
 from shoal import ErrorKind, RetryPolicy, Timeouts
@@ -22,6 +20,7 @@ from shoal.fetching.deadlines import (
     tick_for,
 )
 from tests.conftest import resolver
+from tests.dns_server import TestDNSServer
 from tests.servers import Misbehaving
 
 TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=3)
@@ -207,34 +206,24 @@ async def test_a_total_deadline_ends_a_trickle(server: Misbehaving) -> None:
     assert time.monotonic() - started < 2
 
 
-class _SlowResolver(AbstractResolver):
-    """Answers for every name after ``delay_s``: a lookup that outlasts the connect timeout."""
-
-    def __init__(self, delay_s: float) -> None:
-        self._delay_s = delay_s
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        await asyncio.sleep(self._delay_s)
-        return await resolver().resolve(host, port, family)
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_a_connection_not_made_in_time_is_a_connect_timeout(server: Misbehaving) -> None:
-    started = time.monotonic()
-    result = await _fetch(
-        server.url("/ok"),
-        Timeouts(total_s=5, connect_s=0.3, read_s=1),
-        resolver=_SlowResolver(3.0),
-    )
+    # The tests' DNS server answers ``slow-*`` names after ``slow_s``: a real lookup that
+    # outlasts the connect timeout (the DNS timeout itself is longer still).
+    with TestDNSServer(slow_s=3.0) as dns:
+        started = time.monotonic()
+        result = await _fetch(
+            server.url("/ok", host="slow-a.test"),
+            Timeouts(total_s=5, connect_s=0.3, read_s=1),
+            resolver=None,
+            dns=shoal.DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1),
+        )
+        elapsed = time.monotonic() - started
+        assert dns.zone.count("slow-a.test") >= 1  # the name really was asked for
     assert result.error is not None
     assert result.error.kind is ErrorKind.TIMEOUT
-    assert result.error.message.startswith("Connection timeout to host http://a.test:")
+    assert result.error.message.startswith("Connection timeout to host http://slow-a.test:")
     assert "(connect timeout 0.3 s)" in result.error.message
-    assert time.monotonic() - started < 2
+    assert elapsed < 2
 
 
 async def test_a_per_host_timeout_override_is_kept(server: Misbehaving) -> None:

@@ -125,12 +125,14 @@ class Browsing:
 
 
 @contextlib.asynccontextmanager
-async def browse(browser: Browser, dashboard: Dashboard) -> AsyncIterator[Browsing]:
-    """The dashboard's page, once its first snapshot arrived; closed before the dashboard,
-    so the end of its event stream is not an error."""
+async def browse(browser: Browser, dashboard: Dashboard | str) -> AsyncIterator[Browsing]:
+    """The dashboard's page (of ``dashboard``, or at the URL a process gave), once its first
+    snapshot arrived; closed before the dashboard, so the end of its event stream is not an
+    error."""
+    url = dashboard if isinstance(dashboard, str) else dashboard.url
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    browsing = Browsing(page, dashboard.url.rstrip("/"))
+    browsing = Browsing(page, url.rstrip("/"))
 
     def on_request(request: PageRequest) -> None:
         browsing.requests.append(request.url)
@@ -146,7 +148,7 @@ async def browse(browser: Browser, dashboard: Dashboard) -> AsyncIterator[Browsi
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
     try:
-        await page.goto(dashboard.url, timeout=5_000)
+        await page.goto(url, timeout=5_000)
         # "connecting…" until the first snapshot
         await page.wait_for_function(
             "document.body.dataset.done !== undefined", timeout=PAGE_WAIT_S * 1000
@@ -438,6 +440,10 @@ async def test_a_crawl_shows_its_links_and_a_map_its_items(browser: Browser) -> 
 
 
 # -- a shared job: the whole job's progress, and its workers -----------------------------------
+
+# A real shared job on PostgreSQL, two worker processes, is test_dashboard_shared_job.py's.
+# Here a fixed snapshot shows what a real job cannot give at will: worker names with markup
+# (escaped, not rendered), exact figures and ETA, and the workers leaving mid-page.
 
 #: Three workers of one job (one named with markup, which the page must show as text), and
 #: how the page shows each: name, machine, pid, hosts, ok, failed, heartbeat.
