@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -172,6 +173,26 @@ async def test_read_timeout_ends_a_body_that_stops_coming(server: Misbehaving) -
     assert record["error"] == {
         "kind": "timeout",
         "message": "Timeout on reading data from socket",
+    }, record
+
+
+async def test_connect_timeout_ends_a_connection_never_accepted() -> None:
+    # A listener with a backlog of 0 whose one slot is taken: Linux drops further SYNs, so
+    # the connection is never made. Ignored, the connect timeout would be 10 s and the 5 s
+    # total timeout would end the attempt first, with its own message.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        url = f"http://c.test:{port}/"
+        options = ("--retries", "0", "--timeout", "5", "--connect-timeout", "0.3")
+        done = await run_shoal("fetch", *RESOLVE, *QUIET, *options, stdin=lines(url))
+    assert done.code == 1, done.stderr
+    [record] = done.records()
+    assert record["error"] == {
+        "kind": "timeout",
+        "message": f"Connection timeout to host {url} (connect timeout 0.3 s)",
     }, record
 
 
