@@ -9,9 +9,11 @@ subprocess against the misbehaving server and checks what arrived there.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 
 from shoal.scheduling import Shard
@@ -37,7 +39,9 @@ def gaps(times: Sequence[float]) -> list[float]:
 
 
 def assert_spaced(times: Sequence[float], interval_s: float) -> None:
-    """Arrival ``j`` is at least ``(j - i) * interval_s`` after arrival ``i``, less slack."""
+    """Arrival ``j`` is at least ``(j - i) * interval_s`` after arrival ``i``, less slack
+    (fewer than two arrivals hold no gap: refused)."""
+    assert len(times) >= 2, f"{len(times)} arrivals: no gap to check"
     for i, earlier in enumerate(times):
         for j in range(i + 1, len(times)):
             least = (j - i) * interval_s - (SETUP_S if i == 0 else SLACK_S)
@@ -101,8 +105,11 @@ async def test_per_host_rate_is_seen_in_arrival_times(server: Misbehaving) -> No
 @pytest.mark.parametrize(("rate", "interval"), [("600/m", 0.1), ("10", 0.1)])
 async def test_per_host_rate_units(server: Misbehaving, rate: str, interval: float) -> None:
     urls = [server.url(f"/ok?n={n}", host="u.test") for n in range(4)]
-    await fetch("--per-host-rate", rate, stdin=lines(*urls))
-    assert_spaced(arrivals(server, "u.test"), interval)
+    done = await fetch("--per-host-rate", rate, stdin=lines(*urls))
+    assert sorted(record["url"] for record in done.records()) == sorted(urls)
+    times = arrivals(server, "u.test")
+    assert len(times) == len(urls)
+    assert_spaced(times, interval)
 
 
 async def test_per_host_rate_per_minute(server: Misbehaving) -> None:
@@ -129,9 +136,10 @@ async def test_delay_and_jitter_from_the_command_line(server: Misbehaving) -> No
     assert max(between) <= 0.15 + ROOM_S, between
 
 
-def shared_urls(server: Misbehaving, host: str, each: int, processes: int) -> list[str]:
-    """URLs for ``host``, ``each`` of them for every worker of ``--processes``, so that
-    every worker paces a part of the host (the split follows the request's key)."""
+def split_urls(server: Misbehaving, host: str, each: int, processes: int) -> list[str]:
+    """URLs for ``host``, ``each`` of them for every worker of ``--processes`` were the host
+    not paced (the split of an unpaced host follows the request's key): so that a run in
+    which one worker fetches them all shows the paced host went to it whole."""
     shards = [Shard(index, processes, PER_HOST) for index in range(processes)]
     found: list[list[str]] = [[] for _ in shards]
     for n in range(10_000):
@@ -144,10 +152,20 @@ def shared_urls(server: Misbehaving, host: str, each: int, processes: int) -> li
     raise AssertionError("no even split found")
 
 
-async def _shared_host_run(
+def journal_urls(journal: Path) -> list[str]:
+    """The URLs a worker's journal holds final records of."""
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return [orjson.loads(row[0])["url"] for row in db.execute("SELECT record FROM records")]
+    finally:
+        db.close()
+
+
+async def _paced_host_run(
     server: Misbehaving, tmp_path: Path, rate: float, each: int, processes: int
 ) -> list[float]:
-    urls = shared_urls(server, "shared.test", each, processes)
+    """A run of ``processes`` workers over one paced host; the host's arrival times."""
+    urls = split_urls(server, "paced.test", each, processes)
     source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
     source.write_bytes(lines(*urls))
     await fetch(
@@ -157,27 +175,34 @@ async def _shared_host_run(
         stdin=b"",
     )
     assert len(read_records(output)) == len(urls)
-    times = arrivals(server, "shared.test")
+    # One worker fetched the host whole: its journal holds every URL, the others' none.
+    parts = [
+        journal_urls(tmp_path / f"out.jsonl.journal.{k}-of-{processes}")
+        for k in range(1, processes + 1)
+    ]
+    assert sorted(len(part) for part in parts) == [0] * (processes - 1) + [len(urls)], parts
+    assert sorted(url for part in parts for url in part) == sorted(urls)
+    times = arrivals(server, "paced.test")
     assert len(times) == len(urls)
     return times
 
 
-async def test_rate_over_several_processes_holds_in_the_long_run(
+async def test_a_paced_host_goes_whole_to_one_of_several_processes(
     server: Misbehaving, tmp_path: Path
 ) -> None:
-    # Two workers share the host, each with half the rate: over the run the host sees at
-    # most one start per worker at once, and the job's rate after that.
+    # Unpaced, these URLs would split evenly over the two workers; paced, the host goes to
+    # one worker whole, so one clock spaces it and the job's rate holds over the run.
     rate, each, processes = 8.0, 3, 2
-    times = await _shared_host_run(server, tmp_path, rate, each, processes)
+    times = await _paced_host_run(server, tmp_path, rate, each, processes)
     count = each * processes
-    assert times[-1] - times[0] >= (count - processes) / rate - SETUP_S, gaps(times)
+    assert times[-1] - times[0] >= (count - 1) / rate - SETUP_S, gaps(times)
 
 
 async def test_rate_over_several_processes_keeps_the_spacing(
     server: Misbehaving, tmp_path: Path
 ) -> None:
     rate = 4.0
-    times = await _shared_host_run(server, tmp_path, rate, each=2, processes=2)
+    times = await _paced_host_run(server, tmp_path, rate, each=2, processes=2)
     assert_spaced(times, 1 / rate)
 
 

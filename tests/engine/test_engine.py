@@ -378,7 +378,7 @@ async def test_engine_outside_async_with_raises(server: Misbehaving) -> None:
 
 async def test_one_string_is_refused(server: Misbehaving) -> None:
     async with make_engine() as engine:
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="iterable of URLs or requests, not one string"):
             await asyncio.wait_for(engine.run(server.url("/ok")), 5)
     assert server.log.total == 0
 
@@ -857,6 +857,10 @@ def test_fetch_blocking_break_with_a_full_queue(
         deadline = time.monotonic() + 5
         while thread_server.log.total < 300 and time.monotonic() < deadline:
             time.sleep(0.01)
+        # The precondition: more requests answered than the hand-over queue holds (256)
+        # while the caller took one result, so the engine is blocked on a full queue
+        # when the iterator is closed.
+        assert thread_server.log.total >= 300, thread_server.log.total
         assert isinstance(iterator, Generator)
         iterator.close()
         return first.url

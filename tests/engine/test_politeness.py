@@ -130,7 +130,9 @@ def assert_spaced(times: Sequence[float], interval_s: float, *, burst: int = 1) 
     """No window of the arrivals holds more than a rate of ``1/interval_s`` with ``burst``
     allows: arrival ``j`` is at least ``(j - i - burst + 1) * interval_s`` after arrival
     ``i``, less the lateness a request may hand on to the next (see ``HostControl.sent``)
-    and the timer slack."""
+    and the timer slack. Fewer than ``burst + 1`` arrivals hold no gap to check: refused,
+    so that a run which sent nothing cannot pass for a paced one."""
+    assert len(times) > burst, f"{len(times)} arrivals: no gap to check with a burst of {burst}"
     for i, earlier in enumerate(times):
         for j in range(i + burst, len(times)):
             least = (j - i - burst + 1) * interval_s - LATE_CARRY_MAX_S - SLACK_S
@@ -138,6 +140,14 @@ def assert_spaced(times: Sequence[float], interval_s: float, *, burst: int = 1) 
                 f"arrivals {i} and {j} are {times[j] - earlier:.4f} s apart, "
                 f"less than {least:.4f} s: {[round(g, 4) for g in gaps(times)]}"
             )
+
+
+@pytest.mark.parametrize(("times", "burst"), [([], 1), ([0.0], 1), ([0.0, 0.0, 0.0], 3)])
+def test_assert_spaced_refuses_too_few_arrivals_to_hold_a_gap(
+    times: list[float], burst: int
+) -> None:
+    with pytest.raises(AssertionError, match="no gap to check"):
+        assert_spaced(times, 0.1, burst=burst)
 
 
 def sorted_times(server: Misbehaving, host: str) -> list[float]:
@@ -241,14 +251,16 @@ async def test_delay_with_jitter_keeps_gaps_between_delay_and_delay_stretched(
 async def test_delay_without_jitter_is_exact_least_gap(server: Misbehaving) -> None:
     delay, count = 0.05, 8
     urls = [server.url(f"/ok?n={n}", host="steady.test") for n in range(count)]
-    await fetch_paced(
+    results = await fetch_paced(
         server,
         urls,
         {"steady.test": 1},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(delay_s=delay),
     )
+    assert len(results) == count and all(r.ok for r in results)
     times = sorted_times(server, "steady.test")
+    assert len(times) == count
     assert min(gaps(times)) >= delay - SLACK_S, gaps(times)
     assert times[-1] - times[0] >= (count - 1) * delay - SLACK_S
 
@@ -259,14 +271,16 @@ async def test_rate_and_delay_together_the_slower_wins(
 ) -> None:
     count = 5
     urls = [server.url(f"/ok?n={n}", host="both.test") for n in range(count)]
-    await fetch_paced(
+    results = await fetch_paced(
         server,
         urls,
         {"both.test": 1},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(per_second=rate, delay_s=delay),
     )
+    assert sorted(r.url for r in results) == sorted(urls) and all(r.ok for r in results)
     times = sorted_times(server, "both.test")
+    assert len(times) == count
     assert_spaced(times, max(1 / rate, delay))
 
 
@@ -284,7 +298,7 @@ async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehavi
             dns=DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1),
         )
         assert dns.zone.count(host) >= 1  # the slow name really was looked up
-    assert all(r.ok for r in results)
+    assert len(results) == count and all(r.ok for r in results)
     times = sorted_times(server, host)
     assert len(times) == count
     assert_spaced(times, 1 / rate)

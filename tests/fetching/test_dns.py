@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from shoal import DNSSettings, Engine, ErrorKind, Limits, RetryPolicy, Timeouts
+from shoal.config import check_name_server
 from shoal.errors import ConfigError
 from shoal.fetching.dns import CachingResolver, LookupFailed, NameNotFound
 from tests.dns_server import TestDNSServer
@@ -239,7 +240,14 @@ def test_a_bad_name_server_is_a_config_error(server: str, problem: str) -> None:
 
 def test_name_servers_with_ports_and_ipv6_are_accepted() -> None:
     servers = ("127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353")
-    assert DNSSettings(servers=servers).servers == servers
+    accepted = DNSSettings(servers=servers).servers
+    # Each is read as the address and port the resolver asks (53 unless one is given).
+    assert [check_name_server(server) for server in accepted] == [
+        ("127.0.0.1", 53),
+        ("127.0.0.1", 5353),
+        ("::1", 53),
+        ("::1", 5353),
+    ]
 
 
 # -- through the engine -----------------------------------------------------------------------

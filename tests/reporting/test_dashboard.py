@@ -66,7 +66,9 @@ async def test_the_controls_pause_resume_and_stop(
         base = f"http://127.0.0.1:{dashboard.port}"
         async with client.post(base + "/api/pause") as response:
             assert (await response.json())["paused"] is True
-        run = asyncio.create_task(engine.run([server.url(f"/ok?n={n}") for n in range(20)]))
+        # Slow requests, four at a time: the run is far from its end when Stop comes.
+        urls = [server.url(f"/delay?s=0.5&n={n}") for n in range(20)]
+        run = asyncio.create_task(engine.run(urls))
         await asyncio.sleep(0.3)
         assert server.log.total == 0  # paused: nothing reached the server
         async with client.post(base + "/api/resume") as response:
@@ -75,7 +77,10 @@ async def test_the_controls_pause_resume_and_stop(
         async with client.post(base + "/api/stop") as response:
             assert response.status == 200
         stats = await asyncio.wait_for(run, 10)
-    assert stats.interrupted or stats.done == 20
+    # Stop took effect: the run ended as stopped, with what was in flight done and nothing
+    # started after it.
+    assert stats.interrupted and stats.finished
+    assert stats.done == server.log.total < len(urls), (stats.done, server.log.total)
 
 
 async def test_a_get_changes_nothing(client: aiohttp.ClientSession) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from pathlib import Path
 
 import pytest
 
+from shoal import Engine, RetryPolicy
 from shoal.latency import LatencyHistogram
 from shoal.reporting import Latency, Recorder, Statistics
 from shoal.reporting.units import format_bytes, format_duration, parse_size
 from shoal.result import Error, ErrorKind, Result
+from tests.conftest import resolver
+from tests.servers import Misbehaving
 
 # -- LatencyHistogram -------------------------------------------------------------------------
 
@@ -185,21 +190,32 @@ def test_snapshot_is_a_frozen_copy() -> None:
     assert recorder.snapshot().done == 2
 
 
-def test_recorder_copies_run_counters() -> None:
-    recorder = Recorder()
-    recorder.total = 100
-    recorder.total_is_estimate = True
-    recorder.skipped = 10
-    recorder.duplicates = 2
-    recorder.retries = 3
-    recorder.job_ok = 40
-    recorder.job_failed = 1
-    recorder.interrupted = True
-    stats = recorder.snapshot()
-    assert stats.total == 100 and stats.total_is_estimate
-    assert (stats.skipped, stats.duplicates, stats.retries) == (10, 2, 3)
-    assert (stats.job_ok, stats.job_failed) == (40, 1)
-    assert stats.interrupted
+async def test_the_run_counters_are_the_engines_own_count(
+    server: Misbehaving, tmp_path: Path
+) -> None:
+    # Seven distinct requests and one duplicate: a first answer of 503 retried once, a 503
+    # every time retried twice (then final: a status is an answer), a dropped connection
+    # retried twice (then failed); then the same job again, where all seven are final.
+    urls = [server.url(f"/ok?n={n}") for n in range(4)]
+    urls += [server.url("/ok?n=0"), server.url("/flaky/k?fail=1"), server.url("/status/503")]
+    urls.append(server.url("/drop"))
+    retry = RetryPolicy(retries=2, backoff_base_s=0.001, backoff_max_s=0.002)
+    journal = str(tmp_path / "job.journal")
+    runs = []
+    for _ in range(2):
+        async with Engine(retry=retry, resolver=resolver()) as engine:
+            runs.append(await asyncio.wait_for(engine.run(urls, journal=journal), 15))
+    first, again = runs
+    assert (first.total, first.total_is_estimate) == (7, False)
+    assert (first.done, first.ok, first.failed) == (7, 6, 1)
+    assert (first.skipped, first.duplicates, first.retries) == (0, 1, 5)
+    assert (first.job_ok, first.job_failed) == (6, 1)
+    assert (again.total, again.done, again.skipped, again.retries) == (7, 0, 7, 0)
+    assert (again.job_ok, again.job_failed) == (6, 1)  # the job's, not this run's
+    assert not first.interrupted and not again.interrupted
+    assert server.log.total == 4 + 2 + 3 + 3  # each try once; the second run asked nothing
+    for stats in runs:  # and the snapshot's dictionary form carries them as they are
+        assert Statistics.from_dict(stats.to_dict()).to_dict() == stats.to_dict()
 
 
 def test_elapsed_stops_at_finish() -> None:
