@@ -103,30 +103,35 @@ def low_soft_limit() -> Iterator[tuple[int, int]]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_engine_raises_the_soft_limit_when_allowed(low_soft_limit: tuple[int, int]) -> None:
+async def test_engine_raises_the_soft_limit_when_allowed(low_soft_limit: tuple[int, int]) -> None:
     lowered, _ = low_soft_limit
     concurrency = lowered * 2 - 100
-    shoal.Engine(limits=Limits(concurrency=concurrency))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert soft >= descriptors_needed(concurrency) > lowered
-
-
-def test_engine_within_the_limit_leaves_it_alone(low_soft_limit: tuple[int, int]) -> None:
-    lowered, _ = low_soft_limit
-    shoal.Engine(limits=Limits(concurrency=10))
+    engine = shoal.Engine(limits=Limits(concurrency=concurrency))
+    # Constructing an engine changes nothing of the process; entering it raises the limit.
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == lowered
+    async with engine:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert soft >= descriptors_needed(concurrency) > lowered
+
+
+async def test_engine_within_the_limit_leaves_it_alone(low_soft_limit: tuple[int, int]) -> None:
+    lowered, _ = low_soft_limit
+    async with shoal.Engine(limits=Limits(concurrency=10)):
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == lowered
 
 
 def _limit_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
-def test_engine_over_the_hard_limit_fails_fast() -> None:
+async def test_engine_over_the_hard_limit_fails_fast() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         pytest.skip("no hard open-file limit to exceed")
+    engine = shoal.Engine(limits=Limits(concurrency=hard))  # (entering it checks)
     with pytest.raises(ConfigError) as raised:
-        shoal.Engine(limits=Limits(concurrency=hard))
+        async with engine:
+            pass
     assert raised.value.option == "concurrency"
     assert "open files" in raised.value.message
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)

@@ -48,6 +48,7 @@ from shoal.config import (
 )
 from shoal.engine import Engine
 from shoal.errors import ConfigError
+from shoal.fetching import ensure_descriptors
 from shoal.sources.items import valid_method
 
 
@@ -181,6 +182,7 @@ def start_job(
             **(extra or {}),
         )
         engine = Engine(**settings)
+        ensure_descriptors(engine.limits.concurrency)  # (a usage error, before any output)
     except ConfigError as exc:
         raise click.BadParameter(
             exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"

@@ -19,6 +19,7 @@ from shoal.cli.run import MapSpec, check_dashboard
 from shoal.config import Limits, Politeness, RetryPolicy
 from shoal.engine import Engine
 from shoal.errors import ConfigError
+from shoal.fetching import ensure_descriptors
 from shoal.sources.lines import MAX_LINE_BYTES
 
 
@@ -135,6 +136,7 @@ def map_command(
             politeness=Politeness(per_second=per_group_rate, delay_s=delay),
         )
         engine = Engine(**settings)
+        ensure_descriptors(engine.limits.concurrency)  # (a usage error, before any output)
     except ConfigError as exc:
         name = CLI_NAMES.get(exc.option, exc.option).replace("host", "group")
         raise click.BadParameter(exc.message, param_hint=f"'{name}'") from exc

@@ -13,15 +13,16 @@ import contextlib
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from shoal.config import Limits, RetryPolicy, Timeouts
 from shoal.engine.calls import Function
 from shoal.engine.engine import Engine
 from shoal.engine.loop import loop_factory
-from shoal.engine.stage import Deliver, Handler, Requests
-from shoal.outcome import Finished, Outcome
+from shoal.engine.run import Requests
+from shoal.engine.tasks import Handler
+from shoal.outcome import Outcome
 from shoal.result import Result
 from shoal.sources import FileSource
 from shoal.store import Store
@@ -54,11 +55,8 @@ def fetch(
     options.setdefault("timeouts", Timeouts(total_s=timeout_s))
     options.setdefault("retry", RetryPolicy(retries=retries))
     engine = Engine(keep_body=keep_body, handler=handler, headers=headers, **options)
-
-    def run(deliver: Deliver) -> Awaitable[None]:
-        return engine._run_job(requests, journal, output, deliver)
-
-    return _iterate(engine, Result, run, progress=False)
+    results = engine.stream(requests, journal=journal, output=output)
+    return _iterate(engine, Result, results, progress=False)
 
 
 def map(
@@ -90,18 +88,17 @@ def map(
     options.setdefault("limits", Limits(concurrency=concurrency, per_host=per_group))
     options.setdefault("retry", RetryPolicy(retries=retries, on_exceptions=tuple(retry_on)))
     engine = Engine(**options)
-    source, plan = engine._map_plan(function, items, key, group, timeout_s)
-
-    def run(deliver: Deliver) -> Awaitable[None]:
-        return engine._run_job(source, journal, output, deliver, plan)
-
-    return _iterate(engine, Outcome, run, progress=progress)
+    # (Made here, so that a wrong argument raises in the caller's thread; entered below.)
+    outcomes = engine.map(
+        function, items, key=key, group=group, timeout_s=timeout_s, journal=journal, output=output
+    )
+    return _iterate(engine, Outcome, outcomes, progress=progress)
 
 
 def _iterate(
     engine: Engine,
     kind: type[T],
-    run_job: Callable[[Deliver], Awaitable[None]],
+    stream: contextlib.AbstractAsyncContextManager[AsyncIterator[T]],
     *,
     progress: bool,
 ) -> Generator[T, None, None]:
@@ -111,7 +108,7 @@ def _iterate(
     loop_box: list[asyncio.AbstractEventLoop] = []
     main_box: list[asyncio.Task[None]] = []
 
-    async def deliver(result: Finished) -> None:
+    async def deliver(result: T) -> None:
         try:
             results.put_nowait(result)
         except queue.Full:
@@ -124,7 +121,9 @@ def _iterate(
         async with engine:
             drawing = _draw_progress(engine) if progress else None
             try:
-                await run_job(deliver)
+                async with stream as committed:
+                    async for result in committed:
+                        await deliver(result)
             finally:
                 if drawing is not None:
                     drawing.cancel()

@@ -1,6 +1,6 @@
 """The mapped task (``shoal.map``): one call of the user's coroutine per attempt.
 
-Like the fetch, it is a :class:`shoal.fetching.Task`: the engine's workers run it in a slot
+Like the fetch, it is a :class:`shoal.engine.tasks.Task`: the engine's workers run it in a slot
 of the item's group, and its outcome goes through the same retries, journal and counts.
 What the coroutine raises is the item's failure, never the run's.
 """

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-from shoal.engine.stage import COMMIT_BATCH, Completions, Deliver, Stage, hand_on
-from shoal.result import Result
+from shoal.crawling import Frontier
+from shoal.engine.flow import COMMIT_BATCH, Completions, Deliver, count_job, hand_on
+from shoal.reporting import Recorder
+from shoal.scheduling import Scheduler
 from shoal.sinks import Outputs
+from shoal.sinks.artifacts import Artifacts
 from shoal.store import Committed, Completion, Retrying, SinkMark, Store
 
 #: Below this many results, the committer waits ``_LINGER_S`` for more before committing.
@@ -18,19 +21,38 @@ _SMALL_BATCH = 64
 _LINGER_S = 0.02
 
 
-class Committing(Stage):
-    """The committer's part of the engine."""
+class Committer:
+    """Workers -> journal (the store) -> outputs -> the counts and a stream's reader."""
 
-    async def _commit(
+    def __init__(
         self,
+        completions: Completions,
         store: Store,
         outputs: Outputs | None,
-        completions: Completions,
+        *,
         mark: SinkMark,
         deliver: Deliver | None,
+        scheduler: Scheduler,
+        recorder: Recorder,
+        frontier: Frontier,
+        artifacts: Artifacts,
+        max_requests: int | None,
     ) -> None:
-        recorder = self._recorder
-        archive = self._archive
+        self._completions = completions
+        self._store = store
+        self._outputs = outputs
+        self._mark = mark
+        self._deliver = deliver
+        self._scheduler = scheduler
+        self._recorder = recorder
+        self._frontier = frontier
+        self._artifacts = artifacts
+        self._max_requests = max_requests
+
+    async def commit(self) -> None:
+        store, outputs, completions = self._store, self._outputs, self._completions
+        recorder, artifacts, deliver = self._recorder, self._artifacts, self._deliver
+        mark = self._mark
         ended = False
         while not ended:
             item = await completions.get()
@@ -38,20 +60,16 @@ class Committing(Stage):
                 break
             batch = [item]
             ended = _drain(completions, batch)
-            if not ended and len(batch) < _SMALL_BATCH and self._more_coming():
-                # Few results are arriving: wait a moment so a slow job still commits in
-                # batches rather than once per request.
+            if not ended and len(batch) < _SMALL_BATCH and self._scheduler.held > 0:
+                # Few results are arriving while requests are still held (queued, in
+                # flight or waiting to retry): wait a moment so a slow job still commits
+                # in batches rather than once per request.
                 await asyncio.sleep(_LINGER_S)
                 ended = _drain(completions, batch)
             finals = [result for _, result in batch if not isinstance(result, Retrying)]
-            if archive is not None:
-                responses = [result for result in finals if isinstance(result, Result)]
-                captures = [result.capture for result in responses if result.capture is not None]
-                self._archived = await archive.append(responses)
-                for capture in captures:
-                    self._capture_budget.release(capture)
+            await artifacts.commit(finals)
             committed = await store.complete(
-                batch, self._with_archive(mark), budget=self.crawl.max_requests
+                batch, artifacts.with_archive(mark), budget=self._max_requests
             )
             if committed.refused:  # their host's lease was lost: its next owner runs them
                 finals = [
@@ -61,23 +79,22 @@ class Committing(Stage):
                 ]
             if outputs is not None:
                 mark = await outputs.write(committed.records)
-            await self._follow(store, batch, committed)
+            await self._follow(batch, committed)
             for result in finals:
                 recorder.add(result)
-            recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
+            count_job(recorder, store.counts)
             if deliver is not None:
                 for result in finals:
                     await deliver(result)
-        recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
-        if outputs is not None or self._archived:
-            await store.save_mark(self._with_archive(mark))
+        count_job(recorder, store.counts)
+        if outputs is not None or artifacts.archived:
+            await store.save_mark(artifacts.with_archive(mark))
 
-    async def _follow(self, store: Store, batch: list[Completion], committed: Committed) -> None:
+    async def _follow(self, batch: list[Completion], committed: Committed) -> None:
         """Hand the follow-ups a commit admitted to the scheduler (or defer them to the
         store, never waiting for room: the workers wait on this task), then settle their
         parents' expectations."""
         scheduler = self._scheduler
-        assert scheduler is not None
         links = self._recorder.links
         links.admitted += len(committed.admitted)
         links.duplicate += committed.duplicate
@@ -90,37 +107,9 @@ class Committing(Stage):
                 expected += 1
         self._frontier.committed(waited)
         if committed.admitted and not scheduler.stopped:
-            recorder = self._recorder
-            if recorder.total is not None and not recorder.total_is_estimate:
-                recorder.total = store.counts.admitted
-            await hand_on(store, scheduler, committed.admitted, within_capacity=True)
+            await hand_on(self._store, scheduler, committed.admitted, within_capacity=True)
         if expected:
             scheduler.settled(expected)
-
-    def _more_coming(self) -> bool:
-        """Whether requests are still held (queued, in flight or waiting to retry): with
-        none, lingering for more results would only delay the end of the job."""
-        scheduler = self._scheduler
-        return scheduler is None or scheduler.held > 0
-
-    async def _end_commits(
-        self,
-        feeder: asyncio.Task[None],
-        workers: list[asyncio.Task[None]],
-        helpers: list[asyncio.Task[None] | None],
-        completions: Completions,
-    ) -> None:
-        await asyncio.wait([feeder, *workers])
-        for helper in helpers:
-            if helper is not None:
-                helper.cancel()
-        await completions.put(None)
-
-    def _with_archive(self, mark: SinkMark) -> SinkMark:
-        """``mark`` with the archive's end added (committed with it, see :mod:`.warc`)."""
-        if not self._archived:
-            return mark
-        return SinkMark(mark.done_seq, {**mark.positions, **self._archived})
 
 
 def _drain(completions: Completions, batch: list[Completion]) -> bool:

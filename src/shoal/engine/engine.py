@@ -1,20 +1,11 @@
-"""The engine: wires sources, store, scheduler, fetcher, outputs and reporting together.
+"""The engine: its settings, what outlives a run (the session, the deadline watchdog, the
+DNS resolver, the bodies folder and the archive), its controls and its public API.
 
-One run is a :class:`asyncio.TaskGroup` of a fixed set of tasks:
-
-* the *feeder* reads the input in batches, admits each batch to the store (which drops
-  duplicates and remembers the input position) and hands the new jobs to the scheduler,
-  waiting whenever the scheduler holds enough;
-* ``concurrency`` *workers* take jobs from the scheduler, run one attempt each (the task,
-  by default an HTTP fetch), pass the response to the user's handler, and either put the
-  job back for a retry or queue its final result;
-* the *committer* commits final results to the store in batches, then writes the committed
-  records to the outputs, then counts them and delivers them to a stream's reader.
-
-Each stage is a part of :class:`Engine` in a module of its own (:mod:`.feeder`,
-:mod:`.workers`, :mod:`.committer`; what they share is in :mod:`.stage`), and so is a run
-from start to end (:mod:`.runs`); this module holds the engine's settings, its lifetime
-and controls, and its public API.
+Each job is a :class:`~shoal.engine.run.Run` (:mod:`.run`), built from stages that are
+classes of their own: the :class:`~shoal.engine.feeder.Feeder` (source -> store ->
+scheduler), ``concurrency`` :class:`~shoal.engine.worker.Worker` s (scheduler -> one
+attempt of the task -> completions) and the :class:`~shoal.engine.committer.Committer`
+(completions -> journal -> outputs -> statistics and a stream's reader).
 
 Stopping: :meth:`Engine.stop` takes no new work and lets requests in flight finish;
 :meth:`Engine.abort` also cancels them. Either way the committer still commits everything
@@ -23,15 +14,14 @@ that finished, so the journal and the outputs agree and the next run resumes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
+import dataclasses
+import os
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
@@ -47,56 +37,44 @@ from shoal.config import (
     Timeouts,
     plain,
 )
-from shoal.crawling import Frontier
-from shoal.engine.calls import Call, Function
-from shoal.engine.resources import (
-    absolute,
-    warc_module,
-)
-from shoal.engine.runs import Running
-from shoal.engine.stage import Deliver, Handler, Plan, Requests
-from shoal.engine.streams import End, ResultIterator, T
-from shoal.errors import ConfigError
+from shoal.engine.calls import Function
+from shoal.engine.flow import Controls, Deliver, job_totals
+from shoal.engine.run import Requests, Run
+from shoal.engine.streams import stream
+from shoal.engine.tasks import Handler, Work, map_work
+from shoal.errors import ConfigError, ShoalError
 from shoal.fetching import (
     Fetcher,
     Robots,
     SessionSettings,
-    Task,
     ensure_descriptors,
     open_session,
 )
-from shoal.fetching.capture import Budget
 from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.proxies import Proxies
 from shoal.fetching.session import trust_context
-from shoal.outcome import Finished, Outcome
+from shoal.outcome import Outcome
 from shoal.reporting import Recorder, Statistics
 from shoal.result import Result
-from shoal.scheduling import HostRules, HostState, Scheduler, Shard
-from shoal.sinks.bodies import BodyStore
-from shoal.sources import FileSource, ItemKeys, IterableSource, Source
-from shoal.sources.items import MAP_INPUT
-from shoal.store import (
-    Store,
-)
+from shoal.scheduling import HostRules, HostState, Shard
+from shoal.sinks.artifacts import Artifacts
+from shoal.sources import FileSource, IterableSource, Source
+from shoal.store import Store
 from shoal.version import __version__
-
-if TYPE_CHECKING:
-    from shoal.sinks.warc import WarcArchive as _Archive
-
 
 DEFAULT_USER_AGENT = f"shoal/{__version__}"
 
 
-class Engine(Running):
+class Engine:
     """Fetches requests concurrently on one aiohttp session.
 
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.
 
-    Constructing an engine raises the process's soft open-file limit to what its
-    concurrency needs, or raises :class:`ConfigError` when the hard limit is too low.
+    Entering an engine raises the process's soft open-file limit to what its concurrency
+    needs, or raises :class:`ConfigError` when the hard limit is too low (constructing one
+    changes nothing of the process).
     """
 
     def __init__(
@@ -142,8 +120,6 @@ class Engine(Running):
         self._dns = CachingResolver(self.dns) if resolver is None else None
         self._dns_at_start = DNSStatistics()
         self._rules = HostRules(self.politeness, self.limits.per_host)
-        # Fail now, not with "Too many open files" mid-run.
-        ensure_descriptors(self.limits.concurrency)
         merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
         for name, value in (headers or {}).items():
             merged[name] = value  # replaces case-insensitively: one User-Agent, say
@@ -166,85 +142,75 @@ class Engine(Running):
         self._handler = handler
         self._rng = random.Random(seed)
         self._shard = shard
-        self._session: aiohttp.ClientSession | None = None
-        self._watchdog: Watchdog | None = None
-        self._task: Task | None = None
-        self._robots: Robots | None = None
         self._save_bodies = save_bodies
-        self._bodies: BodyStore | None = None
-        if warc_max_size < 1:
-            raise ConfigError("warc_max_size", "must be at least 1 byte")
-        # The archive's module is imported now: a missing extra is a usage error, not a
-        # failure mid-job.
-        self._new_archive: Callable[..., _Archive] | None = None
         self._warc = warc
-        if warc is not None:
-            archive_type = warc_module().WarcArchive
-            self._new_archive = functools.partial(archive_type, warc, max_size=warc_max_size)
-        self._archive: _Archive | None = None
-        #: The archive's end, as the journal keeps it among the sink mark's positions.
-        self._archived: dict[str, int] = {}
+        # The bodies folder and the archive (its module imported now: a missing extra is
+        # a usage error, not a failure mid-job).
+        self._artifacts = Artifacts(save_bodies, warc, warc_max_size=warc_max_size)
         # What captures waiting to be archived may hold in memory, across all workers.
-        self._capture_budget = Budget()
+        self._capture_budget = self._artifacts.budget
+        #: What the engine's lifetime opened, closed on leaving it.
+        self._opened: contextlib.AsyncExitStack | None = None
+        #: The work of a fetch run (its task built on entering the engine).
+        self._fetch: Work | None = None
         self._recorder = Recorder()
-        self._frontier = Frontier(self.crawl, self._recorder.links)
-        self._scheduler: Scheduler | None = None
-        self._store: Store | None = None
+        self._controls = Controls()
+        #: The current (or last) run.
+        self._run: Run | None = None
         self._running = False
-        self._stopping = False
-        self._paused = False
-        #: A pause asked for before the run (pushed to a shared store's job as it starts).
-        self._pause_asked = False
-        self._abortable: list[asyncio.Task[None]] = []
 
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._save_bodies is not None:
-            bodies = BodyStore(self._save_bodies)
-            try:
-                await bodies.open()
-            except BaseException:
-                bodies.close()
-                raise
-            self._bodies = bodies
-        if self._new_archive is not None:
-            self._archive = self._new_archive(
+        # Fail now, not with "Too many open files" mid-run.
+        ensure_descriptors(self.limits.concurrency)
+        async with contextlib.AsyncExitStack() as opened:
+            # (Closed in the reverse order: the watchdog, the session, the resolver, then
+            # the bodies and the archive; each even when one before it fails.)
+            if self._dns is not None:
+                opened.push_async_callback(self._dns.close)
+            opened.callback(self._artifacts.close)
+            await self._artifacts.open(
                 info={
                     "http-header-user-agent": self._user_agent,
                     "robots": "obey" if self.politeness.respect_robots else "ignore",
-                },
+                }
             )
-        self._session = open_session(self._settings)
-        every = [self.timeouts]
-        every += [p.timeouts for p in self.politeness.hosts.values() if p.timeouts is not None]
-        self._watchdog = Watchdog(tick_for(every))
-        self._task = Fetcher(
-            self._session,
-            limits=self.limits,
-            timeouts=self.timeouts,
-            watchdog=self._watchdog,
-            fail_http=self._fail_http,
-            keep_body=self._keep_body or self._handler is not None,
-            proxies=self._proxies,
-            rules=None if self._rules.uniform else self._rules,
-            bodies=self._bodies,
-            archive=None if self._archive is None else self._archive.spool,
-            budget=self._capture_budget,
-            records=self.records,
-        )
-        politeness = self.politeness
-        if politeness.respect_robots:
-            self._robots = Robots(
-                self._session,
-                user_agent=self._user_agent,
-                timeout_s=min(self.timeouts.total_s, 30.0),
-                on_crawl_delay=self._crawl_delay if politeness.robots_crawl_delay else None,
+            session = open_session(self._settings)
+            opened.push_async_callback(session.close)
+            every = [self.timeouts]
+            every += [p.timeouts for p in self.politeness.hosts.values() if p.timeouts is not None]
+            watchdog = Watchdog(tick_for(every))
+            opened.callback(watchdog.close)
+            task = Fetcher(
+                session,
+                limits=self.limits,
+                timeouts=self.timeouts,
+                watchdog=watchdog,
+                fail_http=self._fail_http,
+                keep_body=self._keep_body or self._handler is not None,
+                proxies=self._proxies,
+                rules=None if self._rules.uniform else self._rules,
+                bodies=self._artifacts.bodies,
+                archive=self._artifacts.spool,
+                budget=self._artifacts.budget,
+                records=self.records,
             )
+            politeness = self.politeness
+            robots = None
+            if politeness.respect_robots:
+                robots = Robots(
+                    session,
+                    user_agent=self._user_agent,
+                    timeout_s=min(self.timeouts.total_s, 30.0),
+                    on_crawl_delay=self._crawl_delay if politeness.robots_crawl_delay else None,
+                )
+            self._fetch = Work(task, self._rules, robots, self._handler)
+            self._opened = opened.pop_all()
         return self
 
     def _crawl_delay(self, host: str, delay_s: float) -> None:
-        scheduler = self._scheduler
+        scheduler = None if self._run is None else self._run.scheduler
         if scheduler is not None:
             scheduler.keep_apart(host, min(delay_s, self.politeness.crawl_delay_max_s))
 
@@ -254,50 +220,42 @@ class Engine(Running):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._dns is not None:
-            await self._dns.close()
-        if self._bodies is not None:
-            self._bodies.close()
-            self._bodies = None
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
+        opened, self._opened, self._fetch = self._opened, None, None
+        if opened is not None:
+            await opened.aclose()
 
     # -- control ---------------------------------------------------------------------------
 
     def statistics(self) -> Statistics:
-        """A snapshot of the current (or last) run."""
+        """A snapshot of the current (or last) run (a pure read)."""
         dns = None if self._dns is None else self._dns.statistics().since(self._dns_at_start)
-        store, recorder = self._store, self._recorder
+        run, recorder, paused = self._run, self._recorder, self._controls.paused
+        scheduler = None if run is None else run.scheduler
+        if run is None or scheduler is None:
+            snapshot = recorder.snapshot(dns=dns, paused=paused)
+        else:
+            in_flight = scheduler.in_flight
+            waiting = scheduler.waiting_retry
+            snapshot = recorder.snapshot(
+                in_flight=in_flight,
+                queued=max(0, scheduler.held - in_flight - waiting),
+                waiting_retry=waiting,
+                hosts=scheduler.host_states(),
+                dns=dns,
+                paused=paused,
+                workers=() if run.store is None else run.store.workers,
+            )
+        store = None if run is None else run.store
         if self._running and store is not None:  # the job's counts as the store has them now
-            counts = store.counts
-            recorder.job_ok, recorder.job_failed = counts.ok, counts.failed
-            if recorder.total is not None and not recorder.total_is_estimate:
-                recorder.total = counts.admitted
-        scheduler = self._scheduler
-        if scheduler is None:
-            return self._recorder.snapshot(dns=dns, paused=self._paused)
-        in_flight = scheduler.in_flight
-        waiting = scheduler.waiting_retry
-        return self._recorder.snapshot(
-            in_flight=in_flight,
-            queued=max(0, scheduler.held - in_flight - waiting),
-            waiting_retry=waiting,
-            hosts=scheduler.host_states(),
-            dns=dns,
-            paused=self._paused,
-            workers=() if self._store is None else self._store.workers,
-        )
+            totals = job_totals(recorder, store.counts)
+            snapshot = dataclasses.replace(
+                snapshot, total=totals.total, job_ok=totals.job_ok, job_failed=totals.job_failed
+            )
+        return snapshot
 
     def busiest_hosts(self, limit: int = 20) -> tuple[HostState, ...]:
         """The hosts of the current run with the most requests in flight and queued."""
-        scheduler = self._scheduler
+        scheduler = None if self._run is None else self._run.scheduler
         return () if scheduler is None else scheduler.busiest(limit)
 
     def pause(self) -> None:
@@ -312,41 +270,40 @@ class Engine(Running):
         self._pause(False, share=True)
 
     def _pause(self, paused: bool, *, share: bool) -> None:
-        self._paused = paused
-        if self._scheduler is not None:
+        controls, run = self._controls, self._run
+        controls.paused = paused
+        scheduler = None if run is None else run.scheduler
+        if scheduler is not None:
             if paused:
-                self._scheduler.pause()
+                scheduler.pause()
             else:
-                self._scheduler.resume()
-        if share and self._running and self._store is not None:
-            self._store.share_pause(paused)
+                scheduler.resume()
+        store = None if run is None else run.store
+        if share and self._running and store is not None:
+            store.share_pause(paused)
         elif share:
-            self._pause_asked = paused
+            controls.pause_asked = paused
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._controls.paused
 
     def stop(self) -> None:
         """Take no new work; requests in flight finish, then the run ends (resumable).
 
         Called between runs, it is kept for the next run, which then ends at once; the
         statistics of a run that already ended are left as they were."""
-        self._stopping = True
+        self._controls.stopping = True
         if self._running:
             self._recorder.interrupted = True
-        if self._scheduler is not None:
-            self._scheduler.stop()
-        if self._abortable:
-            # The feeder may be waiting for input that is slow to come: stop it now. What it
-            # read but did not admit is read again by the next run.
-            self._abortable[0].cancel()
+        if self._run is not None:
+            self._run.stop()
 
     def abort(self) -> None:
         """Stop at once: requests in flight are cancelled and stay pending for a resume."""
         self.stop()
-        for task in self._abortable:
-            task.cancel()
+        if self._run is not None:
+            self._run.abort()
 
     # -- running jobs ----------------------------------------------------------------------
 
@@ -372,8 +329,11 @@ class Engine(Running):
 
         Leaving the block early cancels the rest of the job (resumable with a journal).
         """
-        return self._stream(
-            Result, lambda deliver: self._run_job(requests, journal, output, deliver)
+        return stream(
+            Result,
+            lambda deliver: self._run_job(requests, journal, output, deliver),
+            size=self.limits.concurrency,
+            abort=self.abort,
         )
 
     def map(
@@ -404,71 +364,74 @@ class Engine(Running):
         each call. With a ``journal`` the job resumes after any stop, each item's outcome
         recorded once; ``output`` writes the records as JSON lines.
         """
-        source, plan = self._map_plan(function, items, key, group, timeout_s)
+        source, work = map_work(
+            function,
+            items,
+            key=key,
+            group=group,
+            timeout_s=timeout_s,
+            limits=self.limits,
+            politeness=self.politeness,
+            retry=self.retry,
+            rules=self._rules,
+        )
 
         def run(deliver: Deliver) -> Awaitable[None]:
-            return self._run_job(source, journal, output, deliver, plan)
+            return self._run_job(source, journal, output, deliver, work)
 
-        return self._stream(Outcome, run)
+        return stream(Outcome, run, size=self.limits.concurrency, abort=self.abort)
 
-    def _map_plan(
+    async def _run_job(
         self,
-        function: Function,
-        items: Iterable[Any] | AsyncIterable[Any] | FileSource,
-        key: Callable[[Any], object] | None,
-        group: Callable[[Any], object] | None,
-        timeout_s: float | None,
-    ) -> tuple[Source, Plan]:
-        """The source and the plan of a map over ``items``."""
-        if isinstance(items, str | bytes):
-            raise TypeError("items must be an iterable of items, not one string")
-        if timeout_s is not None and not timeout_s > 0:
-            raise ConfigError("timeout_s", "must be above 0")
-        task = Call(function, timeout_s=timeout_s, retry_on=self.retry.on_exceptions)
-        keys = ItemKeys(key, group)
-        source: Source
-        if isinstance(items, FileSource):
-            items.read_items(keys, f"{_map_name(function)} {items.name}")
-            source = items
-        else:
-            source = IterableSource(items, name=_map_name(function), parse=keys.entry)
-        if group is None:  # one bucket for all: only the concurrency bounds it
-            rules = HostRules(self.politeness, self.limits.concurrency)
-            return source, Plan(task, rules, split_caps=False)
-        return source, Plan(task, self._rules)
-
-    @contextlib.asynccontextmanager
-    async def _stream(
-        self, kind: type[T], run_job: Callable[[Deliver], Awaitable[None]]
-    ) -> AsyncIterator[AsyncIterator[T]]:
-        queue: asyncio.Queue[T | End] = asyncio.Queue(maxsize=self.limits.concurrency)
-
-        async def deliver(result: Finished) -> None:
-            assert isinstance(result, kind)
-            await queue.put(result)
-
-        async def run() -> None:
-            error: BaseException | None = None
-            try:
-                await run_job(deliver)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader below
-                error = exc
-            await queue.put(End(error))
-
-        runner = asyncio.create_task(run())
+        requests: Requests,
+        journal: str | Store | None,
+        output: str | None,
+        deliver: Deliver | None,
+        work: Work | None = None,
+    ) -> None:
+        if self._fetch is None:
+            raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
+        if self._running:
+            raise ShoalError("this engine is already running a job")
+        if isinstance(requests, str | bytes):
+            raise TypeError("requests must be an iterable of URLs or requests, not one string")
+        if isinstance(journal, Store) and journal.leases and output is not None:
+            raise ConfigError(
+                "output",
+                "a job on a shared store is written out once it is complete, from the"
+                " store (shoal export), not by each worker",
+            )
+        self._running = True  # (a stop() before the run is kept: the run ends at once)
+        self._recorder = recorder = Recorder()
+        recorder.unit = "request" if work is None else "item"
+        if self._dns is not None:
+            self._dns_at_start = self._dns.statistics()
+        controls = self._controls
+        self._run = run = Run(
+            requests if isinstance(requests, Source) else IterableSource(requests),
+            journal,
+            output,
+            deliver,
+            self._fetch if work is None else work,
+            recorder=recorder,
+            controls=controls,
+            follow_pause=lambda paused: self._pause(paused, share=False),
+            description=self._description(output),
+            artifacts=self._artifacts,
+            limits=self.limits,
+            retry=self.retry,
+            crawl=self.crawl,
+            shard=self._shard,
+            whole_hosts=self._whole_hosts,
+            rng=self._rng,
+            keep_body=self._keep_body,
+        )
         try:
-            yield ResultIterator(queue)
+            await run.execute()
         finally:
-            if not runner.done():
-                self.abort()
-                runner.cancel()
-            # Wait without swallowing a cancellation of our own caller; the run's errors
-            # already reached the reader through the queue.
-            await asyncio.wait([runner])
-            if not runner.cancelled():
-                runner.exception()
+            recorder.interrupted = controls.stopping
+            controls.stopping = False  # the stop was this run's; the next run starts afresh
+            self._running = False
 
     def _description(self, output: str | None) -> dict[str, Any]:
         """This run's settings as the journal keeps them for ``shoal report``: paths made
@@ -504,15 +467,10 @@ class Engine(Running):
             ),
         }
 
-    # -- the stages ------------------------------------------------------------------------
+
+def absolute(path: str | None) -> str | None:
+    return path if path is None or path == "-" else os.path.abspath(path)
 
 
 def _without_user(proxy: str | None) -> str | None:
     return None if proxy is None else str(URL(proxy).with_user(None))
-
-
-def _map_name(function: Function) -> str:
-    """The journal's name for a map's input: the function's, so that a journal is not
-    resumed by another function."""
-    name = getattr(function, "__qualname__", None) or type(function).__qualname__
-    return f"{MAP_INPUT}{getattr(function, '__module__', None) or '?'}.{name}>"

@@ -3,7 +3,7 @@
 from shoal.fetching.descriptors import descriptors_needed, ensure_descriptors
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.failures import classify
-from shoal.fetching.fetcher import Fetcher, Task
+from shoal.fetching.fetcher import Fetcher
 from shoal.fetching.resolver import StaticResolver
 from shoal.fetching.robots import Robots
 from shoal.fetching.session import SessionSettings, open_session
@@ -15,7 +15,6 @@ __all__ = [
     "Robots",
     "SessionSettings",
     "StaticResolver",
-    "Task",
     "classify",
     "descriptors_needed",
     "ensure_descriptors",

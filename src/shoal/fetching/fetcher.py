@@ -8,7 +8,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -21,27 +20,12 @@ from shoal.fetching.decoding import Decoder, Undecodable
 from shoal.fetching.failures import classify, undecodable
 from shoal.fetching.proxies import Proxies
 from shoal.job import Job
-from shoal.outcome import Finished
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import HostRules
 from shoal.sinks.bodies import BodyStore
 from shoal.sinks.spool import Spool
 
 log = logging.getLogger("shoal")
-
-
-class Task(Protocol):
-    """A kind of work the engine runs for a job: fetching a URL is the default one, a
-    mapped coroutine (:class:`shoal.engine.calls.Call`) another."""
-
-    async def run(self, job: Job) -> Finished:
-        """Make one attempt at ``job`` (``job.attempts`` already counts it).
-
-        When ``job.on_sent`` is set, call it with the job as the work reaches its host
-        (a request is sent): the host's pace counts from then. A task that never calls it
-        has its attempt's end taken as that moment.
-        """
-        ...
 
 
 #: Bodies up to this size with a Content-Length are read in one piece.
@@ -59,7 +43,8 @@ class _TooLarge(Exception):
 
 
 class Fetcher:
-    """The default task: an HTTP request on the engine's session."""
+    """The default task (a :class:`shoal.engine.Task`): an HTTP request on the engine's
+    session."""
 
     def __init__(
         self,

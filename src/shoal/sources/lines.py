@@ -130,7 +130,6 @@ class FileSource(Source):
     def __init__(self, path: str, *, default_method: str = "GET") -> None:
         self._path = path
         self._method = default_method
-        self._items: ItemKeys | None = None
         if path == "-":
             self.name = "-"
             self._file: BinaryIO = sys.stdin.buffer
@@ -146,11 +145,11 @@ class FileSource(Source):
         self.resumed_at: Position | None = None
         self.skipped: Position | None = None
 
-    def read_items(self, keys: ItemKeys, name: str) -> None:
-        """Read each line as a JSON item of a map (``keys`` makes its entry), not as a
-        request; ``name`` is the input's in the journal."""
-        self._items = keys
-        self.name = name
+    def items(self, keys: ItemKeys, name: str) -> Source:
+        """This file read as the JSON items of a map (``keys`` makes each line's entry),
+        not as requests, under ``name`` in the journal: a view that reads (and moves) this
+        source, which stays a source of requests under its own name."""
+        return _ItemLines(self, keys, name)
 
     def _readline(self, limit: int, timeout_s: float | None = None) -> bytes | None:
         if self._pipe is None:
@@ -227,7 +226,7 @@ class FileSource(Source):
     async def read_batch(self, limit: int) -> list[Entry] | None:
         return await asyncio.to_thread(self._read_batch, limit)
 
-    def _read_batch(self, limit: int) -> list[Entry] | None:
+    def _read_batch(self, limit: int, items: ItemKeys | None = None) -> list[Entry] | None:
         entries: list[Entry] = []
         line = self.position.items
         offset = self.position.offset
@@ -251,12 +250,12 @@ class FileSource(Source):
                     continue  # a long comment, or a long blank line: skipped like any other
                 start = raw[:200].decode("utf-8", "replace")
                 message = f"line longer than {MAX_LINE_BYTES} bytes"
-                if self._items is not None:
+                if items is not None:
                     entries.append(invalid_item(start, line, message))
                 else:
                     entries.append(invalid_entry(start, line, line, message))
-            elif self._items is not None:
-                entry = self._items.line(raw, line)
+            elif items is not None:
+                entry = items.line(raw, line)
                 if entry is not None:
                     entries.append(entry)
             else:
@@ -291,6 +290,37 @@ class FileSource(Source):
     async def aclose(self) -> None:
         if self._path != "-":
             self._file.close()
+
+
+class _ItemLines(Source):
+    """A :class:`FileSource` read as JSON items (see :meth:`FileSource.items`)."""
+
+    def __init__(self, lines: FileSource, keys: ItemKeys, name: str) -> None:
+        self._lines = lines
+        self._keys = keys
+        self.name = name
+
+    @property
+    def position(self) -> Position:  # type: ignore[override]
+        return self._lines.position
+
+    async def skip_to(self, position: Position) -> None:
+        await self._lines.skip_to(position)
+
+    async def read_batch(self, limit: int) -> list[Entry] | None:
+        return await asyncio.to_thread(self._lines._read_batch, limit, self._keys)
+
+    async def fingerprint(self, length: int | None = None) -> str | None:
+        return await self._lines.fingerprint(length)
+
+    async def grown(self, position: Position) -> bool:
+        return await self._lines.grown(position)
+
+    async def wait_total(self) -> int | None:
+        return await self._lines.wait_total()
+
+    async def aclose(self) -> None:
+        await self._lines.aclose()
 
 
 def _count_lines(fd: int) -> int:

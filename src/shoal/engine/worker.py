@@ -1,39 +1,71 @@
-"""The workers of a run: ``concurrency`` tasks, each taking jobs from the scheduler and
-running one attempt at a time (the task: an HTTP fetch by default, or a mapped call),
-after robots.txt and before the user's handler; then the job goes back to the scheduler
-for a retry, or its final result to the committer.
+"""A worker of a run (a run has ``concurrency`` of them, each its own task): it takes
+jobs from the scheduler and runs one attempt at a time (the task: an HTTP fetch by
+default, or a mapped call), after robots.txt and before the user's handler; then the job
+goes back to the scheduler for a retry, or its final result to the committer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 import orjson
 
-from shoal.engine.stage import Completions, Handler, Plan, Stage, put
+from shoal.config import RetryPolicy
+from shoal.crawling import Frontier
+from shoal.engine.flow import Completions, put
+from shoal.engine.tasks import Handler, Work
 from shoal.errors import Rejected
 from shoal.job import Job
 from shoal.outcome import Finished
+from shoal.reporting import Recorder
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
 from shoal.scheduling import Scheduler, retry_delay
-from shoal.store import Retrying
+from shoal.sinks.artifacts import Artifacts
+from shoal.store import Retrying, Store
 
 log = logging.getLogger("shoal")
 
 
-class Working(Stage):
-    """The workers' part of the engine."""
+class Worker:
+    """Scheduler -> one attempt (the task) -> the scheduler again for a retry, or the
+    committer with the final result."""
 
-    async def _work(self, scheduler: Scheduler, completions: Completions, plan: Plan) -> None:
-        task = plan.task
-        policy = self.retry
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        completions: Completions,
+        work: Work,
+        *,
+        store: Store,
+        retry: RetryPolicy,
+        rng: random.Random,
+        recorder: Recorder,
+        frontier: Frontier,
+        artifacts: Artifacts,
+        keep_body: bool,
+    ) -> None:
+        self._scheduler = scheduler
+        self._completions = completions
+        self._work = work
+        self._store = store
+        self._retry = retry
+        self._rng = rng
+        self._recorder = recorder
+        self._frontier = frontier
+        self._artifacts = artifacts
+        self._keep_body = keep_body
+
+    async def work(self) -> None:
+        scheduler, completions = self._scheduler, self._completions
+        task = self._work.task
+        policy = self._retry
         rng = self._rng
-        handler = plan.handler
-        robots = plan.robots
+        robots = self._work.robots
         # A shared store's host leases: past its lease, nothing more is sent to a host.
-        holds = self._store.holds if self._store is not None and self._store.leases else None
+        holds = self._store.holds if self._store.leases else None
         result: Finished
         while (job := await scheduler.wait_job()) is not None:
             if holds is not None and not holds(job):
@@ -65,7 +97,7 @@ class Working(Stage):
                 scheduler.release(job, result)
                 delay = retry_delay(policy, result, rng)
             if isinstance(result, Result):  # a response: handled, its body kept or not
-                delay = await self._after_fetch(job, result, delay, handler, scheduler)
+                delay = await self._after_fetch(job, result, delay)
             if delay is not None:
                 # The attempts so far go to the journal, so a resumed run honours the budget.
                 await put(completions, (job, Retrying(job.attempts)))
@@ -81,71 +113,32 @@ class Working(Stage):
                 continue
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(_attempt_line(job, result, refusal is not None, "final"))
-            await self._final(scheduler, completions, job, result)
+            await put(completions, (job, result))
+            scheduler.finish(job)
 
     def _let_go(self, job: Job) -> None:
         """``job`` will not run again in this run: it stays pending in the journal."""
-        if self._store is not None:
-            self._store.let_go([job])
+        self._store.let_go([job])
 
-    async def _after_fetch(
-        self,
-        job: Job,
-        result: Result,
-        delay: float | None,
-        handler: Handler | None,
-        scheduler: Scheduler,
-    ) -> float | None:
+    async def _after_fetch(self, job: Job, result: Result, delay: float | None) -> float | None:
         """Run the handler on a final response, settle its saved body and capture, and
         gather its follow-ups; the wait before a retry (``None``: final)."""
+        handler = self._work.handler
         if delay is None and handler is not None and result.error is None:
             await _handle(handler, result)
             if not self._keep_body:
                 result.body = None
             if result.error is not None:
-                delay = retry_delay(self.retry, result, self._rng)
-        if result.body_file is not None:
-            await self._settle_body(result, final=delay is None)
-        if result.capture is not None and delay is not None:
-            await self._drop_capture(result)
+                delay = retry_delay(self._retry, result, self._rng)
+        await self._artifacts.settle(result, final=delay is None)
         if result.follow_ups is not None:
             if delay is None and result.error is None:
                 await self._frontier.wait_room()
                 job.found = self._frontier.entries(job, result.follow_ups)
                 if job.found:
-                    scheduler.expect()  # settled once the committer has admitted them
+                    self._scheduler.expect()  # settled once the committer has admitted them
             result.follow_ups = None
         return delay
-
-    async def _settle_body(self, result: Result, *, final: bool) -> None:
-        """Keep a final response's saved body (in place, by its SHA-256), or drop it."""
-        bodies, path = self._bodies, result.body_file
-        assert bodies is not None and path is not None
-        result.body_file = None
-        if final and result.sha256 is not None:
-            result.body_path = await bodies.keep(path, result.sha256)
-        else:
-            await bodies.discard(path)
-
-    async def _drop_capture(self, result: Result) -> None:
-        """Forget the exchanges of an attempt that will be retried (only the final one is
-        archived)."""
-        capture, archive = result.capture, self._archive
-        assert capture is not None and archive is not None
-        result.capture = None
-        self._capture_budget.release(capture)
-        for path in capture.spools:
-            await archive.spool.discard(path)
-
-    @staticmethod
-    async def _final(
-        scheduler: Scheduler,
-        completions: Completions,
-        job: Job,
-        result: Finished,
-    ) -> None:
-        await put(completions, (job, result))
-        scheduler.finish(job)
 
 
 def _attempt_line(job: Job, result: Finished, refused: bool, decision: str) -> str:
