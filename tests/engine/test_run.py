@@ -38,6 +38,8 @@ async def stopped_crawl(site: TreeSite, journal: str, *, read_during: bool) -> S
         assert result.body is not None
         for link in _HREF.findall(result.body.decode()):
             result.follow(link)
+        while not input_read(fetcher.statistics()):  # (the one seed: read at once)
+            await asyncio.sleep(0.005)
         fetcher.stop()
 
     fetcher = Engine(resolver=resolver(), handler=follow_then_stop, limits=Limits(concurrency=1))
@@ -46,6 +48,10 @@ async def stopped_crawl(site: TreeSite, journal: str, *, read_during: bool) -> S
             if read_during:
                 fetcher.statistics()
     return fetcher.statistics()
+
+
+def input_read(stats: Statistics) -> bool:
+    return stats.total is not None and not stats.total_is_estimate
 
 
 async def admitted(journal: str) -> tuple[int, int]:
@@ -102,7 +108,7 @@ async def test_map_reads_the_callers_file_source_but_leaves_it_a_source_of_reque
     items.write_text('{"n": 1}\n{"n": 2}\n')
     lines = shoal.FileSource(str(items))
     async with Engine() as engine, engine.map(echo, lines) as outcomes:
-        values = sorted(outcome.value["n"] async for outcome in outcomes)
+        values = sorted([outcome.value["n"] async for outcome in outcomes])
     assert values == [1, 2]
     assert lines.name == str(items)
     assert lines.position.items == 2  # (read through the view: the CLI's stdin note reads it)
