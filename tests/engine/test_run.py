@@ -15,6 +15,7 @@ import shoal
 from shoal import ConfigError, Engine, Limits, Result, Statistics
 from shoal.store import SQLiteStore
 from tests.conftest import resolver
+from tests.engine.test_engine import wait_until
 from tests.servers import Misbehaving
 from tests.site_server import TreeSite
 
@@ -38,8 +39,8 @@ async def stopped_crawl(site: TreeSite, journal: str, *, read_during: bool) -> S
         assert result.body is not None
         for link in _HREF.findall(result.body.decode()):
             result.follow(link)
-        while not input_read(fetcher.statistics()):  # (the one seed: read at once)
-            await asyncio.sleep(0.005)
+        # (The one seed is read at once; its end, then, before the stop.)
+        await wait_until(lambda: input_read(fetcher.statistics()), 5, "the input's end")
         fetcher.stop()
 
     fetcher = Engine(resolver=resolver(), handler=follow_then_stop, limits=Limits(concurrency=1))
