@@ -549,21 +549,21 @@ async def test_over_the_memory_budget_responses_wait_in_spool_files(
     they wait on disk, and are archived the same."""
     urls = [server.url(f"/ok?size={50_000 + n}") for n in range(30)]
     engine = shoal.Engine(resolver=resolver(), warc=str(tmp_path / "crawl"))
-    engine._capture_budget.limit = 0  # no response fits: each one waits in a file
+    engine._artifacts.budget.limit = 0  # no response fits: each one waits in a file
     spilled: list[int] = []
-    original = engine._capture_budget.hold
+    original = engine._artifacts.budget.hold
 
     def hold(capture: Capture) -> bool:
         fits = original(capture)
         spilled.append(not fits)
-        assert engine._capture_budget.held == 0
+        assert engine._artifacts.budget.held == 0
         return fits
 
-    engine._capture_budget.hold = hold  # type: ignore[method-assign]
+    engine._artifacts.budget.hold = hold  # type: ignore[method-assign]
     async with engine:
         await engine.run(urls, journal=str(tmp_path / "job"), output=str(tmp_path / "out.jsonl"))
     assert spilled == [True] * len(urls)
-    assert engine._capture_budget.held == 0  # every capture was released once archived
+    assert engine._artifacts.budget.held == 0  # every capture was released once archived
     assert_archived_once(warc_files(tmp_path), urls)
     for record in read_records(tmp_path / "out.jsonl"):
         _, body = read_at(tmp_path, record["warc"])

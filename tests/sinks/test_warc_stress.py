@@ -611,13 +611,13 @@ async def test_retried_attempts_leave_nothing_behind_and_only_the_final_is_archi
         timeouts=Timeouts(total_s=10, connect_s=2, read_s=0.5),
         retry=RetryPolicy(retries=2, backoff_base_s=0.001),
     )
-    engine._capture_budget.limit = budget
+    engine._artifacts.budget.limit = budget
     output = tmp_path / "out.jsonl"
     async with engine:
         await engine.run(urls, journal=str(tmp_path / "job"), output=str(output))
         own = tmp_path / "crawl.partial" / f"{socket.gethostname()}-{os.getpid()}"
         assert list(own.iterdir()) == []  # every spool file was archived or removed
-        assert engine._capture_budget.held == 0
+        assert engine._artifacts.budget.held == 0
     assert not (tmp_path / "crawl.partial").exists()
     results = read_records(output)
     warcio_check(*warc_files(tmp_path))

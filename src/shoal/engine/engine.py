@@ -1,11 +1,6 @@
 """The engine: its settings, what outlives a run (the session, the deadline watchdog, the
-DNS resolver, the bodies folder and the archive), its controls and its public API.
-
-Each job is a :class:`~shoal.engine.run.Run` (:mod:`.run`), built from stages that are
-classes of their own: the :class:`~shoal.engine.feeder.Feeder` (source -> store ->
-scheduler), ``concurrency`` :class:`~shoal.engine.worker.Worker` s (scheduler -> one
-attempt of the task -> completions) and the :class:`~shoal.engine.committer.Committer`
-(completions -> journal -> outputs -> statistics and a stream's reader).
+DNS resolver, the bodies folder and the archive), its controls and its public API. Each
+job is a :class:`~shoal.engine.run.Run` (:mod:`.run`), built from stages of their own.
 
 Stopping: :meth:`Engine.stop` takes no new work and lets requests in flight finish;
 :meth:`Engine.abort` also cancels them. Either way the committer still commits everything
@@ -15,10 +10,10 @@ that finished, so the journal and the outputs agree and the next run resumes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,19 +33,11 @@ from shoal.config import (
     plain,
 )
 from shoal.engine.calls import Function
-from shoal.engine.flow import Controls, Deliver, job_totals
-from shoal.engine.run import Requests, Run
+from shoal.engine.flow import Controls, Deliver
+from shoal.engine.run import Requests, Run, check_job
 from shoal.engine.streams import stream
-from shoal.engine.tasks import Handler, Work, map_work
-from shoal.errors import ConfigError, ShoalError
-from shoal.fetching import (
-    Fetcher,
-    Robots,
-    SessionSettings,
-    ensure_descriptors,
-    open_session,
-)
-from shoal.fetching.deadlines import Watchdog, tick_for
+from shoal.engine.tasks import Handler, Work, fetch_work, map_work
+from shoal.fetching import SessionSettings, ensure_descriptors
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.proxies import Proxies
 from shoal.fetching.session import trust_context
@@ -146,17 +133,22 @@ class Engine:
         self._warc = warc
         # The bodies folder and the archive (its module imported now: a missing extra is
         # a usage error, not a failure mid-job).
-        self._artifacts = Artifacts(save_bodies, warc, warc_max_size=warc_max_size)
-        # What captures waiting to be archived may hold in memory, across all workers.
-        self._capture_budget = self._artifacts.budget
+        self._artifacts = Artifacts(
+            save_bodies,
+            warc,
+            warc_max_size=warc_max_size,
+            info={
+                "http-header-user-agent": self._user_agent,
+                "robots": "obey" if self.politeness.respect_robots else "ignore",
+            },
+        )
         #: What the engine's lifetime opened, closed on leaving it.
         self._opened: contextlib.AsyncExitStack | None = None
         #: The work of a fetch run (its task built on entering the engine).
         self._fetch: Work | None = None
         self._recorder = Recorder()
         self._controls = Controls()
-        #: The current (or last) run.
-        self._run: Run | None = None
+        self._run: Run | None = None  # the current (or last) run
         self._running = False
 
     # -- lifetime --------------------------------------------------------------------------
@@ -165,47 +157,27 @@ class Engine:
         # Fail now, not with "Too many open files" mid-run.
         ensure_descriptors(self.limits.concurrency)
         async with contextlib.AsyncExitStack() as opened:
-            # (Closed in the reverse order: the watchdog, the session, the resolver, then
-            # the bodies and the archive; each even when one before it fails.)
+            # (Closed in reverse, each even when one before it fails: see __aexit__.)
             if self._dns is not None:
                 opened.push_async_callback(self._dns.close)
             opened.callback(self._artifacts.close)
-            await self._artifacts.open(
-                info={
-                    "http-header-user-agent": self._user_agent,
-                    "robots": "obey" if self.politeness.respect_robots else "ignore",
-                }
-            )
-            session = open_session(self._settings)
-            opened.push_async_callback(session.close)
-            every = [self.timeouts]
-            every += [p.timeouts for p in self.politeness.hosts.values() if p.timeouts is not None]
-            watchdog = Watchdog(tick_for(every))
-            opened.callback(watchdog.close)
-            task = Fetcher(
-                session,
+            await self._artifacts.open()
+            self._fetch = fetch_work(
+                opened,
+                self._settings,
                 limits=self.limits,
                 timeouts=self.timeouts,
-                watchdog=watchdog,
-                fail_http=self._fail_http,
-                keep_body=self._keep_body or self._handler is not None,
-                proxies=self._proxies,
-                rules=None if self._rules.uniform else self._rules,
-                bodies=self._artifacts.bodies,
-                archive=self._artifacts.spool,
-                budget=self._artifacts.budget,
                 records=self.records,
+                politeness=self.politeness,
+                rules=self._rules,
+                proxies=self._proxies,
+                user_agent=self._user_agent,
+                fail_http=self._fail_http,
+                keep_body=self._keep_body,
+                handler=self._handler,
+                artifacts=self._artifacts,
+                on_crawl_delay=self._crawl_delay,
             )
-            politeness = self.politeness
-            robots = None
-            if politeness.respect_robots:
-                robots = Robots(
-                    session,
-                    user_agent=self._user_agent,
-                    timeout_s=min(self.timeouts.total_s, 30.0),
-                    on_crawl_delay=self._crawl_delay if politeness.robots_crawl_delay else None,
-                )
-            self._fetch = Work(task, self._rules, robots, self._handler)
             self._opened = opened.pop_all()
         return self
 
@@ -220,6 +192,7 @@ class Engine:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        # The watchdog, the session, the resolver, then the bodies and the archive.
         opened, self._opened, self._fetch = self._opened, None, None
         if opened is not None:
             await opened.aclose()
@@ -229,34 +202,13 @@ class Engine:
     def statistics(self) -> Statistics:
         """A snapshot of the current (or last) run (a pure read)."""
         dns = None if self._dns is None else self._dns.statistics().since(self._dns_at_start)
-        run, recorder, paused = self._run, self._recorder, self._controls.paused
-        scheduler = None if run is None else run.scheduler
-        if run is None or scheduler is None:
-            snapshot = recorder.snapshot(dns=dns, paused=paused)
-        else:
-            in_flight = scheduler.in_flight
-            waiting = scheduler.waiting_retry
-            snapshot = recorder.snapshot(
-                in_flight=in_flight,
-                queued=max(0, scheduler.held - in_flight - waiting),
-                waiting_retry=waiting,
-                hosts=scheduler.host_states(),
-                dns=dns,
-                paused=paused,
-                workers=() if run.store is None else run.store.workers,
-            )
-        store = None if run is None else run.store
-        if self._running and store is not None:  # the job's counts as the store has them now
-            totals = job_totals(recorder, store.counts)
-            snapshot = dataclasses.replace(
-                snapshot, total=totals.total, job_ok=totals.job_ok, job_failed=totals.job_failed
-            )
-        return snapshot
+        if self._run is None:
+            return self._recorder.snapshot(dns=dns, paused=self._controls.paused)
+        return self._run.statistics(dns, paused=self._controls.paused, running=self._running)
 
     def busiest_hosts(self, limit: int = 20) -> tuple[HostState, ...]:
         """The hosts of the current run with the most requests in flight and queued."""
-        scheduler = None if self._run is None else self._run.scheduler
-        return () if scheduler is None else scheduler.busiest(limit)
+        return () if self._run is None else self._run.busiest(limit)
 
     def pause(self) -> None:
         """Start no new request until :meth:`resume`: the ones in flight finish, and the
@@ -270,19 +222,10 @@ class Engine:
         self._pause(False, share=True)
 
     def _pause(self, paused: bool, *, share: bool) -> None:
-        controls, run = self._controls, self._run
-        controls.paused = paused
-        scheduler = None if run is None else run.scheduler
-        if scheduler is not None:
-            if paused:
-                scheduler.pause()
-            else:
-                scheduler.resume()
-        store = None if run is None else run.store
-        if share and self._running and store is not None:
-            store.share_pause(paused)
-        elif share:
-            controls.pause_asked = paused
+        self._controls.paused = paused
+        shared = self._run is not None and self._run.pause(paused, share=share and self._running)
+        if share and not shared:
+            self._controls.pause_asked = paused
 
     @property
     def paused(self) -> bool:
@@ -329,12 +272,8 @@ class Engine:
 
         Leaving the block early cancels the rest of the job (resumable with a journal).
         """
-        return stream(
-            Result,
-            lambda deliver: self._run_job(requests, journal, output, deliver),
-            size=self.limits.concurrency,
-            abort=self.abort,
-        )
+        run = functools.partial(self._run_job, requests, journal, output)
+        return stream(Result, run, size=self.limits.concurrency, abort=self.abort)
 
     def map(
         self,
@@ -364,21 +303,10 @@ class Engine:
         each call. With a ``journal`` the job resumes after any stop, each item's outcome
         recorded once; ``output`` writes the records as JSON lines.
         """
-        source, work = map_work(
-            function,
-            items,
-            key=key,
-            group=group,
-            timeout_s=timeout_s,
-            limits=self.limits,
-            politeness=self.politeness,
-            retry=self.retry,
-            rules=self._rules,
-        )
+        limits, retry, rules = self.limits, self.retry, self._rules
+        source, work = map_work(function, items, key, group, timeout_s, limits, retry, rules)
 
-        def run(deliver: Deliver) -> Awaitable[None]:
-            return self._run_job(source, journal, output, deliver, work)
-
+        run = functools.partial(self._run_job, source, journal, output, work=work)
         return stream(Outcome, run, size=self.limits.concurrency, abort=self.abort)
 
     async def _run_job(
@@ -389,18 +317,8 @@ class Engine:
         deliver: Deliver | None,
         work: Work | None = None,
     ) -> None:
-        if self._fetch is None:
-            raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
-        if self._running:
-            raise ShoalError("this engine is already running a job")
-        if isinstance(requests, str | bytes):
-            raise TypeError("requests must be an iterable of URLs or requests, not one string")
-        if isinstance(journal, Store) and journal.leases and output is not None:
-            raise ConfigError(
-                "output",
-                "a job on a shared store is written out once it is complete, from the"
-                " store (shoal export), not by each worker",
-            )
+        check_job(requests, journal, output, entered=self._fetch is not None, running=self._running)
+        assert self._fetch is not None
         self._running = True  # (a stop() before the run is kept: the run ends at once)
         self._recorder = recorder = Recorder()
         recorder.unit = "request" if work is None else "item"

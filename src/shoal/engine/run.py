@@ -18,12 +18,21 @@ from shoal.config import Crawl, Limits, RetryPolicy
 from shoal.crawling import Frontier
 from shoal.engine.committer import Committer
 from shoal.engine.feeder import Feeder
-from shoal.engine.flow import COMMIT_BATCH, INPUT_BATCH, Completions, Controls, Deliver, count_job
+from shoal.engine.flow import (
+    COMMIT_BATCH,
+    INPUT_BATCH,
+    Completions,
+    Controls,
+    Deliver,
+    count_job,
+    job_totals,
+)
 from shoal.engine.tasks import Work
 from shoal.engine.worker import Worker
-from shoal.errors import JournalError, ShoalError
-from shoal.reporting import Recorder
-from shoal.scheduling import Scheduler, Shard
+from shoal.errors import ConfigError, JournalError, ShoalError
+from shoal.fetching.dns import DNSStatistics
+from shoal.reporting import Recorder, Statistics
+from shoal.scheduling import HostState, Scheduler, Shard
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sinks.artifacts import Artifacts
 from shoal.sources import Source
@@ -88,6 +97,22 @@ class Run:
 
     # -- control ---------------------------------------------------------------------------
 
+    def busiest(self, limit: int) -> tuple[HostState, ...]:
+        return () if self.scheduler is None else self.scheduler.busiest(limit)
+
+    def pause(self, paused: bool, *, share: bool) -> bool:
+        """Pause or resume this run; ``share``: its job too (a shared store's, every
+        worker's). Whether the job's store took it."""
+        if self.scheduler is not None:
+            if paused:
+                self.scheduler.pause()
+            else:
+                self.scheduler.resume()
+        if share and self.store is not None:
+            self.store.share_pause(paused)
+            return True
+        return False
+
     def stop(self) -> None:
         """Take no new work: stop reading the input now (what was read but not admitted is
         read again by the next run)."""
@@ -102,6 +127,31 @@ class Run:
         self.stop()
         for task in self._abortable.values():
             task.cancel()
+
+    def statistics(self, dns: DNSStatistics | None, *, paused: bool, running: bool) -> Statistics:
+        """A snapshot of this run; while it runs, with the job's counts as the store has
+        them now (a read: the recorder is left as it is)."""
+        recorder, scheduler, store = self.recorder, self.scheduler, self.store
+        if scheduler is None:
+            snapshot = recorder.snapshot(dns=dns, paused=paused)
+        else:
+            in_flight = scheduler.in_flight
+            waiting = scheduler.waiting_retry
+            snapshot = recorder.snapshot(
+                in_flight=in_flight,
+                queued=max(0, scheduler.held - in_flight - waiting),
+                waiting_retry=waiting,
+                hosts=scheduler.host_states(),
+                dns=dns,
+                paused=paused,
+                workers=() if store is None else store.workers,
+            )
+        if running and store is not None:  # the job's counts as the store has them now
+            totals = job_totals(recorder, store.counts)
+            snapshot = dataclasses.replace(
+                snapshot, total=totals.total, job_ok=totals.job_ok, job_failed=totals.job_failed
+            )
+        return snapshot
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -270,6 +320,29 @@ class Run:
         for helper in helpers:
             helper.cancel()
         await completions.put(None)
+
+
+def check_job(
+    requests: Requests,
+    journal: str | Store | None,
+    output: str | None,
+    *,
+    entered: bool,
+    running: bool,
+) -> None:
+    """Refuse a job the engine cannot run (before anything of it is opened)."""
+    if not entered:
+        raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
+    if running:
+        raise ShoalError("this engine is already running a job")
+    if isinstance(requests, str | bytes):
+        raise TypeError("requests must be an iterable of URLs or requests, not one string")
+    if isinstance(journal, Store) and journal.leases and output is not None:
+        raise ConfigError(
+            "output",
+            "a job on a shared store is written out once it is complete, from the"
+            " store (shoal export), not by each worker",
+        )
 
 
 def _host_cap(shard: Shard, *, whole: bool) -> Callable[[str, int, bool], int]:

@@ -8,18 +8,22 @@ loop, retries, journal and counts; :class:`Work` says which one a run does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shoal.config import Limits, Politeness, RetryPolicy
+from shoal.config import Limits, Politeness, Records, RetryPolicy, Timeouts
 from shoal.engine.calls import Call, Function
 from shoal.errors import ConfigError
-from shoal.fetching import Robots
+from shoal.fetching import Fetcher, Robots, SessionSettings, open_session
+from shoal.fetching.deadlines import Watchdog, tick_for
+from shoal.fetching.proxies import Proxies
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Result
 from shoal.scheduling import HostRules
+from shoal.sinks.artifacts import Artifacts
 from shoal.sources import FileSource, ItemKeys, IterableSource, Source
 from shoal.sources.items import MAP_INPUT
 
@@ -58,15 +62,64 @@ class Work:
     split_caps: bool = True
 
 
+def fetch_work(
+    opened: contextlib.AsyncExitStack,
+    settings: SessionSettings,
+    *,
+    limits: Limits,
+    timeouts: Timeouts,
+    records: Records,
+    politeness: Politeness,
+    rules: HostRules,
+    proxies: Proxies,
+    user_agent: str,
+    fail_http: bool,
+    keep_body: bool,
+    handler: Handler | None,
+    artifacts: Artifacts,
+    on_crawl_delay: Callable[[str, float], None],
+) -> Work:
+    """The work of a fetch run: the fetch, robots.txt before it (when ``politeness``
+    respects it) and the ``handler`` after it; on a session and a deadline watchdog that
+    outlive the runs (closed by ``opened``, the engine's)."""
+    session = open_session(settings)
+    opened.push_async_callback(session.close)
+    every = [timeouts]
+    every += [p.timeouts for p in politeness.hosts.values() if p.timeouts is not None]
+    watchdog = Watchdog(tick_for(every))
+    opened.callback(watchdog.close)
+    task = Fetcher(
+        session,
+        limits=limits,
+        timeouts=timeouts,
+        watchdog=watchdog,
+        fail_http=fail_http,
+        keep_body=keep_body or handler is not None,
+        proxies=proxies,
+        rules=None if rules.uniform else rules,
+        bodies=artifacts.bodies,
+        archive=artifacts.spool,
+        budget=artifacts.budget,
+        records=records,
+    )
+    robots = None
+    if politeness.respect_robots:
+        robots = Robots(
+            session,
+            user_agent=user_agent,
+            timeout_s=min(timeouts.total_s, 30.0),
+            on_crawl_delay=on_crawl_delay if politeness.robots_crawl_delay else None,
+        )
+    return Work(task, rules, robots, handler)
+
+
 def map_work(
     function: Function,
     items: Iterable[Any] | AsyncIterable[Any] | FileSource,
-    *,
     key: Callable[[Any], object] | None,
     group: Callable[[Any], object] | None,
     timeout_s: float | None,
     limits: Limits,
-    politeness: Politeness,
     retry: RetryPolicy,
     rules: HostRules,
 ) -> tuple[Source, Work]:
@@ -84,7 +137,7 @@ def map_work(
     else:
         source = IterableSource(items, name=map_name(function), parse=keys.entry)
     if group is None:  # one bucket for all: only the concurrency bounds it
-        return source, Work(task, HostRules(politeness, limits.concurrency), split_caps=False)
+        return source, Work(task, HostRules(rules.politeness, limits.concurrency), split_caps=False)
     return source, Work(task, rules)
 
 

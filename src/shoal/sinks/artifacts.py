@@ -46,10 +46,18 @@ class Artifacts:
     :meth:`start_run` and :meth:`end_run` around each run, :meth:`close` with the engine.
     """
 
-    def __init__(self, save_bodies: str | None, warc: str | None, *, warc_max_size: int) -> None:
+    def __init__(
+        self,
+        save_bodies: str | None,
+        warc: str | None,
+        *,
+        warc_max_size: int,
+        info: Mapping[str, str],
+    ) -> None:
         if warc_max_size < 1:
             raise ConfigError("warc_max_size", "must be at least 1 byte")
         self._save_bodies = save_bodies
+        self._info = dict(info)  # for the archive's warcinfo records
         self._new_archive: Callable[..., WarcArchive] | None = None
         if warc is not None:
             archive_type = warc_module().WarcArchive
@@ -73,8 +81,8 @@ class Artifacts:
 
     # -- the engine's lifetime ---------------------------------------------------------------
 
-    async def open(self, info: Mapping[str, str]) -> None:
-        """Open the bodies folder, and make the archive (``info`` goes in its warcinfo)."""
+    async def open(self) -> None:
+        """Open the bodies folder, and make the archive."""
         if self._save_bodies is not None:
             bodies = BodyStore(self._save_bodies)
             try:
@@ -84,7 +92,7 @@ class Artifacts:
                 raise
             self.bodies = bodies
         if self._new_archive is not None:
-            self._archive = self._new_archive(info=dict(info))
+            self._archive = self._new_archive(info=self._info)
 
     def close(self) -> None:
         """Release the bodies folder and the archive's spool: both, even when one fails."""
