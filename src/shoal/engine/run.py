@@ -123,8 +123,8 @@ class Run:
             feeder.cancel()
 
     def abort(self) -> None:
-        """Cancel the feeder and the workers: requests in flight stay pending."""
-        self.stop()
+        """Cancel the feeder and the workers (after :meth:`stop`): requests in flight stay
+        pending."""
         for task in self._abortable.values():
             task.cancel()
 
