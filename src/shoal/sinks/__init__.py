@@ -1,4 +1,5 @@
-"""Writing committed records out: JSONL now; bodies and WARC later share the same mark."""
+"""Writing what a job keeps: its committed records (JSONL, :mod:`.outputs`), and its
+responses' bodies and WARC captures (:mod:`.artifacts`), all behind the journal's mark."""
 
 from shoal.sinks.jsonl import JsonlSink, StreamSink
 from shoal.sinks.outputs import Outputs
