@@ -490,10 +490,10 @@ class Scheduler:
         """Queue ``job`` again once ``delay_s`` has passed (it stays held).
 
         Once stopped, or once its host is dropped, the job is let go instead (it stays
-        pending in the journal): False.
+        pending in the journal), as though it had its final result: False.
         """
         if self._stopped or (self._dropped and job.host in self._dropped):
-            self._held -= 1
+            self.finish(job)  # its room is free, and the workers may be done
             return False
         self._retries += 1
         self._push_timer(self._now() + delay_s, job)
