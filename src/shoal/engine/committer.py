@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from shoal.engine.stage import COMMIT_BATCH, Completions, Deliver, Stage, hand_on
+from shoal.engine.stage import COMMIT_BATCH, Completions, Deliver, Stage
 from shoal.result import Result
+from shoal.scheduling import WorkSource
 from shoal.sinks import Outputs
 from shoal.store import Committed, Completion, Retrying, SinkMark, Store
 
@@ -24,6 +25,7 @@ class Committing(Stage):
     async def _commit(
         self,
         store: Store,
+        work: WorkSource,
         outputs: Outputs | None,
         completions: Completions,
         mark: SinkMark,
@@ -61,7 +63,7 @@ class Committing(Stage):
                 ]
             if outputs is not None:
                 mark = await outputs.write(committed.records)
-            await self._follow(store, batch, committed)
+            await self._follow(store, work, batch, committed)
             for result in finals:
                 recorder.add(result)
             recorder.job_ok, recorder.job_failed = store.counts.ok, store.counts.failed
@@ -72,7 +74,9 @@ class Committing(Stage):
         if outputs is not None or self._archived:
             await store.save_mark(self._with_archive(mark))
 
-    async def _follow(self, store: Store, batch: list[Completion], committed: Committed) -> None:
+    async def _follow(
+        self, store: Store, work: WorkSource, batch: list[Completion], committed: Committed
+    ) -> None:
         """Hand the follow-ups a commit admitted to the scheduler (or defer them to the
         store, never waiting for room: the workers wait on this task), then settle their
         parents' expectations."""
@@ -93,7 +97,7 @@ class Committing(Stage):
             recorder = self._recorder
             if recorder.total is not None and not recorder.total_is_estimate:
                 recorder.total = store.counts.admitted
-            await hand_on(store, scheduler, committed.admitted, within_capacity=True)
+            await work.hand_on(committed.admitted, within_capacity=True)
         if expected:
             scheduler.settled(expected)
 

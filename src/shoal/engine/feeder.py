@@ -1,15 +1,15 @@
 """The feeder of a run: it reads the input in batches, admits each batch to the store
 (which drops duplicates and remembers the input position) and hands the new jobs to the
-scheduler, waiting whenever the scheduler holds enough. On a shared store it takes its
-work from the store's claims instead (the hosts this worker holds), and follows the job's
-pause. It also brings back jobs deferred to the store as their hosts' queues run low.
+scheduler through the run's work source (:mod:`shoal.scheduling.work`), waiting whenever
+the scheduler holds enough; it also follows the job's pause (another worker of a shared job
+paused it).
 """
 
 from __future__ import annotations
 
-from shoal.engine.stage import INPUT_BATCH, Completions, Stage, hand_on
-from shoal.job import Entry, Job
-from shoal.scheduling import HostRules, Scheduler
+from shoal.engine.stage import INPUT_BATCH, Completions, Stage
+from shoal.job import Job
+from shoal.scheduling import Scheduler, WorkSource
 from shoal.sources import Source
 from shoal.store import JobState, Store
 
@@ -21,10 +21,10 @@ class Feeding(Stage):
         self,
         source: Source,
         store: Store,
+        work: WorkSource,
         state: JobState,
         scheduler: Scheduler,
         completions: Completions,
-        rules: HostRules,
     ) -> None:
         recorder = self._recorder
         if state.resumed:
@@ -39,7 +39,7 @@ class Feeding(Stage):
                 if not jobs:
                     break
                 after = jobs[-1].seq
-                await self._dispatch(jobs, store, scheduler, completions)
+                await self._dispatch(jobs, work, scheduler, completions)
         if not state.input_done:
             while not self._stopping:
                 before = source.position
@@ -51,35 +51,17 @@ class Feeding(Stage):
                     recorder.total = store.counts.admitted
                     recorder.total_is_estimate = False
                     break
-                if self._shard is not None:
-                    entries = self._own_entries(entries, rules)
+                entries = work.owned(entries)
                 jobs = await store.admit(entries, source.position)
                 recorder.duplicates += len(entries) - len(jobs)
-                if not store.leases:  # (a shared store hands out every job by its host)
-                    await self._dispatch(jobs, store, scheduler, completions)
+                if work.runs_admitted:  # (else they come in the work source's rounds)
+                    await self._dispatch(jobs, work, scheduler, completions)
         scheduler.close()  # workers end once nothing is held, deferred or expected
-
-    def _own_entries(self, entries: list[Entry], rules: HostRules) -> list[Entry]:
-        """The entries this engine's shard handles (each host's rule decides its spread)."""
-        shard = self._shard
-        assert shard is not None
-        owned = []
-        for entry in entries:
-            host = entry.host
-            if host is None:
-                mine = shard.owns(entry)
-            else:
-                rule = rules.for_host(host)
-                whole = rule.paced or self._whole_hosts
-                mine = shard.owns(entry, rule.max_in_flight, paced=whole)
-            if mine:
-                owned.append(entry)
-        return owned
 
     async def _dispatch(
         self,
         jobs: list[Job],
-        store: Store,
+        work: WorkSource,
         scheduler: Scheduler,
         completions: Completions,
     ) -> None:
@@ -89,41 +71,13 @@ class Feeding(Stage):
                 await completions.put((job, job.failed(job.error)))
             else:
                 valid.append(job)
-        await hand_on(store, scheduler, valid)
+        await work.hand_on(valid)
         await scheduler.wait_room()
-
-    async def _claim(self, store: Store, scheduler: Scheduler, completions: Completions) -> None:
-        """Take work from a shared store, round after round, until it has none left for
-        this worker: the jobs of the hosts it holds, and the hosts it takes over (with the
-        pace they carry) or must give up."""
-        try:
-            while not scheduler.stopped:
-                await scheduler.wait_room()
-                claim = await store.claim(scheduler.free, scheduler.pace_of)
-                if claim is None:
-                    break
-                for host in claim.drop:
-                    store.let_go(scheduler.drop_host(host))
-                for host, pace in claim.acquired.items():
-                    scheduler.take_over(host, pace)
-                if claim.jobs:
-                    await self._dispatch(claim.jobs, store, scheduler, completions)
-        finally:
-            scheduler.settled()
 
     async def _follow_pause(self, store: Store) -> None:
         """Pause and resume as the job does (another worker of a shared job paused it)."""
         while True:
             self._pause(await store.wait_pause(self._paused), share=False)
-
-    @staticmethod
-    async def _refill(store: Store, scheduler: Scheduler) -> None:
-        """Bring deferred jobs back for the hosts whose queues run low, all run long (its
-        own task, so the input is read on meanwhile)."""
-        while True:
-            await scheduler.wait_hungry()
-            for host, room in scheduler.hungry():
-                scheduler.took(host, room, await store.take_deferred(host, room))
 
     async def _estimate_total(self, source: Source) -> None:
         estimate = await source.wait_total()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 
 from shoal.crawling import Frontier
 from shoal.engine.committer import Committing
@@ -15,9 +14,10 @@ from shoal.engine.feeder import Feeding
 from shoal.engine.resources import close_all, open_outputs, open_store, raise_first
 from shoal.engine.stage import COMMIT_BATCH, INPUT_BATCH, Completions, Deliver, Plan, Requests
 from shoal.engine.workers import Working
-from shoal.errors import ConfigError, JournalError, ShoalError
+from shoal.errors import JournalError, ShoalError
+from shoal.job import Job
 from shoal.reporting import Recorder
-from shoal.scheduling import Scheduler, Shard
+from shoal.scheduling import Scheduler, WorkSource, work_source
 from shoal.sinks import Outputs
 from shoal.sources import IterableSource, Source
 from shoal.store import JobState, SinkMark, Store
@@ -41,12 +41,9 @@ class Running(Feeding, Working, Committing):
             raise ShoalError("this engine is already running a job")
         if isinstance(requests, str | bytes):
             raise TypeError("requests must be an iterable of URLs or requests, not one string")
-        if isinstance(journal, Store) and journal.leases and output is not None:
-            raise ConfigError(
-                "output",
-                "a job on a shared store is written out once it is complete, from the"
-                " store (shoal export), not by each worker",
-            )
+        store = open_store(journal, output is not None)
+        work = work_source(store, self._shard, whole_hosts=self._whole_hosts)
+        work.check_output(output)  # (a usage error: before the run begins)
         self._running = True  # (a stop() before the run is kept: the run ends at once)
         self._recorder = recorder = Recorder()
         self._frontier = Frontier(self.crawl, recorder.links)
@@ -55,7 +52,7 @@ class Running(Feeding, Working, Committing):
         self._capture_budget.held = 0  # what an aborted run held is gone with it
         source = requests if isinstance(requests, Source) else IterableSource(requests)
         outputs = open_outputs(output)
-        store = self._store = open_store(journal, outputs is not None)
+        self._store = store
         try:
             state = await store.open(source.name, await source.fingerprint())
             if state.resumed and state.fingerprint is not None:
@@ -67,7 +64,7 @@ class Running(Feeding, Working, Committing):
                         " resuming would skip or repeat lines; pass --restart to start"
                         " over, or another --job path to keep both"
                     )
-            if state.input_done and not store.leases and await source.grown(state.position):
+            if state.input_done and work.reopens_input and await source.grown(state.position):
                 # A finished job's input has more since (a file grew at its end; stdin):
                 # read on from where reading stopped (the store drops what it holds). (A
                 # shared job's workers end once its input is done: it is not reopened.)
@@ -94,7 +91,7 @@ class Running(Feeding, Working, Committing):
             recorder.unit = "request" if plan is None else "item"
             if plan is None:
                 plan = Plan(self._task, self._rules, self._robots, self._handler)
-            await self._process(source, store, outputs, state, mark, deliver, plan)
+            await self._process(source, store, work, outputs, state, mark, deliver, plan)
         except BaseExceptionGroup as group:
             raise_first(group)
         finally:
@@ -124,6 +121,7 @@ class Running(Feeding, Working, Committing):
         self,
         source: Source,
         store: Store,
+        work: WorkSource,
         outputs: Outputs | None,
         state: JobState,
         mark: SinkMark,
@@ -131,20 +129,16 @@ class Running(Feeding, Working, Committing):
         plan: Plan,
     ) -> None:
         limits = self.limits
-        shard = self._shard
         scheduler = self._scheduler = Scheduler(
             per_host=plan.rules.per_host,
             capacity=max(1024, 2 * limits.concurrency) + INPUT_BATCH,
-            host_cap=(
-                None
-                if shard is None or not plan.split_caps
-                else _host_cap(shard, whole=self._whole_hosts)
-            ),
+            host_cap=work.host_cap(plan.split_caps),
             rules=plan.rules,
             retry_after_max_s=self.retry.retry_after_max_s,
             rng=self._rng,
             concurrency=limits.concurrency,
         )
+        work.start(scheduler, plan.rules)
         if self._paused:
             scheduler.pause()
         if self._pause_asked:
@@ -155,28 +149,22 @@ class Running(Feeding, Working, Committing):
             scheduler.stop()
         async with asyncio.TaskGroup() as group:
             feeder = group.create_task(
-                self._feed(source, store, state, scheduler, completions, plan.rules)
+                self._feed(source, store, work, state, scheduler, completions)
             )
             workers = [
-                group.create_task(self._work(scheduler, completions, plan))
+                group.create_task(self._work(scheduler, work, completions, plan))
                 for _ in range(limits.concurrency)
             ]
             self._abortable = [feeder, *workers]
             estimate = None if state.input_done else group.create_task(self._estimate_total(source))
-            refill = group.create_task(self._refill(store, scheduler))
+            refill = group.create_task(work.take_back())
             follow = group.create_task(self._follow_pause(store))
-            claim = None
-            if store.leases:
-                scheduler.expect()  # the work may grow until the store says it is done
-                claim = group.create_task(self._claim(store, scheduler, completions))
-            group.create_task(self._commit(store, outputs, completions, mark, deliver))
+
+            async def dispatch(jobs: list[Job]) -> None:
+                await self._dispatch(jobs, work, scheduler, completions)
+
+            claim = group.create_task(work.run_rounds(dispatch))
+            group.create_task(self._commit(store, work, outputs, completions, mark, deliver))
             group.create_task(
                 self._end_commits(feeder, workers, [estimate, refill, follow, claim], completions)
             )
-
-
-def _host_cap(shard: Shard, *, whole: bool) -> Callable[[str, int, bool], int]:
-    def cap(host: str, limit: int, paced: bool) -> int:
-        return shard.host_cap(host, limit, paced=paced or whole)
-
-    return cap

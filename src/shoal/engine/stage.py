@@ -19,7 +19,6 @@ from shoal.crawling import Frontier
 from shoal.fetching import Robots, Task
 from shoal.fetching.capture import Budget
 from shoal.fetching.dns import CachingResolver, DNSStatistics
-from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.reporting import Recorder
 from shoal.result import Result
@@ -100,22 +99,6 @@ class Stage:
     def _description(self, output: str | None) -> dict[str, Any]:
         """The run's settings, as the journal keeps them (the engine's)."""
         raise NotImplementedError
-
-
-async def hand_on(
-    store: Store, scheduler: Scheduler, jobs: list[Job], *, within_capacity: bool = False
-) -> None:
-    """Add ``jobs`` to the scheduler, or defer to the store those it does not want now
-    (and, ``within_capacity``, those past its capacity: a caller that cannot wait for room)."""
-    deferred = []
-    for job in jobs:
-        if (scheduler.room or not within_capacity) and scheduler.wants(job):
-            scheduler.add(job)
-        else:
-            deferred.append(job)
-    if deferred:
-        await store.defer(deferred)
-        scheduler.deferred(deferred)
 
 
 async def put(completions: Completions, item: Completion) -> None:

@@ -17,7 +17,7 @@ from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import Scheduler, retry_delay
+from shoal.scheduling import Scheduler, WorkSource, retry_delay
 from shoal.store import Retrying
 
 log = logging.getLogger("shoal")
@@ -26,20 +26,21 @@ log = logging.getLogger("shoal")
 class Working(Stage):
     """The workers' part of the engine."""
 
-    async def _work(self, scheduler: Scheduler, completions: Completions, plan: Plan) -> None:
+    async def _work(
+        self, scheduler: Scheduler, work: WorkSource, completions: Completions, plan: Plan
+    ) -> None:
         task = plan.task
         policy = self.retry
         rng = self._rng
         handler = plan.handler
         robots = plan.robots
-        # A shared store's host leases: past its lease, nothing more is sent to a host.
-        holds = self._store.holds if self._store is not None and self._store.leases else None
+        holds = work.holds  # (a host lease: past it, nothing more is sent to the host)
         result: Finished
         while (job := await scheduler.wait_job()) is not None:
-            if holds is not None and not holds(job):
+            if not holds(job):
                 scheduler.release(job)
                 scheduler.finish(job)
-                self._let_go(job)
+                work.let_go([job])
                 continue
             refusal = scheduler.refusal(job)
             if refusal is None and robots is not None:
@@ -74,7 +75,7 @@ class Working(Stage):
                     self._recorder.retries += 1
                     decision = f"retry in {delay:.3f} s"
                 else:
-                    self._let_go(job)
+                    work.let_go([job])
                     decision = "stopping: left pending"
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(_attempt_line(job, result, refusal is not None, decision))
@@ -82,11 +83,6 @@ class Working(Stage):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(_attempt_line(job, result, refusal is not None, "final"))
             await self._final(scheduler, completions, job, result)
-
-    def _let_go(self, job: Job) -> None:
-        """``job`` will not run again in this run: it stays pending in the journal."""
-        if self._store is not None:
-            self._store.let_go([job])
 
     async def _after_fetch(
         self,
