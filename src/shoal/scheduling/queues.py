@@ -76,7 +76,7 @@ class HostQueues:
         retry_after_max_s: float,
     ) -> None:
         self._rules = rules
-        self._politeness = rules.politeness
+        self.politeness = rules.politeness
         self._host_cap = host_cap
         self._concurrency = concurrency
         self._retry_after_max_s = retry_after_max_s
@@ -97,7 +97,7 @@ class HostQueues:
                 rule = dataclasses.replace(rule, max_in_flight=limit)
             control = HostControl(
                 rule,
-                self._politeness,
+                self.politeness,
                 name=name,
                 share=share,
                 retry_after_max_s=self._retry_after_max_s,
@@ -107,7 +107,7 @@ class HostQueues:
                 workers is not None
                 and limit >= workers
                 and not rule.paced
-                and not self._politeness.adaptive
+                and not self.politeness.adaptive
             )
             host = self.hosts[name] = HostQueue(name, control, saturates)
         elif self._idle:

@@ -1,11 +1,11 @@
 """The scheduler: holds admitted jobs and hands them to workers, one host slot at a time.
 
 Jobs wait in one queue per host (:mod:`.queues`). Hosts with queued work, a free slot and
-nothing to wait for form a ring, and a worker takes the next job from the host at the front,
-which then goes to the back: so a host with a million queued jobs gets the same turns as a
-host with one. A host that must wait (its rate, its delay, a Retry-After pause), an endpoint
-parked after connection failures and a job waiting to be retried all sit in one heap of
-timers (:mod:`.timers`): waiting hosts cost nothing until they are due. The scheduler never
+nothing to wait for form a ring (:mod:`.ring`), and a worker takes the next job from the host
+at the front, which then goes to the back: so a host with a million queued jobs gets the same
+turns as a host with one. A host that must wait (its rate, its delay, a Retry-After pause),
+an endpoint parked after connection failures and a job waiting to be retried all sit in one
+heap of timers (:mod:`.timers`): waiting hosts cost nothing until they are due. The scheduler never
 does I/O; it decides *when*. Which jobs it gets, and what waits in the store meanwhile, is
 the run's work source's (:mod:`.work`).
 
@@ -20,27 +20,20 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections import deque
-from collections.abc import Callable
 
 from shoal.config import Politeness
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error
-from shoal.scheduling.endpoints import UNREACHABLE, Endpoint, Health
+from shoal.scheduling.endpoints import UNREACHABLE, Endpoint
 from shoal.scheduling.hosts import HostState
 from shoal.scheduling.queues import HostCap, HostQueue, HostQueues
+from shoal.scheduling.ring import HOST_QUEUE, LOW_QUEUE, QueueListener, Ring
 from shoal.scheduling.rules import HostRules
-from shoal.scheduling.timers import RESOLUTION_S, Timers
+from shoal.scheduling.timers import Timers
 from shoal.store.store import HostPace
 
-#: Jobs queued in memory for one host, at most; its further jobs are deferred to the store
-#: and taken back as its queue drains (to :data:`LOW_QUEUE` or fewer).
-HOST_QUEUE = 512
-LOW_QUEUE = HOST_QUEUE // 2
-
-#: Told the name of a host whose queue is down to :data:`LOW_QUEUE` jobs or fewer.
-QueueListener = Callable[[str], None]
+__all__ = ["HOST_QUEUE", "LOW_QUEUE", "Scheduler"]
 
 
 class Scheduler:
@@ -68,10 +61,7 @@ class Scheduler:
         concurrency: int | None = None,
     ) -> None:
         rules = rules or HostRules(Politeness(), per_host)
-        self._politeness = rules.politeness
-        self._health = self._politeness.dead_after > 0
-        self._rng = rng or random.Random()
-        self._on_sent = self._sent
+        self._health = rules.politeness.dead_after > 0
         self._capacity = capacity
         self._queues = HostQueues(
             rules,
@@ -82,25 +72,23 @@ class Scheduler:
         # (The table's own dict and set, read directly on the hot paths.)
         self._hosts = self._queues.hosts
         self._notable = self._queues.notable
-        self._ready: deque[HostQueue] = deque()
-        self._waiters: deque[asyncio.Future[Job | None]] = deque()
         self._timers: Timers[Job | HostQueue | Endpoint] = Timers(self._due)
+        self._ring = ring = Ring(
+            self._queues, self._timers, self._check_room, rng or random.Random()
+        )
+        # (The ring's own methods, called directly on the hot paths.)
+        self._consider = ring.consider
+        self._dispatch = ring.dispatch
         self._retries = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._held = 0
-        #: Of the jobs held, those waiting aside for a parked endpoint.
-        self._aside = 0
         self._expected = 0
-        self.in_flight = 0
         self._closed = False
         self._stopped = False
-        self._paused = False
         #: Hosts given up to another owner (a shared job), until taken over again.
         self._dropped: set[str] = set()
-        #: Told when a host's queue runs low (the work source, while it defers jobs).
-        self._listener: QueueListener | None = None
 
     # -- what the engine reads ---------------------------------------------------------------
 
@@ -108,6 +96,11 @@ class Scheduler:
     def held(self) -> int:
         """Jobs admitted and not yet final."""
         return self._held
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs handed out and not yet released."""
+        return self._ring.in_flight
 
     @property
     def waiting_retry(self) -> int:
@@ -172,7 +165,7 @@ class Scheduler:
             host.queue.clear()
             if host.health is not None:
                 aside = host.health.drop()
-                self._aside -= len(aside)
+                self._ring.aside -= len(aside)
                 dropped += aside
         for item in self._timers.remove(lambda item: isinstance(item, Job) and item.host == name):
             assert isinstance(item, Job)
@@ -229,7 +222,7 @@ class Scheduler:
     def watch_queues(self, listener: QueueListener | None) -> None:
         """Tell ``listener`` the host of each job taken while its queue is down to
         :data:`LOW_QUEUE` jobs or fewer (``None``: tell no one)."""
-        self._listener = listener
+        self._ring.listener = listener
 
     def close(self) -> None:
         """The input is all in: workers end once no job is held, deferred or expected."""
@@ -258,16 +251,16 @@ class Scheduler:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._ring.paused
 
     def pause(self) -> None:
         """Hand out no job until :meth:`resume`; jobs in flight finish, retries and paces
         keep their times, and a job handed out already runs."""
-        self._paused = True
+        self._ring.paused = True
 
     def resume(self) -> None:
         """Hand out jobs again (the ones due while paused go first, host by host)."""
-        self._paused = False
+        self._ring.paused = False
         self._dispatch()
 
     def stop(self) -> None:
@@ -275,16 +268,16 @@ class Scheduler:
         self._stopped = True
         self._timers.clear()
         self._retries = 0
-        self._ready.clear()
-        self._held = self.in_flight  # only the jobs in flight are still to finish
-        self._aside = 0
+        self._ring.clear()
+        self._held = self._ring.in_flight  # only the jobs in flight are still to finish
+        self._ring.aside = 0
         for host in self._hosts.values():
             host.queue.clear()
             if host.health is not None:
                 host.health.drop()
             host.ready = host.sleeping = False
         self._room.set()
-        self._wake_all()
+        self._ring.wake_all()
 
     # -- working -----------------------------------------------------------------------------
 
@@ -292,30 +285,15 @@ class Scheduler:
         """The next job to run, or ``None`` when there is no more work."""
         if self._stopped:
             return None
-        if self._ready and not self._waiters and not self._paused:
-            job = self._take()
-            if job is not None:
-                return job
-        if self._finished():
-            return None
-        waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                job = waiter.result()
-                if job is not None:  # handed over just as we were cancelled: give it back
-                    self._give_back(job)
-            raise
+        return await self._ring.wait_job(self._finished)
 
     def release(self, job: Job, result: Finished | None = None) -> None:
         """The attempt running ``job`` has ended (``result`` is ``None`` when it did not
         run to an outcome): free its host slot and learn from the outcome."""
-        self.in_flight -= 1
+        self._ring.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
-        self._unsent(host, job)  # ended before it was sent
+        self._ring.unsent(host, job)  # ended before it was sent
         if result is not None:
             host.done += 1
             error = result.error
@@ -324,11 +302,11 @@ class Scheduler:
             if host.health is not None or (
                 error is not None and error.kind in UNREACHABLE and self._health
             ):
-                self._learn(host, job, result)
+                self._ring.learn(host, job, result)
             if host.control.observe(result, job.started, self._now()):
                 self._notable.add(host.name)
         elif host.health is not None:
-            self._forget(host, job)
+            self._ring.forget(host, job)
         if host.queue:
             self._consider(host)
         elif host.in_flight == 0:
@@ -365,190 +343,25 @@ class Scheduler:
     def _load(self) -> int:
         """The jobs held that count against the capacity: those waiting aside for a parked
         endpoint count only past a capacity's worth of them."""
-        return self._held - min(self._aside, self._capacity)
+        return self._held - min(self._ring.aside, self._capacity)
 
     def _check_room(self) -> None:
-        if self._held - min(self._aside, self._capacity) < self._capacity:  # _load(), inline
+        if self._held - min(self._ring.aside, self._capacity) < self._capacity:  # _load()
             self._room.set()
         else:
             self._room.clear()
-
-    # -- connection health: per endpoint, asked only of a host that has an unhealthy one -----
-
-    def _learn(self, host: HostQueue, job: Job, result: Finished) -> None:
-        """Learn from the outcome of ``job``'s attempt what its endpoint's health is."""
-        health = host.health
-        if health is None:
-            health = host.health = Health(host.name, self._politeness)
-        parked, back = health.learn(job, result, self._now())
-        if parked is not None:
-            self._timers.push(parked.parked_until, parked)
-        if back:
-            self._put_back(host, back)
-        if health.plain():
-            host.health = None
-        else:
-            self._notable.add(host.name)
-        holding = health.holding
-        if holding != host.control.unwell:
-            host.control.watch(holding)
-
-    def _forget(self, host: HostQueue, job: Job) -> None:
-        """``job`` ended without an outcome: if it probed an endpoint, another job probes."""
-        health = host.health
-        if health is not None:
-            endpoint = health.forget(job)
-            if endpoint is not None:
-                self._wake(endpoint)
-
-    def _wake(self, endpoint: Endpoint) -> None:
-        """``endpoint``'s cool-down is over: its first job waiting aside goes as the probe."""
-        host = self._hosts.get(endpoint.host)
-        if host is None or host.health is None:
-            return
-        job = host.health.wake(endpoint, self._now() + RESOLUTION_S)
-        if job is not None:
-            self._put_back(host, [job])
-            self._consider(host)
-
-    def _put_back(self, host: HostQueue, jobs: list[Job]) -> None:
-        """``jobs`` waited aside for their endpoint: they go first in their host's queue."""
-        host.queue.extendleft(reversed(jobs))
-        self._aside -= len(jobs)
-        self._check_room()
-
-    def _next(self, host: HostQueue, now: float) -> Job | None:
-        """The first job in ``host``'s queue that may start now: those for a parked endpoint
-        (or one being probed) are set aside on it (``None``: every one of them was)."""
-        health = host.health
-        if health is None:
-            return host.queue.popleft()
-        job, held = health.take(host.queue, now + RESOLUTION_S)
-        if held:
-            self._aside += held
-            self._check_room()
-        return job
 
     def _enqueue(self, job: Job) -> None:
         host = self._queues.get(job.host)
         host.queue.append(job)
         self._consider(host)
 
-    def _consider(self, host: HostQueue) -> None:
-        """Put ``host`` in the ring, or on a timer, if it has work it may start."""
-        if host.ready or host.sleeping or not host.queue:
-            return
-        control = host.control
-        if host.in_flight >= control.cap:
-            return
-        if control.tracks:
-            due = control.ready_at()
-            if due == math.inf:
-                return  # its last request is still to be sent: that wakes it
-            if due > self._now() + RESOLUTION_S:
-                host.sleeping = True
-                self._timers.push(due, host)
-                return
-        host.ready = True
-        self._ready.append(host)
-        self._dispatch()
-
-    def _take(self) -> Job | None:
-        """The next job from the ring, or ``None`` when no host in it may start now."""
-        ready = self._ready
-        while ready:
-            host = ready.popleft()
-            host.ready = False
-            control = host.control
-            if not host.queue or host.in_flight >= control.cap:
-                continue  # its cap shrank while it waited in the ring
-            if control.tracks:
-                now = self._now()
-                due = control.ready_at()
-                if due == math.inf:
-                    continue  # its last request is still to be sent: that wakes it
-                if due > now + RESOLUTION_S:  # paused while it waited in the ring
-                    host.sleeping = True
-                    self._timers.push(due, host)
-                    continue
-                taken = self._next(host, now)
-                if taken is None:  # its jobs wait for their endpoint, parked
-                    if self._listener is not None and len(host.queue) <= LOW_QUEUE:
-                        self._listener(host.name)
-                    continue
-                job = taken
-                job.started = now
-                if control.started(now):
-                    job.on_sent = self._on_sent
-            else:
-                job = host.queue.popleft()
-            host.in_flight += 1
-            self.in_flight += 1
-            if self._listener is not None and len(host.queue) <= LOW_QUEUE:
-                self._listener(host.name)  # (asked without a call in the common case)
-            if host.queue and host.in_flight < control.cap and not control.tracks:
-                host.ready = True  # the common case, without a call
-                ready.append(host)
-            else:
-                self._consider(host)
-            return job
-        return None
-
-    def _sent(self, job: Job) -> None:
-        """``job``'s request is on the wire: its paced host may be due again."""
-        if job.on_sent is not None:
-            host = self._hosts[job.host]
-            self._unsent(host, job)
-            self._consider(host)
-
-    def _unsent(self, host: HostQueue, job: Job) -> None:
-        """If ``job`` still waits to be reported sent, its host's pace counts from now."""
-        if job.on_sent is not None:
-            job.on_sent = None
-            host.control.sent(self._now(), self._rng)
-
-    def _give_back(self, job: Job) -> None:
-        self.in_flight -= 1
-        host = self._hosts[job.host]
-        host.in_flight -= 1
-        self._unsent(host, job)
-        if host.health is not None:
-            host.health.forget(job)  # a probe given back probes again once taken
-        host.queue.appendleft(job)
-        if not host.ready and not host.sleeping:
-            host.ready = True
-            self._ready.appendleft(host)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        if self._paused:
-            return
-        waiters = self._waiters
-        while waiters and self._ready:
-            job = self._take()
-            if job is None:
-                return
-            while waiters:
-                waiter = waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(job)
-                    break
-            else:
-                self._give_back(job)
-                return
-
     def _finished(self) -> bool:
         return (self._closed and self._held == 0 and self._expected == 0) or self._stopped
 
     def _wake_if_finished(self) -> None:
         if self._finished():
-            self._wake_all()
-
-    def _wake_all(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self._ring.wake_all()
 
     def _due(self, item: Job | HostQueue | Endpoint) -> None:
         """A timer is due: a job's retry, a parked endpoint's probe, a host's next start."""
@@ -556,7 +369,7 @@ class Scheduler:
             self._retries -= 1
             self._enqueue(item)
         elif isinstance(item, Endpoint):
-            self._wake(item)
+            self._ring.wake(item)
         else:
             item.sleeping = False
             if item.name in self._hosts:
