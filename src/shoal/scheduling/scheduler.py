@@ -225,17 +225,18 @@ class Scheduler:
         self._ring.listener = listener
 
     def close(self) -> None:
-        """The input is all in: workers end once no job is held, deferred or expected."""
+        """The input is all in: workers end once no job is held or expected."""
         self._closed = True
         self._wake_if_finished()
 
     def expect(self) -> None:
-        """A final job's follow-ups are on their way to the store: the work may grow, so
-        the workers must not end before :meth:`settled`."""
+        """The work may grow (a final job's follow-ups are on their way to the store, a
+        host has jobs deferred to it, a shared store has more to hand out): the workers
+        must not end before :meth:`settled`."""
         self._expected += 1
 
     def settled(self, count: int = 1) -> None:
-        """``count`` expected commits are done (their new jobs added or deferred)."""
+        """``count`` expectations are met (their new jobs added or deferred)."""
         self._expected -= count
         self._wake_if_finished()
 
