@@ -5,9 +5,9 @@
 Drives shoal's Scheduler directly (no network, no journal): jobs are added as room frees
 up, taken by 100 workers and finished at once, spread over 1, 1,000 and 100,000 hosts, with
 and without per-host pacing. A single host's backlog is deferred to a MemoryStore and taken
-back as its queue drains, as the engine does. Prints microseconds per job (timed on its own)
-and the peak of memory allocated by Python in a second pass (tracemalloc, which slows
-allocation too much to time with it on).
+back as its queue drains, by the local work source, as the engine does. Prints microseconds
+per job (timed on its own) and the peak of memory allocated by Python in a second pass
+(tracemalloc, which slows allocation too much to time with it on).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shoal.config import Politeness
 from shoal.job import Job
 from shoal.request import Request
 from shoal.scheduling import HostRules, Scheduler
+from shoal.scheduling.backlog import LocalWork
 from shoal.store import MemoryStore
 
 WORKERS = 100
@@ -38,36 +39,21 @@ async def drive(jobs: int, hosts: int, politeness: Politeness, *, trace: bool) -
     target = URL("http://h.test/")
     names = [f"h{n}.test" for n in range(hosts)]
 
-    store = MemoryStore()
-
-    async def refill() -> None:
-        for host, room in scheduler.hungry():
-            scheduler.took(host, room, await store.take_deferred(host, room))
+    work = LocalWork(MemoryStore())
+    work.start(scheduler, HostRules(politeness, 8))
 
     async def feed() -> None:
-        deferred: list[Job] = []
+        batch: list[Job] = []
         for seq in range(jobs):
-            job = Job(seq, request, None, target, None, names[seq % hosts])
-            if scheduler.wants(job):
-                scheduler.add(job)
-            else:
-                deferred.append(job)
+            batch.append(Job(seq, request, None, target, None, names[seq % hosts]))
             if seq % 256 == 0:  # a batch, as the engine's feeder reads them
-                if deferred:
-                    await store.defer(deferred)
-                    scheduler.deferred(deferred)
-                    deferred = []
-                await refill()
+                await work.hand_on(batch)
+                batch = []
                 await scheduler.wait_room()
-        if deferred:
-            await store.defer(deferred)
-            scheduler.deferred(deferred)
-        while scheduler.has_deferred:
-            await scheduler.wait_hungry()
-            await refill()
+        await work.hand_on(batch)
         scheduler.close()
 
-    async def work() -> None:
+    async def work_on() -> None:
         while (job := await scheduler.wait_job()) is not None:
             scheduler.release(job)
             scheduler.finish(job)
@@ -77,9 +63,11 @@ async def drive(jobs: int, hosts: int, politeness: Politeness, *, trace: bool) -
         tracemalloc.start()
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
+        take_back = group.create_task(work.take_back())
         group.create_task(feed())
-        for _ in range(WORKERS):
-            group.create_task(work())
+        workers = [group.create_task(work_on()) for _ in range(WORKERS)]
+        await asyncio.wait(workers)
+        take_back.cancel()
     elapsed = time.perf_counter() - started
     if not trace:
         return elapsed / jobs * 1e6

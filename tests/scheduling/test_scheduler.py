@@ -643,3 +643,22 @@ async def test_dropping_a_host_returns_the_jobs_waiting_for_its_endpoint() -> No
     assert scheduler.held == 0
     scheduler.close()
     assert await asyncio.wait_for(lonely, 1) is None
+
+
+async def test_a_retry_let_go_for_a_dropped_host_frees_its_room_and_ends_the_workers() -> None:
+    scheduler = Scheduler(per_host=1, capacity=1)
+    only = job("a.test")
+    scheduler.add(only)
+    running = await take_job(scheduler)
+    assert scheduler.drop_host("a.test") == []  # in flight: it finishes here
+    scheduler.release(running)
+    scheduler.close()
+    room = asyncio.create_task(scheduler.wait_room())
+    idle = asyncio.create_task(scheduler.wait_job())
+    await settle()
+    assert not room.done()  # the one job held fills the room...
+    assert not idle.done()  # ...and may still be retried
+    assert not scheduler.retry_later(running, 0.01)  # its host is gone: let go
+    assert scheduler.held == 0
+    await asyncio.wait_for(room, 1)  # the room it held is free...
+    assert await asyncio.wait_for(idle, 1) is None  # ...and nothing is left to run

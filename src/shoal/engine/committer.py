@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from shoal.crawling import Frontier
-from shoal.engine.flow import COMMIT_BATCH, Completions, Deliver, count_job, hand_on
+from shoal.engine.flow import COMMIT_BATCH, Completions, Deliver, count_job
 from shoal.reporting import Recorder
-from shoal.scheduling import Scheduler
+from shoal.scheduling import Scheduler, WorkSource
 from shoal.sinks import Outputs
 from shoal.sinks.artifacts import Artifacts
 from shoal.store import Committed, Completion, Retrying, SinkMark, Store
@@ -33,6 +33,7 @@ class Committer:
         mark: SinkMark,
         deliver: Deliver | None,
         scheduler: Scheduler,
+        work_source: WorkSource,
         recorder: Recorder,
         frontier: Frontier,
         artifacts: Artifacts,
@@ -44,6 +45,7 @@ class Committer:
         self._mark = mark
         self._deliver = deliver
         self._scheduler = scheduler
+        self._work_source = work_source
         self._recorder = recorder
         self._frontier = frontier
         self._artifacts = artifacts
@@ -107,7 +109,7 @@ class Committer:
                 expected += 1
         self._frontier.committed(waited)
         if committed.admitted and not scheduler.stopped:
-            await hand_on(self._store, scheduler, committed.admitted, within_capacity=True)
+            await self._work_source.hand_on(committed.admitted, within_capacity=True)
         if expected:
             scheduler.settled(expected)
 

@@ -1,6 +1,6 @@
 """What passes between the stages of a run: the queue of completions from the workers to
-the committer, the hand-on of new jobs to the scheduler, the user's controls, and the one
-place the run's counts take the job's from the store."""
+the committer, the user's controls, and the one place the run's counts take the job's
+from the store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.reporting import Recorder
-from shoal.scheduling import Scheduler
-from shoal.store import Completion, JobCounts, Store
+from shoal.store import Completion, JobCounts
 
 #: Hands each committed result to a stream's reader.
 Deliver = Callable[[Finished], Awaitable[None]]
@@ -64,22 +62,6 @@ def count_job(recorder: Recorder, counts: JobCounts, *, input_done: bool = False
     totals = job_totals(recorder, counts, input_done=input_done)
     recorder.total, recorder.total_is_estimate = totals.total, totals.total_is_estimate
     recorder.job_ok, recorder.job_failed = totals.job_ok, totals.job_failed
-
-
-async def hand_on(
-    store: Store, scheduler: Scheduler, jobs: list[Job], *, within_capacity: bool = False
-) -> None:
-    """Add ``jobs`` to the scheduler, or defer to the store those it does not want now
-    (and, ``within_capacity``, those past its capacity: a caller that cannot wait for room)."""
-    deferred = []
-    for job in jobs:
-        if (scheduler.room or not within_capacity) and scheduler.wants(job):
-            scheduler.add(job)
-        else:
-            deferred.append(job)
-    if deferred:
-        await store.defer(deferred)
-        scheduler.deferred(deferred)
 
 
 async def put(completions: Completions, item: Completion) -> None:

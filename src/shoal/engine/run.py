@@ -29,10 +29,10 @@ from shoal.engine.flow import (
 )
 from shoal.engine.tasks import Work
 from shoal.engine.worker import Worker
-from shoal.errors import ConfigError, JournalError, ShoalError
+from shoal.errors import JournalError, ShoalError
 from shoal.fetching.dns import DNSStatistics
 from shoal.reporting import Recorder, Statistics
-from shoal.scheduling import HostState, Scheduler, Shard
+from shoal.scheduling import HostState, Scheduler, Shard, WorkSource, work_source
 from shoal.sinks import JsonlSink, Outputs, StreamSink
 from shoal.sinks.artifacts import Artifacts
 from shoal.sources import Source
@@ -92,6 +92,8 @@ class Run:
         self.frontier = Frontier(crawl, recorder.links)
         self.store: Store | None = None
         self.scheduler: Scheduler | None = None
+        #: Who may run what next (chosen once the store is open).
+        self._work_source: WorkSource | None = None
         #: The tasks :meth:`stop` and :meth:`abort` cancel, by name.
         self._abortable: dict[str, asyncio.Task[None]] = {}
 
@@ -164,6 +166,8 @@ class Run:
                 outputs = _open_outputs(self._output)
                 store = self.store = _open_store(self._journal, outputs is not None)
                 resources.push_async_callback(store.close)
+                # Who may run what next: chosen once, here (the stages never ask the store).
+                work_source = self._work_source = self._choose_work_source(store)
                 if outputs is not None:
                     resources.push_async_callback(outputs.close)
                 resources.push_async_callback(artifacts.end_run)
@@ -175,7 +179,7 @@ class Run:
                 if not state.input_done:
                     await source.skip_to(state.position)
                 recorder.start()
-                await self._process(source, store, outputs, state, mark)
+                await self._process(source, store, work_source, outputs, state, mark)
         except BaseExceptionGroup as group:
             _raise_first(group)
         finally:
@@ -194,7 +198,12 @@ class Run:
                     " resuming would skip or repeat lines; pass --restart to start"
                     " over, or another --job path to keep both"
                 )
-        if state.input_done and not store.leases and await source.grown(state.position):
+        if (
+            state.input_done
+            and self._work_source is not None
+            and self._work_source.reopens_input
+            and await source.grown(state.position)
+        ):
             # A finished job's input has more since (a file grew at its end; stdin):
             # read on from where reading stopped (the store drops what it holds). (A
             # shared job's workers end once its input is done: it is not reopened.)
@@ -220,25 +229,22 @@ class Run:
         self,
         source: Source,
         store: Store,
+        work_source: WorkSource,
         outputs: Outputs | None,
         state: JobState,
         mark: SinkMark,
     ) -> None:
         limits, work, controls, recorder = self._limits, self._work, self._controls, self.recorder
-        shard = self._shard
         scheduler = self.scheduler = Scheduler(
             per_host=work.rules.per_host,
             capacity=max(1024, 2 * limits.concurrency) + INPUT_BATCH,
-            host_cap=(
-                None
-                if shard is None or not work.split_caps
-                else _host_cap(shard, whole=self._whole_hosts)
-            ),
+            host_cap=work_source.host_cap(work.split_caps),
             rules=work.rules,
             retry_after_max_s=self._retry.retry_after_max_s,
             rng=self._rng,
             concurrency=limits.concurrency,
         )
+        work_source.start(scheduler, work.rules)
         if controls.paused:
             scheduler.pause()
         if controls.pause_asked:
@@ -253,11 +259,9 @@ class Run:
             state,
             scheduler,
             completions,
-            rules=work.rules,
+            work=work_source,
             recorder=recorder,
             controls=controls,
-            shard=shard,
-            whole_hosts=self._whole_hosts,
         )
         committer = Committer(
             completions,
@@ -266,6 +270,7 @@ class Run:
             mark=mark,
             deliver=self._deliver,
             scheduler=scheduler,
+            work_source=work_source,
             recorder=recorder,
             frontier=self.frontier,
             artifacts=self._artifacts,
@@ -284,7 +289,7 @@ class Run:
                     scheduler,
                     completions,
                     work,
-                    store=store,
+                    work_source=work_source,
                     retry=self._retry,
                     rng=self._rng,
                     recorder=recorder,
@@ -297,15 +302,16 @@ class Run:
             start("committer", committer.commit())
             # beside the flow, for as long as the feeder and the workers run
             helpers = [
-                start("refill", feeder.refill()),
+                start("take-back", work_source.take_back()),
+                start("rounds", work_source.run_rounds(feeder.dispatch)),
                 start("follow-pause", self._follow_store_pause(store)),
             ]
             if not state.input_done:
                 helpers.append(start("estimate", feeder.estimate_total()))
-            if store.leases:
-                scheduler.expect()  # the work may grow until the store says it is done
-                helpers.append(start("claim", feeder.claim()))
             start("end", self._end_commits(helpers, completions))
+
+    def _choose_work_source(self, store: Store) -> WorkSource:
+        return work_source(store, self._shard, whole_hosts=self._whole_hosts)
 
     async def _follow_store_pause(self, store: Store) -> None:
         """Pause and resume as the job does (another worker of a shared job paused it)."""
@@ -337,19 +343,10 @@ def check_job(
         raise ShoalError("this engine is already running a job")
     if isinstance(requests, str | bytes):
         raise TypeError("requests must be an iterable of URLs or requests, not one string")
-    if isinstance(journal, Store) and journal.leases and output is not None:
-        raise ConfigError(
-            "output",
-            "a job on a shared store is written out once it is complete, from the"
-            " store (shoal export), not by each worker",
-        )
-
-
-def _host_cap(shard: Shard, *, whole: bool) -> Callable[[str, int, bool], int]:
-    def cap(host: str, limit: int, paced: bool) -> int:
-        return shard.host_cap(host, limit, paced=paced or whole)
-
-    return cap
+    if isinstance(journal, Store):
+        # (A usage error, before anything is opened: a shared store's job is written out
+        # from the store once complete, not by each worker.)
+        work_source(journal, None, whole_hosts=False).check_output(output)
 
 
 def _open_store(journal: str | Store | None, records: bool) -> Store:

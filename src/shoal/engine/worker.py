@@ -22,9 +22,9 @@ from shoal.outcome import Finished
 from shoal.reporting import Recorder
 from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import Scheduler, retry_delay
+from shoal.scheduling import Scheduler, WorkSource, retry_delay
 from shoal.sinks.artifacts import Artifacts
-from shoal.store import Retrying, Store
+from shoal.store import Retrying
 
 log = logging.getLogger("shoal")
 
@@ -39,7 +39,7 @@ class Worker:
         completions: Completions,
         work: Work,
         *,
-        store: Store,
+        work_source: WorkSource,
         retry: RetryPolicy,
         rng: random.Random,
         recorder: Recorder,
@@ -50,7 +50,7 @@ class Worker:
         self._scheduler = scheduler
         self._completions = completions
         self._work = work
-        self._store = store
+        self._work_source = work_source
         self._retry = retry
         self._rng = rng
         self._recorder = recorder
@@ -64,14 +64,14 @@ class Worker:
         policy = self._retry
         rng = self._rng
         robots = self._work.robots
-        # A shared store's host leases: past its lease, nothing more is sent to a host.
-        holds = self._store.holds if self._store.leases else None
+        # (A shared store's host lease: past it, nothing more is sent to the host.)
+        holds, let_go = self._work_source.holds, self._work_source.let_go
         result: Finished
         while (job := await scheduler.wait_job()) is not None:
-            if holds is not None and not holds(job):
+            if not holds(job):
                 scheduler.release(job)
                 scheduler.finish(job)
-                self._let_go(job)
+                let_go([job])
                 continue
             refusal = scheduler.refusal(job)
             if refusal is None and robots is not None:
@@ -106,7 +106,7 @@ class Worker:
                     self._recorder.retries += 1
                     decision = f"retry in {delay:.3f} s"
                 else:
-                    self._let_go(job)
+                    let_go([job])
                     decision = "stopping: left pending"
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(_attempt_line(job, result, refusal is not None, decision))
@@ -115,10 +115,6 @@ class Worker:
                 log.debug(_attempt_line(job, result, refusal is not None, "final"))
             await put(completions, (job, result))
             scheduler.finish(job)
-
-    def _let_go(self, job: Job) -> None:
-        """``job`` will not run again in this run: it stays pending in the journal."""
-        self._store.let_go([job])
 
     async def _after_fetch(self, job: Job, result: Result, delay: float | None) -> float | None:
         """Run the handler on a final response, settle its saved body and capture, and

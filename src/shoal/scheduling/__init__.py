@@ -1,9 +1,12 @@
-"""Deciding when each job runs: per-host slots, fair picking across hosts, retries."""
+"""Deciding when each job runs: per-host slots, fair picking across hosts, retries; and
+who may run what next (the work source: local, sharded, host leases)."""
 
-from shoal.scheduling.hosts import HostControl, HostRule, HostRules, HostState
+from shoal.scheduling.hosts import HostControl, HostState
 from shoal.scheduling.retry import parse_retry_after, retry_delay
+from shoal.scheduling.rules import HostRule, HostRules
 from shoal.scheduling.scheduler import Scheduler
 from shoal.scheduling.shards import Shard, split
+from shoal.scheduling.work import WorkSource, work_source
 
 __all__ = [
     "HostControl",
@@ -12,7 +15,9 @@ __all__ = [
     "HostState",
     "Scheduler",
     "Shard",
+    "WorkSource",
     "parse_retry_after",
     "retry_delay",
     "split",
+    "work_source",
 ]

@@ -1,8 +1,5 @@
-"""Per-host politeness: which settings apply to a host, and the state that paces it.
-
-:class:`HostRules` resolves a host name to its :class:`HostRule` through the patterns of a
-:class:`Politeness` (``*`` first, then wildcards from the widest to the narrowest, then
-the exact name, each overriding the one before).
+"""Per-host politeness: the state that paces a host, and what a snapshot shows of it
+(the settings a host gets are in :mod:`shoal.scheduling.rules`).
 
 :class:`HostControl` holds what one host has earned: when its next request may start
 (a generic cell rate algorithm for ``per_second``, plus the least delay with jitter, both
@@ -20,22 +17,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
-from shoal.config import HostPolicy, Politeness, Timeouts, check_host_pattern
+from shoal.config import Politeness
 from shoal.outcome import Finished
 from shoal.result import ErrorKind
 from shoal.scheduling.endpoints import UNREACHABLE
 from shoal.scheduling.retry import parse_retry_after
-
-_T = TypeVar("_T")
+from shoal.scheduling.rules import HostRule
 
 #: Statuses that ask the client to slow down.
 SLOW_DOWN = frozenset({429, 503})
 
-_CACHE_LIMIT = 65_536
 #: Adaptive delay bounds: the first step, and the ceiling.
 _ADAPTIVE_STEP_S = 0.05
 _ADAPTIVE_MAX_S = 60.0
@@ -48,93 +41,6 @@ _SLOW_MARGIN_S = 0.25
 #: up by the next request instead of lowering the rate. Later than that, the host was idle
 #: (or the send was slow) and its schedule starts again from the send.
 LATE_CARRY_MAX_S = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class HostRule:
-    """The settings one host gets, every override applied."""
-
-    max_in_flight: int
-    per_second: float | None = None
-    burst: int = 1
-    delay_s: float = 0.0
-    jitter: float = 0.0
-    timeouts: Timeouts | None = None
-    headers: Mapping[str, str] | None = None
-
-    @property
-    def paced(self) -> bool:
-        return self.per_second is not None or self.delay_s > 0
-
-
-class HostRules:
-    """Resolves host names to rules; results are cached (bounded)."""
-
-    def __init__(self, politeness: Politeness, max_in_flight: int) -> None:
-        self.politeness = politeness
-        self._base = HostRule(
-            max_in_flight=max_in_flight,
-            per_second=politeness.per_second,
-            burst=politeness.burst,
-            delay_s=politeness.delay_s,
-            jitter=politeness.jitter,
-        )
-        self._patterns = {check_host_pattern(p): rule for p, rule in politeness.hosts.items()}
-        self._cache: dict[str, HostRule] = {}
-
-    @property
-    def per_host(self) -> int:
-        """The in-flight cap of a host no pattern matches."""
-        return self._base.max_in_flight
-
-    @property
-    def uniform(self) -> bool:
-        """True when every host gets the same rule."""
-        return not self._patterns
-
-    def for_host(self, host: str) -> HostRule:
-        if not self._patterns:
-            return self._base
-        rule = self._cache.get(host)
-        if rule is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            rule = self._cache[host] = self._resolve(host)
-        return rule
-
-    def _resolve(self, host: str) -> HostRule:
-        rule = self._base
-        if not self._patterns:
-            return rule
-        name = host.lower().rstrip(".")
-        labels = name.split(".")
-        # Widest first, so narrower patterns override: *, *.com, *.example.com, exact.
-        candidates = ["*"] + ["*." + ".".join(labels[i:]) for i in range(len(labels) - 1, -1, -1)]
-        candidates.append(name)
-        for pattern in candidates:
-            policy = self._patterns.get(pattern)
-            if policy is not None:
-                rule = _overlay(rule, policy)
-        return rule
-
-
-def _overlay(rule: HostRule, policy: HostPolicy) -> HostRule:
-    headers = rule.headers
-    if policy.headers:
-        headers = {**(headers or {}), **policy.headers}
-    return HostRule(
-        max_in_flight=_pick(policy.max_in_flight, rule.max_in_flight),
-        per_second=policy.per_second if policy.per_second is not None else rule.per_second,
-        burst=_pick(policy.burst, rule.burst),
-        delay_s=_pick(policy.delay_s, rule.delay_s),
-        jitter=_pick(policy.jitter, rule.jitter),
-        timeouts=policy.timeouts if policy.timeouts is not None else rule.timeouts,
-        headers=headers,
-    )
-
-
-def _pick(value: _T | None, default: _T) -> _T:
-    return default if value is None else value
 
 
 @dataclass(frozen=True, slots=True)

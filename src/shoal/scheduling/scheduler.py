@@ -1,12 +1,13 @@
 """The scheduler: holds admitted jobs and hands them to workers, one host slot at a time.
 
-Jobs wait in one queue per host. Hosts with queued work, a free slot and nothing to wait
-for form a ring, and a worker takes the next job from the host at the front, which then
-goes to the back: so a host with a million queued jobs gets the same turns as a host with
-one. A host that must wait (its rate, its delay, a Retry-After pause), an endpoint parked
-after connection failures and a job waiting to be retried all sit in one heap of timers, and
-a single loop timer wakes the earliest: waiting hosts cost nothing until they are due. The
-scheduler never does I/O; it decides *when*.
+Jobs wait in one queue per host (:mod:`.queues`). Hosts with queued work, a free slot and
+nothing to wait for form a ring (:mod:`.ring`), and a worker takes the next job from the host
+at the front, which then goes to the back: so a host with a million queued jobs gets the same
+turns as a host with one. A host that must wait (its rate, its delay, a Retry-After pause),
+an endpoint parked after connection failures and a job waiting to be retried all sit in one
+heap of timers (:mod:`.timers`): waiting hosts cost nothing until they are due. The scheduler never
+does I/O; it decides *when*. Which jobs it gets, and what waits in the store meanwhile, is
+the run's work source's (:mod:`.work`).
 
 Caps and pacing are a host name's (:class:`HostControl`); connection health is an endpoint's
 (:class:`Health`: scheme, host and port). A host with an unhealthy endpoint is tracked, and only
@@ -17,100 +18,22 @@ host's other jobs go on.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import heapq
-import itertools
 import math
 import random
-from collections import OrderedDict, deque
-from collections.abc import Callable
 
 from shoal.config import Politeness
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.result import Error
-from shoal.scheduling.endpoints import UNREACHABLE, Endpoint, Health
-from shoal.scheduling.hosts import HostControl, HostRules, HostState
+from shoal.scheduling.endpoints import UNREACHABLE, Endpoint
+from shoal.scheduling.hosts import HostState
+from shoal.scheduling.queues import HostCap, HostQueue, HostQueues
+from shoal.scheduling.ring import HOST_QUEUE, LOW_QUEUE, QueueListener, Ring
+from shoal.scheduling.rules import HostRules
+from shoal.scheduling.timers import Timers
 from shoal.store.store import HostPace
 
-#: Idle hosts whose state is worth keeping (a pace, a pause, a throttle), at most.
-_IDLE_HOSTS = 65_536
-#: Hosts shown in a statistics snapshot, at most.
-_SHOWN_HOSTS = 50
-#: A loop timer may fire this early; a host due within it counts as due.
-_RESOLUTION_S = 0.001
-#: Jobs queued in memory for one host, at most; its further jobs are deferred to the store
-#: and taken back as its queue drains (at half of this).
-HOST_QUEUE = 512
-
-
-def _wait(due: float, now: float) -> float:
-    """Seconds until ``due`` for a snapshot (0 while a request is still to be sent)."""
-    return 0.0 if due == math.inf else round(max(0.0, due - now), 3)
-
-
-def _state_of(host: _Host, now: float) -> HostState:
-    """What a snapshot shows of ``host``: an unhealthy endpoint's state (parked, probing,
-    dead, naming the endpoint) before the host's own (paused, slowed, ok)."""
-    control = host.control
-    state = control.state(now)
-    due = control.ready_at()
-    failures = 0
-    shown = None
-    queued = len(host.queue)
-    worst = None if host.health is None else host.health.worst(now)
-    if worst is not None:
-        failures = worst.failures
-        queued += len(worst.aside)
-        worse = worst.state(now)
-        if worse != "ok":
-            state, shown = worse, worst.name
-            if worse != "dead":
-                due = max(due, worst.parked_until)
-    return HostState(
-        host=host.name,
-        state=state,
-        in_flight=host.in_flight,
-        queued=queued,
-        cap=control.cap,
-        delay_s=round(control.delay_now(), 3),
-        wait_s=_wait(due, now),
-        failures=failures,
-        done=host.done,
-        last_error=None if (e := host.last_error) is None else f"{e.kind.value}: {e.message}",
-        endpoint=shown,
-    )
-
-
-class _Host:
-    __slots__ = (
-        "control",
-        "done",
-        "health",
-        "in_flight",
-        "last_error",
-        "name",
-        "queue",
-        "ready",
-        "saturates",
-        "sleeping",
-    )
-
-    def __init__(self, name: str, control: HostControl, saturates: bool) -> None:
-        self.name = name
-        self.control = control
-        #: It may keep every worker busy alone (unpaced, its cap at least the concurrency):
-        #: its backlog may wait in memory, up to the capacity, instead of in the store.
-        self.saturates = saturates
-        self.queue: deque[Job] = deque()
-        self.in_flight = 0
-        #: Attempts ended, and the last one's error (for the dashboard).
-        self.done = 0
-        self.last_error: Error | None = None
-        #: Its endpoints whose connections failed lately (``None``: none).
-        self.health: Health | None = None
-        self.ready = False  # in the ring
-        self.sleeping = False  # in the timer heap
+__all__ = ["HOST_QUEUE", "LOW_QUEUE", "Scheduler"]
 
 
 class Scheduler:
@@ -131,48 +54,41 @@ class Scheduler:
         *,
         per_host: int,
         capacity: int,
-        host_cap: Callable[[str, int, bool], int] | None = None,
+        host_cap: HostCap | None = None,
         rules: HostRules | None = None,
         retry_after_max_s: float = math.inf,
         rng: random.Random | None = None,
         concurrency: int | None = None,
     ) -> None:
-        self._rules = rules or HostRules(Politeness(), per_host)
-        self._concurrency = concurrency
-        self._politeness = self._rules.politeness
-        self._health = self._politeness.dead_after > 0
-        self._host_cap = host_cap
-        self._retry_after_max_s = retry_after_max_s
-        self._rng = rng or random.Random()
-        self._on_sent = self._sent
+        rules = rules or HostRules(Politeness(), per_host)
+        self._health = rules.politeness.dead_after > 0
         self._capacity = capacity
-        self._hosts: dict[str, _Host] = {}
-        self._idle: OrderedDict[str, None] = OrderedDict()
-        self._notable: set[str] = set()
-        self._ready: deque[_Host] = deque()
-        self._waiters: deque[asyncio.Future[Job | None]] = deque()
-        self._timers: list[tuple[float, int, Job | _Host | Endpoint]] = []
+        self._queues = HostQueues(
+            rules,
+            host_cap=host_cap,
+            concurrency=concurrency,
+            retry_after_max_s=retry_after_max_s,
+        )
+        # (The table's own dict and set, read directly on the hot paths.)
+        self._hosts = self._queues.hosts
+        self._notable = self._queues.notable
+        self._timers: Timers[Job | HostQueue | Endpoint] = Timers(self._due)
+        self._ring = ring = Ring(
+            self._queues, self._timers, self._check_room, rng or random.Random()
+        )
+        # (The ring's own methods, called directly on the hot paths.)
+        self._consider = ring.consider
+        self._dispatch = ring.dispatch
         self._retries = 0
-        self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._held = 0
-        #: Of the jobs held, those waiting aside for a parked endpoint.
-        self._aside = 0
         self._expected = 0
-        self.in_flight = 0
         self._closed = False
         self._stopped = False
-        self._paused = False
-        self._deferred: dict[str, int] = {}
         #: Hosts given up to another owner (a shared job), until taken over again.
         self._dropped: set[str] = set()
-        self._hungry: set[str] = set()
-        self._refill = asyncio.Event()
-        self._no_deferred = asyncio.Event()
-        self._no_deferred.set()
 
     # -- what the engine reads ---------------------------------------------------------------
 
@@ -180,6 +96,11 @@ class Scheduler:
     def held(self) -> int:
         """Jobs admitted and not yet final."""
         return self._held
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs handed out and not yet released."""
+        return self._ring.in_flight
 
     @property
     def waiting_retry(self) -> int:
@@ -191,35 +112,19 @@ class Scheduler:
 
     def host_states(self) -> tuple[HostState, ...]:
         """The hosts that are paused, parked, throttled or given up (at most 50)."""
-        now = self._now()
-        shown: list[HostState] = []
-        for name in list(self._notable):
-            host = self._hosts.get(name)
-            state = None if host is None else _state_of(host, now)
-            if state is None or state.state == "ok":
-                self._notable.discard(name)
-                continue
-            if len(shown) < _SHOWN_HOSTS:
-                shown.append(state)
-        return tuple(sorted(shown, key=lambda state: state.host))
+        return self._queues.states(self._now())
 
     def busiest(self, limit: int) -> tuple[HostState, ...]:
         """The ``limit`` hosts with the most requests in flight and queued, busiest first
         (a walk over the hosts the scheduler holds: for a dashboard, not a hot path)."""
-        now = self._now()
-        top = heapq.nlargest(
-            limit,
-            (host for host in self._hosts.values() if host.in_flight or host.queue),
-            key=lambda host: (host.in_flight, len(host.queue)),
-        )
-        return tuple(_state_of(host, now) for host in top)
+        return self._queues.busiest(limit, self._now())
 
     def keep_apart(self, name: str, delay_s: float) -> None:
         """Start requests to host ``name`` at least ``delay_s`` apart from now on."""
-        host = self._host(name)
+        host = self._queues.get(name)
         host.control.keep_apart(delay_s, self._now())
         if not host.queue and not host.in_flight:
-            self._rest(host)
+            self._queues.rest(host, self._now())
 
     def verified(self, name: str) -> None:
         """Host ``name``'s robots.txt is read: it may have more than one request in flight."""
@@ -228,18 +133,18 @@ class Scheduler:
             host.control.verify()
             self._consider(host)
 
-    # -- host leases: a shared job's hosts come and go with their owner ----------------------
+    # -- hosts that come and go with their owner (a shared job's host leases) ---------------
 
     def take_over(self, name: str, pace: HostPace) -> None:
         """Host ``name`` is this worker's now, with the pace its last owner left it."""
         self._dropped.discard(name)
         if pace.ready_in_s or pace.paused_for_s or pace.delay_s:
-            host = self._host(name)
+            host = self._queues.get(name)
             host.control.carry_over(self._now(), pace.ready_in_s, pace.paused_for_s, pace.delay_s)
             if host.control.state(self._now()) != "ok":
                 self._notable.add(name)
             if not host.queue and not host.in_flight:
-                self._rest(host)
+                self._queues.rest(host, self._now())
 
     def pace_of(self, name: str) -> HostPace:
         """The pace host ``name`` carries to its next owner."""
@@ -260,24 +165,12 @@ class Scheduler:
             host.queue.clear()
             if host.health is not None:
                 aside = host.health.drop()
-                self._aside -= len(aside)
+                self._ring.aside -= len(aside)
                 dropped += aside
-        if any(isinstance(item, Job) and item.host == name for _, _, item in self._timers):
-            kept = []
-            for entry in self._timers:
-                item = entry[2]
-                if isinstance(item, Job) and item.host == name:
-                    dropped.append(item)
-                    self._retries -= 1
-                else:
-                    kept.append(entry)
-            heapq.heapify(kept)
-            self._timers = kept
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if kept:
-                self._arm_timer()
+        for item in self._timers.remove(lambda item: isinstance(item, Job) and item.host == name):
+            assert isinstance(item, Job)
+            dropped.append(item)
+            self._retries -= 1
         self._held -= len(dropped)
         self._check_room()
         self._wake_if_finished()
@@ -306,90 +199,44 @@ class Scheduler:
         """Wait until fewer than ``capacity`` jobs are held."""
         await self._room.wait()
 
-    # -- deferring: one host's backlog waits in the store, not in memory -----------------------
+    # -- what waits in memory: the work source defers the rest to the store -----------------
 
     def wants(self, job: Job) -> bool:
-        """Whether ``job`` should be added now; if not, the caller defers it to the store
-        (and says so with :meth:`deferred`), so a host with a huge backlog cannot fill the
-        scheduler and keep the input's other hosts from being read.
+        """Whether ``job``'s host has room for it in memory: fewer than :data:`HOST_QUEUE`
+        queued, so a host with a huge backlog cannot fill the scheduler and keep the input's
+        other hosts from being read (the work source defers the rest to the store).
 
-        A host that can keep every worker busy by itself is not deferred: reading on to find
-        other hosts would find no idle worker to give them, and the trip through the store
-        costs every one of its requests. Its backlog waits in memory up to the capacity,
-        where the feeder waits for room.
+        A host that can keep every worker busy by itself always has room: reading on to
+        find other hosts would find no idle worker to give them, and the trip through the
+        store costs every one of its requests. Its backlog waits in memory up to the
+        capacity, where the feeder waits for room.
         """
-        if job.host in self._deferred:
-            return False  # its older jobs wait in the store: keep the order
         host = self._hosts.get(job.host)
         return host is None or len(host.queue) < HOST_QUEUE or host.saturates
 
-    def deferred(self, jobs: list[Job]) -> None:
-        """``jobs`` were deferred to the store."""
-        counts = self._deferred
-        if jobs:
-            self._no_deferred.clear()
-        for job in jobs:
-            counts[job.host] = counts.get(job.host, 0) + 1
-            host = self._hosts.get(job.host)
-            if host is None or len(host.queue) <= HOST_QUEUE // 2:
-                self._hungry.add(job.host)
-        if self._hungry:
-            self._refill.set()
-
-    @property
-    def has_deferred(self) -> bool:
-        return bool(self._deferred) and not self._stopped
-
-    def hungry(self) -> list[tuple[str, int]]:
-        """Hosts whose queues ran low while they have deferred jobs, and how many to take."""
-        wanted = []
-        for name in self._hungry:
-            host = self._hosts.get(name)
-            room = HOST_QUEUE - (0 if host is None else len(host.queue))
-            if room > 0 and name in self._deferred:
-                wanted.append((name, room))
-        self._hungry.clear()
-        self._refill.clear()
-        return wanted
-
-    def took(self, name: str, asked: int, jobs: list[Job]) -> None:
-        """``jobs`` of host ``name`` came back from the store (``asked`` were asked for)."""
-        left = self._deferred.get(name, 0) - len(jobs)
-        if left <= 0 or len(jobs) < asked:
-            self._deferred.pop(name, None)  # the store has no more of them
-            if not self._deferred:
-                self._no_deferred.set()
-        else:
-            self._deferred[name] = left
-        for job in jobs:
-            self.add(job)
-        if not jobs:
-            self._wake_if_finished()  # the last deferred host had none left after all
+    def queued(self, name: str) -> int:
+        """How many jobs host ``name`` has queued."""
         host = self._hosts.get(name)
-        if name in self._deferred and (host is None or len(host.queue) <= HOST_QUEUE // 2):
-            self._hungry.add(name)  # it drained while the store was asked
-            self._refill.set()
+        return 0 if host is None else len(host.queue)
 
-    async def wait_hungry(self) -> None:
-        """Wait until some host with deferred jobs runs low (or the scheduler stops)."""
-        await self._refill.wait()
-
-    async def wait_no_deferred(self) -> None:
-        """Wait until every deferred job is back (or the scheduler stops)."""
-        await self._no_deferred.wait()
+    def watch_queues(self, listener: QueueListener | None) -> None:
+        """Tell ``listener`` the host of each job taken while its queue is down to
+        :data:`LOW_QUEUE` jobs or fewer (``None``: tell no one)."""
+        self._ring.listener = listener
 
     def close(self) -> None:
-        """The input is all in: workers end once no job is held, deferred or expected."""
+        """The input is all in: workers end once no job is held or expected."""
         self._closed = True
         self._wake_if_finished()
 
     def expect(self) -> None:
-        """A final job's follow-ups are on their way to the store: the work may grow, so
-        the workers must not end before :meth:`settled`."""
+        """The work may grow (a final job's follow-ups are on their way to the store, a
+        host has jobs deferred to it, a shared store has more to hand out): the workers
+        must not end before :meth:`settled`."""
         self._expected += 1
 
     def settled(self, count: int = 1) -> None:
-        """``count`` expected commits are done (their new jobs added or deferred)."""
+        """``count`` expectations are met (their new jobs added or deferred)."""
         self._expected -= count
         self._wake_if_finished()
 
@@ -405,38 +252,33 @@ class Scheduler:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._ring.paused
 
     def pause(self) -> None:
         """Hand out no job until :meth:`resume`; jobs in flight finish, retries and paces
         keep their times, and a job handed out already runs."""
-        self._paused = True
+        self._ring.paused = True
 
     def resume(self) -> None:
         """Hand out jobs again (the ones due while paused go first, host by host)."""
-        self._paused = False
+        self._ring.paused = False
         self._dispatch()
 
     def stop(self) -> None:
         """Hand out no more jobs; jobs already in flight still finish."""
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._timers.clear()
         self._retries = 0
-        self._ready.clear()
-        self._held = self.in_flight  # only the jobs in flight are still to finish
-        self._aside = 0
+        self._ring.clear()
+        self._held = self._ring.in_flight  # only the jobs in flight are still to finish
+        self._ring.aside = 0
         for host in self._hosts.values():
             host.queue.clear()
             if host.health is not None:
                 host.health.drop()
             host.ready = host.sleeping = False
         self._room.set()
-        self._refill.set()
-        self._no_deferred.set()
-        self._wake_all()
+        self._ring.wake_all()
 
     # -- working -----------------------------------------------------------------------------
 
@@ -444,30 +286,15 @@ class Scheduler:
         """The next job to run, or ``None`` when there is no more work."""
         if self._stopped:
             return None
-        if self._ready and not self._waiters and not self._paused:
-            job = self._take()
-            if job is not None:
-                return job
-        if self._finished():
-            return None
-        waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                job = waiter.result()
-                if job is not None:  # handed over just as we were cancelled: give it back
-                    self._give_back(job)
-            raise
+        return await self._ring.wait_job(self._finished)
 
     def release(self, job: Job, result: Finished | None = None) -> None:
         """The attempt running ``job`` has ended (``result`` is ``None`` when it did not
         run to an outcome): free its host slot and learn from the outcome."""
-        self.in_flight -= 1
+        self._ring.in_flight -= 1
         host = self._hosts[job.host]
         host.in_flight -= 1
-        self._unsent(host, job)  # ended before it was sent
+        self._ring.unsent(host, job)  # ended before it was sent
         if result is not None:
             host.done += 1
             error = result.error
@@ -476,27 +303,27 @@ class Scheduler:
             if host.health is not None or (
                 error is not None and error.kind in UNREACHABLE and self._health
             ):
-                self._learn(host, job, result)
+                self._ring.learn(host, job, result)
             if host.control.observe(result, job.started, self._now()):
                 self._notable.add(host.name)
         elif host.health is not None:
-            self._forget(host, job)
+            self._ring.forget(host, job)
         if host.queue:
             self._consider(host)
         elif host.in_flight == 0:
-            self._rest(host)
+            self._queues.rest(host, self._now())
 
     def retry_later(self, job: Job, delay_s: float) -> bool:
         """Queue ``job`` again once ``delay_s`` has passed (it stays held).
 
         Once stopped, or once its host is dropped, the job is let go instead (it stays
-        pending in the journal): False.
+        pending in the journal), as though it had its final result: False.
         """
         if self._stopped or (self._dropped and job.host in self._dropped):
-            self._held -= 1
+            self.finish(job)  # its room is free, and the workers may be done
             return False
         self._retries += 1
-        self._push_timer(self._now() + delay_s, job)
+        self._timers.push(self._now() + delay_s, job)
         return True
 
     def finish(self, job: Job) -> None:
@@ -517,275 +344,36 @@ class Scheduler:
     def _load(self) -> int:
         """The jobs held that count against the capacity: those waiting aside for a parked
         endpoint count only past a capacity's worth of them."""
-        return self._held - min(self._aside, self._capacity)
+        return self._held - min(self._ring.aside, self._capacity)
 
     def _check_room(self) -> None:
-        if self._held - min(self._aside, self._capacity) < self._capacity:  # _load(), inline
+        if self._held - min(self._ring.aside, self._capacity) < self._capacity:  # _load()
             self._room.set()
         else:
             self._room.clear()
 
-    # -- connection health: per endpoint, asked only of a host that has an unhealthy one -----
-
-    def _learn(self, host: _Host, job: Job, result: Finished) -> None:
-        """Learn from the outcome of ``job``'s attempt what its endpoint's health is."""
-        health = host.health
-        if health is None:
-            health = host.health = Health(host.name, self._politeness)
-        parked, back = health.learn(job, result, self._now())
-        if parked is not None:
-            self._push_timer(parked.parked_until, parked)
-        if back:
-            self._put_back(host, back)
-        if health.plain():
-            host.health = None
-        else:
-            self._notable.add(host.name)
-        holding = health.holding
-        if holding != host.control.unwell:
-            host.control.watch(holding)
-
-    def _forget(self, host: _Host, job: Job) -> None:
-        """``job`` ended without an outcome: if it probed an endpoint, another job probes."""
-        health = host.health
-        if health is not None:
-            endpoint = health.forget(job)
-            if endpoint is not None:
-                self._wake(endpoint)
-
-    def _wake(self, endpoint: Endpoint) -> None:
-        """``endpoint``'s cool-down is over: its first job waiting aside goes as the probe."""
-        host = self._hosts.get(endpoint.host)
-        if host is None or host.health is None:
-            return
-        job = host.health.wake(endpoint, self._now() + _RESOLUTION_S)
-        if job is not None:
-            self._put_back(host, [job])
-            self._consider(host)
-
-    def _put_back(self, host: _Host, jobs: list[Job]) -> None:
-        """``jobs`` waited aside for their endpoint: they go first in their host's queue."""
-        host.queue.extendleft(reversed(jobs))
-        self._aside -= len(jobs)
-        self._check_room()
-
-    def _next(self, host: _Host, now: float) -> Job | None:
-        """The first job in ``host``'s queue that may start now: those for a parked endpoint
-        (or one being probed) are set aside on it (``None``: every one of them was)."""
-        health = host.health
-        if health is None:
-            return host.queue.popleft()
-        job, held = health.take(host.queue, now + _RESOLUTION_S)
-        if held:
-            self._aside += held
-            self._check_room()
-        return job
-
-    def _host(self, name: str) -> _Host:
-        host = self._hosts.get(name)
-        if host is None:
-            rule = self._rules.for_host(name)
-            limit = rule.max_in_flight
-            share = 1.0
-            if self._host_cap is not None:
-                part = max(1, self._host_cap(name, limit, rule.paced))
-                share, limit = part / max(1, rule.max_in_flight), part
-                rule = dataclasses.replace(rule, max_in_flight=limit)
-            control = HostControl(
-                rule,
-                self._politeness,
-                name=name,
-                share=share,
-                retry_after_max_s=self._retry_after_max_s,
-            )
-            workers = self._concurrency
-            saturates = (
-                workers is not None
-                and limit >= workers
-                and not rule.paced
-                and not self._politeness.adaptive
-            )
-            host = self._hosts[name] = _Host(name, control, saturates)
-        elif self._idle:
-            self._idle.pop(name, None)
-        return host
-
     def _enqueue(self, job: Job) -> None:
-        host = self._host(job.host)
+        host = self._queues.get(job.host)
         host.queue.append(job)
         self._consider(host)
 
-    def _consider(self, host: _Host) -> None:
-        """Put ``host`` in the ring, or on a timer, if it has work it may start."""
-        if host.ready or host.sleeping or not host.queue:
-            return
-        control = host.control
-        if host.in_flight >= control.cap:
-            return
-        if control.tracks:
-            due = control.ready_at()
-            if due == math.inf:
-                return  # its last request is still to be sent: that wakes it
-            if due > self._now() + _RESOLUTION_S:
-                host.sleeping = True
-                self._push_timer(due, host)
-                return
-        host.ready = True
-        self._ready.append(host)
-        self._dispatch()
-
-    def _take(self) -> Job | None:
-        """The next job from the ring, or ``None`` when no host in it may start now."""
-        ready = self._ready
-        while ready:
-            host = ready.popleft()
-            host.ready = False
-            control = host.control
-            if not host.queue or host.in_flight >= control.cap:
-                continue  # its cap shrank while it waited in the ring
-            if control.tracks:
-                now = self._now()
-                due = control.ready_at()
-                if due == math.inf:
-                    continue  # its last request is still to be sent: that wakes it
-                if due > now + _RESOLUTION_S:  # paused while it waited in the ring
-                    host.sleeping = True
-                    self._push_timer(due, host)
-                    continue
-                taken = self._next(host, now)
-                if taken is None:  # its jobs wait for their endpoint, parked
-                    self._ask_for_more(host)
-                    continue
-                job = taken
-                job.started = now
-                if control.started(now):
-                    job.on_sent = self._on_sent
-            else:
-                job = host.queue.popleft()
-            host.in_flight += 1
-            self.in_flight += 1
-            if self._deferred:  # (asked here without a call in the common case)
-                self._ask_for_more(host)
-            if host.queue and host.in_flight < control.cap and not control.tracks:
-                host.ready = True  # the common case, without a call
-                ready.append(host)
-            else:
-                self._consider(host)
-            return job
-        return None
-
-    def _ask_for_more(self, host: _Host) -> None:
-        """If ``host``'s queue runs low while it has jobs deferred, ask the store for them."""
-        if self._deferred and len(host.queue) <= HOST_QUEUE // 2 and host.name in self._deferred:
-            self._hungry.add(host.name)
-            self._refill.set()
-
-    def _rest(self, host: _Host) -> None:
-        """``host`` has nothing queued or in flight: forget it, unless its state matters."""
-        if host.sleeping or host.ready:
-            return
-        if host.health is None and host.control.is_plain(self._now()):
-            del self._hosts[host.name]
-            self._notable.discard(host.name)
-            return
-        self._idle[host.name] = None
-        if len(self._idle) > _IDLE_HOSTS:
-            name, _ = self._idle.popitem(last=False)
-            stale = self._hosts.get(name)
-            if (
-                stale is not None
-                and not stale.queue
-                and not stale.in_flight
-                and (stale.health is None or not stale.health.aside)
-            ):
-                del self._hosts[name]
-                self._notable.discard(name)
-
-    def _sent(self, job: Job) -> None:
-        """``job``'s request is on the wire: its paced host may be due again."""
-        if job.on_sent is not None:
-            host = self._hosts[job.host]
-            self._unsent(host, job)
-            self._consider(host)
-
-    def _unsent(self, host: _Host, job: Job) -> None:
-        """If ``job`` still waits to be reported sent, its host's pace counts from now."""
-        if job.on_sent is not None:
-            job.on_sent = None
-            host.control.sent(self._now(), self._rng)
-
-    def _give_back(self, job: Job) -> None:
-        self.in_flight -= 1
-        host = self._hosts[job.host]
-        host.in_flight -= 1
-        self._unsent(host, job)
-        if host.health is not None:
-            host.health.forget(job)  # a probe given back probes again once taken
-        host.queue.appendleft(job)
-        if not host.ready and not host.sleeping:
-            host.ready = True
-            self._ready.appendleft(host)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        if self._paused:
-            return
-        waiters = self._waiters
-        while waiters and self._ready:
-            job = self._take()
-            if job is None:
-                return
-            while waiters:
-                waiter = waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(job)
-                    break
-            else:
-                self._give_back(job)
-                return
-
     def _finished(self) -> bool:
-        return (
-            self._closed and self._held == 0 and self._expected == 0 and not self._deferred
-        ) or self._stopped
+        return (self._closed and self._held == 0 and self._expected == 0) or self._stopped
 
     def _wake_if_finished(self) -> None:
         if self._finished():
-            self._wake_all()
+            self._ring.wake_all()
 
-    def _wake_all(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _push_timer(self, due: float, item: Job | _Host | Endpoint) -> None:
-        heapq.heappush(self._timers, (due, next(self._order), item))
-        if self._timers[0][2] is item:
-            self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = self._loop or asyncio.get_running_loop()
-        self._timer = loop.call_at(self._timers[0][0], self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        now = self._now()
-        timers = self._timers
-        while timers and timers[0][0] <= now + _RESOLUTION_S:
-            _, _, item = heapq.heappop(timers)
-            if isinstance(item, Job):
-                self._retries -= 1
-                self._enqueue(item)
-            elif isinstance(item, Endpoint):
-                self._wake(item)
-            else:
-                item.sleeping = False
-                if item.name in self._hosts:
-                    self._consider(item)
-                    if not item.queue and not item.in_flight:
-                        self._rest(item)
-        if timers:
-            self._arm_timer()
+    def _due(self, item: Job | HostQueue | Endpoint) -> None:
+        """A timer is due: a job's retry, a parked endpoint's probe, a host's next start."""
+        if isinstance(item, Job):
+            self._retries -= 1
+            self._enqueue(item)
+        elif isinstance(item, Endpoint):
+            self._ring.wake(item)
+        else:
+            item.sleeping = False
+            if item.name in self._hosts:
+                self._consider(item)
+                if not item.queue and not item.in_flight:
+                    self._queues.rest(item, self._now())

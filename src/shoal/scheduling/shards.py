@@ -8,6 +8,9 @@ break the split of each host's cap). A host's requests are spread over
 those shards gets its part of the host's in-flight cap: the parts add up to ``per_host``
 exactly, so the cap holds over the whole job. Hashes are CRC-32 and the key's own digest,
 the same in every process (unlike Python's ``hash``).
+
+:class:`ShardedWork` is the work source of one shard's run (``--processes``): it admits
+only the entries its shard owns, and gives the scheduler its part of each host's cap.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from dataclasses import dataclass
 
 from shoal.errors import ConfigError
 from shoal.job import Entry
+from shoal.scheduling.backlog import LocalWork
+from shoal.scheduling.queues import HostCap
+from shoal.scheduling.rules import HostRules
+from shoal.scheduling.scheduler import Scheduler
+from shoal.store.store import Store
 
 
 def split(total: int, count: int, index: int) -> int:
@@ -63,3 +71,48 @@ class Shard:
         if paced:
             return 1
         return min(self.per_host if per_host is None else per_host, self.count)
+
+
+class ShardedWork(LocalWork):
+    """One shard's run: its part of the input, in admission order, with its part of each
+    host's cap. ``whole_hosts`` gives every host to one shard whole (a crawl's: the links
+    a page gives stay on its host, so they are always the finding shard's own)."""
+
+    def __init__(self, store: Store, shard: Shard, *, whole_hosts: bool) -> None:
+        super().__init__(store)
+        self._shard = shard
+        self._whole = whole_hosts
+        self._rules: HostRules | None = None
+
+    def host_cap(self, split: bool) -> HostCap | None:
+        """The shard's part of each host's cap; ``None`` unless ``split`` (a map without
+        groups: its one bucket each shard's own concurrency bounds)."""
+        if not split:
+            return None
+        shard, whole = self._shard, self._whole
+
+        def cap(host: str, limit: int, paced: bool) -> int:
+            return shard.host_cap(host, limit, paced=paced or whole)
+
+        return cap
+
+    def start(self, scheduler: Scheduler, rules: HostRules) -> None:
+        super().start(scheduler, rules)
+        self._rules = rules
+
+    def owned(self, entries: list[Entry]) -> list[Entry]:
+        """The entries this shard handles (each host's rule decides its spread)."""
+        shard, rules = self._shard, self._rules
+        assert rules is not None
+        owned = []
+        for entry in entries:
+            host = entry.host
+            if host is None:
+                mine = shard.owns(entry)
+            else:
+                rule = rules.for_host(host)
+                whole = rule.paced or self._whole
+                mine = shard.owns(entry, rule.max_in_flight, paced=whole)
+            if mine:
+                owned.append(entry)
+        return owned
