@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from shoal.engine.stage import COMMIT_BATCH, Completions, Deliver, Stage, hand_on
-from shoal.result import Result
+from shoal.fetched import Fetched
 from shoal.sinks import Outputs
 from shoal.store import Committed, Completion, Retrying, SinkMark, Store
 
@@ -45,7 +45,7 @@ class Committing(Stage):
                 ended = _drain(completions, batch)
             finals = [result for _, result in batch if not isinstance(result, Retrying)]
             if archive is not None:
-                responses = [result for result in finals if isinstance(result, Result)]
+                responses = [result for result in finals if isinstance(result, Fetched)]
                 captures = [result.capture for result in responses if result.capture is not None]
                 self._archived = await archive.append(responses)
                 for capture in captures:

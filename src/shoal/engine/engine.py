@@ -31,11 +31,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
+from shoal.capture import Budget
 from shoal.config import (
     DEFAULT_WARC_MAX_SIZE,
     Crawl,
@@ -62,10 +62,10 @@ from shoal.fetching import (
     Robots,
     SessionSettings,
     Task,
+    Transport,
     ensure_descriptors,
-    open_session,
+    open_transport,
 )
-from shoal.fetching.capture import Budget
 from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.proxies import Proxies
@@ -166,7 +166,7 @@ class Engine(Running):
         self._handler = handler
         self._rng = random.Random(seed)
         self._shard = shard
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
         self._watchdog: Watchdog | None = None
         self._task: Task | None = None
         self._robots: Robots | None = None
@@ -215,12 +215,12 @@ class Engine(Running):
                     "robots": "obey" if self.politeness.respect_robots else "ignore",
                 },
             )
-        self._session = open_session(self._settings)
+        self._transport = transport = open_transport(self._settings)
         every = [self.timeouts]
         every += [p.timeouts for p in self.politeness.hosts.values() if p.timeouts is not None]
         self._watchdog = Watchdog(tick_for(every))
         self._task = Fetcher(
-            self._session,
+            transport,
             limits=self.limits,
             timeouts=self.timeouts,
             watchdog=self._watchdog,
@@ -236,7 +236,7 @@ class Engine(Running):
         politeness = self.politeness
         if politeness.respect_robots:
             self._robots = Robots(
-                self._session,
+                transport,
                 user_agent=self._user_agent,
                 timeout_s=min(self.timeouts.total_s, 30.0),
                 on_crawl_delay=self._crawl_delay if politeness.robots_crawl_delay else None,
@@ -257,9 +257,9 @@ class Engine(Running):
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
         if self._dns is not None:
             await self._dns.close()
         if self._bodies is not None:

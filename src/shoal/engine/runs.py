@@ -35,7 +35,7 @@ class Running(Feeding, Working, Committing):
         deliver: Deliver | None,
         plan: Plan | None = None,
     ) -> None:
-        if self._session is None or self._task is None:
+        if self._transport is None or self._task is None:
             raise ShoalError("use the engine inside 'async with Engine(...) as engine:'")
         if self._running:
             raise ShoalError("this engine is already running a job")

@@ -12,12 +12,10 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
+from shoal.capture import Budget
 from shoal.config import Crawl, Limits, RetryPolicy
 from shoal.crawling import Frontier
-from shoal.fetching import Robots, Task
-from shoal.fetching.capture import Budget
+from shoal.fetching import Robots, Task, Transport
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.job import Job
 from shoal.outcome import Finished
@@ -86,7 +84,7 @@ class Stage:
     _running: bool
     _pause_asked: bool
     _abortable: list[asyncio.Task[None]]
-    _session: aiohttp.ClientSession | None
+    _transport: Transport | None
     _task: Task | None
     _rules: HostRules
     _robots: Robots | None

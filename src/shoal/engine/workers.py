@@ -13,6 +13,7 @@ import orjson
 
 from shoal.engine.stage import Completions, Handler, Plan, Stage, put
 from shoal.errors import Rejected
+from shoal.fetched import Fetched
 from shoal.job import Job
 from shoal.outcome import Finished
 from shoal.request import Request
@@ -104,10 +105,11 @@ class Working(Stage):
                 result.body = None
             if result.error is not None:
                 delay = retry_delay(self.retry, result, self._rng)
-        if result.body_file is not None:
-            await self._settle_body(result, final=delay is None)
-        if result.capture is not None and delay is not None:
-            await self._drop_capture(result)
+        if isinstance(result, Fetched):
+            if result.body_file is not None:
+                await self._settle_body(result, final=delay is None)
+            if result.capture is not None and delay is not None:
+                await self._drop_capture(result)
         if result.follow_ups is not None:
             if delay is None and result.error is None:
                 await self._frontier.wait_room()
@@ -117,7 +119,7 @@ class Working(Stage):
             result.follow_ups = None
         return delay
 
-    async def _settle_body(self, result: Result, *, final: bool) -> None:
+    async def _settle_body(self, result: Fetched, *, final: bool) -> None:
         """Keep a final response's saved body (in place, by its SHA-256), or drop it."""
         bodies, path = self._bodies, result.body_file
         assert bodies is not None and path is not None
@@ -127,7 +129,7 @@ class Working(Stage):
         else:
             await bodies.discard(path)
 
-    async def _drop_capture(self, result: Result) -> None:
+    async def _drop_capture(self, result: Fetched) -> None:
         """Forget the exchanges of an attempt that will be retried (only the final one is
         archived)."""
         capture, archive = result.capture, self._archive
@@ -155,7 +157,7 @@ def _attempt_line(job: Job, result: Finished, refused: bool, decision: str) -> s
     what = f"{work.method} {work.url}" if isinstance(work, Request) else f"item {work.key}"
     if refused:
         ended = "not sent"
-    elif result.status is not None:
+    elif isinstance(result, Result) and result.status is not None:
         ended = str(result.status)
     else:
         ended = "no response"
