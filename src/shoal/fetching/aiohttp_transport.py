@@ -21,11 +21,11 @@ upper bound is the next minor release, which may move them (aiohttp 4 refactors
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
 from typing import Any, cast
 
 import aiohttp
@@ -85,57 +85,90 @@ class AiohttpTransport:
     def __init__(self, settings: SessionSettings) -> None:
         self.session = open_session(settings)
 
-    def exchange(self, request: Outgoing) -> contextlib.AbstractAsyncContextManager[Incoming]:
-        return self._exchange(request)
-
-    @contextlib.asynccontextmanager
-    async def _exchange(self, request: Outgoing) -> AsyncIterator[Incoming]:
-        attempt = deadlines.current.set(request.attempt)
-        capture = current_capture.set(request.capture)
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    response = await stack.enter_async_context(
-                        self.session.request(
-                            request.method,
-                            request.url,
-                            headers=request.headers,
-                            data=request.body,
-                            # aiohttp fails on the n-th redirect when given n, and follows
-                            # forever when given 0.
-                            allow_redirects=request.max_redirects > 0,
-                            max_redirects=request.max_redirects + 1,
-                            proxy=request.proxy,
-                            # The body's content codings are undone by the fetcher, not by
-                            # aiohttp, which cannot tell a body cut short in its coding from
-                            # a whole one.
-                            auto_decompress=False,
-                        )
-                    )
-                except aiohttp.TooManyRedirects as exc:
-                    chain = [(str(hop.url), hop.status) for hop in exc.history]
-                    raise TransportFailure(
-                        _redirect_loop(exc, request.max_redirects), chain
-                    ) from exc
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    # The watchdog's between-reads timeout arrives as aiohttp's own (a
-                    # ServerTimeoutError); classify names it.
-                    raise TransportFailure(classify(exc)) from exc
-                except (ValueError, TypeError, LookupError) as exc:
-                    # aiohttp rejects some requests it cannot encode (a header value outside
-                    # latin-1, say): that request fails, the run goes on.
-                    log.warning("request %s failed unexpectedly", request.url, exc_info=True)
-                    error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
-                    raise TransportFailure(error) from exc
-                if request.capture is not None and request.capture.exchanges:
-                    request.capture.exchanges[-1].drop_interim()
-                yield _Response(response)
-        finally:
-            current_capture.reset(capture)
-            deadlines.current.reset(attempt)
+    def exchange(self, request: Outgoing) -> _Exchange:
+        return _Exchange(self.session, request)
 
     async def close(self) -> None:
         await self.session.close()
+
+
+class _Exchange:
+    """One request on the session, entered as its response. While it is open, the
+    connection protocol and the trace hooks of this task find the request's attempt and
+    capture in their context variables (aiohttp prepares each connection in this task)."""
+
+    __slots__ = ("_context", "_request", "_session", "_tokens")
+
+    def __init__(self, session: aiohttp.ClientSession, request: Outgoing) -> None:
+        self._session = session
+        self._request = request
+        self._context: Any = None
+        self._tokens: tuple[Any, Any] | None = None
+
+    async def __aenter__(self) -> Incoming:
+        request = self._request
+        self._tokens = deadlines.current.set(request.attempt), current_capture.set(request.capture)
+        try:
+            self._context = self._session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                # aiohttp fails on the n-th redirect when given n, and follows forever when
+                # given 0.
+                allow_redirects=request.max_redirects > 0,
+                max_redirects=request.max_redirects + 1,
+                proxy=request.proxy,
+                # The body's content codings are undone by the fetcher, not by aiohttp,
+                # which cannot tell a body cut short in its coding from a whole one.
+                auto_decompress=False,
+            )
+            response = await self._context.__aenter__()
+        except BaseException as exc:
+            self._reset()
+            failure = _failure(exc, request)
+            if failure is exc:
+                raise
+            raise failure from exc
+        capture = request.capture
+        if capture is not None and capture.exchanges:
+            capture.exchanges[-1].drop_interim()
+        return _Response(response)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._context.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._reset()
+
+    def _reset(self) -> None:
+        tokens, self._tokens = self._tokens, None
+        if tokens is not None:
+            deadlines.current.reset(tokens[0])
+            current_capture.reset(tokens[1])
+
+
+def _failure(exc: BaseException, request: Outgoing) -> BaseException:
+    """What a failure to send ``request`` becomes: a :class:`TransportFailure`, unless it
+    is no request's failure (a cancellation, say), which goes on as it is."""
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        chain = [(str(hop.url), hop.status) for hop in exc.history]
+        return TransportFailure(_redirect_loop(exc, request.max_redirects), chain)
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        # The watchdog's between-reads timeout arrives as aiohttp's own (a
+        # ServerTimeoutError); classify names it.
+        return TransportFailure(classify(exc))
+    if isinstance(exc, ValueError | TypeError | LookupError):
+        # aiohttp rejects some requests it cannot encode (a header value outside latin-1,
+        # say): that request fails, the run goes on.
+        log.warning("request %s failed unexpectedly", request.url, exc_info=exc)
+        return TransportFailure(Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}"))
+    return exc
 
 
 class _Response:

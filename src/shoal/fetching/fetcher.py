@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -19,11 +20,13 @@ from shoal.fetched import Fetched
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.decoding import Decoder, Undecodable
-from shoal.fetching.failures import undecodable
+from shoal.fetching.failures import classify, undecodable
 from shoal.fetching.proxies import Proxies
 from shoal.fetching.transport import Incoming, Outgoing, Transport, TransportFailure
 from shoal.job import Job
 from shoal.outcome import Finished
+
+log = logging.getLogger("shoal")
 
 
 class Task(Protocol):
@@ -175,6 +178,11 @@ class Fetcher:
             result.error = exc.error
             if exc.redirect_chain is not None:
                 result.redirect_chain = exc.redirect_chain
+        except (OSError, TimeoutError) as exc:  # (writing a saved body, say)
+            result.error = classify(exc)
+        except (ValueError, TypeError, LookupError) as exc:
+            log.warning("request %s failed unexpectedly", job.request.url, exc_info=True)
+            result.error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
         finally:
             self._watchdog.end(attempt)
         result.address = attempt.peer
