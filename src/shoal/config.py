@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shoal.errors import ConfigError
-from shoal.result import ErrorKind
+from shoal.errors import ConfigError, ErrorKind
 
 MiB = 1024 * 1024
 

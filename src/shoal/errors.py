@@ -1,11 +1,55 @@
-"""The exceptions shoal raises.
+"""Why things fail: the kinds of a failed request, and the exceptions shoal raises.
 
-A failed URL is never an exception: it is a :class:`shoal.Result` whose ``error`` says what
-went wrong. Only faults that end the whole run raise, and they all derive from
-:class:`ShoalError`.
+A failed URL is never an exception: it is a :class:`shoal.Result` whose ``error`` (an
+:class:`Error` of an :class:`ErrorKind`) says what went wrong. Only faults that end the whole
+run raise, and they all derive from :class:`ShoalError`. This module imports nothing of
+shoal's: every part may use it.
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorKind(enum.StrEnum):
+    """The fixed set of reasons a request can fail. The value is what the record holds."""
+
+    INVALID_URL = "invalid_url"
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    RESET = "reset"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too_large"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    HTTP_STATUS = "http_status"
+    HANDLER = "handler"
+    #: A mapped coroutine raised, or returned what cannot be recorded (``shoal.map``).
+    TASK = "task"
+    #: A mapped item that cannot be journalled, or whose key or group cannot be had.
+    INVALID_ITEM = "invalid_item"
+    ROBOTS = "robots"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Why a request failed: a kind from :class:`ErrorKind` and a human-readable message."""
+
+    kind: ErrorKind
+    message: str
+    #: Set by a handler's ``Rejected(..., retry=True)``: retry under the policy first.
+    retry: bool = False
+    #: For ``dns`` and ``connect``: the endpoint that could not be reached, as
+    #: :func:`shoal.result.endpoint` names it (after a redirect, the hop's, not the one the
+    #: request named; the proxy's, when the proxy failed). Not part of the record.
+    endpoint: str | None = None
+
+    def to_record(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "message": self.message}
 
 
 class ShoalError(Exception):

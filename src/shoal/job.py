@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from yarl import URL
 
+from shoal.errors import Error
+from shoal.fetched import Fetched
 from shoal.outcome import Outcome
 from shoal.request import Request, check_url, normalise
-from shoal.result import Error, Result
+from shoal.result import Result
+
+_R = TypeVar("_R", bound=Result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +133,16 @@ class Job:
     def result(self, *, error: Error | None = None, started_at: float | None = None) -> Result:
         """A new result for this fetch job, carrying the request's identity and the
         attempts."""
+        return self._result(Result, error, started_at)
+
+    def fetched(self, *, started_at: float | None = None) -> Fetched:
+        """A new result for an attempt at this fetch job (see :meth:`result`), with room
+        for what the fetch leaves to settle."""
+        return self._result(Fetched, None, started_at)
+
+    def _result(self, kind: type[_R], error: Error | None, started_at: float | None) -> _R:
         request = self.request
-        return Result(
+        return kind(
             url=request.url,
             id=request.id,
             method=request.method,

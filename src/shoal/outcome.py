@@ -1,16 +1,17 @@
 """What one mapped item becomes (``shoal.map``): an :class:`Outcome`, and its JSON record.
 
 An outcome answers the same questions a fetch's :class:`shoal.Result` does for the stages
-that count, retry and commit (its error, its attempts, its timing); it has no HTTP status,
-headers or body, which those stages read as absent.
+that count, retry and commit (its error, its attempts, its timing: the :class:`Finished`
+protocol); it has no HTTP status, headers or body, which only a :class:`shoal.Result` has.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Protocol
 
-from shoal.result import Error, Result, iso_time
+from shoal.errors import Error
+from shoal.result import iso_time
 
 
 @dataclass(slots=True, kw_only=True)
@@ -34,13 +35,6 @@ class Outcome:
     elapsed_ms: float | None = None
     line: int | None = None
 
-    #: A coroutine's outcome has no HTTP status, headers or body (the stages that count
-    #: fetches read them as absent).
-    status: ClassVar[None] = None
-    headers: ClassVar[None] = None
-    bytes: ClassVar[int] = 0
-    ttfb_ms: ClassVar[None] = None
-
     @property
     def ok(self) -> bool:
         """True when the call succeeded (no error)."""
@@ -61,5 +55,21 @@ class Outcome:
         }
 
 
-#: What a task's attempts at one job come to.
-Finished = Result | Outcome
+class Finished(Protocol):
+    """What a task's attempts at one job come to, as the stages that retry, count and commit
+    see it: a fetch's :class:`shoal.Result` or a mapped call's :class:`Outcome`. What only
+    a response has (status, headers, body) is read after ``isinstance(x, Result)``."""
+
+    @property
+    def error(self) -> Error | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def elapsed_ms(self) -> float | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def ok(self) -> bool: ...
+    def to_record(self) -> dict[str, Any]: ...

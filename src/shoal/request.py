@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from shoal.result import Error, ErrorKind
+from shoal.errors import Error, ErrorKind
 
 SCHEMES = frozenset({"http", "https"})
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")

@@ -4,42 +4,19 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import enum
 import functools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-if TYPE_CHECKING:
-    from shoal.fetching.capture import Capture
-    from shoal.request import Request
+from shoal.errors import Error, ErrorKind
+from shoal.request import Request
 
-
-class ErrorKind(enum.StrEnum):
-    """The fixed set of reasons a request can fail. The value is what the record holds."""
-
-    INVALID_URL = "invalid_url"
-    UNSUPPORTED_SCHEME = "unsupported_scheme"
-    DNS = "dns"
-    CONNECT = "connect"
-    TLS = "tls"
-    TIMEOUT = "timeout"
-    RESET = "reset"
-    PROTOCOL = "protocol"
-    TOO_LARGE = "too_large"
-    TOO_MANY_REDIRECTS = "too_many_redirects"
-    HTTP_STATUS = "http_status"
-    HANDLER = "handler"
-    #: A mapped coroutine raised, or returned what cannot be recorded (``shoal.map``).
-    TASK = "task"
-    #: A mapped item that cannot be journalled, or whose key or group cannot be had.
-    INVALID_ITEM = "invalid_item"
-    ROBOTS = "robots"
-    CANCELLED = "cancelled"
+__all__ = ["Error", "ErrorKind", "Result", "WarcLocation", "endpoint", "endpoint_of", "iso_time"]
 
 
 def endpoint(secure: bool, host: str, port: int | None) -> str:
@@ -54,23 +31,6 @@ def endpoint(secure: bool, host: str, port: int | None) -> str:
 def endpoint_of(url: URL) -> str:
     """The endpoint a request for ``url`` connects to (see :func:`endpoint`)."""
     return endpoint(url.scheme == "https", url.raw_host or "", url.port)
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    """Why a request failed: a kind from :class:`ErrorKind` and a human-readable message."""
-
-    kind: ErrorKind
-    message: str
-    #: Set by a handler's ``Rejected(..., retry=True)``: retry under the policy first.
-    retry: bool = False
-    #: For ``dns`` and ``connect``: the endpoint that could not be reached, as
-    #: :func:`endpoint` names it (after a redirect, the hop's, not the one the request named;
-    #: the proxy's, when the proxy failed). Not part of the record.
-    endpoint: str | None = None
-
-    def to_record(self) -> dict[str, str]:
-        return {"kind": self.kind.value, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +85,8 @@ class Result:
     #: Where the body is stored, relative to the ``--save-bodies`` folder.
     body_path: str | None = None
     body: builtins.bytes | None = field(default=None, repr=False)
-    #: The body's temporary file while its request is not final (internal).
-    body_file: str | None = field(default=None, repr=False)
     #: Where the final response is archived (``--warc``).
     warc: WarcLocation | None = None
-    #: The exchanges on the wire, until they are archived (internal).
-    capture: Capture | None = field(default=None, repr=False)
     headers: CIMultiDictProxy[str] | None = field(default=None, repr=False)
     #: What :meth:`follow` was given, until the engine admits it (internal).
     follow_ups: list[Request] | None = field(default=None, repr=False)
@@ -148,8 +104,6 @@ class Result:
         commit as this record, unless the engine's :class:`shoal.Crawl` settings leave it
         out (depth, scope, patterns, budget) or the job holds it already.
         """
-        from shoal.request import Request
-
         request = target if isinstance(target, Request) else None
         text = target if request is None else request.url
         if not isinstance(text, str):

@@ -10,13 +10,13 @@ import pytest
 
 import shoal
 from shoal import ErrorKind, RetryPolicy, Timeouts
+from shoal.fetching.aiohttp_transport import WatchedProtocol
 from shoal.fetching.deadlines import (
     CONNECT,
     READ,
     TOTAL,
     Attempt,
     Watchdog,
-    WatchedProtocol,
     tick_for,
 )
 from tests.conftest import resolver

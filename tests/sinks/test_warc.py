@@ -23,8 +23,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 import shoal
 from shoal import Limits, RetryPolicy, Timeouts
-from shoal.fetching.capture import Capture
-from shoal.result import Result
+from shoal.capture import Capture
+from shoal.fetched import Fetched
 from shoal.sinks.warc import WarcArchive
 from tests.cli.test_cli import RESOLVE, lines, read_records
 from tests.cli.test_cli import shoal as run_shoal
@@ -369,26 +369,26 @@ async def test_an_uncommitted_tail_is_cut_back_on_resume(
     ]
 
 
-async def _captured(server: Misbehaving, path: str) -> Result:
-    """A final result with its capture, fetched by a real engine's fetcher."""
-    from shoal.fetching import capture as wire
-    from shoal.fetching.session import SessionSettings, open_session
+async def _captured(server: Misbehaving, path: str) -> Fetched:
+    """A final result with its capture, fetched by a real engine's transport."""
+    from shoal.fetching.aiohttp_transport import AiohttpTransport
+    from shoal.fetching.session import SessionSettings
+    from shoal.fetching.transport import Outgoing
 
     settings = SessionSettings(
         connections=4,
         resolver=resolver(),
         capture=True,
     )
-    session = open_session(settings)
+    transport = AiohttpTransport(settings)
     capture = Capture(1024 * 1024)
-    token = wire.current.set(capture)
     try:
-        async with session.get(server.url(path)) as response:
+        request = Outgoing(method="GET", url=server.url(path), capture=capture)
+        async with transport.exchange(request) as response:
             await response.read()
     finally:
-        wire.current.reset(token)
-        await session.close()
-    return Result(url=server.url(path), status=200, capture=capture)
+        await transport.close()
+    return Fetched(url=server.url(path), status=200, capture=capture)
 
 
 async def test_archive_with_processes(server: Misbehaving, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ DEFAULT_USER_AGENT = f"shoal/{__version__}"
 
 
 class Engine:
-    """Fetches requests concurrently on one aiohttp session.
+    """Fetches requests concurrently through one transport (one aiohttp session).
 
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from shoal.config import Limits, Politeness, Records, RetryPolicy, Timeouts
 from shoal.engine.calls import Call, Function
 from shoal.errors import ConfigError
-from shoal.fetching import Fetcher, Robots, SessionSettings, open_session
+from shoal.fetching import Fetcher, Robots, SessionSettings, open_transport
 from shoal.fetching.deadlines import Watchdog, tick_for
 from shoal.fetching.proxies import Proxies
 from shoal.job import Job
@@ -80,16 +80,16 @@ def fetch_work(
     on_crawl_delay: Callable[[str, float], None],
 ) -> Work:
     """The work of a fetch run: the fetch, robots.txt before it (when ``politeness``
-    respects it) and the ``handler`` after it; on a session and a deadline watchdog that
-    outlive the runs (closed by ``opened``, the engine's)."""
-    session = open_session(settings)
-    opened.push_async_callback(session.close)
+    respects it) and the ``handler`` after it; through a transport and a deadline watchdog
+    that outlive the runs (closed by ``opened``, the engine's)."""
+    transport = open_transport(settings)
+    opened.push_async_callback(transport.close)
     every = [timeouts]
     every += [p.timeouts for p in politeness.hosts.values() if p.timeouts is not None]
     watchdog = Watchdog(tick_for(every))
     opened.callback(watchdog.close)
     task = Fetcher(
-        session,
+        transport,
         limits=limits,
         timeouts=timeouts,
         watchdog=watchdog,
@@ -105,7 +105,7 @@ def fetch_work(
     robots = None
     if politeness.respect_robots:
         robots = Robots(
-            session,
+            transport,
             user_agent=user_agent,
             timeout_s=min(timeouts.total_s, 30.0),
             on_crawl_delay=on_crawl_delay if politeness.robots_crawl_delay else None,

@@ -144,7 +144,7 @@ def _attempt_line(job: Job, result: Finished, refused: bool, decision: str) -> s
     what = f"{work.method} {work.url}" if isinstance(work, Request) else f"item {work.key}"
     if refused:
         ended = "not sent"
-    elif result.status is not None:
+    elif isinstance(result, Result) and result.status is not None:
         ended = str(result.status)
     else:
         ended = "no response"

@@ -1,22 +1,35 @@
-"""Making requests: one aiohttp session, one attempt at a time, errors mapped to kinds."""
+"""Making requests: one attempt at a time through a transport, errors mapped to kinds."""
 
+from shoal.fetching.aiohttp_transport import AiohttpTransport
 from shoal.fetching.descriptors import descriptors_needed, ensure_descriptors
 from shoal.fetching.dns import CachingResolver, DNSStatistics
 from shoal.fetching.failures import classify
-from shoal.fetching.fetcher import Fetcher
+from shoal.fetching.fetcher import BodyFiles, Fetcher
 from shoal.fetching.resolver import StaticResolver
 from shoal.fetching.robots import Robots
-from shoal.fetching.session import SessionSettings, open_session
+from shoal.fetching.session import SessionSettings
+from shoal.fetching.transport import Incoming, Outgoing, Transport, TransportFailure
+
+
+def open_transport(settings: SessionSettings) -> Transport:
+    """The transport an engine sends its requests through (aiohttp's)."""
+    return AiohttpTransport(settings)
+
 
 __all__ = [
+    "BodyFiles",
     "CachingResolver",
     "DNSStatistics",
     "Fetcher",
+    "Incoming",
+    "Outgoing",
     "Robots",
     "SessionSettings",
     "StaticResolver",
+    "Transport",
+    "TransportFailure",
     "classify",
     "descriptors_needed",
     "ensure_descriptors",
-    "open_session",
+    "open_transport",
 ]

@@ -8,12 +8,13 @@ and keeps the three deadlines itself:
 
 * each attempt is an :class:`Attempt` with its due times, registered with the engine's
   :class:`Watchdog` for as long as it runs;
-* the connection protocol (:class:`WatchedProtocol`) learns which attempt it serves when
-  aiohttp prepares it for a request (``set_response_params`` runs in the attempt's own task,
-  where :data:`current` names the attempt); where aiohttp would arm or re-arm its
-  between-reads timer (the request sent, each read, reading resumed) it notes the loop
-  time instead, and where aiohttp would disarm it (the body complete, reading paused) it
-  says the attempt is not waiting on the server;
+* the transport's connection (a :class:`Connection`; aiohttp's is
+  :class:`shoal.fetching.aiohttp_transport.WatchedProtocol`) learns which attempt it serves
+  when it is prepared for a request (in the attempt's own task, where :data:`current` names
+  the attempt); where aiohttp would arm or re-arm its between-reads timer (the request
+  sent, each read, reading resumed) it notes the loop time instead, and where aiohttp would
+  disarm it (the body complete, reading paused) it says the attempt is not waiting on the
+  server;
 * one loop timer wakes the watchdog every ``tick_s`` to look at the attempts in flight;
 * a tick that comes more than a tick late means the loop was stalled (a long callback, a
   busy machine): that time is not counted against the connect and between-reads
@@ -37,12 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 from collections.abc import Callable
-from typing import Any, cast
-
-import aiohttp
-from aiohttp.client_proto import ResponseHandler
+from typing import Any, Protocol
 
 from shoal.config import Timeouts
 
@@ -81,7 +78,7 @@ class Attempt:
         self.connect_due = now + timeouts.connect_s
         self.read_s = timeouts.read_s
         #: The connection serving the attempt (``None`` until it is connected).
-        self.protocol: WatchedProtocol | None = None
+        self.protocol: Connection | None = None
         #: The address the latest request of the attempt was sent to (``host:port``).
         self.peer: str | None = None
         #: Called once, when the connection is handed to the request (which aiohttp then
@@ -119,7 +116,20 @@ class Attempt:
         return self.task.uncancel() <= self.cancelling
 
 
-#: The attempt running in this task, read by the protocol when aiohttp prepares it.
+class Connection(Protocol):
+    """What the watchdog asks of the connection serving an attempt (the transport's)."""
+
+    def serves(self, attempt: Attempt) -> bool:
+        """Whether the connection still serves ``attempt``."""
+        ...
+
+    def read_timed_out(self) -> None:
+        """Fail the read waiting on the connection, as the between-reads timeout."""
+        ...
+
+
+#: The attempt running in this task, read by the transport's connection when it is
+#: prepared for a request.
 current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
     "shoal_attempt", default=None
 )
@@ -216,75 +226,3 @@ class Watchdog:
         for attempt in self._attempts:
             attempt.connect_due += late
             attempt.last_read = min(now, attempt.last_read + late)
-
-
-class WatchedProtocol(ResponseHandler):
-    """aiohttp's connection protocol, telling the watchdog when its attempt progresses.
-
-    It takes over aiohttp's between-reads timer: the two methods that arm and disarm that
-    timer keep the attempt's ``last_read`` and ``reading`` instead (aiohttp is given no
-    read timeout, so it would arm nothing).
-    """
-
-    _attempt: Attempt | None = None
-    #: The far end's ``host:port``, read once per connection (it never changes).
-    _peer: str | None = None
-
-    def set_response_params(self, **params: Any) -> None:
-        # The session's requests pass read_timeout; the connector's CONNECT to a proxy does
-        # not: the tunnel is not the connection yet, the connect deadline still holds.
-        attempt = current.get() if "read_timeout" in params else None
-        self._attempt = attempt
-        if attempt is not None:
-            attempt.protocol = self  # connected: the connect deadline no longer applies
-            peer = self._peer
-            if peer is None:
-                peer = self._peer = _peer(self.transport)
-            attempt.peer = peer
-            sent = attempt.on_sent
-            if sent is not None:
-                attempt.on_sent = None
-                sent()
-        super().set_response_params(**params)
-
-    def serves(self, attempt: Attempt) -> bool:
-        return self._attempt is attempt
-
-    def _reschedule_timeout(self) -> None:
-        attempt = self._attempt
-        if attempt is not None and attempt.protocol is self:
-            attempt.last_read = self._loop.time()
-            attempt.reading = True
-
-    def _drop_timeout(self) -> None:
-        attempt = self._attempt
-        if attempt is not None and attempt.protocol is self:
-            attempt.reading = False
-        super()._drop_timeout()
-
-    def read_timed_out(self) -> None:
-        """Fail the request waiting on this connection as aiohttp's own between-reads
-        timeout does (a ``ServerTimeoutError`` for the reader of headers or body)."""
-        self._attempt = None
-        self._on_read_timeout()
-
-
-def _peer(transport: asyncio.BaseTransport | None) -> str | None:
-    """``host:port`` of a connection's far end (``[host]:port`` for IPv6)."""
-    address = None if transport is None else transport.get_extra_info("peername")
-    if not isinstance(address, tuple) or len(address) < 2:
-        return None
-    host, port = str(address[0]), address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def install(connector: aiohttp.BaseConnector, protocol: type[WatchedProtocol]) -> None:
-    """Make ``connector`` open its connections with ``protocol``.
-
-    aiohttp has no public hook for this; the connector's protocol factory is an internal
-    attribute. The timeout and archive tests would fail if a change in aiohttp broke it.
-    """
-    if not hasattr(connector, "_factory"):
-        raise RuntimeError("this aiohttp version offers no way to watch its connections")
-    factory = functools.partial(protocol, loop=connector._loop)
-    connector._factory = cast("functools.partial[ResponseHandler]", factory)

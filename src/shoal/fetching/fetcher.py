@@ -1,4 +1,5 @@
-"""One attempt at one request: send it, stream the body under a size limit, and hash it."""
+"""One attempt at one request: send it through the transport, stream the body under a size
+limit, undo its content coding, hash it, and hand it to the body files."""
 
 from __future__ import annotations
 
@@ -7,25 +8,56 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-import aiohttp
 from yarl import URL
 
+from shoal import capture as wire
 from shoal.config import Limits, Records, Timeouts, option_name, size_text
-from shoal.fetching import capture as wire
+from shoal.errors import Error, ErrorKind
+from shoal.fetched import Fetched
 from shoal.fetching import deadlines
 from shoal.fetching.deadlines import Attempt, Watchdog
 from shoal.fetching.decoding import Decoder, Undecodable
 from shoal.fetching.failures import classify, undecodable
 from shoal.fetching.proxies import Proxies
+from shoal.fetching.transport import Incoming, Outgoing, Transport, TransportFailure
 from shoal.job import Job
-from shoal.result import Error, ErrorKind, Result
-from shoal.scheduling import HostRules
-from shoal.sinks.bodies import BodyStore
-from shoal.sinks.spool import Spool
 
 log = logging.getLogger("shoal")
+
+
+class BodyFiles(Protocol):
+    """Where the fetcher writes the bytes it keeps: a saved body, or an archived response's
+    spooled bytes (``shoal.sinks`` implements it: its body store and spool)."""
+
+    def new_file(self) -> str:
+        """The path of a new, empty file (created on its first write)."""
+        ...
+
+    async def write(self, path: str, chunks: Sequence[bytes]) -> None:
+        """Append ``chunks`` to the file at ``path`` (off the event loop)."""
+        ...
+
+    def forget(self, path: str) -> None:
+        """Remove the file at ``path`` (from the event loop: without waiting on it)."""
+        ...
+
+
+class HostRule(Protocol):
+    """What the fetcher reads of a host's rule (``shoal.scheduling.HostRule`` is one)."""
+
+    @property
+    def timeouts(self) -> Timeouts | None: ...
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+
+class HostRules(Protocol):
+    """The rules of each host (``shoal.scheduling.HostRules`` is one)."""
+
+    def for_host(self, host: str) -> HostRule: ...
 
 
 #: Bodies up to this size with a Content-Length are read in one piece.
@@ -43,12 +75,12 @@ class _TooLarge(Exception):
 
 
 class Fetcher:
-    """The default task (a :class:`shoal.engine.Task`): an HTTP request on the engine's
-    session."""
+    """The default task (a :class:`shoal.engine.Task`): an HTTP request through the
+    engine's transport."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         *,
         limits: Limits,
         timeouts: Timeouts,
@@ -57,28 +89,26 @@ class Fetcher:
         keep_body: bool = False,
         proxies: Proxies | None = None,
         rules: HostRules | None = None,
-        bodies: BodyStore | None = None,
-        archive: Spool | None = None,
+        bodies: BodyFiles | None = None,
+        archive: BodyFiles | None = None,
         budget: wire.Budget | None = None,
         records: Records | None = None,
     ) -> None:
-        self._session = session
+        self._transport = transport
         self._records = records or Records()
         self._rules = rules
         self._bodies = bodies
         self._archive = archive
         self._budget = budget or wire.Budget()
         self._max_bytes = limits.max_bytes
-        # aiohttp fails on the n-th redirect when given n, and follows forever when given 0.
-        self._follow = limits.max_redirects > 0
-        self._max_redirects = limits.max_redirects + 1
+        self._max_redirects = limits.max_redirects
         self._timeouts = timeouts
         self._watchdog = watchdog
         self._fail_http = fail_http
         self._keep_body = keep_body
         self._proxies = proxies or Proxies(environment=False)
 
-    async def run(self, job: Job) -> Result:
+    async def run(self, job: Job) -> Fetched:
         proxies = self._proxies
         if proxies.varies:
             proxy = proxies.for_url(job.target or URL(job.request.url))
@@ -87,7 +117,6 @@ class Fetcher:
         if self._archive is None:
             return await self._attempt(job, None, proxy)
         capture = wire.Capture(min(_REDIRECT_CAP, self._max_bytes), proxied=proxy is not None)
-        token = wire.current.set(capture)
         kept = False
         try:
             result = await self._attempt(job, capture, proxy)
@@ -97,14 +126,13 @@ class Fetcher:
                     if exchange.pending:
                         await self._spill(exchange)
         finally:
-            wire.current.reset(token)
             if not kept:
                 for path in capture.spools:
                     self._archive.forget(path)
         return result
 
-    async def _attempt(self, job: Job, capture: wire.Capture | None, proxy: str | None) -> Result:
-        result = job.result(started_at=time.time())
+    async def _attempt(self, job: Job, capture: wire.Capture | None, proxy: str | None) -> Fetched:
+        result = job.fetched(started_at=time.time())
         timeouts = self._timeouts
         headers = job.request.headers
         if self._rules is not None:  # the host's overrides, looked up once per attempt
@@ -116,7 +144,6 @@ class Fetcher:
         attempt = self._watchdog.start(timeouts)
         if job.on_sent is not None:  # its host is paced from the moment it is sent
             attempt.on_sent = functools.partial(job.on_sent, job)
-        token = deadlines.current.set(attempt)
         try:
             await self._exchange(job, headers, result, start, capture, attempt, proxy)
         except asyncio.CancelledError:
@@ -133,20 +160,16 @@ class Fetcher:
             )
         except Undecodable as exc:
             result.error = undecodable(exc.header, exc.reason)
-        except aiohttp.TooManyRedirects as exc:
-            result.error = _redirect_loop(exc, self._max_redirects - 1)
-            result.redirect_chain = [(str(hop.url), hop.status) for hop in exc.history]
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            # The watchdog's between-reads timeout arrives as aiohttp's own (a
-            # ServerTimeoutError); classify names it.
+        except TransportFailure as exc:
+            result.error = exc.error
+            if exc.redirect_chain is not None:
+                result.redirect_chain = exc.redirect_chain
+        except (OSError, TimeoutError) as exc:  # (writing a saved body, say)
             result.error = classify(exc)
         except (ValueError, TypeError, LookupError) as exc:
-            # aiohttp rejects some requests it cannot encode (a header value outside
-            # latin-1, say): that request fails, the run goes on.
             log.warning("request %s failed unexpectedly", job.request.url, exc_info=True)
             result.error = Error(ErrorKind.PROTOCOL, f"{type(exc).__name__}: {exc}")
         finally:
-            deadlines.current.reset(token)
             self._watchdog.end(attempt)
         result.address = attempt.peer
         result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
@@ -156,34 +179,31 @@ class Fetcher:
         self,
         job: Job,
         headers: Mapping[str, str] | None,
-        result: Result,
+        result: Fetched,
         start: float,
         capture: wire.Capture | None,
         attempt: Attempt,
         proxy: str | None,
     ) -> None:
         request = job.request
-        async with self._session.request(
-            request.method,
-            job.target or request.url,
+        outgoing = Outgoing(
+            method=request.method,
+            url=job.target or request.url,
             headers=headers,
-            data=request.body,
-            allow_redirects=self._follow,
-            max_redirects=self._max_redirects,
+            body=request.body,
             proxy=proxy,
-            # The body's content codings are undone here (see Decoder), not by aiohttp,
-            # which cannot tell a body cut short in its coding from a whole one.
-            auto_decompress=False,
-        ) as response:
+            max_redirects=self._max_redirects,
+            attempt=attempt,
+            capture=capture,
+        )
+        async with self._transport.exchange(outgoing) as response:
             result.ttfb_ms = round((time.perf_counter() - start) * 1000, 3)
-            if capture is not None and capture.exchanges:
-                capture.exchanges[-1].drop_interim()
             result.status = status = response.status
-            result.final_url = str(response.url)
+            result.final_url = response.url
             history = response.history
             if history:
                 result.redirects = len(history)
-                result.redirect_chain = [(str(hop.url), hop.status) for hop in history]
+                result.redirect_chain = list(history)
             headers = result.headers = response.headers
             if self._records.keep_headers:
                 result.kept_headers = self._records.kept(headers)
@@ -205,8 +225,8 @@ class Fetcher:
 
     async def _read_body(
         self,
-        response: aiohttp.ClientResponse,
-        result: Result,
+        response: Incoming,
+        result: Fetched,
         capture: wire.Capture | None,
         attempt: Attempt,
     ) -> None:
@@ -217,7 +237,7 @@ class Fetcher:
             and "Content-Encoding" not in response.headers
         ):
             # A small body of known, uncompressed size: read it whole (the common case, and
-            # cheaper than a loop); aiohttp stops at Content-Length.
+            # cheaper than a loop); the transport stops at Content-Length.
             body = await response.read()
             result.bytes = len(body)
             result.sha256 = hashlib.sha256(body).hexdigest()
@@ -240,7 +260,7 @@ class Fetcher:
         decoder = Decoder.of(response.headers)
         unyielded = 0  # bytes decoded since other tasks last had a turn
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 # A piece at a time, so a bomb is stopped at max_bytes, never held whole.
                 for piece in (chunk,) if decoder is None else decoder.feed(chunk):
                     size += len(piece)
@@ -286,18 +306,6 @@ class Fetcher:
         if exchange.spool is None:
             exchange.spool = spool.new_file()
         await spool.write(exchange.spool, exchange.take())
-
-
-def _redirect_loop(exc: aiohttp.TooManyRedirects, limit: int) -> Error:
-    """A chain longer than ``limit``, named with where it went last (aiohttp's own message
-    is empty)."""
-    last = exc.history[-1] if exc.history else None
-    location = None if last is None else last.headers.get("Location")
-    where = f"{last.url}" if last is not None else str(exc.request_info.real_url)
-    text = f"more than {limit} redirects (max_redirects); the last from {where}"
-    if location is not None:
-        text += f" to {location}"
-    return Error(ErrorKind.TOO_MANY_REDIRECTS, text[:500])
 
 
 def _expired(attempt: Attempt, timeouts: Timeouts, job: Job) -> Error:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-import aiohttp
-
+from shoal.errors import Error, ErrorKind
 from shoal.fetching.failures import classify
+from shoal.fetching.transport import Outgoing, Transport, TransportFailure
 from shoal.job import Job
-from shoal.result import Error, ErrorKind
 
 if TYPE_CHECKING:
     from protego import Protego
@@ -56,15 +55,15 @@ class Robots:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         *,
         user_agent: str,
         timeout_s: float,
         on_crawl_delay: Callable[[str, float], None] | None = None,
     ) -> None:
-        self._session = session
+        self._transport = transport
         self._user_agent = user_agent
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._on_crawl_delay = on_crawl_delay
         self._verdicts: OrderedDict[str, _Verdict] = OrderedDict()
         self._pending: dict[str, asyncio.Future[_Verdict]] = {}
@@ -115,14 +114,19 @@ class Robots:
         url = f"{origin}/robots.txt"
         self.fetched += 1
         try:
-            async with self._session.get(url, timeout=self._timeout) as response:
+            async with (
+                asyncio.timeout(self._timeout_s),
+                self._transport.exchange(Outgoing(method="GET", url=url)) as response,
+            ):
                 status = response.status
                 if 400 <= status < 500:
                     return _Verdict(None)
                 if status >= 500 or status < 200 or status >= 300:
                     return _unreachable(f"robots.txt answered HTTP {status}")
-                body = await response.content.read(MAX_ROBOTS_BYTES)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                body = await _first(response.chunks(), MAX_ROBOTS_BYTES)
+        except TransportFailure as exc:
+            return _unreachable(f"robots.txt unreachable ({exc.error.message})")
+        except TimeoutError as exc:
             return _unreachable(f"robots.txt unreachable ({classify(exc).message})")
         from protego import Protego  # only jobs that read robots.txt load the parser
 
@@ -131,6 +135,13 @@ class Robots:
         if delay is not None and self._on_crawl_delay is not None:
             self._on_crawl_delay(host, float(delay))
         return _Verdict(rules)
+
+
+async def _first(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first chunk of a body, cut at ``limit`` bytes (as robots.txt was always read)."""
+    async for chunk in chunks:
+        return chunk[:limit]
+    return b""
 
 
 def _unreachable(why: str) -> _Verdict:

@@ -12,12 +12,12 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from shoal.crawling.frontier import LinkCounts
 from shoal.fetching.dns import DNSStatistics
 from shoal.latency import Latency, LatencyHistogram, latency_from
-from shoal.outcome import Finished
+from shoal.outcome import Finished, Outcome
 from shoal.result import Result
 from shoal.scheduling.hosts import HostState
 from shoal.store.store import WorkerState
@@ -272,10 +272,13 @@ class Recorder:
     def add(self, result: Finished) -> None:
         """Count a committed result."""
         self.done += 1
-        self.bytes += result.bytes
+        response = result if isinstance(result, Result) else None
+        code = None if response is None else response.status
+        if response is not None:
+            self.bytes += response.bytes
         self.last_progress_at = now = time.time()
-        status = "none" if result.status is None else f"{result.status // 100}xx"
-        if result.status is not None:
+        status = "none" if code is None else f"{code // 100}xx"
+        if code is not None:
             self._by_status[status] += 1
         error = result.error
         if error is None:
@@ -289,7 +292,7 @@ class Recorder:
             recent = self._recent.get(kind)
             if recent is None:
                 recent = self._recent[kind] = deque(maxlen=RECENT_PER_KIND)
-            subject = result.url if isinstance(result, Result) else result.key
+            subject = result.url if isinstance(result, Result) else cast(Outcome, result).key
             recent.append(ErrorSample(kind, subject[:_SHOWN], error.message[:_SHOWN], now))
         if result.elapsed_ms is not None:
             self._latency.add(result.elapsed_ms)

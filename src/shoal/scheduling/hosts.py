@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from shoal.config import Politeness
 from shoal.outcome import Finished
-from shoal.result import ErrorKind
+from shoal.result import ErrorKind, Result
 from shoal.scheduling.endpoints import UNREACHABLE
 from shoal.scheduling.retry import parse_retry_after
 from shoal.scheduling.rules import HostRule
@@ -269,12 +269,13 @@ class HostControl:
         True when the host is now in a state worth showing (not ``ok``).
         """
         error = result.error
-        if error is None and not self.tracks and result.status not in SLOW_DOWN:
+        response = result if isinstance(result, Result) else None  # (a call has no status)
+        status = None if response is None else response.status
+        if error is None and not self.tracks and status not in SLOW_DOWN:
             return False  # the common case: a plain host, a plain answer
         if error is None or error.kind not in UNREACHABLE:  # (those teach its endpoint)
-            status = result.status
-            if status in SLOW_DOWN and result.headers is not None:
-                after = parse_retry_after(result.headers.get("Retry-After"))
+            if status in SLOW_DOWN and response is not None and response.headers is not None:
+                after = parse_retry_after(response.headers.get("Retry-After"))
                 if after is not None:
                     pause = min(after, self._retry_after_max_s)
                     self.paused_until = max(self.paused_until, now + pause)
@@ -285,7 +286,10 @@ class HostControl:
 
     def _adapt(self, result: Finished, started: float, now: float) -> None:
         error = result.error
-        ttfb = None if result.ttfb_ms is None else result.ttfb_ms / 1000
+        response = result if isinstance(result, Result) else None
+        ttfb_ms = None if response is None else response.ttfb_ms
+        status = None if response is None else response.status
+        ttfb = None if ttfb_ms is None else ttfb_ms / 1000
         slow = False
         if ttfb is not None and error is None:
             baseline = self._baseline_s
@@ -295,9 +299,7 @@ class HostControl:
             else:
                 self._baseline_s = baseline + (ttfb - baseline) / 64
         congested = (
-            slow
-            or result.status in SLOW_DOWN
-            or (error is not None and error.kind is ErrorKind.TIMEOUT)
+            slow or status in SLOW_DOWN or (error is not None and error.kind is ErrorKind.TIMEOUT)
         )
         if congested:
             if started < self._decreased_at:
@@ -309,7 +311,7 @@ class HostControl:
                 self.extra_delay_s = min(
                     _ADAPTIVE_MAX_S, max(_ADAPTIVE_STEP_S, self.extra_delay_s * 2)
                 )
-        elif error is None and result.status is not None and result.status < 500:
+        elif error is None and status is not None and status < 500:
             if self.extra_delay_s > 0:
                 self.extra_delay_s *= 0.9
                 if self.extra_delay_s < _ADAPTIVE_STEP_S:

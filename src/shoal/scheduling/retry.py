@@ -9,6 +9,7 @@ import time
 
 from shoal.config import RetryPolicy
 from shoal.outcome import Finished
+from shoal.result import Result
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -35,12 +36,13 @@ def retry_delay(policy: RetryPolicy, result: Finished, rng: random.Random) -> fl
     if result.attempts > policy.retries:
         return None
     error = result.error
-    if result.status in policy.on_statuses:
+    response = result if isinstance(result, Result) else None  # (a call has no status)
+    if response is not None and response.status in policy.on_statuses:
         pass
     elif error is None or not (error.retry or error.kind in policy.on_errors):
         return None
-    if result.headers is not None:
-        after = parse_retry_after(result.headers.get("Retry-After"))
+    if response is not None and response.headers is not None:
+        after = parse_retry_after(response.headers.get("Retry-After"))
         if after is not None:
             return after if after <= policy.retry_after_max_s else None
     ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (result.attempts - 1))

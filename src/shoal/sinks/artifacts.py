@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from shoal.capture import Budget
 from shoal.errors import ConfigError
-from shoal.fetching.capture import Budget
-from shoal.result import Result
+from shoal.fetched import Fetched
 from shoal.sinks.bodies import BodyStore
 from shoal.sinks.spool import Spool
 from shoal.store.store import ARCHIVE_POSITIONS, SinkMark
@@ -141,16 +141,18 @@ class Artifacts:
 
     # -- each response ---------------------------------------------------------------------
 
-    async def settle(self, result: Result, *, final: bool) -> None:
+    async def settle(self, result: object, *, final: bool) -> None:
         """Keep a final response's saved body (in place, by its SHA-256) or drop it; and
         forget the capture of an attempt that will be retried (only the final one is
         archived)."""
+        if not isinstance(result, Fetched):
+            return
         if result.body_file is not None:
             await self._settle_body(result, final=final)
         if result.capture is not None and not final:
             await self._drop_capture(result)
 
-    async def _settle_body(self, result: Result, *, final: bool) -> None:
+    async def _settle_body(self, result: Fetched, *, final: bool) -> None:
         bodies, path = self.bodies, result.body_file
         assert bodies is not None and path is not None
         result.body_file = None
@@ -159,7 +161,7 @@ class Artifacts:
         else:
             await bodies.discard(path)
 
-    async def _drop_capture(self, result: Result) -> None:
+    async def _drop_capture(self, result: Fetched) -> None:
         capture, archive = result.capture, self._archive
         assert capture is not None and archive is not None
         result.capture = None
@@ -173,7 +175,7 @@ class Artifacts:
         archive = self._archive
         if archive is None:
             return
-        responses = [result for result in finals if isinstance(result, Result)]
+        responses = [result for result in finals if isinstance(result, Fetched)]
         captures = [result.capture for result in responses if result.capture is not None]
         self._archived = await archive.append(responses)
         for capture in captures:

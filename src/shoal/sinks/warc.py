@@ -14,7 +14,7 @@ commit a crash prevented are removed before those requests are fetched again: no
 is torn, and no response is archived twice.
 
 Records are written with warcio, on the archive's own thread. The response bytes were
-spooled by the fetcher (see :mod:`shoal.fetching.capture`).
+spooled by the fetcher (see :mod:`shoal.capture`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
+from shoal.capture import Capture, Exchange, header_end
 from shoal.config import DEFAULT_WARC_MAX_SIZE
 from shoal.errors import OutputError
-from shoal.fetching.capture import Capture, Exchange, header_end
-from shoal.result import Result, WarcLocation
+from shoal.fetched import Fetched
+from shoal.result import WarcLocation
 from shoal.sinks.spool import Spool
 from shoal.store.store import ARCHIVE_POSITIONS
 from shoal.version import __version__
@@ -154,12 +155,12 @@ class WarcArchive:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, results: Sequence[Result]) -> dict[str, int]:
+    async def append(self, results: Sequence[Fetched]) -> dict[str, int]:
         """Archive the captures of ``results`` (final, in commit order) and set each one's
         :attr:`Result.warc`; the archive's new end, flushed to the operating system."""
         return await self.spool.call(self._append, results)
 
-    def _append(self, results: Sequence[Result]) -> dict[str, int]:
+    def _append(self, results: Sequence[Fetched]) -> dict[str, int]:
         try:
             for result in results:
                 capture = result.capture

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.job import Entry, Item, Job
 from shoal.outcome import Finished
+from shoal.result import Result
 from shoal.store.postgres_schema import HOSTS_HAVE_WORK, INSERT_REQUESTS, MARK_WORK, UNNEST_ROWS
 from shoal.store.specs import encode_entry
 from shoal.store.store import Record, Retrying
@@ -150,7 +151,7 @@ class JournalWriter:
                 ok += 1
             else:
                 failed += 1
-            size += result.bytes
+            size += result.bytes if isinstance(result, Result) else 0
             attempts += result.attempts
             if job.found:
                 found += job.found

@@ -40,6 +40,7 @@ import orjson
 
 from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
+from shoal.result import Result
 from shoal.sources.source import Position
 from shoal.store.specs import JOB_COLUMNS, encode_entry, restore_jobs
 from shoal.store.store import (
@@ -339,7 +340,7 @@ class SQLiteStore(Store):
             else:
                 failed += 1
                 state = _FAILED
-            size += result.bytes
+            size += result.bytes if isinstance(result, Result) else 0
             attempts += result.attempts
             states.append((state, result.attempts, job.seq))
             rows.append((done_seq, job.seq, state == _FAILED, record))
