@@ -16,7 +16,7 @@ from shoal.sources.items import ItemKeys
 from shoal.sources.source import Position
 from shoal.store import Claim, HostPace, SinkMark
 from shoal.store.postgres import PostgresStore
-from shoal.store.postgres_reader import PostgresReader
+from shoal.store.postgres.reader import PostgresReader
 from tests.postgres import Cluster, asyncpg, cluster, fresh_schema, pg_dsn, wait_for
 from tests.store.test_sqlite import entries, ok_result
 

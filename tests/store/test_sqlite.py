@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -361,6 +363,33 @@ async def test_mapped_items_come_back_with_their_keys_groups_and_errors(
 # -- the sink mark ----------------------------------------------------------------------------
 
 
+class _WatchedCounts(JobCounts):
+    """Counts that note the thread of every change made to them."""
+
+    __slots__ = ()
+    writers: ClassVar[list[str]] = []
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _WatchedCounts.writers.append(threading.current_thread().name)
+        super().__setattr__(name, value)
+
+
+async def test_counts_change_on_the_event_loop_only(open_store: Opener) -> None:
+    # The engine reads ``counts`` on the event loop while the journal's thread commits:
+    # the thread must never change them under it (only the loop does, between awaits).
+    store = await open_store()
+    store.counts.__class__ = _WatchedCounts
+    _WatchedCounts.writers.clear()
+    jobs = await store.admit(entries("http://a/1", "http://a/2"), Position(2, 30))
+    await store.complete(
+        [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
+    )
+    loop_thread = threading.current_thread().name
+    assert _WatchedCounts.writers  # the counts did change
+    assert set(_WatchedCounts.writers) == {loop_thread}
+    assert (store.counts.admitted, store.counts.ok, store.counts.failed) == (2, 1, 1)
+
+
 async def test_save_mark_round_trip(tmp_path: Path, open_store: Opener) -> None:
     store = await open_store()
     mark = SinkMark(17, {"jsonl": 12345, "bodies": 0})
@@ -386,7 +415,8 @@ async def test_complete_sums_each_second_into_the_timeline(
     store = await open_store()
     jobs = await store.admit(entries(*(f"http://a.test/{n}" for n in range(1, 7))), Position(6))
     clock = iter([1_000.2, 1_000.9, 1_002.5])
-    monkeypatch.setattr("shoal.store.sqlite.time", SimpleNamespace(time=lambda: next(clock)))
+    clock_module = SimpleNamespace(time=lambda: next(clock))
+    monkeypatch.setattr("shoal.store.sqlite.journal.time", clock_module)
     await store.complete(
         [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
     )
