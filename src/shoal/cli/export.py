@@ -22,7 +22,7 @@ from shoal.cli.notices import silence_stdout
 from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX, run_async
 from shoal.errors import JournalError
 from shoal.store.parts import find_journals
-from shoal.store.reader import JobAddress, JobStatus, open_reader, parts_title
+from shoal.store.reader import JobAddress, JobStatus, open_reader
 from shoal.store.summary import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
@@ -87,11 +87,6 @@ def job_address(shared: tuple[str, str] | None, job: str | None) -> JobAddress:
         return JobAddress(journals=tuple(journal_of(job)))
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
-
-
-def shown_path(journals: list[str]) -> str:
-    """How ``shoal status`` names the job kept in ``journals``."""
-    return parts_title(journals)
 
 
 def report_path(journal: str) -> str:
@@ -159,10 +154,6 @@ def status_look(title: str, key: str, status: JobStatus, *, watching: bool) -> L
     return Look(
         summary, [*lines, f"state      {state}"], fields, ended=complete or not status.running
     )
-
-
-def status_json(path: str, summary: JobSummary) -> bytes:
-    return orjson.dumps(status_fields(path, summary))
 
 
 def status_fields(path: str, summary: JobSummary) -> dict[str, Any]:
