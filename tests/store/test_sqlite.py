@@ -19,7 +19,16 @@ from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
 from shoal.sources.items import ItemKeys, entry_for
 from shoal.sources.source import Position
-from shoal.store import JobCounts, JobState, MemoryStore, Retrying, SinkMark, SQLiteStore
+from shoal.store import (
+    JobCounts,
+    JobState,
+    Journal,
+    MemoryStore,
+    Retrying,
+    SinkMark,
+    SQLiteStore,
+    record_of,
+)
 
 INPUT = "/data/input.txt"
 Opener = Callable[..., Awaitable[SQLiteStore]]
@@ -494,3 +503,18 @@ async def test_memory_store_complete_counts_and_numbers_records() -> None:
     assert store.counts == JobCounts(admitted=2, ok=1, failed=1)
     assert await store.records_after(0, 10) == []
     await store.close()
+
+
+async def test_every_journal_makes_a_results_record_the_same_way(tmp_path: Path) -> None:
+    # Record building is in one place (``record_of``): the stores commit what it makes.
+    journals: list[Journal] = [MemoryStore(), SQLiteStore(str(tmp_path / "journal.db"))]
+    made = []
+    for journal in journals:
+        await journal.open(INPUT)
+        jobs = await journal.admit(entries("http://a.test/1", "http://a.test/2"), Position(2))
+        results = [ok_result(jobs[0]), failed_result(jobs[1])]
+        committed = await journal.complete(list(zip(jobs, results, strict=True)), SinkMark())
+        assert [record for _, record in committed.records] == [record_of(r) for r in results]
+        made.append(committed.records)
+        await journal.close()
+    assert made[0] == made[1]
