@@ -13,7 +13,8 @@ from shoal.sources.items import entry_for
 from shoal.sources.source import Position
 from shoal.store import SinkMark, SQLiteStore
 from shoal.store.parts import part_journal
-from shoal.store.reader import JobAddress, ReportSnapshot, SharedSource, open_reader
+from shoal.store.reader import JobAddress, open_reader
+from shoal.store.snapshot import ReportSnapshot, SharedSource
 from shoal.store.sqlite.reader import JournalReader
 
 #: More than one batch of records handed from the reader's thread to the loop.

@@ -22,7 +22,8 @@ from shoal.cli.notices import silence_stdout
 from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX, run_async
 from shoal.errors import JournalError
 from shoal.store.parts import find_journals
-from shoal.store.reader import JobAddress, JobStatus, open_reader
+from shoal.store.reader import JobAddress, open_reader
+from shoal.store.snapshot import JobStatus
 from shoal.store.summary import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from

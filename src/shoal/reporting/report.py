@@ -36,7 +36,7 @@ from shoal.reporting.sections import (
     totals_section,
     workers_section,
 )
-from shoal.store.reader import ReportSource, SharedSource
+from shoal.store.snapshot import ReportSource, SharedSource
 from shoal.version import __version__
 
 __all__ = [

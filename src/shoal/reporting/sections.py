@@ -1,5 +1,5 @@
 """The sections of ``shoal report``'s page, each drawn from what the job's
-:class:`~shoal.store.reader.ReportSource` gives (see :mod:`shoal.reporting.report`)."""
+:class:`~shoal.store.snapshot.ReportSource` gives (see :mod:`shoal.reporting.report`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from shoal.reporting.page import (
     value_text,
 )
 from shoal.reporting.units import format_bytes, format_duration
-from shoal.store.reader import ReportSource, SharedSource
+from shoal.store.snapshot import ReportSource, SharedSource
 from shoal.store.summary import JobSummary, RecordTotals, TimelineSpan, WorkerRow
 
 #: Rows of the top hosts and of the grouped errors.

@@ -24,7 +24,7 @@ from shoal.errors import JournalError
 from shoal.store.dsn import shown_dsn
 from shoal.store.postgres.connection import require_asyncpg
 from shoal.store.postgres.schema import SCHEMA_VERSION, migrate
-from shoal.store.reader import JobStatus, SharedSnapshot
+from shoal.store.snapshot import JobStatus, SharedSnapshot
 from shoal.store.summary import (
     ErrorGroup,
     HostRow,
