@@ -21,7 +21,36 @@ from typing import Any, Protocol, TypeVar
 
 from shoal.store.parts import job_running, open_job
 from shoal.store.snapshot import JobStatus, ReportSnapshot, read_ahead
-from shoal.store.summary import JobSummary, TimelineSpan
+from shoal.store.summary import (
+    ErrorGroup,
+    HostRow,
+    Interval,
+    JobSummary,
+    RecordTotals,
+    TimelineSpan,
+    Top,
+    TotalsCounter,
+    WorkerRow,
+)
+
+#: The values a reader reads back (kept in :mod:`shoal.store.summary`), named here too.
+__all__ = [
+    "ErrorGroup",
+    "HostRow",
+    "Interval",
+    "JobAddress",
+    "JobReader",
+    "JobStatus",
+    "JobSummary",
+    "LocalReader",
+    "RecordTotals",
+    "TimelineSpan",
+    "Top",
+    "TotalsCounter",
+    "WorkerRow",
+    "open_reader",
+    "parts_title",
+]
 
 T = TypeVar("T")
 #: Records handed from a journal's thread to the loop at a time.
