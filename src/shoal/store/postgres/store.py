@@ -47,10 +47,11 @@ advisory lock, and its version kept in ``shoal_schema``):
 
 This module opens the job, admits its input and commits results; the rest of the store is
 in modules beside it: ``connection`` (the pool, and retrying across a restart),
-``leases`` (host leases: claims, heartbeats, handovers), ``journal`` (the writes inside a
-commit), ``watch`` (the job's pause, counts and workers, looked at once a second),
-``schema`` (tables, statements, migrations), ``settings`` (what every worker must share)
-and ``reader`` (reading a job without working on it).
+``admission`` (creating or finding the job, and its admission lock), ``leases`` (host
+leases: claims, heartbeats, handovers), ``journal`` (the writes inside a commit),
+``watch`` (the job's pause, counts and workers, looked at once a second), ``schema``
+(tables, statements, migrations), ``settings`` (what every worker must share) and
+``reader`` (reading a job without working on it).
 """
 
 from __future__ import annotations
