@@ -16,6 +16,8 @@ LATER = (
     "warcio",
     "shoal.cli.export",
     "shoal.store.reader",
+    "shoal.store.summary",
+    "shoal.store.sqlite.reader",
     "shoal.reporting.progress",
     "shoal.sinks.warc",
     "shoal.crawling.links",

@@ -20,7 +20,7 @@ from shoal.reporting.report import render_report
 from shoal.sources.items import entry_for
 from shoal.sources.source import Position
 from shoal.store import SQLiteStore
-from shoal.store.reader import JournalReader
+from shoal.store.sqlite.reader import JournalReader
 from tests.cli.test_cli import (
     RESOLVE,
     environment,

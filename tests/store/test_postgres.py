@@ -14,9 +14,9 @@ from shoal.errors import JournalError
 from shoal.job import Entry, Job
 from shoal.sources.items import ItemKeys
 from shoal.sources.source import Position
-from shoal.store import Claim, HostPace, SinkMark
+from shoal.store import Claim, HostPace, Journal, SinkMark
 from shoal.store.postgres import PostgresStore
-from shoal.store.postgres_reader import PostgresReader
+from shoal.store.postgres.reader import PostgresReader
 from tests.postgres import Cluster, asyncpg, cluster, fresh_schema, pg_dsn, wait_for
 from tests.store.test_sqlite import entries, ok_result
 
@@ -26,6 +26,11 @@ INPUT = "/data/urls.txt"
 Opener = Callable[..., Awaitable[PostgresStore]]
 #: The engine's description of its settings, as much of it as the store reads.
 SETTINGS: dict[str, Any] = {"attempt_max_s": 0.05, "politeness": {"per_second": None}}
+
+
+def _journal_of(store: PostgresStore) -> Journal:
+    """(mypy checks that a shared store is a journal like every other.)"""
+    return store
 
 
 def no_pace(host: str) -> HostPace:

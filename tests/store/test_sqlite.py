@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -17,7 +19,16 @@ from shoal.request import Request
 from shoal.result import Error, ErrorKind, Result
 from shoal.sources.items import ItemKeys, entry_for
 from shoal.sources.source import Position
-from shoal.store import JobCounts, JobState, MemoryStore, Retrying, SinkMark, SQLiteStore
+from shoal.store import (
+    JobCounts,
+    JobState,
+    Journal,
+    MemoryStore,
+    Retrying,
+    SinkMark,
+    SQLiteStore,
+    record_of,
+)
 
 INPUT = "/data/input.txt"
 Opener = Callable[..., Awaitable[SQLiteStore]]
@@ -361,6 +372,33 @@ async def test_mapped_items_come_back_with_their_keys_groups_and_errors(
 # -- the sink mark ----------------------------------------------------------------------------
 
 
+class _WatchedCounts(JobCounts):
+    """Counts that note the thread of every change made to them."""
+
+    __slots__ = ()
+    writers: ClassVar[list[str]] = []
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _WatchedCounts.writers.append(threading.current_thread().name)
+        super().__setattr__(name, value)
+
+
+async def test_counts_change_on_the_event_loop_only(open_store: Opener) -> None:
+    # The engine reads ``counts`` on the event loop while the journal's thread commits:
+    # the thread must never change them under it (only the loop does, between awaits).
+    store = await open_store()
+    store.counts.__class__ = _WatchedCounts
+    _WatchedCounts.writers.clear()
+    jobs = await store.admit(entries("http://a/1", "http://a/2"), Position(2, 30))
+    await store.complete(
+        [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
+    )
+    loop_thread = threading.current_thread().name
+    assert _WatchedCounts.writers  # the counts did change
+    assert set(_WatchedCounts.writers) == {loop_thread}
+    assert (store.counts.admitted, store.counts.ok, store.counts.failed) == (2, 1, 1)
+
+
 async def test_save_mark_round_trip(tmp_path: Path, open_store: Opener) -> None:
     store = await open_store()
     mark = SinkMark(17, {"jsonl": 12345, "bodies": 0})
@@ -386,7 +424,8 @@ async def test_complete_sums_each_second_into_the_timeline(
     store = await open_store()
     jobs = await store.admit(entries(*(f"http://a.test/{n}" for n in range(1, 7))), Position(6))
     clock = iter([1_000.2, 1_000.9, 1_002.5])
-    monkeypatch.setattr("shoal.store.sqlite.time", SimpleNamespace(time=lambda: next(clock)))
+    clock_module = SimpleNamespace(time=lambda: next(clock))
+    monkeypatch.setattr("shoal.store.sqlite.journal.time", clock_module)
     await store.complete(
         [(jobs[0], ok_result(jobs[0])), (jobs[1], failed_result(jobs[1]))], SinkMark()
     )
@@ -464,3 +503,18 @@ async def test_memory_store_complete_counts_and_numbers_records() -> None:
     assert store.counts == JobCounts(admitted=2, ok=1, failed=1)
     assert await store.records_after(0, 10) == []
     await store.close()
+
+
+async def test_every_journal_makes_a_results_record_the_same_way(tmp_path: Path) -> None:
+    # Record building is in one place (``record_of``): the stores commit what it makes.
+    journals: list[Journal] = [MemoryStore(), SQLiteStore(str(tmp_path / "journal.db"))]
+    made = []
+    for journal in journals:
+        await journal.open(INPUT)
+        jobs = await journal.admit(entries("http://a.test/1", "http://a.test/2"), Position(2))
+        results = [ok_result(jobs[0]), failed_result(jobs[1])]
+        committed = await journal.complete(list(zip(jobs, results, strict=True)), SinkMark())
+        assert [record for _, record in committed.records] == [record_of(r) for r in results]
+        made.append(committed.records)
+        await journal.close()
+    assert made[0] == made[1]

@@ -1,5 +1,7 @@
 """Reading a job back from its journal (or its shared store): ``shoal status``,
-``shoal export`` and ``shoal report``."""
+``shoal export`` and ``shoal report``, each on one code path for every store: a
+:class:`~shoal.store.reader.JobReader` opened for the job's
+:class:`~shoal.store.reader.JobAddress`."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import click
 import orjson
 
 from shoal.cli.notices import silence_stdout
-from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX
+from shoal.cli.run import EXIT_FAULT, EXIT_PIPE, JOURNAL_SUFFIX, run_async
 from shoal.errors import JournalError
-from shoal.store.parts import find_journals, open_job
-from shoal.store.reader import JobSummary
+from shoal.store.parts import find_journals
+from shoal.store.reader import JobAddress, open_reader
+from shoal.store.snapshot import JobStatus
+from shoal.store.summary import JobSummary
 
 #: The columns of ``--format csv``, in order; ``error_kind`` and ``error_message`` come from
 #: ``error``, the ``warc_`` columns from ``warc``, and ``meta`` and ``data`` are written as
@@ -73,11 +78,16 @@ def journal_of(job: str) -> list[str]:
     return find_journals(job)
 
 
-def shown_path(journals: list[str]) -> str:
-    """How ``shoal status`` names the job kept in ``journals``."""
-    if len(journals) == 1:
-        return journals[0]
-    return f"{journals[0].rsplit('.', 1)[0]} ({len(journals)} parts, one per process)"
+def job_address(shared: tuple[str, str] | None, job: str | None) -> JobAddress:
+    """Where the job a reading command names is kept: the shared job (store URL, name),
+    or the journals JOB names (see :func:`journal_of`)."""
+    if shared is not None:
+        return JobAddress(dsn=shared[0], name=shared[1])
+    assert job is not None
+    try:
+        return JobAddress(journals=tuple(journal_of(job)))
+    except JournalError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def report_path(journal: str) -> str:
@@ -103,21 +113,48 @@ def status_lines(path: str, summary: JobSummary) -> list[str]:
     return lines
 
 
-def show_status(journals: list[str], *, as_json: bool) -> JobSummary:
-    """Print the job's status once (text, or one JSON line) and return what was shown."""
-    path = shown_path(journals)
-    with open_job(journals) as reader:
-        summary = reader.summary()
-    if as_json:
-        sys.stdout.buffer.write(status_json(path, summary) + b"\n")
-        sys.stdout.buffer.flush()
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One reading of a job's status: its counts, the text and the JSON object that show
+    them, and whether there is no point in looking again."""
+
+    summary: JobSummary
+    lines: list[str]
+    fields: dict[str, Any]
+    ended: bool
+
+
+def look_at(address: JobAddress, *, watching: bool) -> Look:
+    """The status of the job at ``address`` now (``watching``: with its state, for
+    ``--watch``; a shared job's always has its state, its workers)."""
+
+    async def read() -> tuple[str, str, JobStatus]:
+        async with open_reader(address) as reader:
+            return reader.title, reader.key, await reader.status()
+
+    title, key, status = run_async(read())
+    return status_look(title, key, status, watching=watching)
+
+
+def status_look(title: str, key: str, status: JobStatus, *, watching: bool) -> Look:
+    """A job's status as ``shoal status`` shows it (``title`` in the text, ``key`` as the
+    JSON's ``job``)."""
+    summary = status.summary
+    complete = summary.input_done and summary.pending == 0
+    lines, fields = status_lines(title, summary), status_fields(key, summary)
+    if status.workers is None:  # a journal's job: one shoal runs it at a time, or none
+        if not watching:
+            return Look(summary, lines, fields, ended=True)
+        state = "complete" if complete else "running" if status.running else "not running"
+        fields["running"] = status.running
     else:
-        print("\n".join(status_lines(path, summary)), flush=True)
-    return summary
-
-
-def status_json(path: str, summary: JobSummary) -> bytes:
-    return orjson.dumps(status_fields(path, summary))
+        state = "complete" if complete else f"{status.workers} worker(s) running"
+        if status.paused and not complete:
+            state += ", paused (shoal resume --store URL --job NAME)"
+        fields.update(running=status.running, workers=status.workers, paused=status.paused)
+    return Look(
+        summary, [*lines, f"state      {state}"], fields, ended=complete or not status.running
+    )
 
 
 def status_fields(path: str, summary: JobSummary) -> dict[str, Any]:
@@ -259,35 +296,24 @@ def _require_report() -> None:
         ) from exc
 
 
-def write_report(job: str, output: str | None) -> None:
-    """``shoal report``: render the job's page from its journal and write it (``None``:
-    beside the journal; ``-``: stdout)."""
+def write_report(address: JobAddress, output: str | None) -> None:
+    """``shoal report``: read everything the page shows of the job at ``address`` (a
+    shared job's in one snapshot of its database), then render it and write it (``None``:
+    beside the journal, or ``NAME.report.html`` in the current folder for a shared job;
+    ``-``: stdout)."""
     _require_report()
-    from shoal.reporting.report import render_report
-
-    try:
-        journals = journal_of(job)
-        with open_job(journals) as reader:
-            page = render_report(reader)
-    except JournalError as exc:
-        raise click.UsageError(str(exc)) from exc
-    base = journals[0] if len(journals) == 1 else journals[0].rsplit(".", 1)[0]
-    _write_page(page, report_path(base) if output is None else output)
-
-
-def write_shared_report(dsn: str, name: str, output: str | None) -> None:
-    """``shoal report --store URL --job NAME``: read everything the page shows of a shared
-    job in one snapshot of the database, then render it and write it (``None``:
-    ``NAME.report.html`` in the current folder; ``-``: stdout)."""
-    _require_report()
-    from shoal.cli.run import run_async
     from shoal.reporting.report import TOP_ERRORS, TOP_HOSTS, render_report, timeline_interval
-    from shoal.store.postgres_reader import PostgresReader, SharedReport
 
-    target = shared_report_path(name) if output is None else output
+    if output is not None:
+        target = output
+    elif address.name is not None:
+        target = shared_report_path(address.name)
+    else:
+        journals = address.journals
+        target = report_path(journals[0] if len(journals) == 1 else journals[0].rsplit(".", 1)[0])
 
-    async def read() -> SharedReport:
-        async with PostgresReader(dsn, name) as reader:
+    async def read() -> Any:
+        async with open_reader(address) as reader:
             return await reader.report_source(
                 hosts=TOP_HOSTS, errors=TOP_ERRORS, interval=timeline_interval
             )
@@ -319,49 +345,46 @@ def _write_page(page: bytes, target: str) -> None:
     click.echo(f"report: {target}", err=True)
 
 
-def export_shared(
-    dsn: str,
-    name: str,
+def export_records(
+    address: JobAddress,
     output: str,
     *,
     form: str,
     failed: bool | None,
     keep: Callable[[dict[str, Any]], bool] | None,
 ) -> None:
-    """``shoal export --store URL --job NAME``: a shared job's records, in commit order."""
-    from shoal.cli.run import run_async
-    from shoal.store.postgres_reader import PostgresReader
-
-    out = output_stream(output)
+    """``shoal export``: the job's final records, in commit order, to ``output``; the
+    records are written a batch at a time, on a thread (the loop reads the next ones)."""
 
     async def export() -> None:
-        first = True
-        async with PostgresReader(dsn, name) as reader:
-            batch: list[bytes] = []
-            async for record in reader.records(failed=failed):
-                batch.append(record)
-                if len(batch) >= 2048:
+        async with open_reader(address) as reader:
+            out = output_stream(output)
+            try:
+                first = True
+                batch: list[bytes] = []
+                async with contextlib.aclosing(reader.records(failed=failed)) as records:
+                    async for record in records:
+                        batch.append(record)
+                        if len(batch) >= 2048:
+                            await asyncio.to_thread(
+                                write_records, iter(batch), out, form=form, keep=keep, header=first
+                            )
+                            batch, first = [], False
+                if batch or first:
                     await asyncio.to_thread(
                         write_records, iter(batch), out, form=form, keep=keep, header=first
                     )
-                    batch, first = [], False
-            if batch or first:
-                await asyncio.to_thread(
-                    write_records, iter(batch), out, form=form, keep=keep, header=first
-                )
+            finally:
+                out.flush()
+                if out is not sys.stdout.buffer:
+                    out.close()
 
-    try:
-        run_async(export())
-    finally:
-        out.flush()
-        if out is not sys.stdout.buffer:
-            out.close()
+    run_async(export())
 
 
 def share_pause(dsn: str, name: str, paused: bool) -> None:
     """``shoal pause|resume --store URL --job NAME``: pause or resume every worker."""
-    from shoal.cli.run import run_async
-    from shoal.store.postgres_reader import PostgresReader
+    from shoal.store.postgres.reader import PostgresReader
 
     async def write() -> None:
         async with PostgresReader(dsn, name) as reader:

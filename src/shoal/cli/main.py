@@ -131,20 +131,12 @@ def status(
 ) -> None:
     """Show a job's counts and progress from its journal (JOB: the journal, or the output
     file it sits beside; with --store, the job's name). Safe while the job runs."""
-    from shoal.cli.export import journal_of, show_status
-    from shoal.cli.watch import show_shared_status, watch_status
+    from shoal.cli.export import job_address
+    from shoal.cli.watch import show_status
 
     shared = _shared_job(store, job, job_name)
     try:
-        if shared is not None:
-            show_shared_status(*shared, as_json=as_json, every_s=every_s)
-            return
-        assert job is not None
-        path = journal_of(job)
-        if every_s is not None:
-            watch_status(path, as_json=as_json, every_s=every_s)
-        else:
-            show_status(path, as_json=as_json)
+        show_status(job_address(shared, job), as_json=as_json, every_s=every_s)
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -195,14 +187,7 @@ def export(
 ) -> None:
     """Write a job's final records again from its journal, in commit order (JOB: the
     journal, or the output file it sits beside)."""
-    from shoal.cli.export import (
-        ending_on_closed_pipe,
-        journal_of,
-        output_stream,
-        record_filter,
-        write_records,
-    )
-    from shoal.store.parts import open_job
+    from shoal.cli.export import ending_on_closed_pipe, export_records, job_address, record_filter
 
     kinds = {kind.value for kind in ErrorKind}
     for kind in errors:
@@ -221,30 +206,10 @@ def export(
     shared = _shared_job(store, job, job_name)
     failed = {"all": None, "ok": False, "failed": True}[only]
     keep = record_filter(errors, tuple(s.lower() for s in statuses))
-    if shared is not None:
-        from shoal.cli.export import export_shared
-
-        try:
-            with ending_on_closed_pipe():
-                export_shared(*shared, output, form=form, failed=failed, keep=keep)
-        except JournalError as exc:
-            raise click.UsageError(str(exc)) from exc
-        return
-    assert job is not None
     try:
-        with ending_on_closed_pipe(), open_job(journal_of(job)) as reader:
-            out = output_stream(output)
-            try:
-                write_records(
-                    reader.records(failed=failed),
-                    out,
-                    form=form,
-                    keep=keep,
-                )
-            finally:
-                out.flush()
-                if out is not sys.stdout.buffer:
-                    out.close()
+        with ending_on_closed_pipe():
+            address = job_address(shared, job)
+            export_records(address, output, form=form, failed=failed, keep=keep)
     except JournalError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -272,7 +237,7 @@ def report(job: str | None, store: str | None, job_name: str | None, output: str
     """Write a job's report, one self-contained HTML page, from its journal (JOB: the
     journal, or the output file it sits beside; or --store URL --job NAME: a job kept in
     PostgreSQL, with a section on its workers). Safe while the job runs."""
-    from shoal.cli.export import write_report, write_shared_report
+    from shoal.cli.export import job_address, write_report
 
     if store is None:
         if job_name is not None:
@@ -282,7 +247,7 @@ def report(job: str | None, store: str | None, job_name: str | None, output: str
             )
         if job is None:
             raise click.UsageError("Missing argument 'JOB'.")
-        write_report(job, output)
+        write_report(job_address(None, job), output)
         return
     check_store_url(store)
     if job is not None:
@@ -292,7 +257,7 @@ def report(job: str | None, store: str | None, job_name: str | None, output: str
         )
     if not job_name:
         raise click.BadParameter("the job's name is needed with --store", param_hint="'--job'")
-    write_shared_report(store, job_name, output)
+    write_report(job_address((store, job_name), None), output)
 
 
 @cli.command()

@@ -450,7 +450,7 @@ async def _run_shared(
 async def write_shared_records(spec: StoreSpec, output: str) -> bool:
     """Write a shared job's records to ``output`` (replaced whole) if the job is complete;
     whether it was."""
-    from shoal.store.postgres_reader import PostgresReader
+    from shoal.store.postgres.reader import PostgresReader
 
     async with PostgresReader(spec.dsn, spec.job) as reader:
         summary = await reader.summary()

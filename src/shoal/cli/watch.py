@@ -12,29 +12,15 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
-from shoal.cli.export import shown_path, status_fields, status_lines
+from shoal.cli.export import Look, look_at
 from shoal.cli.notices import silence_stdout
 from shoal.cli.run import EXIT_INTERRUPTED, EXIT_PIPE
 from shoal.reporting.units import format_eta
-from shoal.store.dsn import shown_dsn
-from shoal.store.parts import job_running, open_job
-from shoal.store.reader import JobSummary
-
-
-@dataclass(frozen=True, slots=True)
-class Look:
-    """One reading of a job's status: its counts, the text and the JSON object that show
-    them, and whether there is no point in looking again."""
-
-    summary: JobSummary
-    lines: list[str]
-    fields: dict[str, Any]
-    ended: bool
+from shoal.store.reader import JobAddress
+from shoal.store.summary import JobSummary
 
 
 class Pace:
@@ -142,57 +128,14 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def watch_status(journals: list[str], *, as_json: bool, every_s: float) -> None:
-    """``shoal status JOB --watch``: until the job is complete or no shoal runs it."""
-    path = shown_path(journals)
-
-    def look() -> Look:
-        running = job_running(journals)  # before reading: a run that ends meanwhile is done
-        with open_job(journals) as reader:
-            summary = reader.summary()
-        complete = summary.input_done and summary.pending == 0
-        state = "complete" if complete else "running" if running else "not running"
-        return Look(
-            summary,
-            [*status_lines(path, summary), f"state      {state}"],
-            {**status_fields(path, summary), "running": running},
-            ended=complete or not running,
-        )
-
-    watch(look, as_json=as_json, every_s=every_s)
-
-
-def shared_look(dsn: str, name: str) -> Look:
-    """A shared job's status, read from one connection to its store."""
-    from shoal.cli.run import run_async
-    from shoal.store.postgres_reader import PostgresReader
-
-    async def read() -> tuple[JobSummary, int, bool]:
-        async with PostgresReader(dsn, name) as reader:
-            return await reader.summary(), await reader.workers(), await reader.paused()
-
-    summary, workers, paused = run_async(read())
-    complete = summary.input_done and summary.pending == 0
-    state = "complete" if complete else f"{workers} worker(s) running"
-    if paused and not complete:
-        state += ", paused (shoal resume --store URL --job NAME)"
-    fields = status_fields(name, summary)
-    fields.update(running=workers > 0, workers=workers, paused=paused)
-    return Look(
-        summary,
-        [*status_lines(f"{name} ({shown_dsn(dsn)})", summary), f"state      {state}"],
-        fields,
-        ended=complete or workers == 0,
-    )
-
-
-def show_shared_status(dsn: str, name: str, *, as_json: bool, every_s: float | None) -> None:
-    """``shoal status --store URL --job NAME``: a shared job's status, once or (``every_s``)
-    watched until it is complete or no worker runs it."""
+def show_status(address: JobAddress, *, as_json: bool, every_s: float | None) -> None:
+    """``shoal status``: the status of the job at ``address`` (a journal, a ``--processes``
+    job's parts, or a shared store's job), once or (``every_s``) watched until it is
+    complete or nothing runs it."""
     if every_s is not None:
-        watch(lambda: shared_look(dsn, name), as_json=as_json, every_s=every_s)
+        watch(lambda: look_at(address, watching=True), as_json=as_json, every_s=every_s)
         return
-    seen = shared_look(dsn, name)
+    seen = look_at(address, watching=False)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(seen.fields) + b"\n")
         sys.stdout.buffer.flush()

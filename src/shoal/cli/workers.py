@@ -73,7 +73,7 @@ def worker(wait: bool, wait_for_job: bool, **given: Any) -> None:
     """
     from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables
-    from shoal.store.postgres_reader import MissingJob, PostgresReader
+    from shoal.store.postgres.reader import MissingJob, PostgresReader
 
     ctx = click.get_current_context()
     if given["store"] is None:

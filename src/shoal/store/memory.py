@@ -9,17 +9,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-import orjson
-
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
+from shoal.store.journal import sort_batch
 from shoal.store.store import (
     Committed,
     Completion,
     JobCounts,
     JobState,
     Record,
-    Retrying,
     SinkMark,
     Store,
 )
@@ -79,31 +77,24 @@ class MemoryStore(Store):
     async def complete(
         self, done: Sequence[Completion], mark: SinkMark, *, budget: int | None = None
     ) -> Committed:
-        records: list[Record] = []
+        batch = sort_batch(done, records=self._records)
         admitted: list[Job] = []
         duplicate = over_budget = 0
-        dumps = orjson.dumps
-        for job, result in done:
-            if isinstance(result, Retrying):
-                continue  # attempts so far: nothing to keep without a journal
-            for entry in job.found or ():
-                if budget is not None and self.counts.admitted >= budget:
-                    over_budget += 1
-                elif entry.key in self._keys:
-                    duplicate += 1
-                else:
-                    self._keys.add(entry.key)
-                    self._seq += 1
-                    self.counts.admitted += 1
-                    admitted.append(Job.admit(self._seq, entry))
-            self._done_seq += 1
-            if self._records:
-                record = memoryview(dumps(result.to_record())).tobytes()  # see SQLiteStore
-                records.append((self._done_seq, record))
-            if result.error is None:
-                self.counts.ok += 1
+        for entry in batch.found:  # (retries: attempts so far, nothing to keep)
+            if budget is not None and self.counts.admitted >= budget:
+                over_budget += 1
+            elif entry.key in self._keys:
+                duplicate += 1
             else:
-                self.counts.failed += 1
+                self._keys.add(entry.key)
+                self._seq += 1
+                self.counts.admitted += 1
+                admitted.append(Job.admit(self._seq, entry))
+        first = self._done_seq + 1
+        records: list[Record] = [(first + n, record) for n, record in enumerate(batch.encoded)]
+        self._done_seq += len(batch.finals)
+        self.counts.ok += batch.ok
+        self.counts.failed += batch.failed
         return Committed(records, admitted, duplicate, over_budget)
 
     async def records_after(self, done_seq: int, limit: int) -> list[Record]:

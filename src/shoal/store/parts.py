@@ -4,7 +4,7 @@ Each worker process of such a job keeps a journal of its own, ``JOURNAL.K-of-N``
 part of the output, joined into the output at the end). :func:`find_journals` finds the
 journals a command's JOB argument means (the output file, the journal path the job was
 given, or any one part's journal: the whole job either way), and :class:`PartsReader`
-reads them as :class:`~shoal.store.reader.JournalReader` reads one journal: counts summed,
+reads them as :class:`~shoal.store.sqlite.reader.JournalReader` reads one journal: counts summed,
 records part after part (the order the joined output has), and the report's groupings
 (hosts, error groups, the timeline) merged exactly, in a temporary SQLite database of its
 own, so that what grows with the job is never held in memory.
@@ -23,17 +23,16 @@ from types import TracebackType
 from typing import Any, Self
 
 from shoal.errors import JournalError
-from shoal.store.reader import (
+from shoal.store.sqlite.reader import JournalReader, is_running
+from shoal.store.summary import (
     ErrorGroup,
     HostRow,
     Interval,
     JobSummary,
-    JournalReader,
     RecordTotals,
     TimelineSpan,
     Top,
     TotalsCounter,
-    is_running,
 )
 
 #: The journal of an output (``OUTPUT.journal``), as a job run from the CLI keeps it.

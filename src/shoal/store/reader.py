@@ -1,471 +1,175 @@
-"""Reading a job's journal without touching it: for ``shoal status``, ``shoal export`` and
-``shoal report``.
+"""Reading a job back, whatever keeps it: one async :class:`JobReader` for ``shoal status``,
+``shoal export`` and ``shoal report``.
 
-The journal is opened read-only (SQLite's ``mode=ro``), so it can be read while the job
-runs; a running job's later commits simply are not seen. Every query streams or aggregates
-in SQLite: a journal of millions of records is never held in memory, and whatever grows
-with the job (hosts, error messages) is grouped by SQLite and only the top rows come back.
-Ties are broken by name, so the same journal always reads back the same.
+A job is kept in one SQLite journal, in the parts' journals of a ``--processes`` job
+(:mod:`shoal.store.parts`), or in PostgreSQL (:mod:`shoal.store.postgres.reader`).
+:func:`open_reader` opens the right reader for a :class:`JobAddress`; every reader answers
+the same four questions (its status, its summary, its records in commit order, and
+everything its report shows, read ahead), so each command has one code path. The SQLite
+readers are synchronous: :class:`LocalReader` runs them on a thread of their own, never
+on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import fcntl
-import os
-import sqlite3
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-import orjson
-
-from shoal.errors import JournalError
-from shoal.latency import LatencyHistogram
-from shoal.sources.items import MAP_INPUT
-from shoal.store.sqlite import SCHEMA_VERSION
-from shoal.store.store import ARCHIVE_POSITIONS
-
-_BATCH = 2048
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class JobSummary:
-    """What a journal says of its job."""
-
-    input: str
-    admitted: int
-    ok: int
-    failed: int
-    input_done: bool
-    lines_read: int
-    #: Final failures by error kind, and final records by status class (``2xx``...).
-    by_error: dict[str, int] = field(default_factory=dict)
-    by_status: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def pending(self) -> int:
-        return self.admitted - self.ok - self.failed
-
-    @property
-    def mapped(self) -> bool:
-        """Whether the job is a ``shoal.map`` (its records are outcomes of items)."""
-        return self.input.startswith(MAP_INPUT)
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """What was committed in ``seconds`` seconds from Unix time ``start``."""
-
-    start: int
-    seconds: int
-    ok: int
-    failed: int
-    bytes: int
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineSpan:
-    """The seconds a job's timeline covers, and from where it is read.
-
-    ``source`` is ``"journal"`` (the journal's own per-second commit counts) or, for a
-    journal whose timeline lacks some records (one made by an earlier shoal), ``"records"``:
-    each record counted in the second its last attempt ended (``started_at`` plus
-    ``elapsed_ms``), which leaves out records with no attempt (bad input lines).
-    """
-
-    source: str
-    first: int
-    last: int
-    ok: int
-    failed: int
-
-
-@dataclass(frozen=True, slots=True)
-class RecordTotals:
-    """Sums over every final record, from one pass."""
-
-    records: int = 0
-    bytes: int = 0
-    attempts: int = 0
-    #: Attempts after each request's first.
-    retries: int = 0
-    redirects: int = 0
-    #: Final records by exact status (``None``: no response came).
-    statuses: dict[int | None, int] = field(default_factory=dict)
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    first_byte: LatencyHistogram = field(default_factory=LatencyHistogram)
-    #: WARC file name to (responses archived in it, the end of the last one).
-    warc_files: dict[str, tuple[int, int]] = field(default_factory=dict)
-    bodies: int = 0
-    body_bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    """One host's final records (``host`` ``None``: a request with no host name)."""
-
-    host: str | None
-    requests: int
-    failed: int
-    bytes: int
-    mean_ms: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorGroup:
-    """Final failures with the same kind and message, and the first of their URLs."""
-
-    kind: str
-    message: str
-    count: int
-    example_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Top(Generic[T]):
-    """The first ``rows`` of a grouping, and how many groups there are in all."""
-
-    rows: list[T]
-    groups: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRow:
-    """One worker of a job on a shared store: its records, and whether it signed off."""
-
-    worker: str
-    machine: str
-    ok: int
-    failed: int
-    #: Whether it stopped and said so (one that did not is running, or was killed).
-    stopped: bool
-
-
-class TotalsCounter:
-    """:class:`RecordTotals` summed over raw JSON records, a batch at a time: every reader
-    (a journal's, a shared store's) streams its records through one."""
-
-    def __init__(self) -> None:
-        self._statuses: Counter[int | None] = Counter()
-        self._latency = LatencyHistogram()
-        self._first_byte = LatencyHistogram()
-        self._warc: dict[str, tuple[int, int]] = {}
-        self._records = self._bytes = self._attempts = self._retries = 0
-        self._redirects = self._bodies = self._body_bytes = 0
-
-    def add(self, raws: Iterable[bytes]) -> None:
-        """Count each of these records (its JSON text)."""
-        statuses, warc = self._statuses, self._warc
-        latency, first_byte = self._latency.add, self._first_byte.add
-        records, size, attempts, retries = self._records, self._bytes, self._attempts, self._retries
-        redirects, bodies, body_bytes = self._redirects, self._bodies, self._body_bytes
-        loads = orjson.loads  # faster here than SQL's JSON functions on ten fields
-        for raw in raws:
-            record = loads(raw)
-            records += 1
-            statuses[record.get("status")] += 1
-            nbytes = record.get("bytes") or 0
-            size += nbytes
-            tries = record.get("attempts") or 0
-            if tries:
-                attempts += tries
-                retries += tries - 1
-            redirects += record.get("redirects") or 0
-            if (elapsed := record.get("elapsed_ms")) is not None:
-                latency(elapsed)
-            if (ttfb := record.get("ttfb_ms")) is not None:
-                first_byte(ttfb)
-            if record.get("body_path") is not None:
-                bodies += 1
-                body_bytes += nbytes
-            if archived := record.get("warc"):
-                count, end = warc.get(archived["filename"], (0, 0))
-                reach = max(end, archived["offset"] + archived["length"])
-                warc[archived["filename"]] = (count + 1, reach)
-        self._records, self._bytes, self._attempts, self._retries = records, size, attempts, retries
-        self._redirects, self._bodies, self._body_bytes = redirects, bodies, body_bytes
-
-    def totals(self) -> RecordTotals:
-        """The sums, once every record is added, in a fixed order (statuses by code, web
-        archives by name)."""
-        return RecordTotals(
-            records=self._records,
-            bytes=self._bytes,
-            attempts=self._attempts,
-            retries=self._retries,
-            redirects=self._redirects,
-            statuses=dict(sorted(self._statuses.items(), key=lambda item: _order(item[0]))),
-            latency=self._latency,
-            first_byte=self._first_byte,
-            warc_files=dict(sorted(self._warc.items())),
-            bodies=self._bodies,
-            body_bytes=self._body_bytes,
-        )
-
-
-_TEXT = "CAST(record AS TEXT)"
-
-
-def is_running(path: str) -> bool:
-    """Whether a shoal holds the journal's lock now (runs its job): a look that takes the
-    lock shared for an instant (a starting run retries past it)."""
-    try:
-        fd = os.open(path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False  # never run, or its folder is unreadable: nothing runs it from here
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the lock too
-    return False
-
-
-class JournalReader:
-    """A read-only view of a journal file. Use it as a context manager."""
-
-    def __init__(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise JournalError(f"{path} is not a journal file")
-        self.path = path
-        try:
-            uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
-            self._db = sqlite3.connect(uri + "?mode=ro", uri=True)
-            meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
-        except sqlite3.Error as exc:
-            with contextlib.suppress(Exception):
-                self._db.close()
-            raise JournalError(f"{path} is not a usable shoal journal: {exc}") from exc
-        if int(meta.get("version", 0)) != SCHEMA_VERSION:
-            self._db.close()
-            raise JournalError(f"{path} was written by another version of shoal")
-        self._meta = meta
-        self._db.create_function("shoal_host", 1, _host, deterministic=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._db.close()
-
-    def summary(self) -> JobSummary:
-        meta = self._meta
-        try:
-            errors = self._db.execute(
-                "SELECT json_extract(CAST(record AS TEXT), '$.error.kind'), COUNT(*)"
-                " FROM records WHERE failed GROUP BY 1 ORDER BY 2 DESC"
-            ).fetchall()
-            statuses = self._db.execute(
-                "SELECT json_extract(CAST(record AS TEXT), '$.status') / 100, COUNT(*)"
-                " FROM records GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-        return JobSummary(
-            input=str(meta.get("input", "")),
-            admitted=int(meta.get("admitted", 0)),
-            ok=int(meta.get("ok", 0)),
-            failed=int(meta.get("failed", 0)),
-            input_done=bool(int(meta.get("input_done", 0))),
-            lines_read=int(meta.get("input_items", 0)),
-            by_error={str(kind): count for kind, count in errors if kind is not None},
-            by_status={f"{int(c)}xx": count for c, count in statuses if c is not None},
-        )
-
-    def records(self, *, failed: bool | None = None) -> Iterator[bytes]:
-        """The final records in commit order (``failed``: only failures, or only successes)."""
-        where = "" if failed is None else f" AND failed = {int(failed)}"
-        after = 0
-        while True:
-            try:
-                rows = self._db.execute(
-                    f"SELECT done_seq, record FROM records WHERE done_seq > ?{where}"
-                    " ORDER BY done_seq LIMIT ?",
-                    (after, _BATCH),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-            if not rows:
-                return
-            after = rows[-1][0]
-            for _, record in rows:
-                yield bytes(record)
-
-    # -- for the report ----------------------------------------------------------------------
-
-    def _query(self, query: str, parameters: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(query, parameters)
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-
-    def _rows(self, query: str, parameters: tuple[Any, ...] = ()) -> Iterator[Any]:
-        """A query's rows, streamed (a journal may hold millions)."""
-        cursor = self._query(query, parameters)
-        try:
-            while rows := cursor.fetchmany(_BATCH):
-                yield from rows
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
-        finally:
-            cursor.close()
-
-    def settings(self) -> dict[str, Any] | None:
-        """The latest run's settings (``Store.describe``); ``None`` when no run kept them."""
-        raw = self._meta.get("settings")
-        return None if raw is None else dict(orjson.loads(raw))
-
-    def positions(self) -> dict[str, int]:
-        """The outputs' sizes as the journal's sink mark last recorded them (the web
-        archive's own end left out: :attr:`RecordTotals.warc_files` says it per file)."""
-        raw = self._meta.get("mark_positions")
-        positions = {} if raw is None else orjson.loads(raw)
-        return {
-            str(name): int(size)
-            for name, size in sorted(positions.items())
-            if not str(name).startswith(ARCHIVE_POSITIONS)
-        }
-
-    def totals(self) -> RecordTotals:
-        """Status counts, latency histograms, bytes, attempts and the outputs' shares, over
-        every final record in one streaming pass."""
-        counter = TotalsCounter()
-        counter.add(raw for (raw,) in self._rows("SELECT record FROM records"))
-        return counter.totals()
-
-    def timeline_span(self) -> TimelineSpan | None:
-        """Where the job's timeline lies; ``None`` when no record has a time."""
-        table = self._query(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'timeline'"
-        ).fetchone()[0]
-        if table:
-            first, last, ok, failed = self._query(
-                "SELECT MIN(second), MAX(second), COALESCE(SUM(ok), 0), COALESCE(SUM(failed), 0)"
-                " FROM timeline"
-            ).fetchone()
-            final = int(self._meta.get("ok", 0)) + int(self._meta.get("failed", 0))
-            if first is not None and ok + failed >= final:
-                return TimelineSpan("journal", first, last, ok, failed)
-        first, last, ok, failed = self._query(
-            f"SELECT MIN(s), MAX(s), COALESCE(SUM(1 - failed), 0), COALESCE(SUM(failed), 0)"
-            f" FROM (SELECT {_ENDED} AS s, failed FROM records) WHERE s IS NOT NULL"
-        ).fetchone()
-        return None if first is None else TimelineSpan("records", first, last, ok, failed)
-
-    def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]:
-        """The timeline in intervals of ``seconds`` from ``span.first``, in order; an
-        interval in which nothing was committed is left out."""
-        if span.source == "journal":
-            query = (
-                "SELECT (second - ?1) / ?2, SUM(ok), SUM(failed), SUM(bytes), SUM(attempts)"
-                " FROM timeline GROUP BY 1 ORDER BY 1"
-            )
-        else:
-            query = (
-                "SELECT (s - ?1) / ?2, SUM(1 - failed), SUM(failed), SUM(b), SUM(a) FROM"
-                f" (SELECT {_ENDED} AS s, failed, json_extract({_TEXT}, '$.bytes') AS b,"
-                f" json_extract({_TEXT}, '$.attempts') AS a FROM records)"
-                " WHERE s IS NOT NULL GROUP BY 1 ORDER BY 1"
-            )
-        return [
-            Interval(span.first + index * seconds, seconds, ok, failed, size or 0, tries or 0)
-            for index, ok, failed, size, tries in self._rows(query, (span.first, seconds))
-        ]
-
-    def hosts(self, limit: int) -> Top[HostRow]:
-        """The hosts with the most final records (their names as the requests gave them),
-        or for a map the groups."""
-        rows = self._query(
-            "SELECT host, COUNT(*) AS n, SUM(failed), SUM(COALESCE(b, 0)), AVG(ms),"
-            " COUNT(*) OVER () FROM (SELECT COALESCE(shoal_host(json_extract(t, '$.url')),"
-            " json_extract(t, '$.group')) AS host,"
-            " failed, json_extract(t, '$.bytes') AS b, json_extract(t, '$.elapsed_ms') AS ms"
-            f" FROM (SELECT {_TEXT} AS t, failed FROM records))"
-            " GROUP BY host ORDER BY n DESC, host LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return Top(
-            [HostRow(host, n, failed, size, mean) for host, n, failed, size, mean, _ in rows],
-            rows[0][-1] if rows else 0,
-        )
-
-    def host_sums(self) -> Iterator[tuple[Any, ...]]:
-        """Every host's (or group's) sums, streamed, to merge with other journals': its
-        name, final records, failures, bytes, and the sum and count of its latencies."""
-        return self._rows(
-            "SELECT host, COUNT(*), SUM(failed), SUM(COALESCE(b, 0)), SUM(ms), COUNT(ms) FROM"
-            " (SELECT COALESCE(shoal_host(json_extract(t, '$.url')),"
-            " json_extract(t, '$.group')) AS host,"
-            " failed, json_extract(t, '$.bytes') AS b, json_extract(t, '$.elapsed_ms') AS ms"
-            f" FROM (SELECT {_TEXT} AS t, failed FROM records)) GROUP BY host"
-        )
-
-    def error_sums(self) -> Iterator[tuple[Any, ...]]:
-        """Every group of final failures (kind, message, count, first URL), streamed."""
-        return self._rows(
-            "SELECT kind, message, COUNT(*), MIN(url) FROM"
-            " (SELECT json_extract(t, '$.error.kind') AS kind,"
-            " json_extract(t, '$.error.message') AS message,"
-            " COALESCE(json_extract(t, '$.url'), json_extract(t, '$.key')) AS url"
-            f" FROM (SELECT {_TEXT} AS t FROM records WHERE failed)) GROUP BY kind, message"
-        )
-
-    def error_groups(self, limit: int) -> Top[ErrorGroup]:
-        """Final failures grouped by kind and message, the largest groups first."""
-        rows = self._query(
-            "SELECT kind, message, COUNT(*) AS n, MIN(url), COUNT(*) OVER () FROM"
-            " (SELECT json_extract(t, '$.error.kind') AS kind,"
-            " json_extract(t, '$.error.message') AS message,"
-            " COALESCE(json_extract(t, '$.url'), json_extract(t, '$.key')) AS url"
-            f" FROM (SELECT {_TEXT} AS t FROM records WHERE failed))"
-            " GROUP BY kind, message ORDER BY n DESC, kind, message LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return Top(
-            [
-                ErrorGroup(str(kind), str(message or ""), n, str(url or ""))
-                for kind, message, n, url, _ in rows
-            ],
-            rows[0][-1] if rows else 0,
-        )
-
-
-#: The Unix second a record's last attempt ended, from its ISO ``started_at`` (or NULL).
-_ENDED = (
-    f"CAST((julianday(json_extract({_TEXT}, '$.started_at')) - 2440587.5) * 86400.0"
-    f" + COALESCE(json_extract({_TEXT}, '$.elapsed_ms'), 0) / 1000.0 AS INTEGER)"
+from shoal.store.parts import job_running, open_job
+from shoal.store.snapshot import JobStatus, ReportSnapshot, read_ahead
+from shoal.store.summary import (
+    ErrorGroup,
+    HostRow,
+    Interval,
+    JobSummary,
+    RecordTotals,
+    TimelineSpan,
+    Top,
+    TotalsCounter,
+    WorkerRow,
 )
 
+#: The values a reader reads back (kept in :mod:`shoal.store.summary`), named here too.
+__all__ = [
+    "ErrorGroup",
+    "HostRow",
+    "Interval",
+    "JobAddress",
+    "JobReader",
+    "JobStatus",
+    "JobSummary",
+    "LocalReader",
+    "RecordTotals",
+    "TimelineSpan",
+    "Top",
+    "TotalsCounter",
+    "WorkerRow",
+    "open_reader",
+    "parts_title",
+]
 
-def _host(url: object) -> str | None:
-    """A URL's host name, lower-cased (``None`` for text that names none).
-
-    Called by SQLite once a record, so it only splits strings (a third of the time
-    ``urlsplit`` takes): the authority after ``://``, without user info and port.
-    """
-    if not isinstance(url, str):
-        return None
-    _, separator, rest = url.partition("://")
-    if not separator:
-        return None
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
-    if authority.startswith("["):  # an IPv6 address
-        host = authority[1:].partition("]")[0]
-    else:
-        host = authority.partition(":")[0]
-    return host.lower() or None
+T = TypeVar("T")
+#: Records handed from a journal's thread to the loop at a time.
+_BATCH = 2048
 
 
-def _order(status: int | None) -> int:
-    return 0 if status is None else status
+class JobReader(Protocol):
+    """A job read back, whatever keeps it. Open one with :func:`open_reader`."""
+
+    #: The job as ``shoal status`` names it in its text, and in its JSON's ``job``.
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    async def status(self) -> JobStatus: ...
+
+    async def summary(self) -> JobSummary: ...
+
+    def records(self, *, failed: bool | None = None) -> AsyncGenerator[bytes, None]:
+        """The final records in commit order (``failed``: only failures, or successes)."""
+        ...
+
+    async def report_source(
+        self, *, hosts: int, errors: int, interval: Callable[[TimelineSpan], int]
+    ) -> ReportSnapshot: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobAddress:
+    """Where a job is kept: its ``journals`` (one, or a ``--processes`` job's parts), or
+    the job ``name`` in the PostgreSQL database at ``dsn``."""
+
+    journals: tuple[str, ...] = ()
+    dsn: str | None = None
+    name: str | None = None
+
+
+def parts_title(journals: tuple[str, ...] | list[str]) -> str:
+    """How ``shoal status`` names the job kept in ``journals``."""
+    if len(journals) == 1:
+        return journals[0]
+    return f"{journals[0].rsplit('.', 1)[0]} ({len(journals)} parts, one per process)"
+
+
+class LocalReader:
+    """A job kept in SQLite journals (one, or a ``--processes`` job's parts), read on a
+    thread of its own (SQLite's connection stays on the thread that made it). Open it
+    with :meth:`start`, which says at once what is wrong with the journals."""
+
+    def __init__(self, journals: tuple[str, ...]) -> None:
+        self.journals = list(journals)
+        self.title = self.key = parts_title(self.journals)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-reader")
+        self._reader: Any = None
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def _open(self) -> Any:
+        return open_job(self.journals)
+
+    async def start(self) -> None:
+        self._reader = await self._call(self._open)
+
+    async def status(self) -> JobStatus:
+        def read() -> JobStatus:
+            running = job_running(self.journals)  # before reading: a run ending is done
+            with self._open() as reader:  # (afresh: what the journals hold now)
+                return JobStatus(reader.summary(), running)
+
+        return await self._call(read)
+
+    async def summary(self) -> JobSummary:
+        return await self._call(lambda: self._reader.summary())
+
+    async def records(self, *, failed: bool | None = None) -> AsyncGenerator[bytes, None]:
+        rows: Iterator[bytes] = self._reader.records(failed=failed)
+        try:
+            while batch := await self._call(_take, rows):
+                for record in batch:
+                    yield record
+        finally:
+            await self._call(getattr(rows, "close", lambda: None))
+
+    async def report_source(
+        self, *, hosts: int, errors: int, interval: Callable[[TimelineSpan], int]
+    ) -> ReportSnapshot:
+        def read() -> ReportSnapshot:
+            return read_ahead(self._reader, hosts=hosts, errors=errors, interval=interval)
+
+        return await self._call(read)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._call(self._reader.__exit__, None, None, None)
+            self._reader = None
+        self._executor.shutdown(wait=False)
+
+
+def _take(rows: Iterator[bytes]) -> list[bytes]:
+    return [record for _, record in zip(range(_BATCH), rows, strict=False)]
+
+
+@contextlib.asynccontextmanager
+async def open_reader(address: JobAddress) -> AsyncIterator[JobReader]:
+    """The reader of the job at ``address``, open for the block."""
+    if address.dsn is not None:
+        from shoal.store.postgres.reader import PostgresReader
+
+        assert address.name is not None
+        async with PostgresReader(address.dsn, address.name) as shared:
+            yield shared
+        return
+    local = LocalReader(address.journals)
+    try:
+        await local.start()
+        yield local
+    finally:
+        await local.close()

@@ -137,6 +137,10 @@ PaceReader = Callable[[str], HostPace]
 class Store(abc.ABC):
     """A job's journal. Methods are called from one task at a time per kind of work.
 
+    Its journal half (open, admit, complete, records after a mark, describe, close) is
+    the :class:`~shoal.store.journal.Journal` seam; the rest says who may run what next
+    (the work source: pending, defer, claim, holds, let go) and controls the job.
+
     A *shared* store (``leases`` true: PostgreSQL, many workers on one job) hands out work
     itself: the jobs a run admits are not its to run unless it holds their host, so the
     engine takes every job from :meth:`claim` instead, checks :meth:`holds` before each

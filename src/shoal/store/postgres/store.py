@@ -46,11 +46,12 @@ advisory lock, and its version kept in ``shoal_schema``):
   when read, so that workers never queue for one row.
 
 This module opens the job, admits its input and commits results; the rest of the store is
-in modules beside it: ``postgres_connection`` (the pool, and retrying across a restart),
-``postgres_leases`` (host leases: claims, heartbeats, handovers), ``postgres_journal``
-(the writes inside a commit), ``postgres_watch`` (the job's pause, counts and workers,
-looked at once a second), ``postgres_schema`` (tables, statements, migrations) and
-``postgres_reader`` (reading a job without working on it).
+in modules beside it: ``connection`` (the pool, and retrying across a restart),
+``admission`` (creating or finding the job, and its admission lock), ``leases`` (host
+leases: claims, heartbeats, handovers), ``journal`` (the writes inside a commit),
+``watch`` (the job's pause, counts and workers, looked at once a second), ``schema``
+(tables, statements, migrations), ``settings`` (what every worker must share) and
+``reader`` (reading a job without working on it).
 """
 
 from __future__ import annotations
@@ -61,24 +62,26 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from shoal.errors import JournalError, OutputError, SettingsMismatch
+from shoal.errors import JournalError, OutputError
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
-from shoal.store.postgres_connection import RECONNECT_S, Database, require_asyncpg, transient
-from shoal.store.postgres_journal import JournalWriter, Row
-from shoal.store.postgres_leases import HostLeases
-from shoal.store.postgres_schema import (
+from shoal.store.journal import sort_batch
+from shoal.store.postgres.admission import open_job, take_admission
+from shoal.store.postgres.connection import RECONNECT_S, Database, require_asyncpg, transient
+from shoal.store.postgres.journal import JournalWriter, Row
+from shoal.store.postgres.leases import HostLeases
+from shoal.store.postgres.schema import (
     INSERT_REQUESTS,
-    STAGE,
     STAGE_COLUMNS,
     migrate,
 )
-from shoal.store.postgres_watch import JobWatch
+from shoal.store.postgres.settings import check_shared, groupless_parts
+from shoal.store.postgres.watch import JobWatch
 from shoal.store.store import (
     Claim,
     Committed,
@@ -87,28 +90,9 @@ from shoal.store.store import (
     JobState,
     PaceReader,
     Record,
-    Retrying,
     SinkMark,
     Store,
     WorkerState,
-)
-
-#: The buckets a map's items in no group are spread over (so that many workers share them).
-GROUPLESS_PARTS = 64
-
-#: Settings every worker of a job must share: the engine's description, by path.
-SHARED_SETTINGS = (
-    "limits.per_host",
-    "limits.max_bytes",
-    "limits.max_redirects",
-    "timeouts",
-    "retry",
-    "politeness",
-    "crawl",
-    "fail_http",
-    "user_agent",
-    "cookies",
-    "verify_tls",
 )
 
 
@@ -166,13 +150,19 @@ class PostgresStore(Store):
     async def open(self, input_name: str, fingerprint: str | None = None) -> JobState:
         await self._db.open()
         await self._db.run(migrate)
-        row = await self._db.run(lambda c: self._open_job(c, input_name, fingerprint))
+        options = orjson.dumps(self._options).decode()
+        opened = await self._db.run(
+            lambda c: open_job(
+                c, self.name, self.worker, input_name, fingerprint, options, self._admits
+            )
+        )
+        self._job_id = opened.job_id
         if self._admits:
             self._admits = await self._take_admission()
         await self._watch.start(self._job_id)  # (the counts, and whether it is paused)
         self._journal.job_id = self._job_id
         self._leases.start(self._job_id)
-        resumed, input_done, items, offset, recorded = row
+        resumed, input_done, items, offset, recorded = opened.state
         return JobState(
             Position(items, offset),
             input_done or not self._admits,
@@ -182,82 +172,16 @@ class PostgresStore(Store):
             recorded if self._admits else None,
         )
 
-    async def _open_job(
-        self, connection: Any, input_name: str, fingerprint: str | None
-    ) -> tuple[bool, bool, int, int, str | None]:
-        found = await connection.fetchrow(
-            "SELECT id, input, input_done, input_items, input_offset, fingerprint"
-            " FROM shoal_jobs WHERE name = $1",
-            self.name,
-        )
-        if found is None:
-            if not self._admits:
-                raise JournalError(
-                    f"the store has no job {self.name!r}: start it with"
-                    f" shoal fetch INPUT --store URL --job {self.name}"
-                )
-            self._job_id = await connection.fetchval(
-                "INSERT INTO shoal_jobs (name, input, fingerprint, options) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (name) DO NOTHING RETURNING id",
-                self.name,
-                input_name,
-                fingerprint,
-                orjson.dumps(self._options).decode(),
-            )
-            if self._job_id is None:  # another worker created it just now
-                import asyncpg
-
-                raise asyncpg.exceptions.SerializationError("the job was created meanwhile")
-            resumed = False
-            found = {"input_done": False, "input_items": 0, "input_offset": 0}
-            recorded = fingerprint
-        else:
-            self._job_id = found["id"]
-            if self._admits and found["input"] != input_name:
-                raise JournalError(
-                    f"job {self.name!r} reads another input ({found['input']!r}); pass"
-                    " another --job name, or run shoal worker to work on it"
-                )
-            resumed = True
-            recorded = found["fingerprint"]
-        await connection.execute(
-            "INSERT INTO shoal_workers (job_id, worker, machine, pid) VALUES ($1, $2, $3, $4)",
-            self._job_id,
-            self.worker,
-            socket.gethostname(),
-            os.getpid(),
-        )
-        return (
-            resumed,
-            found["input_done"],
-            found["input_items"],
-            found["input_offset"],
-            recorded,
-        )
-
     @property
     def admits(self) -> bool:
         """Whether this run admits the job's input (else it only works on the job)."""
         return self._admits
 
     async def _take_admission(self) -> bool:
-        """Hold the job's admission lock on a connection of its own: one run at a time
-        reads a job's input, and any number work on it. False when another run holds it:
-        this one works alongside."""
-
-        connection = await self._db.connect()
-        # Advisory locks are the whole database's: the key names the schema too, so that
-        # jobs of two schemas (two teams, two test runs) never share one.
-        locked = await connection.fetchval(
-            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || '/' || $1, 0))",
-            str(self._job_id),
-        )
-        if not locked:
-            await connection.close()
-            return False
-        await connection.execute(STAGE)
-        self._admission = connection
-        return True
+        """Hold the job's admission lock (see :func:`take_admission`); False when another
+        run holds it: this one works alongside."""
+        self._admission = await take_admission(self._db, self._job_id)
+        return self._admission is not None
 
     async def _admission_connection(self) -> Any:
         """The admission connection, connected again (and its lock taken again) after a
@@ -290,26 +214,10 @@ class PostgresStore(Store):
 
         theirs = await self._db.run(keep)
         if theirs is not None:
-            differences = tuple(
-                found
-                for path in SHARED_SETTINGS
-                for found in _differences(path, _at(mine, path), _at(theirs, path))
-            )
-            if differences:
-                raise SettingsMismatch(self.name, differences)
+            check_shared(self.name, mine, theirs)
         leases = self._leases
         leases.grace_s = float(mine.get("attempt_max_s") or leases.grace_s) + leases.margin_s
-        # A map's items in no group are one bucket to a single run, which only the
-        # concurrency bounds: here they are spread over buckets that workers lease apart.
-        # Unless that bucket is paced (a rate, a delay): those hold for the one bucket,
-        # across all workers, only if one worker at a time holds it.
-        every = _at(mine, "politeness.hosts") or {}
-        paced = any(
-            _at(policy, "per_second") or _at(policy, "delay_s")
-            for policy in (_at(mine, "politeness"), every.get("*"))  # ("*": every bucket)
-            if isinstance(policy, Mapping)
-        )
-        self._journal.parts = 1 if paced else GROUPLESS_PARTS
+        self._journal.parts = groupless_parts(mine)
 
     # -- the job's shared state (its pause, its workers) ------------------------------------
 
@@ -403,12 +311,12 @@ class PostgresStore(Store):
     async def complete(
         self, done: Sequence[Completion], mark: SinkMark, *, budget: int | None = None
     ) -> Committed:
-        finals = [(job, result) for job, result in done if not isinstance(result, Retrying)]
-        retries = [(job, result) for job, result in done if isinstance(result, Retrying)]
-        encoded = [memoryview(orjson.dumps(result.to_record())).tobytes() for _, result in finals]
+        batch = sort_batch(done)
         journal = self._journal
-        made = await self._db.run(lambda c: journal.commit(c, finals, retries, encoded, budget))
-        self._leases.let_go([job for job, _ in finals if job.seq not in made.refused])
+        made = await self._db.run(
+            lambda c: journal.commit(c, batch.finals, batch.retries, batch.encoded, budget)
+        )
+        self._leases.let_go([job for job, _ in batch.finals if job.seq not in made.refused])
         # Follow-ups wait in the queue for their host's owner (this worker or another).
         return Committed(
             made.records, [], made.duplicate, made.over_budget, frozenset(made.refused)
@@ -465,20 +373,3 @@ class PostgresStore(Store):
                 self.worker,
             )
         )
-
-
-def _at(settings: Mapping[str, Any], path: str) -> Any:
-    value: Any = settings
-    for name in path.split("."):
-        value = value.get(name) if isinstance(value, Mapping) else None
-    return value
-
-
-def _differences(path: str, mine: Any, theirs: Any) -> Iterator[tuple[str, Any, Any]]:
-    """Each setting under ``path`` whose values differ, as its own path and both values
-    (a per-host table, ``politeness.hosts``, as one)."""
-    if isinstance(mine, Mapping) and isinstance(theirs, Mapping) and path != "politeness.hosts":
-        for name in sorted(set(mine) | set(theirs)):
-            yield from _differences(f"{path}.{name}", mine.get(name), theirs.get(name))
-    elif mine != theirs:
-        yield path, mine, theirs

@@ -4,8 +4,9 @@ job's ``-o``.
 
 Read while workers run, it sees what they have committed so far. Records stream in commit
 order, a batch at a time; the summary's groupings are computed by the database, and so are
-the report's (hosts, error groups, the timeline), as :class:`~shoal.store.reader.JournalReader`
-has SQLite compute them, with the same ties broken the same way (by the bytes of the text).
+the report's (hosts, error groups, the timeline), as
+:class:`~shoal.store.sqlite.reader.JournalReader` has SQLite compute them, with the same
+ties broken the same way (by the bytes of the text).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import orjson
 
 from shoal.errors import JournalError
 from shoal.store.dsn import shown_dsn
-from shoal.store.postgres_connection import require_asyncpg
-from shoal.store.postgres_schema import SCHEMA_VERSION, migrate
-from shoal.store.reader import (
+from shoal.store.postgres.connection import require_asyncpg
+from shoal.store.postgres.schema import SCHEMA_VERSION, migrate
+from shoal.store.snapshot import JobStatus, SharedSnapshot
+from shoal.store.summary import (
     ErrorGroup,
     HostRow,
     Interval,
@@ -36,12 +38,11 @@ from shoal.store.reader import (
 )
 
 _BATCH = 2048
-T = TypeVar("T")
 
 
 def host_sql(url: str) -> str:
     """SQL for the host name of the URL that the SQL text expression ``url`` gives, as
-    :func:`shoal.store.reader._host` finds it: the authority after the first ``://`` (up to
+    :func:`shoal.store.sqlite.reader._host` finds it: the authority after the first ``://`` (up to
     ``/``, ``?`` or ``#``), without the user info (up to its last ``@``) and the port, an
     IPv6 address without its brackets, lower-cased; NULL for text that names none."""
     authority = f"regexp_replace(substring({url} from '://([^/?#]*)'), '^.*@', '')"
@@ -62,7 +63,8 @@ class MissingJob(JournalError):
 
 
 class PostgresReader:
-    """One job of the database at ``dsn``, by name; use it as an async context manager."""
+    """One job of the database at ``dsn``, by name; use it as an async context manager.
+    A :class:`~shoal.store.reader.JobReader`."""
 
     def __init__(self, dsn: str, job: str, *, patience_s: float = 0.0) -> None:
         require_asyncpg()
@@ -72,6 +74,20 @@ class PostgresReader:
         self.patience_s = patience_s
         self._connection: Any = None
         self._job_id = 0
+
+    @property
+    def title(self) -> str:
+        """The job as ``shoal status`` names it: its name and its store's URL."""
+        return f"{self.name} ({shown_dsn(self.dsn)})"
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    async def status(self) -> JobStatus:
+        """The job's summary, its workers running now, and whether it is paused."""
+        summary, workers, paused = await self.summary(), await self.workers(), await self.paused()
+        return JobStatus(summary, workers > 0, workers, paused)
 
     async def __aenter__(self) -> Self:
         import asyncpg
@@ -202,7 +218,7 @@ class PostgresReader:
 
     async def share_pause(self, paused: bool) -> None:
         """Pause (or resume) every worker of the job: the one thing this reader writes.
-        Each worker sees it within about a second (see :mod:`.postgres_watch`)."""
+        Each worker sees it within about a second (see :mod:`.watch`)."""
         await self._connection.execute(
             "UPDATE shoal_jobs SET paused = $2 WHERE id = $1", self._job_id, paused
         )
@@ -237,7 +253,7 @@ class PostgresReader:
     async def totals(self) -> RecordTotals:
         """Status counts, latency histograms, bytes, attempts and the outputs' shares, over
         every final record: streamed a batch at a time through the journal reader's own
-        :class:`~shoal.store.reader.TotalsCounter`."""
+        :class:`~shoal.store.summary.TotalsCounter`."""
         counter = TotalsCounter()
         async with self._snapshot():
             cursor = await self._connection.cursor(
@@ -314,7 +330,7 @@ class PostgresReader:
 
     async def report_source(
         self, *, hosts: int, errors: int, interval: Callable[[TimelineSpan], int]
-    ) -> SharedReport:
+    ) -> SharedSnapshot:
         """Everything ``shoal report`` shows of the job, read ahead in one snapshot (so
         that what workers commit meanwhile cannot make one table disagree with another):
         the top ``hosts`` hosts and ``errors`` error groups, and the timeline in intervals
@@ -323,7 +339,7 @@ class PostgresReader:
             summary = await self.summary()
             span = await self.timeline_span()
             seconds = 0 if span is None else interval(span)
-            return SharedReport(
+            return SharedSnapshot(
                 name=self.name,
                 path=shown_dsn(self.dsn),
                 summary=summary,
@@ -337,7 +353,7 @@ class PostgresReader:
                 workers=await self.worker_rows(),
             )
 
-    async def records(self, *, failed: bool | None = None) -> AsyncIterator[bytes]:
+    async def records(self, *, failed: bool | None = None) -> AsyncGenerator[bytes, None]:
         """The final records in commit order (``failed``: only failures, or only successes)."""
         after = 0
         while True:
@@ -354,75 +370,3 @@ class PostgresReader:
             after = rows[-1][0]
             for _, record in rows:
                 yield bytes(record)
-
-
-class SharedReport:
-    """A shared job as ``shoal report`` draws it, read ahead by
-    :meth:`PostgresReader.report_source`: what the page asks of a
-    :class:`~shoal.reporting.report.SharedSource`, answered from memory. A shared job has
-    no sink mark: its outputs' positions are none."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        path: str,
-        summary: JobSummary,
-        totals: RecordTotals,
-        span: TimelineSpan | None,
-        seconds: int,
-        timeline: list[Interval],
-        hosts: tuple[int, Top[HostRow]],
-        errors: tuple[int, Top[ErrorGroup]],
-        settings: dict[str, Any] | None,
-        workers: list[WorkerRow],
-    ) -> None:
-        self.name = name
-        #: The store's URL, without its password.
-        self.path = path
-        self._summary = summary
-        self._totals = totals
-        self._span = span
-        self._seconds = seconds
-        self._timeline = timeline
-        self._hosts = hosts
-        self._errors = errors
-        self._settings = settings
-        self._workers = workers
-
-    def summary(self) -> JobSummary:
-        return self._summary
-
-    def totals(self) -> RecordTotals:
-        return self._totals
-
-    def timeline_span(self) -> TimelineSpan | None:
-        return self._span
-
-    def timeline(self, span: TimelineSpan, seconds: int) -> list[Interval]:
-        if (span, seconds) != (self._span, self._seconds):
-            raise ValueError(f"the timeline was read in {self._seconds} s intervals only")
-        return list(self._timeline)
-
-    def hosts(self, limit: int) -> Top[HostRow]:
-        return _first(self._hosts, limit)
-
-    def error_groups(self, limit: int) -> Top[ErrorGroup]:
-        return _first(self._errors, limit)
-
-    def settings(self) -> dict[str, Any] | None:
-        return self._settings
-
-    def positions(self) -> dict[str, int]:
-        return {}
-
-    def workers(self) -> list[WorkerRow]:
-        return list(self._workers)
-
-
-def _first(read: tuple[int, Top[T]], limit: int) -> Top[T]:
-    """The first ``limit`` rows of a grouping read ahead with ``read[0]`` rows at most."""
-    most, top = read
-    if limit > most and top.groups > len(top.rows):
-        raise ValueError(f"only the first {most} rows were read")
-    return Top(top.rows[:limit], top.groups)

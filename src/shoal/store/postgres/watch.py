@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from shoal.store.postgres_connection import Database, any_database_error
+from shoal.store.postgres.connection import Database, any_database_error
 from shoal.store.store import JobCounts, WorkerState
 
 #: How often the job's shared state is looked at (seconds).

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.job import Job
-from shoal.store.postgres_connection import Database, transient
-from shoal.store.postgres_schema import ACQUIRE, FETCH, RENEW
+from shoal.store.postgres.connection import Database, transient
+from shoal.store.postgres.schema import ACQUIRE, FETCH, RENEW
 from shoal.store.specs import JobRow, restore_jobs
 from shoal.store.store import Claim, HostPace, PaceReader
 

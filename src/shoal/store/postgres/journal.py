@@ -15,7 +15,7 @@ from typing import Any
 from shoal.job import Entry, Item, Job
 from shoal.outcome import Finished
 from shoal.result import Result
-from shoal.store.postgres_schema import HOSTS_HAVE_WORK, INSERT_REQUESTS, MARK_WORK, UNNEST_ROWS
+from shoal.store.postgres.schema import HOSTS_HAVE_WORK, INSERT_REQUESTS, MARK_WORK, UNNEST_ROWS
 from shoal.store.specs import encode_entry
 from shoal.store.store import Record, Retrying
 
