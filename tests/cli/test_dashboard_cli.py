@@ -99,9 +99,12 @@ async def test_the_dashboard_steers_every_process(server: Misbehaving, tmp_path:
     await _steer(server, tmp_path, "--processes", "2")
 
 
-async def test_the_token_from_the_environment_guards_every_route(
-    server: Misbehaving, tmp_path: Path
+@pytest.mark.parametrize("given", ["environment", "option"])
+async def test_the_token_from_the_environment_or_option_guards_every_route(
+    server: Misbehaving, tmp_path: Path, given: str
 ) -> None:
+    token = ("--dashboard-token", "s3cret") if given == "option" else ()
+    env = environment(SHOAL_DASHBOARD_TOKEN="s3cret") if given == "environment" else None
     source = tmp_path / "urls.txt"
     source.write_bytes(lines(*[server.url("/delay?s=2", host=f"t{n}.test") for n in range(4)]))
     process = await start(
@@ -112,7 +115,8 @@ async def test_the_token_from_the_environment_guards_every_route(
         *RESOLVE,
         "--dashboard",
         "127.0.0.1:0",
-        env=environment(SHOAL_DASHBOARD_TOKEN="s3cret"),
+        *token,
+        env=env,
     )
     try:
         url = await _dashboard_url(process)
