@@ -13,16 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cli.test_cli import (
-    RESOLVE,
-    environment,
-    finish,
-    lines,
-    read_records,
-    shoal,
-    start,
-    wait_until,
-)
+from tests.command import RESOLVE, environment, finish, lines, shoal, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp import web
 
-from tests.cli.test_cli import lines, shoal
+from tests.command import lines, shoal
 from tests.dns_server import TestDNSServer
 from tests.servers import Misbehaving, serve
 

@@ -23,18 +23,9 @@ from aiohttp import web
 from aiohttp.web_request import Request
 
 import shoal
-from tests.cli.test_cli import (
-    RESOLVE,
-    finish,
-    line_count,
-    lines,
-    read_records,
-    start,
-    wait_until,
-)
-from tests.cli.test_cli import (
-    shoal as run_shoal,
-)
+from tests.command import RESOLVE, finish, line_count, lines, start
+from tests.command import shoal as run_shoal
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving, serve
 from tests.tls_server import TLSServer, make_certificates
 

@@ -9,11 +9,9 @@ milliseconds of timer slack); upper bounds are generous, since the machine may b
 from __future__ import annotations
 
 import asyncio
-import itertools
-import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,64 +36,26 @@ from shoal import (
 )
 from shoal.engine import Requests
 from shoal.scheduling.hosts import LATE_CARRY_MAX_S
-from tests.conftest import resolver
+from tests import helpers
 from tests.dns_server import TestDNSServer
+from tests.helpers import SLACK_S, assert_spaced, collect, free_port, gaps
 from tests.servers import Misbehaving, serve
 
-#: Slack for timer resolution and delivery noise on a lower bound of spacing (seconds).
-SLACK_S = 0.010
 #: Room on an upper bound: the machine may be loaded by other test suites.
 ROOM_S = 0.25
 NO_RETRY = RetryPolicy(retries=0)
 FAST_RETRY = RetryPolicy(retries=2, backoff_base_s=0.001, backoff_max_s=0.002)
-TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=10)
 
 
 def make_engine(**options: Any) -> Engine:
+    """:func:`tests.helpers.make_engine` with quicker retries and a fixed seed."""
     options.setdefault("retry", FAST_RETRY)
-    options.setdefault("timeouts", TIMEOUTS)
     options.setdefault("seed", 1234)
-    options.setdefault("resolver", resolver())
-    return Engine(**options)
-
-
-async def collect(
-    engine: Engine,
-    requests: Requests,
-    within_s: float = 15,
-    watch: Callable[[Statistics], None] | None = None,
-    arrived: dict[str, float] | None = None,
-) -> list[Result]:
-    """Every result of a run. ``watch`` sees a statistics snapshot every few milliseconds;
-    ``arrived`` gets the monotonic time each result reached the reader, by URL."""
-
-    async def read() -> list[Result]:
-        found = []
-        async with engine.stream(requests) as results:
-            async for result in results:
-                if arrived is not None:
-                    arrived[result.url] = time.monotonic()
-                found.append(result)
-        return found
-
-    async def poll() -> None:
-        assert watch is not None
-        while True:
-            watch(engine.statistics())
-            await asyncio.sleep(0.005)
-
-    poller = None if watch is None else asyncio.create_task(poll())
-    try:
-        return await asyncio.wait_for(read(), within_s)
-    finally:
-        if poller is not None:
-            poller.cancel()
-            await asyncio.wait([poller])
+    return helpers.make_engine(**options)
 
 
 async def fetch_all(requests: Requests, within_s: float = 15, **options: Any) -> list[Result]:
-    async with make_engine(**options) as engine:
-        return await collect(engine, requests, within_s)
+    return await helpers.fetch_all(requests, within_s, make=make_engine, **options)
 
 
 async def fetch_paced(
@@ -122,26 +82,6 @@ async def fetch_paced(
         return await collect(engine, requests)
 
 
-def gaps(times: Sequence[float]) -> list[float]:
-    return [later - earlier for earlier, later in itertools.pairwise(times)]
-
-
-def assert_spaced(times: Sequence[float], interval_s: float, *, burst: int = 1) -> None:
-    """No window of the arrivals holds more than a rate of ``1/interval_s`` with ``burst``
-    allows: arrival ``j`` is at least ``(j - i - burst + 1) * interval_s`` after arrival
-    ``i``, less the lateness a request may hand on to the next (see ``HostControl.sent``)
-    and the timer slack. Fewer than ``burst + 1`` arrivals hold no gap to check: refused,
-    so that a run which sent nothing cannot pass for a paced one."""
-    assert len(times) > burst, f"{len(times)} arrivals: no gap to check with a burst of {burst}"
-    for i, earlier in enumerate(times):
-        for j in range(i + burst, len(times)):
-            least = (j - i - burst + 1) * interval_s - LATE_CARRY_MAX_S - SLACK_S
-            assert times[j] - earlier >= least, (
-                f"arrivals {i} and {j} are {times[j] - earlier:.4f} s apart, "
-                f"less than {least:.4f} s: {[round(g, 4) for g in gaps(times)]}"
-            )
-
-
 @pytest.mark.parametrize(("times", "burst"), [([], 1), ([0.0], 1), ([0.0, 0.0, 0.0], 3)])
 def test_assert_spaced_refuses_too_few_arrivals_to_hold_a_gap(
     times: list[float], burst: int
@@ -152,14 +92,6 @@ def test_assert_spaced_refuses_too_few_arrivals_to_hold_a_gap(
 
 def sorted_times(server: Misbehaving, host: str) -> list[float]:
     return sorted(server.log.hosts[host].times)
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 with nothing listening on it (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- rate, burst, delay ------------------------------------------------------------------------

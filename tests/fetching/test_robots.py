@@ -14,8 +14,9 @@ from aiohttp import web
 
 import shoal
 from shoal import ErrorKind, Limits, Politeness, RetryPolicy, Timeouts
-from tests.cli.test_cli import RESOLVE
-from tests.cli.test_cli import shoal as run_shoal
+from tests import helpers
+from tests.command import RESOLVE
+from tests.command import shoal as run_shoal
 from tests.conftest import resolver
 from tests.servers import serve
 
@@ -76,8 +77,7 @@ async def site() -> AsyncIterator[RobotsServer]:
 async def fetch_all(
     urls: list[str], *, respect_robots: bool = True, robots_crawl_delay: bool = False
 ) -> dict[str, shoal.Result]:
-    engine = shoal.Engine(
-        resolver=resolver(),
+    engine = helpers.make_engine(
         limits=Limits(concurrency=10, per_host=5),
         retry=RetryPolicy(retries=0),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
