@@ -13,6 +13,7 @@ import pytest
 
 from shoal import StaticResolver
 from tests import skips
+from tests.arrival_server import ArrivalServer
 from tests.servers import Misbehaving
 
 #: ``pytester`` runs an inner pytest session (the skip check's own tests use it).
@@ -39,6 +40,18 @@ async def server() -> AsyncIterator[Misbehaving]:
         yield misbehaving
     finally:
         await misbehaving.stop()
+
+
+@pytest.fixture
+async def arrivals() -> AsyncIterator[ArrivalServer]:
+    """The misbehaving server in a process of its own: arrival times a stall of the
+    test's event loop cannot shorten (``await arrivals.read_log()``)."""
+    remote = ArrivalServer()
+    await remote.start()
+    try:
+        yield remote
+    finally:
+        await remote.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_request import Request
 
-from tests.environments import inherited
+from tests.command import environment
 from tests.servers import serve
 
 SHOAL = (sys.executable, "-m", "shoal")
@@ -567,12 +567,6 @@ def _holds_open(descriptors: str, path: str) -> bool:
             if os.readlink(os.path.join(descriptors, name)) == path:
                 return True
     return False
-
-
-def environment() -> dict[str, str]:
-    env = inherited()  # without the caller's SHOAL_* options
-    env["COLUMNS"] = "400"
-    return env
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ from typing import NamedTuple
 
 import pytest
 
+from tests.helpers import free_port
+
 #: Debian's nginx (package ``nginx``).
 NGINX = "/usr/sbin/nginx"
 
@@ -89,13 +91,6 @@ class LoggedRequest(NamedTuple):
     method: str
     path: str
     status: int
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _accepts(port: int) -> bool:
@@ -284,7 +279,7 @@ http {{
     def _start(self) -> bool:
         """Start nginx on a fresh free port: True once it accepts connections, False when
         the port was taken meanwhile (another try may do); raise on any other failure."""
-        self.port = _free_port()
+        self.port = free_port()
         for name in ("error.log", "stderr.log", "access.log"):
             (self.prefix / name).unlink(missing_ok=True)
         conf = self.prefix / "nginx.conf"

@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+
+from tests.helpers import free_port
 
 SERVER = os.environ.get("SHOAL_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
 #: Where Debian keeps each installed PostgreSQL version's programs (``15/bin``, ...).
@@ -107,12 +108,6 @@ async def pg_dsn() -> AsyncIterator[str]:
     """A DSN whose connections see an empty schema of their own (dropped afterwards)."""
     async with fresh_schema() as dsn:
         yield dsn
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Cluster:

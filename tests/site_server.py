@@ -14,11 +14,15 @@ prints its port, for a crawl run in another process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from shoal import Result
 from tests.servers import serve
 
 
@@ -80,6 +84,27 @@ class TreeSite:
         links.append(f"http://other.test:{self.port}/p/{page}")
         anchors = "".join(f'<a href="{link}">{link}</a>\n' for link in links)
         return f"<!doctype html><title>page {page}</title><body>\n{anchors}</body>"
+
+
+@contextlib.asynccontextmanager
+async def serving(pages: int, fanout: int = 4, *, delay_s: float = 0.0) -> AsyncIterator[TreeSite]:
+    """A :class:`TreeSite` started for the block and stopped after it (the fixtures' body)."""
+    site = TreeSite(pages, fanout, delay_s=delay_s)
+    await site.start()
+    try:
+        yield site
+    finally:
+        await site.stop()
+
+
+_HREF = re.compile(r'href="([^"]+)"')
+
+
+async def follow_links(result: Result) -> None:
+    """A handler that follows every ``href`` of a page."""
+    assert result.body is not None
+    for link in _HREF.findall(result.body.decode()):
+        result.follow(link)
 
 
 async def _main(pages: int, fanout: int) -> None:

@@ -93,9 +93,10 @@ from tests.chaos.harness import (
     loose_rules,
     run_library,
 )
-from tests.cli.test_cli import RESOLVE as CLI_RESOLVE
-from tests.cli.test_cli import environment, read_records
-from tests.cli.test_cli import shoal as run_shoal
+from tests.command import RESOLVE as CLI_RESOLVE
+from tests.command import environment
+from tests.command import shoal as run_shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 #: Not SHOAL_*: the command line reads those as options.

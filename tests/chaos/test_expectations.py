@@ -27,8 +27,8 @@ from tests.chaos.chaos_server import Chaos, ChaosServer, Fault
 from tests.chaos.expectations import Checker, Problems, index_of, read_output
 from tests.chaos.harness import RESOLVE, ChaosConfig, loose_rules
 from tests.chaos.test_chaos import cli_arguments
-from tests.cli.test_cli import environment
-from tests.cli.test_cli import shoal as run_shoal
+from tests.command import environment
+from tests.command import shoal as run_shoal
 
 SEED = 2929
 COUNT = 60

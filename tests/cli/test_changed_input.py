@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.cli.test_cli import RESOLVE, shoal
+from tests.command import RESOLVE, shoal
 from tests.servers import Misbehaving
 
 

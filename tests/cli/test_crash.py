@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import RESOLVE, finish, lines, read_records, shoal, start, wait_until
+from tests.command import RESOLVE, finish, lines, shoal, start
 from tests.crashloop import CrashRound, CrashServer, Settings, hit_key
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 

@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from tests.cli.test_cli import RESOLVE, finish, read_records, shoal, start, wait_until
-from tests.site_server import TreeSite
+from tests.command import RESOLVE, finish, shoal, start
+from tests.helpers import read_records, wait_until
+from tests.site_server import TreeSite, serving
 
 
 @pytest.fixture
 async def site() -> AsyncIterator[TreeSite]:
-    tree = TreeSite(pages=400, fanout=5, delay_s=0.004)
-    await tree.start()
-    try:
+    async with serving(pages=400, fanout=5, delay_s=0.004) as tree:
         yield tree
-    finally:
-        await tree.stop()
 
 
 async def test_crawl_finds_every_page_once(site: TreeSite, tmp_path: Path) -> None:

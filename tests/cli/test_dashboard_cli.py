@@ -13,16 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cli.test_cli import (
-    RESOLVE,
-    environment,
-    finish,
-    lines,
-    read_records,
-    shoal,
-    start,
-    wait_until,
-)
+from tests.command import RESOLVE, environment, finish, lines, shoal, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 
@@ -99,9 +91,12 @@ async def test_the_dashboard_steers_every_process(server: Misbehaving, tmp_path:
     await _steer(server, tmp_path, "--processes", "2")
 
 
-async def test_the_token_from_the_environment_guards_every_route(
-    server: Misbehaving, tmp_path: Path
+@pytest.mark.parametrize("given", ["environment", "option"])
+async def test_the_token_from_the_environment_or_option_guards_every_route(
+    server: Misbehaving, tmp_path: Path, given: str
 ) -> None:
+    token = ("--dashboard-token", "s3cret") if given == "option" else ()
+    env = environment(SHOAL_DASHBOARD_TOKEN="s3cret") if given == "environment" else None
     source = tmp_path / "urls.txt"
     source.write_bytes(lines(*[server.url("/delay?s=2", host=f"t{n}.test") for n in range(4)]))
     process = await start(
@@ -112,7 +107,8 @@ async def test_the_token_from_the_environment_guards_every_route(
         *RESOLVE,
         "--dashboard",
         "127.0.0.1:0",
-        env=environment(SHOAL_DASHBOARD_TOKEN="s3cret"),
+        *token,
+        env=env,
     )
     try:
         url = await _dashboard_url(process)

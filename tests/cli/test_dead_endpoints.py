@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import read_records, shoal
+from tests.command import shoal
+from tests.helpers import free_port, read_records
 from tests.servers import Misbehaving
-
-
-def dead_port() -> int:
-    """A port on 127.0.0.1 that refuses connections (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -27,7 +19,7 @@ async def test_a_dead_port_fails_only_its_own_requests(
     # The report: one input, every 20th URL to a refused port of 127.0.0.1, the rest to a
     # healthy port of the same address. Only the dead port's requests may fail, in one
     # process or over several (each learns of the dead port on its own).
-    port = dead_port()
+    port = free_port()
     urls = [
         f"http://127.0.0.1:{port}/dead/{n}"
         if n % 20 == 0

@@ -39,17 +39,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.cli.test_cli import (
-    RESOLVE,
-    Finished,
-    environment,
-    finish,
-    line_count,
-    lines,
-    read_records,
-    start,
-    wait_until,
-)
+from tests.command import RESOLVE, Finished, environment, finish, line_count, lines, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 #: Applies ``RLIMIT_FSIZE`` (argv[1], 0 for none) and drops the file-mode capabilities of

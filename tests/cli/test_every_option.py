@@ -9,6 +9,7 @@ hundreds of milliseconds either way, never as a speed.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 from collections import Counter
@@ -22,18 +23,9 @@ from aiohttp import web
 from aiohttp.web_request import Request
 
 import shoal
-from tests.cli.test_cli import (
-    RESOLVE,
-    finish,
-    line_count,
-    lines,
-    read_records,
-    start,
-    wait_until,
-)
-from tests.cli.test_cli import (
-    shoal as run_shoal,
-)
+from tests.command import RESOLVE, finish, line_count, lines, start
+from tests.command import shoal as run_shoal
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving, serve
 from tests.tls_server import TLSServer, make_certificates
 
@@ -272,3 +264,59 @@ async def test_sigterm_interrupts_fetch_with_130_and_the_same_command_resumes(
     assert rerun.code == 0, rerun.stderr
     assert f"{len(partial):,} already final" in rerun.stderr
     assert Counter(record["url"] for record in read_records(output)) == Counter(urls)
+
+
+# -- backoff -----------------------------------------------------------------------------------
+
+
+def retry_waits(stderr: str) -> list[tuple[int, float]]:
+    """The waits ``-v`` announced, one per retry: (the attempt that failed, seconds)."""
+    found = re.findall(r" attempt (\d+) .*; retry in (\d+\.\d{3}) s$", stderr, re.M)
+    return [(int(attempt), float(wait)) for attempt, wait in found]
+
+
+async def test_backoff_is_the_base_of_the_waits_between_retries(server: Misbehaving) -> None:
+    # Full jitter below 0.002 * 2 ** (n - 1) after attempt n: at most 2, 4, 8 and 16 ms.
+    # Ignored, the 0.5 s base would make twelve waits that small about never.
+    urls = [server.url(f"/flaky/backoff{n}?fail=4") for n in range(3)]
+    options = ("--retries", "4", "--backoff", "0.002", "--backoff-max", "100", "-v")
+    done = await run_shoal("fetch", *RESOLVE, *QUIET, *options, stdin=lines(*urls))
+    assert done.code == 0, done.stderr
+    waits = retry_waits(done.stderr)
+    assert sorted(attempt for attempt, _ in waits) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    # (the log rounds to whole milliseconds)
+    assert all(wait <= 0.002 * 2 ** (attempt - 1) + 0.0005 for attempt, wait in waits), waits
+    assert [record["attempts"] for record in done.records()] == [5, 5, 5]
+
+
+async def test_backoff_max_caps_every_wait(server: Misbehaving) -> None:
+    # A 10 s base capped at 5 ms. Ignored, the 30 s cap would leave waits of up to 30 s.
+    urls = [server.url(f"/flaky/capped{n}?fail=3") for n in range(3)]
+    options = ("--retries", "3", "--backoff", "10", "--backoff-max", "0.005", "-v")
+    done = await run_shoal("fetch", *RESOLVE, *QUIET, *options, stdin=lines(*urls))
+    assert done.code == 0, done.stderr
+    waits = retry_waits(done.stderr)
+    assert len(waits) == 9, done.stderr
+    assert max(wait for _, wait in waits) <= 0.005, waits
+
+
+# -- dead endpoints ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dead_after", [1, 3])
+async def test_dead_after_parks_an_endpoint_after_that_many_failures(dead_after: int) -> None:
+    # One at a time to a refused port, no retries: ``dead_after`` failures park it; three
+    # failed probes give it up and the rest fail at once, unsent. Ignored, five would park it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = taken.getsockname()[1]
+        urls = [f"http://127.0.0.1:{port}/n{n}" for n in range(12)]
+        options = ("--per-host", "1", "--retries", "0", "--dead-cooldown", "0.02")
+        done = await run_shoal(
+            "fetch", *QUIET, *options, "--dead-after", str(dead_after), stdin=lines(*urls)
+        )
+    assert done.code == 1, done.stderr
+    records = done.records()
+    assert len(records) == 12 and all(r["error"]["kind"] == "connect" for r in records)
+    given_up = [r for r in records if " given up " in r["error"]["message"]]
+    assert len(given_up) == 12 - dead_after - 3, [r["error"] for r in records]

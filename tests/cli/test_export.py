@@ -13,18 +13,9 @@ import pytest
 
 import shoal as shoal_library
 from shoal.cli.export import CSV_COLUMNS, MAP_CSV_COLUMNS
-from tests.cli.test_cli import (
-    RESOLVE,
-    finish,
-    line_count,
-    lines,
-    ok_urls,
-    read_records,
-    shoal,
-    start,
-    wait_until,
-)
 from tests.cli.test_messages import EXIT_PIPE, closed_after_one_line
+from tests.command import RESOLVE, finish, line_count, lines, ok_urls, shoal, start
+from tests.helpers import read_records, wait_until
 from tests.postgres import pg_dsn
 from tests.servers import Misbehaving
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.cli.test_cli import RESOLVE, lines, read_records, shoal
+from tests.command import RESOLVE, lines, shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 

@@ -6,7 +6,8 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.cli.test_cli import RESOLVE, finish, line_count, shoal, start, wait_until
+from tests.command import RESOLVE, finish, line_count, shoal, start
+from tests.helpers import wait_until
 from tests.servers import Misbehaving
 
 

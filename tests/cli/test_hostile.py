@@ -38,7 +38,8 @@ from shoal.result import ErrorKind
 from shoal.sources import FileSource
 from shoal.sources.lines import MAX_LINE_BYTES
 from shoal.sources.source import Position
-from tests.cli.test_cli import RESOLVE, Finished, lines, read_records, shoal
+from tests.command import RESOLVE, Finished, lines, shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 SEED = 0x5140A1

@@ -7,7 +7,7 @@ import click
 import pytest
 
 from shoal.cli.main import cli
-from tests.cli.test_cli import RESOLVE, environment, shoal
+from tests.command import RESOLVE, environment, shoal
 from tests.environments import TEST_VARIABLES
 from tests.servers import Misbehaving
 

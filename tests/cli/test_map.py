@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.cli.test_cli import read_records, shoal
+from tests.command import shoal
+from tests.helpers import read_records
 
 #: The module the jobs map: each call appends ``n group in_group`` to ``calls.log``.
 MODULE = """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import RESOLVE, SHOAL, environment, lines, ok_urls, shoal
+from tests.command import RESOLVE, SHOAL, environment, lines, ok_urls, shoal
 from tests.servers import Misbehaving
 
 #: What a shell reports for a tool ended by SIGPIPE (128 + 13).

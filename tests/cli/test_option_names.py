@@ -3,7 +3,7 @@ and the size as the user wrote them, not the library's field and a count of byte
 
 from __future__ import annotations
 
-from tests.cli.test_cli import RESOLVE, shoal
+from tests.command import RESOLVE, shoal
 from tests.servers import Misbehaving
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.cli.test_cli import RESOLVE, lines, read_records, shoal
+from tests.command import RESOLVE, lines, shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 HOSTS = 4

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import finish, shoal, start
+from tests.command import finish, shoal, start
 
 INPUT = b"http://127.0.0.1:1/a\nhttp://127.0.0.1:1/b\n"
 

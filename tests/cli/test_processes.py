@@ -9,7 +9,8 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from tests.cli.test_cli import RESOLVE, line_count, read_records, shoal, start, wait_until
+from tests.command import RESOLVE, line_count, shoal, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 HOSTS = 5

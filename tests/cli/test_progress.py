@@ -16,7 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.cli.test_cli import RESOLVE, environment, finish, lines, shoal, start, wait_until
+from tests.command import RESOLVE, environment, finish, lines, shoal, start
+from tests.helpers import wait_until
 from tests.servers import Misbehaving
 
 #: A progress line written to a log: ``shoal: [0:01] 12/40 30%  ok 12  failed 0 …``.

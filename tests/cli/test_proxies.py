@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.cli.test_cli import RESOLVE, Finished, environment, lines, shoal
+from tests.command import RESOLVE, Finished, environment, lines, shoal
 from tests.servers import Misbehaving, serve
 from tests.tls_server import ConnectProxy, TLSServer, make_certificates
 

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 
 import shoal
-from tests.cli.test_cli import RESOLVE, lines
-from tests.cli.test_cli import shoal as run_shoal
+from tests.command import RESOLVE, lines
+from tests.command import shoal as run_shoal
 from tests.servers import Misbehaving, serve
 
 SCHEMA = orjson.loads((Path(shoal.__file__).parent / "record.schema.json").read_bytes())

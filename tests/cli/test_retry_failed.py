@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import RESOLVE, lines, read_records, shoal
+from tests.command import RESOLVE, lines, shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 

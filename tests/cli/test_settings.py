@@ -18,7 +18,8 @@ import pytest
 
 from shoal.scheduling import Shard
 from shoal.sources.items import entry_for
-from tests.cli.test_cli import RESOLVE, Finished, environment, lines, read_records, shoal
+from tests.command import RESOLVE, Finished, environment, lines, shoal
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 #: Slack for timer resolution and delivery noise on a lower bound of spacing (seconds).

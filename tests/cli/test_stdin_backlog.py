@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.cli.test_cli import RESOLVE, finish, line_count, lines, read_records, start, wait_until
+from tests.command import RESOLVE, finish, line_count, lines, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 

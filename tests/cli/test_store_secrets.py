@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import RESOLVE, shoal
+from tests.command import RESOLVE, shoal
 from tests.postgres import pg_dsn
 from tests.servers import Misbehaving
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.cli.test_cli import RESOLVE, lines, shoal
+from tests.command import RESOLVE, lines, shoal
 from tests.servers import Misbehaving
 
 OPTIONS = ("--progress", "off", "--retries", "1", "--backoff", "0.01", "--dead-after", "0")

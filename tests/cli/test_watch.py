@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.cli.test_cli import RESOLVE, finish, line_count, lines, shoal, start, wait_until
 from tests.cli.test_messages import EXIT_PIPE, closed_after_one_line
+from tests.command import RESOLVE, finish, line_count, lines, shoal, start
+from tests.helpers import wait_until
 from tests.postgres import pg_dsn
 from tests.servers import Misbehaving
 

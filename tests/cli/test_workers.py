@@ -20,8 +20,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.cli.test_cli import environment, finish, read_records, shoal, start
 from tests.cli.test_dashboard_cli import _dashboard_url, _post, _stats
+from tests.command import environment, finish, shoal, start
+from tests.helpers import read_records
 from tests.owners_server import OwnersServer
 from tests.postgres import Cluster, asyncpg, cluster, pg_dsn, wait_for
 

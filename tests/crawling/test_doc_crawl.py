@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import Finished, finish, read_records, start
+from tests.command import Finished, finish, start
 from tests.conftest import killed_after
 from tests.crawling.doc_site import (
     DOC_SEED,
     doc_site,  # noqa: F401 (the fixture)
     reference_crawl,
 )
+from tests.helpers import read_records
 from tests.nginx_server import NginxSite
 
 

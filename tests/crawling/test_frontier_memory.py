@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import RESOLVE, start
+from tests.command import RESOLVE, start
 from tests.site_server import TreeSite
 
 LINKS = 1_000_000

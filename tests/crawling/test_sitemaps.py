@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from shoal.crawling.sitemaps import MAX_LOCATIONS, robots_sitemaps, sitemap_locations
-from tests.cli.test_cli import RESOLVE, finish, read_records, start
+from tests.command import RESOLVE, finish, start
+from tests.helpers import read_records
 from tests.servers import serve
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'

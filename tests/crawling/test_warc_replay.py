@@ -13,13 +13,13 @@ import asyncio
 import hashlib
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.cli.test_cli import RESOLVE, finish, read_records, start
+from tests.command import RESOLVE, finish, start
+from tests.helpers import free_port, read_records
 from tests.site_server import TreeSite
 
 
@@ -29,12 +29,6 @@ def _pywb_bin() -> Path | None:
         return Path(folder)
     found = shutil.which("wb-manager")
     return None if found is None else Path(found).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 PYWB = _pywb_bin()
@@ -72,7 +66,7 @@ async def test_every_page_of_a_crawl_replays_from_its_archive(tmp_path: Path) ->
     assert warcs
     await _manage(tmp_path, "init", "crawl")
     await _manage(tmp_path, "add", "crawl", *map(str, warcs))
-    port = _free_port()
+    port = free_port()
     wayback = await asyncio.create_subprocess_exec(
         str(PYWB / "wayback"), "-p", str(port), "-b", "127.0.0.1",
         cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

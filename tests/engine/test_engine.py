@@ -19,48 +19,21 @@ import orjson
 import pytest
 
 import shoal
-from shoal import Engine, ErrorKind, Limits, Rejected, Request, Result, RetryPolicy, Timeouts
-from shoal.engine import Requests
+from shoal import ErrorKind, Limits, Rejected, Request, Result, RetryPolicy
 from tests.conftest import resolver
+from tests.helpers import (
+    FAST_RETRY,
+    collect,
+    fetch_all,
+    make_engine,
+    read_records,
+    wait_until,
+)
 from tests.servers import Misbehaving
 
 T = TypeVar("T")
 
 SCHEMA_PATH = Path(shoal.__file__).parent / "record.schema.json"
-#: Retries quickly: a retry that waits ~1 s can only be the server's Retry-After.
-FAST_RETRY = RetryPolicy(retries=2, backoff_base_s=0.01, backoff_max_s=0.02)
-TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=10)
-
-
-def make_engine(**options: Any) -> Engine:
-    options.setdefault("retry", FAST_RETRY)
-    options.setdefault("timeouts", TIMEOUTS)
-    return Engine(resolver=resolver(), **options)
-
-
-async def collect(engine: Engine, requests: Requests, within_s: float = 10) -> list[Result]:
-    async def read() -> list[Result]:
-        async with engine.stream(requests) as results:
-            return [result async for result in results]
-
-    return await asyncio.wait_for(read(), within_s)
-
-
-async def fetch_all(requests: Requests, within_s: float = 10, **options: Any) -> list[Result]:
-    async with make_engine(**options) as engine:
-        return await collect(engine, requests, within_s)
-
-
-async def wait_until(condition: Callable[[], bool], within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within_s} s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def by_url(results: list[Result]) -> dict[str, Result]:

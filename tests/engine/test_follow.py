@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,25 +12,13 @@ import pytest
 from shoal import Crawl, Engine, Limits, Request, Result
 from shoal.store import SQLiteStore
 from tests.conftest import resolver
-from tests.site_server import TreeSite
-
-_HREF = re.compile(r'href="([^"]+)"')
+from tests.site_server import TreeSite, follow_links, serving
 
 
 @pytest.fixture
 async def site() -> AsyncIterator[TreeSite]:
-    tree = TreeSite(pages=200, fanout=4)
-    await tree.start()
-    try:
+    async with serving(pages=200, fanout=4) as tree:
         yield tree
-    finally:
-        await tree.stop()
-
-
-async def follow_links(result: Result) -> None:
-    assert result.body is not None
-    for link in _HREF.findall(result.body.decode()):
-        result.follow(link)
 
 
 def engine(**options: Any) -> Engine:

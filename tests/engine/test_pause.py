@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from shoal import Engine, Limits, Result, Timeouts
-from tests.cli.test_cli import wait_until
-from tests.conftest import resolver
+from shoal import Engine, Limits, Result, RetryPolicy, Timeouts
+from tests import helpers
+from tests.helpers import wait_until
 from tests.servers import Misbehaving
 
 QUIET_S = 0.3  # how long the server must see nothing while paused
 
 
 def make_engine() -> Engine:
-    return Engine(
+    return helpers.make_engine(
         limits=Limits(concurrency=4, per_host=4),
         timeouts=Timeouts(total_s=10, connect_s=5, read_s=5),
-        resolver=resolver(),
+        retry=RetryPolicy(),
     )
 
 

@@ -4,16 +4,16 @@ Each test runs a real engine against real servers on 127.0.0.1 and reads what th
 saw: when each request arrived per ``Host``, how many were in flight at once, which headers
 came. Lower bounds on spacing are strict (a rate must never be exceeded beyond a few
 milliseconds of timer slack); upper bounds are generous, since the machine may be busy.
+Spacing is measured by the ``arrivals`` server (:mod:`tests.arrival_server`), in a process
+of its own, so a stall of the test's event loop cannot shorten a gap it measures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,68 +38,31 @@ from shoal import (
 )
 from shoal.engine import Requests
 from shoal.scheduling.hosts import LATE_CARRY_MAX_S
-from tests.conftest import resolver
+from tests import helpers
+from tests.arrival_server import ArrivalServer
 from tests.dns_server import TestDNSServer
+from tests.helpers import SLACK_S, assert_spaced, collect, free_port, gaps
 from tests.servers import Misbehaving, serve
 
-#: Slack for timer resolution and delivery noise on a lower bound of spacing (seconds).
-SLACK_S = 0.010
 #: Room on an upper bound: the machine may be loaded by other test suites.
 ROOM_S = 0.25
 NO_RETRY = RetryPolicy(retries=0)
 FAST_RETRY = RetryPolicy(retries=2, backoff_base_s=0.001, backoff_max_s=0.002)
-TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=10)
 
 
 def make_engine(**options: Any) -> Engine:
+    """:func:`tests.helpers.make_engine` with quicker retries and a fixed seed."""
     options.setdefault("retry", FAST_RETRY)
-    options.setdefault("timeouts", TIMEOUTS)
     options.setdefault("seed", 1234)
-    options.setdefault("resolver", resolver())
-    return Engine(**options)
-
-
-async def collect(
-    engine: Engine,
-    requests: Requests,
-    within_s: float = 15,
-    watch: Callable[[Statistics], None] | None = None,
-    arrived: dict[str, float] | None = None,
-) -> list[Result]:
-    """Every result of a run. ``watch`` sees a statistics snapshot every few milliseconds;
-    ``arrived`` gets the monotonic time each result reached the reader, by URL."""
-
-    async def read() -> list[Result]:
-        found = []
-        async with engine.stream(requests) as results:
-            async for result in results:
-                if arrived is not None:
-                    arrived[result.url] = time.monotonic()
-                found.append(result)
-        return found
-
-    async def poll() -> None:
-        assert watch is not None
-        while True:
-            watch(engine.statistics())
-            await asyncio.sleep(0.005)
-
-    poller = None if watch is None else asyncio.create_task(poll())
-    try:
-        return await asyncio.wait_for(read(), within_s)
-    finally:
-        if poller is not None:
-            poller.cancel()
-            await asyncio.wait([poller])
+    return helpers.make_engine(**options)
 
 
 async def fetch_all(requests: Requests, within_s: float = 15, **options: Any) -> list[Result]:
-    async with make_engine(**options) as engine:
-        return await collect(engine, requests, within_s)
+    return await helpers.fetch_all(requests, within_s, make=make_engine, **options)
 
 
 async def fetch_paced(
-    server: Misbehaving, requests: Requests, warm: Mapping[str, int], **options: Any
+    server: ArrivalServer, requests: Requests, warm: Mapping[str, int], **options: Any
 ) -> list[Result]:
     """``fetch_all`` for a run whose spacing is measured at the server.
 
@@ -118,28 +81,8 @@ async def fetch_paced(
             ],
         )
         for host in warm:
-            del server.log.hosts[host]
+            await server.forget(host)
         return await collect(engine, requests)
-
-
-def gaps(times: Sequence[float]) -> list[float]:
-    return [later - earlier for earlier, later in itertools.pairwise(times)]
-
-
-def assert_spaced(times: Sequence[float], interval_s: float, *, burst: int = 1) -> None:
-    """No window of the arrivals holds more than a rate of ``1/interval_s`` with ``burst``
-    allows: arrival ``j`` is at least ``(j - i - burst + 1) * interval_s`` after arrival
-    ``i``, less the lateness a request may hand on to the next (see ``HostControl.sent``)
-    and the timer slack. Fewer than ``burst + 1`` arrivals hold no gap to check: refused,
-    so that a run which sent nothing cannot pass for a paced one."""
-    assert len(times) > burst, f"{len(times)} arrivals: no gap to check with a burst of {burst}"
-    for i, earlier in enumerate(times):
-        for j in range(i + burst, len(times)):
-            least = (j - i - burst + 1) * interval_s - LATE_CARRY_MAX_S - SLACK_S
-            assert times[j] - earlier >= least, (
-                f"arrivals {i} and {j} are {times[j] - earlier:.4f} s apart, "
-                f"less than {least:.4f} s: {[round(g, 4) for g in gaps(times)]}"
-            )
 
 
 @pytest.mark.parametrize(("times", "burst"), [([], 1), ([0.0], 1), ([0.0, 0.0, 0.0], 3)])
@@ -154,26 +97,23 @@ def sorted_times(server: Misbehaving, host: str) -> list[float]:
     return sorted(server.log.hosts[host].times)
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 with nothing listening on it (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+async def arrival_times(server: ArrivalServer, host: str) -> list[float]:
+    """When ``host``'s requests arrived at ``server``, in order, stamped in its process."""
+    return sorted((await server.read_log()).hosts[host].times)
 
 
 # -- rate, burst, delay ------------------------------------------------------------------------
 
 
 async def test_per_host_rate_spaces_each_host_and_hosts_run_in_parallel(
-    server: Misbehaving,
+    arrivals: ArrivalServer,
 ) -> None:
     rate, count = 20.0, 12
     hosts = ("r1.test", "r2.test")
-    urls = [server.url(f"/ok?n={n}", host=host) for n in range(count) for host in hosts]
+    urls = [arrivals.url(f"/ok?n={n}", host=host) for n in range(count) for host in hosts]
     began = time.monotonic()
     results = await fetch_paced(
-        server,
+        arrivals,
         urls,
         dict.fromkeys(hosts, 1),
         limits=Limits(concurrency=100, per_host=8),
@@ -184,7 +124,7 @@ async def test_per_host_rate_spaces_each_host_and_hosts_run_in_parallel(
     expected_span = (count - 1) / rate
     firsts, lasts = [], []
     for host in hosts:
-        times = sorted_times(server, host)
+        times = await arrival_times(arrivals, host)
         assert len(times) == count
         assert min(gaps(times)) >= 1 / rate - LATE_CARRY_MAX_S - SLACK_S, gaps(times)
         assert_spaced(times, 1 / rate)
@@ -199,20 +139,20 @@ async def test_per_host_rate_spaces_each_host_and_hosts_run_in_parallel(
 
 
 async def test_burst_lets_the_first_requests_go_together_then_spaces_them(
-    server: Misbehaving,
+    arrivals: ArrivalServer,
 ) -> None:
     rate, burst, count = 10.0, 3, 8
     interval = 1 / rate
-    urls = [server.url(f"/ok?n={n}", host="burst.test") for n in range(count)]
+    urls = [arrivals.url(f"/ok?n={n}", host="burst.test") for n in range(count)]
     results = await fetch_paced(
-        server,
+        arrivals,
         urls,
         {"burst.test": burst},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(per_second=rate, burst=burst),
     )
     assert all(r.ok for r in results)
-    times = sorted_times(server, "burst.test")
+    times = await arrival_times(arrivals, "burst.test")
     assert len(times) == count
     # The first three together: well within one interval.
     assert times[burst - 1] - times[0] < interval / 2, gaps(times)
@@ -226,19 +166,19 @@ async def test_burst_lets_the_first_requests_go_together_then_spaces_them(
 
 
 async def test_delay_with_jitter_keeps_gaps_between_delay_and_delay_stretched(
-    server: Misbehaving,
+    arrivals: ArrivalServer,
 ) -> None:
     delay, jitter, count = 0.04, 0.5, 12
-    urls = [server.url(f"/ok?n={n}", host="calm.test") for n in range(count)]
+    urls = [arrivals.url(f"/ok?n={n}", host="calm.test") for n in range(count)]
     results = await fetch_paced(
-        server,
+        arrivals,
         urls,
         {"calm.test": 1},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(delay_s=delay, jitter=jitter),
     )
     assert all(r.ok for r in results)
-    between = gaps(sorted_times(server, "calm.test"))
+    between = gaps(await arrival_times(arrivals, "calm.test"))
     assert len(between) == count - 1
     assert min(between) >= delay - SLACK_S, between
     assert max(between) <= delay * (1 + jitter) + ROOM_S, between
@@ -248,18 +188,18 @@ async def test_delay_with_jitter_keeps_gaps_between_delay_and_delay_stretched(
     assert max(between) - min(between) >= delay * jitter / 4, between
 
 
-async def test_delay_without_jitter_is_exact_least_gap(server: Misbehaving) -> None:
+async def test_delay_without_jitter_is_exact_least_gap(arrivals: ArrivalServer) -> None:
     delay, count = 0.05, 8
-    urls = [server.url(f"/ok?n={n}", host="steady.test") for n in range(count)]
+    urls = [arrivals.url(f"/ok?n={n}", host="steady.test") for n in range(count)]
     results = await fetch_paced(
-        server,
+        arrivals,
         urls,
         {"steady.test": 1},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(delay_s=delay),
     )
     assert len(results) == count and all(r.ok for r in results)
-    times = sorted_times(server, "steady.test")
+    times = await arrival_times(arrivals, "steady.test")
     assert len(times) == count
     assert min(gaps(times)) >= delay - SLACK_S, gaps(times)
     assert times[-1] - times[0] >= (count - 1) * delay - SLACK_S
@@ -267,29 +207,29 @@ async def test_delay_without_jitter_is_exact_least_gap(server: Misbehaving) -> N
 
 @pytest.mark.parametrize(("rate", "delay"), [(20.0, 0.1), (5.0, 0.05)])
 async def test_rate_and_delay_together_the_slower_wins(
-    server: Misbehaving, rate: float, delay: float
+    arrivals: ArrivalServer, rate: float, delay: float
 ) -> None:
     count = 5
-    urls = [server.url(f"/ok?n={n}", host="both.test") for n in range(count)]
+    urls = [arrivals.url(f"/ok?n={n}", host="both.test") for n in range(count)]
     results = await fetch_paced(
-        server,
+        arrivals,
         urls,
         {"both.test": 1},
         limits=Limits(concurrency=50, per_host=8),
         politeness=Politeness(per_second=rate, delay_s=delay),
     )
     assert sorted(r.url for r in results) == sorted(urls) and all(r.ok for r in results)
-    times = sorted_times(server, "both.test")
+    times = await arrival_times(arrivals, "both.test")
     assert len(times) == count
     assert_spaced(times, max(1 / rate, delay))
 
 
-async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehaving) -> None:
+async def test_connection_setup_does_not_shorten_the_first_gap(arrivals: ArrivalServer) -> None:
     # The tests' DNS server answers ``slow-*`` names after ``slow_s``: each new connection
     # waits on a real lookup before it is made.
     rate, count = 4.0, 3
     host = "slow-far.test"
-    urls = [server.url(f"/ok?n={n}", host=host) for n in range(count)]
+    urls = [arrivals.url(f"/ok?n={n}", host=host) for n in range(count)]
     with TestDNSServer(slow_s=0.2) as dns:
         results = await fetch_all(
             urls,
@@ -299,7 +239,7 @@ async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehavi
         )
         assert dns.zone.count(host) >= 1  # the slow name really was looked up
     assert len(results) == count and all(r.ok for r in results)
-    times = sorted_times(server, host)
+    times = await arrival_times(arrivals, host)
     assert len(times) == count
     assert_spaced(times, 1 / rate)
 
@@ -307,7 +247,7 @@ async def test_connection_setup_does_not_shorten_the_first_gap(server: Misbehavi
 # -- overrides by host pattern -----------------------------------------------------------------
 
 
-async def test_rate_override_by_exact_name_and_wildcard(server: Misbehaving) -> None:
+async def test_rate_override_by_exact_name_and_wildcard(arrivals: ArrivalServer) -> None:
     rate, count = 10.0, 5
     politeness = Politeness(
         hosts={
@@ -318,12 +258,12 @@ async def test_rate_override_by_exact_name_and_wildcard(server: Misbehaving) -> 
     paced = ("slow.test", "paced.test", "a.paced.test", "b.a.paced.test")
     free = ("free.test", "notpaced.test", "a.slow.test")  # no pattern matches these
     # Two runs of the same settings: the free hosts' requests, all sent at once, would
-    # otherwise hold up the server's timestamps of the paced hosts' first arrivals (one
-    # event loop serves both sides) and make their first gaps look short.
+    # otherwise hold up the client's sending of the paced hosts' first requests (one event
+    # loop sends both) and make their first gaps look short.
     for hosts in (paced, free):
-        urls = [server.url(f"/ok?n={n}", host=host) for n in range(count) for host in hosts]
+        urls = [arrivals.url(f"/ok?n={n}", host=host) for n in range(count) for host in hosts]
         results = await fetch_paced(
-            server,
+            arrivals,
             urls,
             dict.fromkeys(hosts, 1),
             limits=Limits(concurrency=100, per_host=8),
@@ -331,13 +271,13 @@ async def test_rate_override_by_exact_name_and_wildcard(server: Misbehaving) -> 
         )
         assert len(results) == len(urls) and all(r.ok for r in results)
     for host in paced:  # each paced host has its own pace
-        times = sorted_times(server, host)
+        times = await arrival_times(arrivals, host)
         assert len(times) == count
         assert_spaced(times, 1 / rate)
-    starts = [sorted_times(server, host)[0] for host in paced]
+    starts = [(await arrival_times(arrivals, host))[0] for host in paced]
     assert max(starts) - min(starts) < 1 / rate  # side by side, not sharing one pace
     for host in free:
-        times = sorted_times(server, host)
+        times = await arrival_times(arrivals, host)
         assert len(times) == count
         assert times[-1] - times[0] < (count - 1) / rate / 2, (host, gaps(times))
 
@@ -438,33 +378,33 @@ async def test_per_host_timeout_message_names_the_timeout_that_applied(
 # -- Retry-After -------------------------------------------------------------------------------
 
 
-async def test_retry_after_pauses_only_its_host(server: Misbehaving) -> None:
+async def test_retry_after_pauses_only_its_host(arrivals: ArrivalServer) -> None:
     pause_s = 1.0
-    first = server.url("/retry-after/ra?status=429&after=1&fail=1", host="a.test")
-    others_a = [server.url(f"/ok?n={n}", host="a.test") for n in range(5)]
-    b_urls = [server.url(f"/delay?s=0.03&n={n}", host="b.test") for n in range(12)]
+    first = arrivals.url("/retry-after/ra?status=429&after=1&fail=1", host="a.test")
+    others_a = [arrivals.url(f"/ok?n={n}", host="a.test") for n in range(5)]
+    b_urls = [arrivals.url(f"/delay?s=0.03&n={n}", host="b.test") for n in range(12)]
     states: list[tuple[float, tuple[HostState, ...]]] = []
-    arrivals: dict[str, float] = {}
+    delivered: dict[str, float] = {}
 
     def watch(stats: Statistics) -> None:
         states.append((time.monotonic(), stats.hosts))
 
     async with make_engine(limits=Limits(concurrency=20, per_host=1)) as engine:
-        results = await collect(engine, [first, *others_a, *b_urls], watch=watch, arrived=arrivals)
+        results = await collect(engine, [first, *others_a, *b_urls], watch=watch, arrived=delivered)
 
     assert len(results) == 18 and all(r.ok and r.status == 200 for r in results)
     [waited] = [r for r in results if r.url == first]
     assert waited.attempts == 2
-    a_times = sorted_times(server, "a.test")
+    a_times = await arrival_times(arrivals, "a.test")
     assert len(a_times) == 7  # the 429, its retry, five others
     refused_at = a_times[0]  # per_host=1 and the 429 is first: it arrived first
     # Nothing reached host A during the pause.
     assert a_times[1] - refused_at >= pause_s - SLACK_S, gaps(a_times)
     # Host B went on meanwhile: all of it arrived, and its results came, during the pause.
-    b_times = sorted_times(server, "b.test")
+    b_times = await arrival_times(arrivals, "b.test")
     assert len(b_times) == 12
     assert b_times[-1] < a_times[1], (b_times[-1] - refused_at, a_times[1] - refused_at)
-    assert max(arrivals[url] for url in b_urls) < a_times[1]
+    assert max(delivered[url] for url in b_urls) < a_times[1]
     # statistics() showed A as paused, with a wait, and never B.
     paused = [(seen, host) for seen, hosts in states for host in hosts if host.host == "a.test"]
     assert any(host.state == "paused" for _, host in paused), paused[:5]
@@ -476,32 +416,32 @@ async def test_retry_after_pauses_only_its_host(server: Misbehaving) -> None:
 
 
 async def test_retry_after_pause_applies_even_when_the_request_is_not_retried(
-    server: Misbehaving,
+    arrivals: ArrivalServer,
 ) -> None:
-    first = server.url("/retry-after/nr?status=503&after=1&fail=1", host="a.test")
-    after = server.url("/ok", host="a.test")
+    first = arrivals.url("/retry-after/nr?status=503&after=1&fail=1", host="a.test")
+    after = arrivals.url("/ok", host="a.test")
     results = await fetch_all(
         [first, after], retry=NO_RETRY, limits=Limits(concurrency=4, per_host=1)
     )
     by_url = {r.url: r for r in results}
     assert by_url[first].status == 503 and by_url[first].attempts == 1
     assert by_url[after].ok and by_url[after].status == 200
-    times = sorted_times(server, "a.test")
+    times = await arrival_times(arrivals, "a.test")
     assert len(times) == 2
     assert times[1] - times[0] >= 1.0 - SLACK_S, gaps(times)
 
 
-async def test_retry_after_pause_is_capped_by_the_retry_policy(server: Misbehaving) -> None:
+async def test_retry_after_pause_is_capped_by_the_retry_policy(arrivals: ArrivalServer) -> None:
     # Retry-After: 2, but at most 0.3 s is honoured: the host waits 0.3 s, and the request
     # that was told to wait longer is final (its retries end).
-    first = server.url("/retry-after/cap?status=429&after=2&fail=1", host="a.test")
-    after = server.url("/ok", host="a.test")
+    first = arrivals.url("/retry-after/cap?status=429&after=2&fail=1", host="a.test")
+    after = arrivals.url("/ok", host="a.test")
     retry = RetryPolicy(retries=2, backoff_base_s=0.001, retry_after_max_s=0.3)
     results = await fetch_all([first, after], retry=retry, limits=Limits(per_host=1))
     by_url = {r.url: r for r in results}
     assert by_url[first].status == 429 and by_url[first].attempts == 1
     assert by_url[after].ok
-    refused_at, next_at = sorted_times(server, "a.test")
+    refused_at, next_at = await arrival_times(arrivals, "a.test")
     assert 0.3 - SLACK_S <= next_at - refused_at < 2.0 - ROOM_S, next_at - refused_at
 
 
@@ -801,19 +741,20 @@ async def test_small_hosts_are_not_starved_by_a_big_host_queued_first(
 
 
 async def test_a_host_with_many_queued_gets_the_same_turns_as_hosts_with_one(
-    server: Misbehaving,
+    arrivals: ArrivalServer,
 ) -> None:
     # The big host alone could fill every worker (per_host = concurrency) and is first in
     # the input; taking turns, each of the 100 small hosts is served before the big host
     # has had its first 20 (the workers' first round) and a few more turns. Serving the big
     # host first would serve all 60 of its requests before any small host.
     big, small_hosts, concurrency = 60, 100, 20
-    urls = [server.url(f"/ok?n={n}", host="big.test") for n in range(big)]
-    urls += [server.url("/ok", host=f"t{h}.test") for h in range(small_hosts)]
+    urls = [arrivals.url(f"/ok?n={n}", host="big.test") for n in range(big)]
+    urls += [arrivals.url("/ok", host=f"t{h}.test") for h in range(small_hosts)]
     results = await fetch_all(urls, limits=Limits(concurrency=concurrency, per_host=concurrency))
     assert len(results) == big + small_hosts and all(r.ok for r in results)
-    big_times = sorted_times(server, "big.test")
-    last_small = max(server.log.hosts[f"t{h}.test"].times[0] for h in range(small_hosts))
+    log = await arrivals.read_log()
+    big_times = sorted(log.hosts["big.test"].times)
+    last_small = max(log.hosts[f"t{h}.test"].times[0] for h in range(small_hosts))
     before = sum(1 for t in big_times if t < last_small)
     assert before <= concurrency + 10, before
 

@@ -15,7 +15,7 @@ import shoal
 from shoal import ConfigError, Engine, Limits, Result, Statistics
 from shoal.store import SQLiteStore
 from tests.conftest import resolver
-from tests.engine.test_engine import wait_until
+from tests.helpers import wait_until
 from tests.servers import Misbehaving
 from tests.site_server import TreeSite
 

@@ -16,9 +16,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shoal import ErrorKind, Limits
 from shoal.fetching.decoding import Decoder
-from tests.cli.test_cli import RESOLVE, lines, read_records, shoal
 from tests.coding_server import CODINGS, CodingServer, MiB, br_encode, gzip_encode, response, zeros
+from tests.command import RESOLVE, lines, shoal
 from tests.fetching.test_failures import fetch_one
+from tests.helpers import read_records
 from tests.sinks.test_warc import archive, read_at, warc_files, warcio_check
 
 _random = random.Random(2024)

@@ -9,18 +9,18 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from shoal import Engine, Request, Result, Timeouts
+from shoal import Engine, Request, Result, RetryPolicy, Timeouts
 from shoal.fetching.cookies import SiteCookieJar
-from tests.cli.test_cli import RESOLVE, shoal
-from tests.conftest import resolver
+from tests import helpers
+from tests.command import RESOLVE, shoal
 from tests.servers import Misbehaving
 
 
 def make_engine(*, cookies: bool) -> Engine:
-    return Engine(
+    return helpers.make_engine(
         cookies=cookies,
-        resolver=resolver(),
         timeouts=Timeouts(total_s=10, connect_s=5, read_s=5),
+        retry=RetryPolicy(),
         keep_body=True,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import Counter
@@ -14,8 +15,9 @@ from aiohttp import web
 
 import shoal
 from shoal import ErrorKind, Limits, Politeness, RetryPolicy, Timeouts
-from tests.cli.test_cli import RESOLVE
-from tests.cli.test_cli import shoal as run_shoal
+from tests import helpers
+from tests.command import RESOLVE
+from tests.command import shoal as run_shoal
 from tests.conftest import resolver
 from tests.servers import serve
 
@@ -33,11 +35,14 @@ ROBOTS = {
 
 
 class RobotsServer:
-    """Serves a robots.txt per Host header and 200 for everything else; counts all."""
+    """Serves a robots.txt per Host header and 200 for everything else (after ``s``
+    seconds, 0 unless given); counts all, and the most pages of a host in flight at once."""
 
     def __init__(self) -> None:
         self.hits: Counter[tuple[str, str]] = Counter()
         self.times: dict[str, list[float]] = {}
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -60,6 +65,12 @@ class RobotsServer:
             status, text = ROBOTS.get(host, (404, ""))
             return web.Response(status=status, text=text)
         self.times.setdefault(host, []).append(time.monotonic())
+        self.in_flight[host] += 1
+        self.peak[host] = max(self.peak[host], self.in_flight[host])
+        try:
+            await asyncio.sleep(float(request.query.get("s", 0)))
+        finally:
+            self.in_flight[host] -= 1
         return web.Response(text="page")
 
 
@@ -76,8 +87,7 @@ async def site() -> AsyncIterator[RobotsServer]:
 async def fetch_all(
     urls: list[str], *, respect_robots: bool = True, robots_crawl_delay: bool = False
 ) -> dict[str, shoal.Result]:
-    engine = shoal.Engine(
-        resolver=resolver(),
+    engine = helpers.make_engine(
         limits=Limits(concurrency=10, per_host=5),
         retry=RetryPolicy(retries=0),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
@@ -161,11 +171,12 @@ async def test_crawl_delay_is_honoured_when_asked(site: RobotsServer) -> None:
 
 
 async def test_crawl_delay_is_ignored_unless_asked(site: RobotsServer) -> None:
-    urls = [site.url("slow.test", f"/page/{n}") for n in range(4)]
-    started = time.monotonic()
+    # Pages answered after 0.5 s: all four were in flight at once, which a crawl delay of
+    # 0.2 s between starts would not allow (the first is answered before the fourth starts).
+    urls = [site.url("slow.test", f"/page/{n}?s=0.5") for n in range(4)]
     results = await fetch_all(urls)
     assert all(result.ok for result in results.values())
-    assert time.monotonic() - started < 0.5
+    assert site.peak["slow.test"] == 4, site.times["slow.test"]
 
 
 async def test_cli_respect_robots(site: RobotsServer, tmp_path: Path) -> None:

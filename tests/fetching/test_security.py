@@ -17,7 +17,7 @@ import pytest
 import shoal
 from shoal import ConfigError, ErrorKind, Limits
 from shoal.fetching import descriptors_needed
-from tests.cli.test_cli import RESOLVE, environment
+from tests.command import RESOLVE, environment
 from tests.conftest import resolver
 from tests.fetching.test_failures import fetch_one
 from tests.servers import Misbehaving

@@ -12,8 +12,8 @@ import pytest
 
 import shoal
 from shoal import ConfigError, ErrorKind, RetryPolicy, Timeouts
-from tests.cli.test_cli import RESOLVE, environment, lines
-from tests.cli.test_cli import shoal as run_shoal
+from tests.command import RESOLVE, environment, lines
+from tests.command import shoal as run_shoal
 from tests.servers import Misbehaving
 from tests.tls_server import (
     FAULTY_HOSTS,

@@ -11,10 +11,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shoal import ConfigError, Engine, Limits
+from shoal import ConfigError, Engine, Limits, RetryPolicy, Timeouts
 from shoal.reporting.dashboard import Dashboard
-from tests.cli.test_cli import wait_until
+from tests import helpers
 from tests.conftest import resolver
+from tests.helpers import wait_until
 from tests.servers import Misbehaving
 
 
@@ -26,7 +27,9 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def make_engine() -> Engine:
-    return Engine(limits=Limits(concurrency=4, per_host=4), resolver=resolver())
+    return helpers.make_engine(
+        limits=Limits(concurrency=4, per_host=4), retry=RetryPolicy(), timeouts=Timeouts()
+    )
 
 
 async def test_stats_and_metrics_match_the_run(

@@ -32,11 +32,10 @@ from shoal.latency import Latency
 from shoal.reporting.dashboard import TOP_HOSTS, Dashboard
 from shoal.scheduling import HostState
 from shoal.store import WorkerState
-from tests.cli.test_cli import read_records, wait_until
 from tests.conftest import resolver
-from tests.engine.test_follow import follow_links
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
-from tests.site_server import TreeSite
+from tests.site_server import TreeSite, follow_links
 
 try:
     from playwright.async_api import async_playwright

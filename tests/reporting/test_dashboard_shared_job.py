@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from tests.cli.test_cli import finish
 from tests.cli.test_dashboard_cli import _dashboard_url, _post, _stats
 from tests.cli.test_workers import (
     Spawn,
@@ -30,6 +29,7 @@ from tests.cli.test_workers import (
     wait_sending,
     write_urls,
 )
+from tests.command import finish
 from tests.owners_server import OwnersServer
 from tests.postgres import pg_dsn
 from tests.reporting.test_dashboard_page import READ_JOB, artifacts, browse, browser

@@ -21,17 +21,8 @@ from shoal.sources.items import entry_for
 from shoal.sources.source import Position
 from shoal.store import SQLiteStore
 from shoal.store.sqlite.reader import JournalReader
-from tests.cli.test_cli import (
-    RESOLVE,
-    environment,
-    finish,
-    line_count,
-    lines,
-    read_records,
-    shoal,
-    start,
-    wait_until,
-)
+from tests.command import RESOLVE, environment, finish, line_count, lines, shoal, start
+from tests.helpers import read_records, wait_until
 from tests.servers import Misbehaving
 
 #: Text a hostile input or server could put in the journal, meant to run in the page.

@@ -29,7 +29,7 @@ from shoal.reporting.report import (
 from shoal.store.dsn import shown_dsn
 from shoal.store.postgres.reader import PostgresReader, host_sql
 from shoal.store.sqlite.reader import JournalReader, _host
-from tests.cli.test_cli import RESOLVE, lines, shoal
+from tests.command import RESOLVE, lines, shoal
 from tests.postgres import asyncpg, pg_dsn
 from tests.reporting.test_report import assert_self_contained
 from tests.servers import Misbehaving

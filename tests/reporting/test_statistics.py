@@ -183,7 +183,7 @@ def test_snapshot_is_a_frozen_copy() -> None:
     assert before.done == 1
     assert dict(before.by_status) == {"2xx": 1}
     assert dict(before.by_error) == {}
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         before.by_status["2xx"] = 5  # type: ignore[index]
     with pytest.raises(AttributeError):
         before.done = 9  # type: ignore[misc]

@@ -11,9 +11,10 @@ import orjson
 
 import shoal
 from shoal import ErrorKind, Limits, RetryPolicy, Timeouts
-from tests.cli.test_cli import RESOLVE, lines, read_records
-from tests.cli.test_cli import shoal as run_shoal
+from tests.command import RESOLVE, lines
+from tests.command import shoal as run_shoal
 from tests.conftest import resolver
+from tests.helpers import read_records
 from tests.servers import Misbehaving
 
 

@@ -26,8 +26,6 @@ from shoal import Limits, RetryPolicy, Timeouts
 from shoal.capture import Capture
 from shoal.fetched import Fetched
 from shoal.sinks.warc import WarcArchive
-from tests.cli.test_cli import RESOLVE, lines, read_records
-from tests.cli.test_cli import shoal as run_shoal
 from tests.cli.test_disk_faults import (
     assert_clean_stop,
     check_read_only_holds,
@@ -35,7 +33,10 @@ from tests.cli.test_disk_faults import (
     launch,
     read_only,
 )
+from tests.command import RESOLVE, lines
+from tests.command import shoal as run_shoal
 from tests.conftest import resolver
+from tests.helpers import read_records
 from tests.servers import Misbehaving, serve
 
 TEXT = b"The quick brown fox jumps over the lazy dog.\n" * 40

@@ -24,8 +24,8 @@ import pytest
 
 import shoal
 from shoal import Limits, RetryPolicy, Timeouts
-from tests.cli.test_cli import read_records
 from tests.conftest import resolver
+from tests.helpers import read_records
 from tests.sinks.test_warc import read_at, records, warc_files, warcio_check
 
 #: One step of a raw answer: bytes to write, or seconds to wait.
