@@ -24,6 +24,8 @@ EXPECTED = [
     "JournalError",
     "Latency",
     "Limits",
+    "Network",
+    "Outputs",
     "Outcome",
     "OutputError",
     "Politeness",

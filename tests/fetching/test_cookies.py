@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from shoal import Engine, Request, Result, Timeouts
+from shoal import Engine, Network, Request, Result, Timeouts
 from shoal.fetching.cookies import SiteCookieJar
 from tests.cli.test_cli import RESOLVE, shoal
 from tests.conftest import resolver
@@ -18,7 +18,7 @@ from tests.servers import Misbehaving
 
 def make_engine(*, cookies: bool) -> Engine:
     return Engine(
-        cookies=cookies,
+        network=Network(cookies=cookies),
         resolver=resolver(),
         timeouts=Timeouts(total_s=10, connect_s=5, read_s=5),
         keep_body=True,

@@ -33,7 +33,7 @@ from shoal.cli.processes import (
     shard_output,
 )
 from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal, run_async
-from shoal.config import Crawl, Limits
+from shoal.config import Crawl, Limits, Outputs
 from shoal.engine import Engine
 from shoal.reporting import Statistics
 from shoal.scheduling import Shard, split
@@ -74,8 +74,10 @@ async def run_shard(plan: Plan, index: int) -> int:
     assert options.journal is not None
     settings = dict(plan.engine)
     limits: Limits = settings.pop("limits")
-    if settings.get("warc") is not None:  # each worker writes its own WARC files
-        settings["warc"] = shard_output(settings["warc"], index, plan.count)
+    outputs: Outputs | None = settings.get("outputs")
+    if outputs is not None and outputs.warc is not None:  # each worker its own WARC files
+        warc = shard_output(outputs.warc, index, plan.count)
+        settings["outputs"] = dataclasses.replace(outputs, warc=warc)
     crawl: Crawl | None = settings.get("crawl")
     if crawl is not None and crawl.max_requests is not None:  # a part of the budget each
         budget = split(crawl.max_requests, plan.count, index)

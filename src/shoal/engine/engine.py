@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,14 +37,14 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from shoal.config import (
-    DEFAULT_WARC_MAX_SIZE,
     Crawl,
-    DNSSettings,
     Limits,
+    Network,
+    Outputs,
     Politeness,
-    Records,
     RetryPolicy,
     Timeouts,
+    journal_copy,
     plain,
 )
 from shoal.crawling import Frontier
@@ -86,9 +86,6 @@ if TYPE_CHECKING:
     from shoal.sinks.warc import WarcArchive as _Archive
 
 
-DEFAULT_USER_AGENT = f"shoal/{__version__}"
-
-
 class Engine(Running):
     """Fetches requests concurrently on one aiohttp session.
 
@@ -106,34 +103,25 @@ class Engine(Running):
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         politeness: Politeness | None = None,
-        headers: Mapping[str, str] | None = None,
-        user_agent: str | None = None,
+        crawl: Crawl | None = None,
+        network: Network | None = None,
+        outputs: Outputs | None = None,
+        handler: Handler | None = None,
         fail_http: bool = False,
         keep_body: bool = False,
-        handler: Handler | None = None,
-        crawl: Crawl | None = None,
-        resolve: Mapping[str, str] | None = None,
         resolver: AbstractResolver | None = None,
-        dns: DNSSettings | None = None,
-        proxy: str | None = None,
-        proxy_env: bool = True,
-        verify_tls: bool = True,
-        ca_bundle: str | None = None,
-        cookies: bool = False,
         seed: int | None = None,
         shard: Shard | None = None,
-        save_bodies: str | None = None,
-        warc: str | None = None,
-        warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
-        records: Records | None = None,
     ) -> None:
         self.limits = limits or Limits()
-        self.records = records or Records()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
-        self.dns = dns or DNSSettings()
         self.crawl = crawl or Crawl()
+        self.network = network = network or Network()
+        self.outputs = outputs = outputs or Outputs()
+        self.records = outputs.records
+        self.dns = network.dns
         # A crawl's shard owns each of its hosts whole: the links a page gives stay on its
         # host (or its origin), so they are always the finding shard's own.
         self._whole_hosts = crawl is not None
@@ -144,23 +132,23 @@ class Engine(Running):
         self._rules = HostRules(self.politeness, self.limits.per_host)
         # Fail now, not with "Too many open files" mid-run.
         ensure_descriptors(self.limits.concurrency)
-        merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
-        for name, value in (headers or {}).items():
+        merged = CIMultiDict({"User-Agent": network.user_agent})
+        for name, value in network.headers.items():
             merged[name] = value  # replaces case-insensitively: one User-Agent, say
         self._user_agent = merged["User-Agent"]
         self._settings = SessionSettings(
             connections=self.limits.concurrency,
             headers=dict(merged),
-            verify_tls=verify_tls,
+            verify_tls=network.verify_tls,
             # Also trust the roots in this PEM file; read now, so a bad one is a usage error.
-            tls_context=None if ca_bundle is None else trust_context(ca_bundle),
-            resolve=resolve,
+            tls_context=None if network.ca_bundle is None else trust_context(network.ca_bundle),
+            resolve=network.resolve or None,
             resolver=resolver or self._dns,
-            capture=warc is not None,
-            cookies=cookies,
+            capture=outputs.warc is not None,
+            cookies=network.cookies,
         )
         # The proxy for every request, or (without one) the environment's, read now.
-        self._proxies = Proxies(proxy, environment=proxy_env)
+        self._proxies = Proxies(network.proxy, environment=network.proxy_env)
         self._fail_http = fail_http
         self._keep_body = keep_body
         self._handler = handler
@@ -170,17 +158,17 @@ class Engine(Running):
         self._watchdog: Watchdog | None = None
         self._task: Task | None = None
         self._robots: Robots | None = None
-        self._save_bodies = save_bodies
+        self._save_bodies = outputs.bodies
         self._bodies: BodyStore | None = None
-        if warc_max_size < 1:
-            raise ConfigError("warc_max_size", "must be at least 1 byte")
         # The archive's module is imported now: a missing extra is a usage error, not a
         # failure mid-job.
         self._new_archive: Callable[..., _Archive] | None = None
-        self._warc = warc
-        if warc is not None:
+        self._warc = outputs.warc
+        if outputs.warc is not None:
             archive_type = warc_module().WarcArchive
-            self._new_archive = functools.partial(archive_type, warc, max_size=warc_max_size)
+            self._new_archive = functools.partial(
+                archive_type, outputs.warc, max_size=outputs.warc_max_size
+            )
         self._archive: _Archive | None = None
         #: The archive's end, as the journal keeps it among the sink mark's positions.
         self._archived: dict[str, int] = {}
@@ -474,35 +462,37 @@ class Engine(Running):
         """This run's settings as the journal keeps them for ``shoal report``: paths made
         absolute, header values and a proxy's credentials left out."""
         session = self._settings
-        return {
-            "shoal": __version__,
-            "limits": plain(self.limits),
-            "timeouts": plain(self.timeouts),
-            "retry": plain(self.retry),
-            "politeness": plain(self.politeness),
-            "dns": plain(self.dns),
-            "crawl": plain(self.crawl),
-            "records": plain(self.records),
-            "user_agent": self._user_agent,
-            "headers": sorted(name for name in session.headers if name != "User-Agent"),
-            "fail_http": self._fail_http,
-            "verify_tls": session.verify_tls,
-            "cookies": session.cookies,
-            "proxy": _without_user(self._proxies.fixed),
-            "proxy_env": {
-                scheme: _without_user(url) for scheme, url in self._proxies.environment.items()
-            },
-            "resolve": plain(session.resolve or {}),
-            "output": absolute(output),
-            "save_bodies": absolute(self._save_bodies),
-            "warc": absolute(self._warc),
-            "shard": None if self._shard is None else [self._shard.index, self._shard.count],
-            # The longest one attempt may last (a shared job's lease outlives it by this).
-            "attempt_max_s": max(
-                [self.timeouts.total_s]
-                + [p.timeouts.total_s for p in self.politeness.hosts.values() if p.timeouts]
-            ),
-        }
+        return journal_copy(
+            {
+                "shoal": __version__,
+                "limits": plain(self.limits),
+                "timeouts": plain(self.timeouts),
+                "retry": plain(self.retry),
+                "politeness": plain(self.politeness),
+                "dns": plain(self.dns),
+                "crawl": plain(self.crawl),
+                "records": plain(self.records),
+                "user_agent": self._user_agent,
+                "headers": sorted(name for name in session.headers if name != "User-Agent"),
+                "fail_http": self._fail_http,
+                "verify_tls": session.verify_tls,
+                "cookies": session.cookies,
+                "proxy": _without_user(self._proxies.fixed),
+                "proxy_env": {
+                    scheme: _without_user(url) for scheme, url in self._proxies.environment.items()
+                },
+                "resolve": plain(session.resolve or {}),
+                "output": absolute(output),
+                "save_bodies": absolute(self._save_bodies),
+                "warc": absolute(self._warc),
+                "shard": None if self._shard is None else [self._shard.index, self._shard.count],
+                # The longest one attempt may last (a shared job's lease outlives it by this).
+                "attempt_max_s": max(
+                    [self.timeouts.total_s]
+                    + [p.timeouts.total_s for p in self.politeness.hosts.values() if p.timeouts]
+                ),
+            }
+        )
 
     # -- the stages ------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ from typing import Any
 
 import orjson
 
+from shoal.config import SHARED_SETTINGS
 from shoal.errors import JournalError, OutputError, SettingsMismatch
 from shoal.job import Entry, Job
 from shoal.sources.source import Position
@@ -95,21 +96,6 @@ from shoal.store.store import (
 
 #: The buckets a map's items in no group are spread over (so that many workers share them).
 GROUPLESS_PARTS = 64
-
-#: Settings every worker of a job must share: the engine's description, by path.
-SHARED_SETTINGS = (
-    "limits.per_host",
-    "limits.max_bytes",
-    "limits.max_redirects",
-    "timeouts",
-    "retry",
-    "politeness",
-    "crawl",
-    "fail_http",
-    "user_agent",
-    "cookies",
-    "verify_tls",
-)
 
 
 class PostgresStore(Store):
