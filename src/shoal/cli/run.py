@@ -1,4 +1,5 @@
-"""Running one fetch job from the command line: signals, progress, summary, exit code."""
+"""Running one job (a fetch, a crawl or a map) in this process: signals, progress,
+summary, exit code."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import click
 from rich.console import Console
 
 from shoal.cli.notices import after_fault, closed_pipe, mismatch_message, unreadable
+from shoal.cli.options import setting_flag
 from shoal.cli.parsing import load_object
 from shoal.engine import Engine, loop_factory
 from shoal.engine.calls import Function
@@ -292,8 +294,9 @@ async def execute(
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
         return EXIT_USAGE, None
-    except ConfigError as exc:  # the dashboard cannot listen
-        console.print(f"[red]shoal: error: --dashboard: {exc.message}[/]")
+    except ConfigError as exc:  # a setting refused as the job starts (the dashboard's, say)
+        flag = setting_flag(exc.option, _command())
+        console.print(f"shoal: error: {flag}: {exc.message}", style="red", markup=False)
         return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
         console.print(f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False)
@@ -311,6 +314,12 @@ async def execute(
     for note in notes:  # (what a resumed stdin gave is said even with -q)
         console.print(note, markup=False, highlight=False)
     return exit_code(stats), stats
+
+
+def _command() -> str | None:
+    """The running command's name (``map`` names its settings by groups, not hosts)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.command.name
 
 
 def stdin_note(journal: str, source: FileSource) -> str | None:
