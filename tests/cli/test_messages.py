@@ -158,7 +158,8 @@ async def test_a_config_error_while_running_names_its_own_option(tmp_path: Path)
     from rich.console import Console
 
     from shoal import Engine, Limits
-    from shoal.cli.run import EXIT_USAGE, JobOptions, execute
+    from shoal.cli.run import EXIT_USAGE, execute
+    from shoal.cli.spec import JobOptions
 
     urls = tmp_path / "urls.txt"
     urls.write_text("http://a.test/\n")

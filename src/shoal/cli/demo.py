@@ -17,7 +17,8 @@ import orjson
 from aiohttp import web
 from rich.console import Console
 
-from shoal.cli.run import EXIT_FAILED, EXIT_OK, JobOptions, run_job
+from shoal.cli.run import EXIT_FAILED, EXIT_OK, run_job
+from shoal.cli.spec import JobOptions
 from shoal.config import Limits, Network, Timeouts
 from shoal.engine import Engine
 

@@ -50,8 +50,8 @@ def fetch(input_path: tuple[str, ...] | str, **options: Any) -> None:
     """
     path, urls = split_inputs((input_path,) if isinstance(input_path, str) else input_path)
     if urls:
-        start_job("<seeds>", seeds=urls, **options)
-    start_job(path, **options)
+        start_job("<seeds>", options, seeds=urls)
+    start_job(path, options)
 
 
 def split_inputs(given: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

@@ -47,8 +47,8 @@ def worker(wait: bool, wait_for_job: bool, **given: Any) -> None:
     files: --warc PREFIX becomes PREFIX.worker-MACHINE-PID-TAG-00000.warc.gz). Another
     value of any other option is refused. A job of shoal map imports its MODULE here too.
     """
-    from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables
+    from shoal.cli.spec import WORKER, WorkerMode
     from shoal.store.postgres_reader import MissingJob, PostgresReader
 
     ctx = click.get_current_context()
