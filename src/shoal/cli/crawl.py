@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from shoal.cli.fetch_options import job_options
 from shoal.cli.launch import start_job
-from shoal.cli.options import job_options, setting_flag
+from shoal.cli.options import setting_flag
 from shoal.config import SCOPES, Crawl
 from shoal.errors import ConfigError
 

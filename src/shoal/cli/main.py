@@ -11,9 +11,9 @@ import click
 from rich.console import Console
 
 from shoal.cli.crawl import crawl
+from shoal.cli.fetch_options import job_options
 from shoal.cli.launch import start_job
 from shoal.cli.map import map_command
-from shoal.cli.options import job_options
 from shoal.cli.parsing import WatchedCommand, check_interval, check_store_url
 from shoal.cli.run import (
     EXIT_FAULT,

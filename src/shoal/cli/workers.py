@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from shoal.cli.options import job_options
+from shoal.cli.fetch_options import job_options
 from shoal.cli.parsing import check_store_url
 from shoal.cli.run import run_async
 from shoal.config import WORKER_OPTIONS

@@ -4,6 +4,7 @@ and the one table of a job's settings (:mod:`shoal.config.table`)."""
 from shoal.config.network import DEFAULT_USER_AGENT, DNSSettings, Network, check_name_server
 from shoal.config.outputs import DEFAULT_WARC_MAX_SIZE, Outputs, Records
 from shoal.config.table import (
+    BY_PARAMETER,
     OPTION_NAMES,
     SETTINGS,
     SHARED_SETTINGS,
@@ -30,6 +31,7 @@ from shoal.config.values import (
 )
 
 __all__ = [
+    "BY_PARAMETER",
     "DEFAULT_RETRY_ERRORS",
     "DEFAULT_RETRY_STATUSES",
     "DEFAULT_USER_AGENT",

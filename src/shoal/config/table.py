@@ -26,13 +26,15 @@ class Setting:
     """One setting: ``path`` is its place in the journal's copy of a job's settings
     (``limits.per_host``; ``None``: a command line's own, not kept), ``flag`` the option
     that sets it (``None``: none does), ``param`` that option's parameter name (by default
-    the path's last part), ``whose`` the job's or each worker's (:data:`JOB`,
-    :data:`WORKER`); ``size`` marks a size in bytes (shown as ``50 MiB``); ``kept``: in the
-    journal's copy (else a setting of the engine the journal does not keep)."""
+    the path's last part), ``short`` its one-letter name, ``whose`` the job's or each
+    worker's (:data:`JOB`, :data:`WORKER`); ``size`` marks a size in bytes (shown as
+    ``50 MiB``); ``kept``: in the journal's copy (else a setting of the engine the journal
+    does not keep)."""
 
     path: str | None
     flag: str | None
     param: str | None = None
+    short: str | None = None
     whose: str = JOB
     size: bool = False
     kept: bool = True
@@ -55,7 +57,7 @@ def _s(path: str | None, flag: str | None = None, **more: Any) -> Setting:
 #: Every setting of a job, in the order of the journal's copy (and of ``shoal report``).
 SETTINGS: tuple[Setting, ...] = (
     _s("shoal", whose=WORKER),
-    _s("limits.concurrency", "--concurrency", whose=WORKER),
+    _s("limits.concurrency", "--concurrency", short="-c", whose=WORKER),
     _s("limits.per_host", "--per-host"),
     _s("limits.max_bytes", "--max-bytes", size=True),
     _s("limits.max_redirects", "--max-redirects"),
@@ -97,15 +99,15 @@ SETTINGS: tuple[Setting, ...] = (
     _s("crawl.exclude", "--exclude"),
     _s("records.keep_headers", "--keep-headers"),
     _s("user_agent", "--user-agent"),
-    _s("headers", "--header"),
+    _s("headers", "--header", short="-H"),
     _s("fail_http", "--fail"),
-    _s("verify_tls", "--insecure", param="insecure"),
+    _s("verify_tls", "--insecure", param="insecure", short="-k"),
     _s("cookies", "--cookies"),
     _s("proxy", "--proxy", whose=WORKER),
     _s("proxy_env", "--no-proxy-env", param="no_proxy_env", whose=WORKER),
     _s("ca_bundle", "--ca-bundle", whose=WORKER, kept=False),
     _s("resolve", "--resolve", whose=WORKER),
-    _s("output", "--output", whose=WORKER),
+    _s("output", "--output", short="-o", whose=WORKER),
     _s("save_bodies", "--save-bodies", whose=WORKER),
     _s("warc", "--warc", whose=WORKER),
     _s("warc_max_size", "--warc-max-size", whose=WORKER, size=True, kept=False),
@@ -114,13 +116,24 @@ SETTINGS: tuple[Setting, ...] = (
     # A command line's own: what it shows, where the job lives, how it is run.
     _s(None, "--job", param="journal", whose=WORKER),
     _s(None, "--store", param="store", whose=WORKER),
-    _s(None, "--processes", param="processes", whose=WORKER),
+    _s(None, "--processes", param="processes", short="-p", whose=WORKER),
     _s(None, "--progress", param="progress", whose=WORKER),
     _s(None, "--progress-interval", param="progress_interval", whose=WORKER),
-    _s(None, "--quiet", param="quiet", whose=WORKER),
+    _s(None, "--quiet", param="quiet", short="-q", whose=WORKER),
     _s(None, "--dashboard", param="dashboard", whose=WORKER),
     _s(None, "--dashboard-token", param="dashboard_token", whose=WORKER),
+    # … and the job's, given again by every worker that joins it.
+    _s(None, "--restart", param="restart"),
+    _s(None, "--retry-failed", param="retry_failed"),
+    _s(None, "--method", param="method"),
+    _s(None, "--lease-ttl", param="lease_ttl"),
+    _s(None, "--lease-hold", param="lease_hold"),
 )
+
+#: The settings an option sets, by the option's parameter name.
+BY_PARAMETER: dict[str, Setting] = {
+    setting.parameter: setting for setting in SETTINGS if setting.parameter is not None
+}
 
 #: Setting names (a :class:`ConfigError`'s ``option``, the fields of the value classes and
 #: of the settings a journal keeps) as the command line spells them, so that messages and
