@@ -473,7 +473,7 @@ class Engine(Running):
                 "crawl": plain(self.crawl),
                 "records": plain(self.records),
                 "user_agent": self._user_agent,
-                "headers": sorted(name for name in session.headers if name != "User-Agent"),
+                "headers": sorted(name for name in session.headers if name.lower() != "user-agent"),
                 "fail_http": self._fail_http,
                 "verify_tls": session.verify_tls,
                 "cookies": session.cookies,
