@@ -92,6 +92,14 @@ class Engine(Running):
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.
 
+    Its settings are value classes: ``limits``, ``timeouts``, ``retry``, ``politeness``,
+    ``crawl`` (which follow-ups a ``handler`` may admit), ``network`` (headers, proxy, TLS,
+    cookies, name lookups) and ``outputs`` (what records hold, bodies, WARC); besides
+    them ``handler`` (an async callback per final response), ``fail_http`` (a non-2xx
+    answer is a failure), ``keep_body`` (bodies kept on results), ``resolver`` (a
+    caller's own, instead of shoal's caching one), ``seed`` (of the jitter's random
+    numbers) and ``shard`` (this engine's part of a job run by several processes).
+
     Constructing an engine raises the process's soft open-file limit to what its
     concurrency needs, or raises :class:`ConfigError` when the hard limit is too low.
     """
