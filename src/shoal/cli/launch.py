@@ -1,7 +1,10 @@
-"""Starting a job from a command's options: the engine and its settings built from them,
-the job's places, a shared store's job (``--store``), and one process or several.
+"""Launching a job: a command's options made, once, into one
+:class:`~shoal.cli.spec.JobSpec` (the engine's settings, the job's places, a shared
+store's job with ``--store``), and the one launcher that runs it: in this process (on its
+journal, or as a worker of a shared store's job) or in ``--processes`` worker processes.
 
-(The options themselves are declared in :mod:`shoal.cli.options`.)
+(The options are declared in :mod:`shoal.cli.options` and :mod:`shoal.cli.fetch_options`,
+named by the settings table, :data:`shoal.config.SETTINGS`.)
 """
 
 from __future__ import annotations
