@@ -4,6 +4,7 @@ whose journal was temporary, and when it waits on a terminal."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
@@ -149,3 +150,35 @@ async def test_shell_completion_as_the_readme_gives_it() -> None:
     assert commands.split() == ["plain,export"]
     for shell in ("zsh", "fish"):
         assert "_shoal_completion" in await complete(_SHOAL_COMPLETE=f"{shell}_source")
+
+
+async def test_a_config_error_while_running_names_its_own_option(tmp_path: Path) -> None:
+    """A setting refused once the job runs is named by its own option, not --dashboard
+    (the one option that used to be said whatever the setting)."""
+    from rich.console import Console
+
+    from shoal import Engine, Limits
+    from shoal.cli.run import EXIT_USAGE, execute
+    from shoal.cli.spec import JobOptions
+
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://a.test/\n")
+    options = JobOptions(
+        input=str(urls),
+        output=str(tmp_path / "out.jsonl"),
+        journal=str(tmp_path / "job"),
+        restart=False,
+        progress=False,
+        quiet=True,
+        # The dashboard's token, refused as the dashboard starts (the command line checks
+        # it before; the run's own check is named by its option too).
+        dashboard=("0.0.0.0", 0),
+    )
+    console = Console(file=io.StringIO(), width=200)
+    code, stats = await execute(
+        Engine(limits=Limits(concurrency=2)), options, console, watch=None, stop_signals=()
+    )
+    said = console.file.getvalue()  # type: ignore[attr-defined]
+    assert (code, stats) == (EXIT_USAGE, None)
+    assert "shoal: error: --dashboard-token: the dashboard on 0.0.0.0" in said, said
+    assert "--dashboard:" not in said

@@ -29,6 +29,7 @@ from shoal import (
     HostPolicy,
     HostState,
     Limits,
+    Network,
     Politeness,
     Request,
     Result,
@@ -235,7 +236,7 @@ async def test_connection_setup_does_not_shorten_the_first_gap(arrivals: Arrival
             urls,
             politeness=Politeness(per_second=rate),
             resolver=None,
-            dns=DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1),
+            network=Network(dns=DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1)),
         )
         assert dns.zone.count(host) >= 1  # the slow name really was looked up
     assert len(results) == count and all(r.ok for r in results)
@@ -323,7 +324,10 @@ async def test_header_override_reaches_only_matching_hosts(server: Misbehaving) 
         Request(server.url("/echo?own=1", host="b.hdr.test"), headers={"X-Policy": "mine"}),
     ]
     results = await fetch_all(
-        requests, politeness=politeness, headers={"X-Job": "all"}, keep_body=True
+        requests,
+        politeness=politeness,
+        network=Network(headers={"X-Job": "all"}),
+        keep_body=True,
     )
     assert all(r.ok and r.status == 200 for r in results)
     seen = headers_seen_by_host(server)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import shoal
-from shoal import ConfigError, Engine, Limits, Result, Statistics
+from shoal import ConfigError, Engine, Limits, Network, Outputs, Result, Statistics
 from shoal.store import SQLiteStore
 from tests.conftest import resolver
 from tests.helpers import wait_until
@@ -117,7 +117,10 @@ async def test_map_reads_the_callers_file_source_but_leaves_it_a_source_of_reque
 
 async def test_a_failure_entering_the_engine_closes_its_bodies_folder(tmp_path: Path) -> None:
     bodies = tmp_path / "bodies"
-    engine = Engine(resolve={"a.test": "not an address"}, save_bodies=str(bodies))
+    engine = Engine(
+        network=Network(resolve={"a.test": "not an address"}),
+        outputs=Outputs(bodies=str(bodies)),
+    )
     with pytest.raises(ConfigError) as raised:
         async with engine:
             pass
@@ -131,7 +134,7 @@ async def test_leaving_the_engine_closes_the_rest_when_closing_the_session_fails
     """A cancellation that lands while the session closes (its connection open) still
     closes the bodies folder after it."""
     bodies = tmp_path / "bodies"
-    engine = Engine(resolver=resolver(), save_bodies=str(bodies))
+    engine = Engine(resolver=resolver(), outputs=Outputs(bodies=str(bodies)))
     await engine.__aenter__()
     await engine.run([server.url("/ok")])
     assert (bodies / ".partial").exists()

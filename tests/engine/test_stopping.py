@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from shoal import Engine, Limits
+from shoal import Engine, Limits, Network
 from tests.conftest import resolver
 from tests.servers import Misbehaving
 
@@ -58,7 +58,9 @@ async def test_stop_after_a_run_ended_leaves_its_statistics(server: Misbehaving)
 
 async def test_lower_case_user_agent_header_replaces_the_default(server: Misbehaving) -> None:
     engine = Engine(
-        resolver=resolver(), headers={"user-agent": "mine/1"}, limits=Limits(concurrency=1)
+        resolver=resolver(),
+        network=Network(headers={"user-agent": "mine/1"}),
+        limits=Limits(concurrency=1),
     )
     async with engine:
         stats = await engine.run([server.url("/echo")])

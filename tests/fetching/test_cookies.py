@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from shoal import Engine, Request, Result, RetryPolicy, Timeouts
+from shoal import Engine, Network, Request, Result, RetryPolicy, Timeouts
 from shoal.fetching.cookies import SiteCookieJar
 from tests import helpers
 from tests.command import RESOLVE, shoal
@@ -18,7 +18,7 @@ from tests.servers import Misbehaving
 
 def make_engine(*, cookies: bool) -> Engine:
     return helpers.make_engine(
-        cookies=cookies,
+        network=Network(cookies=cookies),
         timeouts=Timeouts(total_s=10, connect_s=5, read_s=5),
         retry=RetryPolicy(),
         keep_body=True,

@@ -117,7 +117,7 @@ async def test_an_archived_redirect_that_stalls_keeps_the_attempts_deadlines(
     result, took = await _fetch(
         f"http://a.test:{raw.port}/stalled-redirect",
         Timeouts(total_s=2, connect_s=1, read_s=0.3),
-        warc=str(tmp_path / "crawl"),
+        outputs=shoal.Outputs(warc=str(tmp_path / "crawl")),
     )
     assert result.error is not None and result.error.kind is ErrorKind.TIMEOUT
     assert took < 3
@@ -131,7 +131,7 @@ async def test_a_proxy_that_stalls_the_tunnel_is_a_connect_timeout(
     result, took = await _fetch(
         "https://a.test:1/ok",
         Timeouts(total_s=3, connect_s=0.3, read_s=0.5),
-        proxy=f"http://p.test:{raw.port}",
+        network=shoal.Network(proxy=f"http://p.test:{raw.port}"),
     )
     assert result.error is not None and result.error.kind is ErrorKind.TIMEOUT
     assert result.error.message.startswith("Connection timeout to host")

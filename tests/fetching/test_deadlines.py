@@ -215,7 +215,9 @@ async def test_a_connection_not_made_in_time_is_a_connect_timeout(server: Misbeh
             server.url("/ok", host="slow-a.test"),
             Timeouts(total_s=5, connect_s=0.3, read_s=1),
             resolver=None,
-            dns=shoal.DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1),
+            network=shoal.Network(
+                dns=shoal.DNSSettings(servers=(dns.address,), timeout_s=5.0, tries=1)
+            ),
         )
         elapsed = time.monotonic() - started
         assert dns.zone.count("slow-a.test") >= 1  # the name really was asked for

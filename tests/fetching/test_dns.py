@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shoal import DNSSettings, Engine, ErrorKind, Limits, RetryPolicy, Timeouts
+from shoal import DNSSettings, Engine, ErrorKind, Limits, Network, RetryPolicy, Timeouts
 from shoal.config import check_name_server
 from shoal.errors import ConfigError
 from shoal.fetching.dns import CachingResolver, LookupFailed, NameNotFound
@@ -253,10 +253,10 @@ def test_name_servers_with_ports_and_ipv6_are_accepted() -> None:
 # -- through the engine -----------------------------------------------------------------------
 
 
-def engine(dns: TestDNSServer, **options: Any) -> Engine:
+def engine(dns: TestDNSServer, resolve: dict[str, str] | None = None, **options: Any) -> Engine:
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("timeouts", Timeouts(total_s=10, connect_s=5, read_s=10))
-    return Engine(dns=settings(dns), **options)
+    return Engine(network=Network(dns=settings(dns), resolve=resolve or {}), **options)
 
 
 async def test_many_hosts_are_each_looked_up_once(dns: TestDNSServer, server: Misbehaving) -> None:

@@ -48,7 +48,7 @@ async def test_credentials_are_not_sent_to_another_origin(
         target = server.url("/echo")
     engine = shoal.Engine(
         resolver=resolver(),
-        headers={**SECRETS, "X-Kept": "yes"},
+        network=shoal.Network(headers={**SECRETS, "X-Kept": "yes"}),
         retry=shoal.RetryPolicy(retries=0),
         timeouts=shoal.Timeouts(total_s=3, connect_s=1, read_s=2),
         keep_body=True,

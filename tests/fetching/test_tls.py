@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,12 +72,12 @@ async def proxy() -> AsyncIterator[ConnectProxy]:
         await server.stop()
 
 
-async def fetch(url: str, **options: object) -> shoal.Result:
+async def fetch(url: str, *, keep_body: bool = False, **network: Any) -> shoal.Result:
     engine = shoal.Engine(
-        resolve=LOOPBACK,
+        network=shoal.Network(resolve=LOOPBACK, **network),
         retry=RetryPolicy(retries=0),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
-        **options,  # type: ignore[arg-type]
+        keep_body=keep_body,
     )
 
     async def run() -> list[shoal.Result]:
@@ -121,7 +122,7 @@ async def test_each_certificate_fault_is_named(tls: TLSServer, bundle: str, host
 async def test_insecure_accepts_every_certificate_fault(
     tls: TLSServer, bundle: str, host: str, with_bundle: bool
 ) -> None:
-    options: dict[str, object] = {"ca_bundle": bundle} if with_bundle else {}
+    options: dict[str, Any] = {"ca_bundle": bundle} if with_bundle else {}
     result = await fetch(tls.url("/ok", host=host), verify_tls=False, **options)
     assert result.ok, result.error
     assert tls.requests[host] == 1
@@ -188,7 +189,7 @@ async def test_https_through_a_connect_tunnel(
 async def test_a_certificate_fault_behind_a_tunnel_is_named_alike(
     tls: TLSServer, proxy: ConnectProxy, bundle: str, host: str
 ) -> None:
-    proxied = {"proxy": f"http://p.test:{proxy.port}", "ca_bundle": bundle}
+    proxied: dict[str, Any] = {"proxy": f"http://p.test:{proxy.port}", "ca_bundle": bundle}
     message = tls_error(await fetch(tls.url("/ok", host=host), **proxied))
     assert message == f"TLS certificate of {host}:{tls.port} {CAUSES[host]}"
     assert proxy.tunnels == [f"{host}:{tls.port}"]
@@ -237,7 +238,7 @@ def test_a_bad_bundle_is_a_config_error(
 ) -> None:
     path, expected = bad_bundles[mistake]
     with pytest.raises(ConfigError) as raised:
-        shoal.Engine(ca_bundle=path)
+        shoal.Engine(network=shoal.Network(ca_bundle=path))
     assert raised.value.option == "ca_bundle"
     assert raised.value.message.startswith(expected.format(path)), raised.value.message
 

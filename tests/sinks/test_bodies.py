@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 import shoal
-from shoal import ErrorKind, Limits, RetryPolicy, Timeouts
+from shoal import ErrorKind, Limits, Outputs, RetryPolicy, Timeouts
 from tests.command import RESOLVE, lines
 from tests.command import shoal as run_shoal
 from tests.conftest import resolver
@@ -23,7 +23,7 @@ async def fetch_saving(urls: list[str], folder: Path, **options: object) -> list
     engine = shoal.Engine(
         resolver=resolver(),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
-        save_bodies=str(folder),
+        outputs=Outputs(bodies=str(folder)),
         **options,  # type: ignore[arg-type]
     )
     async with engine, engine.stream(urls) as results:

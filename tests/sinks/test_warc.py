@@ -22,8 +22,9 @@ from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
 import shoal
-from shoal import Limits, RetryPolicy, Timeouts
+from shoal import Limits, Network, Outputs, RetryPolicy, Timeouts
 from shoal.capture import Capture
+from shoal.config import DEFAULT_WARC_MAX_SIZE
 from shoal.fetched import Fetched
 from shoal.sinks.warc import WarcArchive
 from tests.cli.test_disk_faults import (
@@ -120,12 +121,14 @@ class Archived:
     warc: dict[str, Any] | None
 
 
-async def archive(urls: list[Any], tmp_path: Path, **options: Any) -> list[Archived]:
+async def archive(
+    urls: list[Any], tmp_path: Path, warc_max_size: int = DEFAULT_WARC_MAX_SIZE, **options: Any
+) -> list[Archived]:
     options.setdefault("retry", RetryPolicy(retries=2, backoff_base_s=0.001))
     engine = shoal.Engine(
         resolver=resolver(),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
-        warc=str(tmp_path / "crawl"),
+        outputs=Outputs(warc=str(tmp_path / "crawl"), warc_max_size=warc_max_size),
         **options,
     )
     async with engine:
@@ -219,7 +222,9 @@ async def test_each_file_opens_with_warcinfo_and_requests_follow_responses(
     server: Misbehaving, tmp_path: Path
 ) -> None:
     post = {"url": server.url("/echo"), "method": "POST", "body": "a=1&b=2"}
-    await archive([server.url("/ok"), post], tmp_path, headers={"X-Team": "archive"})
+    await archive(
+        [server.url("/ok"), post], tmp_path, network=Network(headers={"X-Team": "archive"})
+    )
     [path] = warc_files(tmp_path)
     found = records(path)
     assert found[0].rec_type == "warcinfo"
@@ -549,7 +554,7 @@ async def test_over_the_memory_budget_responses_wait_in_spool_files(
     """Finished responses waiting to be archived hold at most a budget of memory; past it
     they wait on disk, and are archived the same."""
     urls = [server.url(f"/ok?size={50_000 + n}") for n in range(30)]
-    engine = shoal.Engine(resolver=resolver(), warc=str(tmp_path / "crawl"))
+    engine = shoal.Engine(resolver=resolver(), outputs=Outputs(warc=str(tmp_path / "crawl")))
     engine._artifacts.budget.limit = 0  # no response fits: each one waits in a file
     spilled: list[int] = []
     original = engine._artifacts.budget.hold
@@ -621,9 +626,14 @@ async def test_a_run_without_warc_in_between_keeps_the_archive(
                 if count == 0:
                     break
 
-    await some(shoal.Engine(resolver=resolver(), warc=prefix, limits=Limits(concurrency=4)), 10)
+    await some(
+        shoal.Engine(
+            resolver=resolver(), outputs=Outputs(warc=prefix), limits=Limits(concurrency=4)
+        ),
+        10,
+    )
     await some(shoal.Engine(resolver=resolver(), limits=Limits(concurrency=4)), 10)
-    engine = shoal.Engine(resolver=resolver(), warc=prefix)
+    engine = shoal.Engine(resolver=resolver(), outputs=Outputs(warc=prefix))
     async with engine:
         await engine.run(urls, journal=journal, output=str(tmp_path / "out.jsonl"))
     records = read_records(tmp_path / "out.jsonl")
@@ -655,7 +665,9 @@ async def test_https_exchanges_are_archived_as_decrypted_bytes(tmp_path: Path) -
     port = runner.addresses[0][1]
     try:
         # The test's own CA is not in the system store: certificates are not checked here.
-        [result] = await archive([f"https://a.test:{port}/chunked"], tmp_path, verify_tls=False)
+        [result] = await archive(
+            [f"https://a.test:{port}/chunked"], tmp_path, network=Network(verify_tls=False)
+        )
     finally:
         await runner.cleanup()
     assert result.status == 200 and result.warc is not None

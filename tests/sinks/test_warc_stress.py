@@ -23,7 +23,8 @@ import orjson
 import pytest
 
 import shoal
-from shoal import Limits, RetryPolicy, Timeouts
+from shoal import Limits, Network, Outputs, RetryPolicy, Timeouts
+from shoal.config import DEFAULT_WARC_MAX_SIZE
 from tests.conftest import resolver
 from tests.helpers import read_records
 from tests.sinks.test_warc import read_at, records, warc_files, warcio_check
@@ -166,11 +167,20 @@ def chunked(data: bytes, pieces: int, trailer: bytes = b"") -> bytes:
     return out + b"0\r\n" + trailer + b"\r\n"
 
 
-async def run(items: list[Any], tmp_path: Path, **options: Any) -> list[dict[str, Any]]:
+async def run(
+    items: list[Any],
+    tmp_path: Path,
+    *,
+    warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
+    bodies: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
     """Run a job with ``--warc`` and return its records (in the order committed)."""
     options.setdefault("retry", RetryPolicy(retries=2, backoff_base_s=0.001))
     options.setdefault("timeouts", Timeouts(total_s=10, connect_s=2, read_s=3))
-    engine = shoal.Engine(resolver=resolver(), warc=str(tmp_path / "crawl"), **options)
+    warc = str(tmp_path / "crawl")
+    outputs = Outputs(warc=warc, warc_max_size=warc_max_size, bodies=bodies)
+    engine = shoal.Engine(resolver=resolver(), outputs=outputs, **options)
     output = tmp_path / "out.jsonl"
     async with engine:
         await engine.run(items, journal=str(tmp_path / "job"), output=str(output))
@@ -321,7 +331,7 @@ async def test_a_redirect_without_location_is_read_as_without_warc(
         return Answer([response(body, "302 Found")])
 
     server = await raw(respond)
-    [result] = await run([server.url("/nowhere")], tmp_path, save_bodies=str(tmp_path / "b"))
+    [result] = await run([server.url("/nowhere")], tmp_path, bodies=str(tmp_path / "b"))
     assert result["status"] == 302 and result["warc"] is not None
     _record, archived = read_at(tmp_path, result["warc"])
     assert archived == body  # the archive has it...
@@ -604,8 +614,7 @@ async def test_retried_attempts_leave_nothing_behind_and_only_the_final_is_archi
     urls = [server.url(f"/{kinds[n % len(kinds)]}/{n}") for n in range(42)]
     engine = shoal.Engine(
         resolver=resolver(),
-        warc=str(tmp_path / "crawl"),
-        save_bodies=str(tmp_path / "bodies"),
+        outputs=Outputs(warc=str(tmp_path / "crawl"), bodies=str(tmp_path / "bodies")),
         handler=handler,
         limits=Limits(concurrency=12),
         timeouts=Timeouts(total_s=10, connect_s=2, read_s=0.5),
@@ -651,7 +660,7 @@ async def test_a_request_through_a_proxy_is_archived_as_sent(raw: Start, tmp_pat
 
     proxy = await raw(respond)  # answers as the proxy, without going on to the origin
     url = proxy.url("/x?y=1")
-    [result] = await run([url], tmp_path, proxy=f"http://127.0.0.1:{proxy.port}")
+    [result] = await run([url], tmp_path, network=Network(proxy=f"http://127.0.0.1:{proxy.port}"))
     assert result["status"] == 200 and result["warc"] is not None
     [asked] = proxy.asked
     assert asked.head.startswith(f"GET {url} HTTP/1.1\r\n".encode())
@@ -733,8 +742,7 @@ async def test_runs_cut_short_then_resumed_archive_every_exchange_once(
     journal, output = str(tmp_path / "job"), str(tmp_path / "out.jsonl")
     options: dict[str, Any] = {
         "resolver": resolver(),
-        "warc": str(tmp_path / "crawl"),
-        "warc_max_size": 8_000,
+        "outputs": Outputs(warc=str(tmp_path / "crawl"), warc_max_size=8_000),
         "limits": Limits(concurrency=16),
         "retry": RetryPolicy(retries=2, backoff_base_s=0.001),
     }

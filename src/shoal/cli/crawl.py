@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from shoal.cli.fetch_options import job_options
 from shoal.cli.launch import start_job
-from shoal.cli.options import CLI_NAMES, job_options
+from shoal.cli.options import setting_flag
 from shoal.config import SCOPES, Crawl
 from shoal.errors import ConfigError
 
@@ -95,10 +96,10 @@ def crawl(
             exclude=exclude,
         )
     except ConfigError as exc:
-        raise click.BadParameter(exc.message, param_hint=f"'{CLI_NAMES[exc.option]}'") from exc
+        raise click.BadParameter(exc.message, param_hint=f"'{setting_flag(exc.option)}'") from exc
     from shoal.crawling.links import LinkFollower  # its parsers load for a crawl alone
 
-    settings = {"handler": LinkFollower(assets=assets, sitemaps=sitemaps), "crawl": rules}
+    follower = LinkFollower(assets=assets, sitemaps=sitemaps)
     if seeds_file is not None:
-        start_job(seeds_file, extra=settings, input_label="--seeds", **options)
-    start_job("<seeds>", extra=settings, seeds=seeds, **options)
+        start_job(seeds_file, options, crawl=rules, handler=follower, input_label="--seeds")
+    start_job("<seeds>", options, crawl=rules, handler=follower, seeds=seeds)

@@ -17,8 +17,9 @@ import orjson
 from aiohttp import web
 from rich.console import Console
 
-from shoal.cli.run import EXIT_FAILED, EXIT_OK, JobOptions, run_job
-from shoal.config import Limits, Timeouts
+from shoal.cli.run import EXIT_FAILED, EXIT_OK, run_job
+from shoal.cli.spec import JobOptions
+from shoal.config import Limits, Network, Timeouts
 from shoal.engine import Engine
 
 HOSTS = ("alpha.demo", "beta.demo", "gamma.demo", "delta.demo", "epsilon.demo")
@@ -114,7 +115,7 @@ async def run_demo(count: int, output: str | None, progress: bool, console: Cons
             engine = Engine(
                 limits=Limits(concurrency=50, per_host=10),
                 timeouts=Timeouts(total_s=10),
-                resolve=dict.fromkeys(HOSTS, "127.0.0.1"),
+                network=Network(resolve=dict.fromkeys(HOSTS, "127.0.0.1")),
             )
             options = JobOptions(
                 input=input_path,

@@ -1,7 +1,10 @@
-"""Starting a job from a command's options: the engine and its settings built from them,
-the job's places, a shared store's job (``--store``), and one process or several.
+"""Launching a job: a command's options made, once, into one
+:class:`~shoal.cli.spec.JobSpec` (the engine's settings, the job's places, a shared
+store's job with ``--store``), and the one launcher that runs it: in this process (on its
+journal, or as a worker of a shared store's job) or in ``--processes`` worker processes.
 
-(The options themselves are declared in :mod:`shoal.cli.options`.)
+(The options are declared in :mod:`shoal.cli.options` and :mod:`shoal.cli.fetch_options`,
+named by the settings table, :data:`shoal.config.SETTINGS`.)
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
 from shoal.cli import logs
-from shoal.cli.options import CLI_NAMES
+from shoal.cli.options import setting_flag
 from shoal.cli.parsing import (
     check_store_url,
     parse_headers,
@@ -27,186 +31,73 @@ from shoal.cli.places import check_job_places, input_place
 from shoal.cli.processes import Plan, check_journals, run_processes
 from shoal.cli.reopen import RetryFailed, reopen_before_run
 from shoal.cli.run import (
-    WORKER,
-    JobOptions,
-    StoreSpec,
-    WorkerMode,
     check_dashboard,
     default_journal,
     run_async,
     run_job,
 )
 from shoal.cli.settings import host_policies, host_tables
+from shoal.cli.spec import WORKER, EngineSettings, JobOptions, JobSpec, StoreSpec, WorkerMode
 from shoal.config import (
     Crawl,
     DNSSettings,
     Limits,
+    Network,
+    Outputs,
     Politeness,
     Records,
     RetryPolicy,
     Timeouts,
 )
-from shoal.engine import Engine
+from shoal.engine import Handler
 from shoal.errors import ConfigError
 from shoal.fetching import ensure_descriptors
+from shoal.result import ErrorKind
 from shoal.sources.items import valid_method
 
 
 def start_job(
     input_path: str,
-    output: str,
-    journal: str | None,
-    restart: bool,
-    concurrency: int,
-    per_host: int,
-    timeout: float,
-    connect_timeout: float,
-    read_timeout: float,
-    retries: int,
-    retry_on: str,
-    retry_failed: str | None,
-    backoff: float,
-    backoff_max: float,
-    max_retry_after: float,
-    max_redirects: int,
-    max_bytes: int,
-    headers: tuple[str, ...],
-    method: str | None,
-    user_agent: str,
-    insecure: bool,
-    ca_bundle: str | None,
-    cookies: bool,
-    proxy: str | None,
-    no_proxy_env: bool,
-    fail_http: bool,
-    keep_headers: tuple[str, ...],
-    resolve: tuple[str, ...],
-    dns_servers: tuple[str, ...],
-    dns_min_ttl: float,
-    dns_max_ttl: float,
-    dns_concurrency: int,
-    progress: str,
-    progress_interval: float,
-    save_bodies: str | None,
-    warc: str | None,
-    warc_max_size: int,
-    per_host_rate: float | None,
-    burst: int,
-    delay: float,
-    jitter: float,
-    adaptive: bool,
-    dead_after: int,
-    dead_cooldown: float,
-    respect_robots: bool,
-    robots_crawl_delay: bool,
-    processes: str,
-    dashboard: tuple[str, int] | None,
-    dashboard_token: str | None,
-    quiet: bool,
-    store: str | None,
-    lease_ttl: float,
-    lease_hold: float,
-    extra: dict[str, Any] | None = None,
+    given: Mapping[str, Any],
+    *,
+    crawl: Crawl | None = None,
+    handler: Handler | None = None,
     seeds: tuple[str, ...] | None = None,
     input_label: str = "INPUT",
 ) -> NoReturn:
-    """Build the engine and the job from the options, run it, and exit with its code.
+    """Build the job's specification from a command's options (``given``: every option
+    of :func:`shoal.cli.options.job_options`, by parameter name), launch it, and exit
+    with its code.
 
-    ``extra`` adds engine settings a command has of its own (a crawl's handler and
-    :class:`shoal.Crawl`); ``seeds`` are input requests given as arguments;
-    ``input_label`` names the input in messages.
+    ``crawl`` and ``handler`` are a crawl's (:class:`shoal.Crawl` and its link follower);
+    ``seeds`` are input requests given as arguments; ``input_label`` names the input in
+    messages.
     """
-    retry_kinds, retry_statuses = parse_retry_on(retry_on)
+    retry_on = parse_retry_on(given["retry_on"])
     retry = None
-    if retry_failed is not None:
-        kinds, statuses = parse_retry_on(retry_failed, "--retry-failed")
+    if given["retry_failed"] is not None:
+        kinds, statuses = parse_retry_on(given["retry_failed"], "--retry-failed")
         retry = RetryFailed(frozenset(kind.value for kind in kinds), statuses)
+    method = given["method"]
     if method is not None and not valid_method(method):
         raise click.BadParameter(f"{method!r} is not an HTTP method", param_hint="'--method'")
-    if dashboard is not None:
-        check_dashboard(dashboard[0], dashboard_token)
+    if given["dashboard"] is not None:
+        check_dashboard(given["dashboard"][0], given["dashboard_token"])
     console = Console(stderr=True, soft_wrap=True, emoji=False)
     logs.use_console(console)
-    try:
-        settings: dict[str, Any] = dict(
-            limits=Limits(
-                concurrency=concurrency,
-                per_host=per_host,
-                max_bytes=max_bytes,
-                max_redirects=max_redirects,
-            ),
-            timeouts=(
-                timeouts := Timeouts(
-                    total_s=timeout, connect_s=connect_timeout, read_s=read_timeout
-                )
-            ),
-            politeness=Politeness(
-                per_second=per_host_rate,
-                burst=burst,
-                delay_s=delay,
-                jitter=jitter,
-                adaptive=adaptive,
-                dead_after=dead_after,
-                dead_cooldown_s=dead_cooldown,
-                respect_robots=respect_robots or robots_crawl_delay,
-                robots_crawl_delay=robots_crawl_delay,
-                hosts=host_policies(click.get_current_context(), timeouts),
-            ),
-            retry=RetryPolicy(
-                retries=retries,
-                backoff_base_s=backoff,
-                backoff_max_s=backoff_max,
-                retry_after_max_s=max_retry_after,
-                on_errors=retry_kinds,
-                on_statuses=retry_statuses,
-            ),
-            headers=parse_headers(headers),
-            user_agent=user_agent,
-            fail_http=fail_http,
-            resolve=parse_resolve(resolve),
-            dns=DNSSettings(
-                servers=dns_servers,
-                min_ttl_s=dns_min_ttl,
-                max_ttl_s=dns_max_ttl,
-                max_lookups=dns_concurrency,
-            ),
-            proxy=proxy,
-            proxy_env=not no_proxy_env,
-            verify_tls=not insecure,
-            ca_bundle=ca_bundle,
-            cookies=cookies,
-            save_bodies=save_bodies,
-            warc=warc,
-            warc_max_size=warc_max_size,
-            records=Records(keep_headers=parse_keep_headers(keep_headers)),
-            **(extra or {}),
-        )
-        engine = Engine(**settings)
-        ensure_descriptors(engine.limits.concurrency)  # (a usage error, before any output)
-    except ConfigError as exc:
-        raise click.BadParameter(
-            exc.message, param_hint=f"'{CLI_NAMES.get(exc.option, exc.option)}'"
-        ) from exc
+    settings = named_settings(lambda: fetch_settings(given, retry_on, crawl, handler))
     options = job_places(
         input_path,
-        output,
-        journal,
-        restart,
-        progress,
-        quiet,
-        dashboard,
-        dashboard_token,
+        given,
         console,
-        (store, lease_ttl, lease_hold, processes),
         input_label=input_label,
-        bodies=save_bodies,
-        warc=warc,
-        progress_interval_s=progress_interval,
+        bodies=given["save_bodies"],
+        warc=given["warc"],
         method=(method or "GET").upper(),
         seeds=seeds,
     )
-    crawl: Crawl | None = (extra or {}).get("crawl")
-    if crawl is not None and processes != "1" and store is None:
+    processes = process_count(given["processes"])
+    if crawl is not None and given["processes"] != "1" and options.store is None:
         # Each process owns its hosts whole; a link that may leave its page's host could
         # belong to another process's.
         if crawl.scope not in ("same-host", "same-origin"):
@@ -215,13 +106,101 @@ def start_job(
                 f" (links within a host), not {crawl.scope}",
                 param_hint="'--processes'",
             )
-        budget, count = crawl.max_requests, process_count(processes)
-        if budget is not None and budget < count:
+        budget = crawl.max_requests
+        if budget is not None and budget < processes:
             raise click.BadParameter(
-                f"--max-requests {budget} cannot be shared by {count} processes",
+                f"--max-requests {budget} cannot be shared by {processes} processes",
                 param_hint="'--processes'",
             )
-    launch(engine, settings, options, processes, console, retry=retry, crawl=crawl)
+    launch(JobSpec(settings, options, processes, retry=retry), console)
+
+
+def named_settings(
+    build: Callable[[], EngineSettings], command: str | None = None
+) -> EngineSettings:
+    """``build()``'s settings, checked as the engine checks them (its value classes, then
+    the engine made from them); a setting refused is a usage error naming its option."""
+    try:
+        settings = build()
+        # What the engine refuses: a CA bundle, say; and the open-file limit, checked here
+        # (the engine checks it on entering: here it is a usage error, before any output).
+        ensure_descriptors(settings.engine().limits.concurrency)
+    except ConfigError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint=f"'{setting_flag(exc.option, command)}'"
+        ) from exc
+    return settings
+
+
+def fetch_settings(
+    given: Mapping[str, Any],
+    retry_on: tuple[frozenset[ErrorKind], frozenset[int]],
+    crawl: Crawl | None,
+    handler: Handler | None,
+) -> EngineSettings:
+    """The engine's settings from a fetch's (or a crawl's) options (``retry_on``:
+    ``--retry-on`` as parsed)."""
+    retry_kinds, retry_statuses = retry_on
+    timeouts = Timeouts(
+        total_s=given["timeout"],
+        connect_s=given["connect_timeout"],
+        read_s=given["read_timeout"],
+    )
+    robots_crawl_delay = given["robots_crawl_delay"]
+    return EngineSettings(
+        limits=Limits(
+            concurrency=given["concurrency"],
+            per_host=given["per_host"],
+            max_bytes=given["max_bytes"],
+            max_redirects=given["max_redirects"],
+        ),
+        timeouts=timeouts,
+        politeness=Politeness(
+            per_second=given["per_host_rate"],
+            burst=given["burst"],
+            delay_s=given["delay"],
+            jitter=given["jitter"],
+            adaptive=given["adaptive"],
+            dead_after=given["dead_after"],
+            dead_cooldown_s=given["dead_cooldown"],
+            respect_robots=given["respect_robots"] or robots_crawl_delay,
+            robots_crawl_delay=robots_crawl_delay,
+            hosts=host_policies(click.get_current_context(), timeouts),
+        ),
+        retry=RetryPolicy(
+            retries=given["retries"],
+            backoff_base_s=given["backoff"],
+            backoff_max_s=given["backoff_max"],
+            retry_after_max_s=given["max_retry_after"],
+            on_errors=retry_kinds,
+            on_statuses=retry_statuses,
+        ),
+        network=Network(
+            headers=parse_headers(given["headers"]),
+            user_agent=given["user_agent"],
+            proxy=given["proxy"],
+            proxy_env=not given["no_proxy_env"],
+            verify_tls=not given["insecure"],
+            ca_bundle=given["ca_bundle"],
+            cookies=given["cookies"],
+            resolve=parse_resolve(given["resolve"]),
+            dns=DNSSettings(
+                servers=given["dns_servers"],
+                min_ttl_s=given["dns_min_ttl"],
+                max_ttl_s=given["dns_max_ttl"],
+                max_lookups=given["dns_concurrency"],
+            ),
+        ),
+        outputs=Outputs(
+            records=Records(keep_headers=parse_keep_headers(given["keep_headers"])),
+            bodies=given["save_bodies"],
+            warc=given["warc"],
+            warc_max_size=given["warc_max_size"],
+        ),
+        fail_http=given["fail_http"],
+        crawl=crawl,
+        handler=handler,
+    )
 
 
 def on_shared_store(
@@ -291,29 +270,22 @@ def _plain_param(value: Any) -> Any:
 
 def job_places(
     input_path: str,
-    output: str,
-    journal: str | None,
-    restart: bool,
-    progress: str,
-    quiet: bool,
-    dashboard: tuple[str, int] | None,
-    dashboard_token: str | None,
+    given: Mapping[str, Any],
     console: Console,
-    shared: tuple[str | None, float, float, str],
     *,
     input_label: str = "INPUT",
     bodies: str | None = None,
     warc: str | None = None,
     **more: Any,
 ) -> JobOptions:
-    """The job's options from those of :data:`RUN_OPTIONS` (``more``: a command's own);
-    ``shared`` is ``--store``, ``--lease-ttl``, ``--lease-hold`` and ``--processes``: with a
-    store, the job is kept there (see :func:`on_shared_store`).
+    """The job's options from ``given``, a command's options of :data:`RUN_OPTIONS` by
+    parameter name (``more``: a command's own); with ``--store`` the job is kept there (see
+    :func:`on_shared_store`).
 
     Refuses (a usage error) places that clash or cannot be made, before any is written:
     ``input_label`` names the input (``INPUT``, ``ITEMS``, ``--seeds``), ``bodies`` and
     ``warc`` are ``--save-bodies`` and ``--warc``."""
-    store = shared[0]
+    output, journal, store = given["output"], given["journal"], given["store"]
     joining = click.get_current_context().meta.get(WORKER) is not None
     reads = not joining and more.get("seeds") is None  # (a worker reads no input)
     check_job_places(
@@ -324,21 +296,24 @@ def job_places(
         bodies=bodies,
         warc=warc,
     )
+    progress = given["progress"]
     options = JobOptions(
         input=input_path,
         output=output,
         journal=journal if journal is not None else default_journal(output),
-        restart=restart,
+        restart=given["restart"],
         progress=progress == "on" or (progress == "auto" and console.is_terminal),
-        quiet=quiet,
-        dashboard=dashboard,
-        dashboard_token=dashboard_token or None,
+        quiet=given["quiet"],
+        dashboard=given["dashboard"],
+        dashboard_token=given["dashboard_token"] or None,
+        progress_interval_s=given["progress_interval"],
         **more,
     )
-    store, lease_ttl, lease_hold, processes = shared
     if store is None:
         return options
-    return on_shared_store(options, store, journal, lease_ttl, lease_hold, processes)
+    return on_shared_store(
+        options, store, journal, given["lease_ttl"], given["lease_hold"], given["processes"]
+    )
 
 
 def process_count(processes: str) -> int:
@@ -346,35 +321,24 @@ def process_count(processes: str) -> int:
     return (os.cpu_count() or 1) if processes == "auto" else int(processes)
 
 
-def launch(
-    engine: Engine,
-    settings: dict[str, Any],
-    options: JobOptions,
-    processes: str,
-    console: Console,
-    *,
-    retry: RetryFailed | None = None,
-    crawl: Crawl | None = None,
-) -> NoReturn:
-    """Run the job in this process, or in ``processes`` worker processes (each making its
-    engine from ``settings``), and exit with its code; first reopen what ``retry``
-    (``--retry-failed``) or a deeper ``crawl`` sends again."""
-    count = process_count(processes)
-    concurrency = engine.limits.concurrency
-    if count > concurrency:
+def launch(job: JobSpec, console: Console) -> NoReturn:
+    """Run ``job`` and exit with its code: in this process (on its own journal, or as a
+    worker of a shared store's job), or in ``job.processes`` worker processes, each making
+    its engine from ``job.settings``; first reopen what ``--retry-failed`` or a deeper
+    crawl sends again."""
+    options, count = job.options, job.processes
+    if count > job.settings.limits.concurrency:
         raise click.BadParameter(
             f"{count} processes need --concurrency of at least {count}",
             param_hint="'--processes'",
         )
-    if retry is not None or crawl is not None:
-        reopen_before_run(options, count, retry, crawl, console)
-    if count == 1:
-        problem = (
-            check_journals(options.journal, 1, options.restart)
-            if options.journal and options.store is None
-            else None
-        )
+    crawl = job.settings.crawl
+    if job.retry is not None or crawl is not None:
+        reopen_before_run(options, count, job.retry, crawl, console)
+    if count > 1:
+        sys.exit(run_async(run_processes(Plan(job.settings, options, count), console)))
+    if options.journal and options.store is None:
+        problem = check_journals(options.journal, 1, options.restart)
         if problem is not None:
             raise click.UsageError(problem)
-        sys.exit(run_async(run_job(engine, options, console)))
-    sys.exit(run_async(run_processes(Plan(settings, options, count), console)))
+    sys.exit(run_async(run_job(job.settings.engine(), options, console)))

@@ -11,9 +11,9 @@ import click
 from rich.console import Console
 
 from shoal.cli.crawl import crawl
+from shoal.cli.fetch_options import job_options
 from shoal.cli.launch import start_job
 from shoal.cli.map import map_command
-from shoal.cli.options import job_options
 from shoal.cli.parsing import WatchedCommand, check_interval, check_store_url
 from shoal.cli.run import (
     EXIT_FAULT,
@@ -50,8 +50,8 @@ def fetch(input_path: tuple[str, ...] | str, **options: Any) -> None:
     """
     path, urls = split_inputs((input_path,) if isinstance(input_path, str) else input_path)
     if urls:
-        start_job("<seeds>", seeds=urls, **options)
-    start_job(path, **options)
+        start_job("<seeds>", options, seeds=urls)
+    start_job(path, options)
 
 
 def split_inputs(given: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

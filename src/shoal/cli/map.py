@@ -5,21 +5,18 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import click
 import orjson
 from rich.console import Console
 
 from shoal.cli import logs
-from shoal.cli.launch import job_places, launch
-from shoal.cli.options import CLI_NAMES, run_options
+from shoal.cli.launch import job_places, launch, named_settings, process_count
+from shoal.cli.options import run_options
 from shoal.cli.parsing import Rate, load_exception
-from shoal.cli.run import MapSpec, check_dashboard
+from shoal.cli.run import check_dashboard
+from shoal.cli.spec import EngineSettings, JobSpec, MapSpec
 from shoal.config import Limits, Politeness, RetryPolicy
-from shoal.engine import Engine
-from shoal.errors import ConfigError
-from shoal.fetching import ensure_descriptors
 from shoal.sources.lines import MAX_LINE_BYTES
 
 
@@ -124,8 +121,8 @@ def map_command(
         check_dashboard(dashboard[0], dashboard_token)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
     logs.use_console(console)
-    try:
-        settings: dict[str, Any] = dict(
+    settings = named_settings(
+        lambda: EngineSettings(
             limits=Limits(concurrency=concurrency, per_host=per_group),
             retry=RetryPolicy(
                 retries=retries,
@@ -134,28 +131,12 @@ def map_command(
                 on_exceptions=exceptions,
             ),
             politeness=Politeness(per_second=per_group_rate, delay_s=delay),
-        )
-        engine = Engine(**settings)
-        ensure_descriptors(engine.limits.concurrency)  # (a usage error, before any output)
-    except ConfigError as exc:
-        name = CLI_NAMES.get(exc.option, exc.option).replace("host", "group")
-        raise click.BadParameter(exc.message, param_hint=f"'{name}'") from exc
-    options = job_places(
-        items,
-        output,
-        journal,
-        restart,
-        progress,
-        quiet,
-        dashboard,
-        dashboard_token,
-        console,
-        (store, lease_ttl, lease_hold, processes),
-        input_label="ITEMS",
-        map=spec,
-        progress_interval_s=progress_interval,
+        ),
+        "map",
     )
-    launch(engine, settings, options, processes, console)
+    given = click.get_current_context().params
+    options = job_places(items, given, console, input_label="ITEMS", map=spec)
+    launch(JobSpec(settings, options, process_count(processes)), console)
 
 
 #: How many lines the check of ``--key`` and ``--group`` looks through for a first item.

@@ -25,7 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +40,12 @@ from shoal.cli.run import (
     EXIT_OK,
     EXIT_PIPE,
     EXIT_USAGE,
-    JobOptions,
     announce_stop,
     print_summary,
     remove_journal,
     serve_dashboard,
 )
+from shoal.cli.spec import EngineSettings, JobOptions
 from shoal.reporting import Statistics
 from shoal.scheduling import HostState
 from shoal.sources import FileSource
@@ -62,7 +62,7 @@ PLAN_PREFIX = "shoal-plan-"
 class Plan:
     """What every worker process needs: the engine's settings and the job's places."""
 
-    engine: Mapping[str, Any]
+    engine: EngineSettings
     options: JobOptions
     count: int
 

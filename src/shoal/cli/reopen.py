@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from shoal.cli.processes import check_journals, shard_journal
-from shoal.cli.run import JobOptions
+from shoal.cli.spec import JobOptions
 from shoal.config import Crawl
 from shoal.errors import JournalError
 from shoal.store.reopening import recorded_max_depth, reopen_depth, reopen_failed

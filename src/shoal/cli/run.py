@@ -1,27 +1,25 @@
-"""Running one fetch job from the command line: signals, progress, summary, exit code."""
+"""Running one job (a fetch, a crawl or a map) in this process: signals, progress,
+summary, exit code."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import inspect
-import operator
 import os
 import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
 from shoal.cli.notices import after_fault, closed_pipe, mismatch_message, unreadable
-from shoal.cli.parsing import load_object
+from shoal.cli.options import setting_flag
+from shoal.cli.spec import JobOptions, MapSpec, StoreSpec
 from shoal.engine import Engine, loop_factory
-from shoal.engine.calls import Function
 from shoal.errors import ConfigError, JournalError, OutputError, SettingsMismatch
 from shoal.reporting import Statistics
 from shoal.reporting.summary import render_summary
@@ -29,7 +27,6 @@ from shoal.sources import FileSource, IterableSource, Source
 
 if TYPE_CHECKING:
     from shoal.reporting.dashboard import Controlled
-    from shoal.store.postgres import PostgresStore
     from shoal.store.store import Store
 
 R = TypeVar("R")
@@ -44,106 +41,6 @@ EXIT_INTERRUPTED = 130
 EXIT_PIPE = 128 + signal.SIGPIPE
 
 JOURNAL_SUFFIX = ".journal"
-
-
-@dataclass(frozen=True, slots=True)
-class MapSpec:
-    """What ``shoal map`` runs: the async function and how items are keyed and grouped,
-    as the command line names them (names, so that worker processes load them too)."""
-
-    function: str
-    #: A field of the items (objects), or ``MODULE:NAME`` of a function of an item.
-    key: str | None = None
-    group: str | None = None
-    timeout_s: float | None = None
-
-    def load(
-        self,
-    ) -> tuple[Function, Callable[[Any], object] | None, Callable[[Any], object] | None]:
-        """The function, the key and the group; ``ValueError`` says what cannot be had."""
-        function = load_object(self.function)
-        if not inspect.iscoroutinefunction(function):
-            raise ValueError(f"{self.function!r} is not an async function")
-        return function, _item_function(self.key), _item_function(self.group)
-
-
-def _item_function(spec: str | None) -> Callable[[Any], object] | None:
-    if spec is None:
-        return None
-    if ":" in spec:
-        found = load_object(spec)
-        if not callable(found):
-            raise ValueError(f"{spec!r} is not a function")
-        return found
-    return operator.itemgetter(spec)
-
-
-#: ``ctx.meta`` key: this command is a ``shoal worker`` joining a shared job.
-WORKER = "shoal.worker"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerMode:
-    """How a ``shoal worker`` joins a shared job."""
-
-    #: Keep waiting for work once none is left (until stopped).
-    wait: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSpec:
-    """A job on a shared store (``--store``), as this command works on it."""
-
-    dsn: str
-    job: str
-    #: Whether this command creates or continues the job and admits its input (not a
-    #: ``shoal worker``).
-    admit: bool
-    wait: bool
-    lease_ttl_s: float
-    hold_s: float
-    #: What the job keeps of the command that creates it (see ``cli.options.job_record``).
-    options: dict[str, Any]
-    #: Where the job's records go once it is complete (``-o``; ``None``: nowhere).
-    output: str | None = None
-
-    def open(self) -> PostgresStore:
-        from shoal.store.postgres import PostgresStore
-
-        return PostgresStore(
-            self.dsn,
-            self.job,
-            admit=self.admit,
-            wait=self.wait,
-            lease_ttl_s=self.lease_ttl_s,
-            hold_s=self.hold_s,
-            options=self.options,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class JobOptions:
-    """Where a job reads, writes and keeps its journal, and what it shows."""
-
-    input: str
-    output: str
-    journal: str | None
-    restart: bool
-    progress: bool
-    quiet: bool
-    method: str = "GET"
-    #: Seconds between plain progress lines when stderr is not a terminal.
-    progress_interval_s: float = 5.0
-    #: Serve the live dashboard here (``--dashboard``), and the token it asks for.
-    dashboard: tuple[str, int] | None = None
-    dashboard_token: str | None = None
-    #: Requests given as arguments (a crawl's seeds), read instead of ``input`` when set.
-    seeds: tuple[str, ...] | None = None
-    #: A map's function and items' keys (``shoal map``): the input's lines are its items.
-    map: MapSpec | None = None
-    #: The shared store the job is kept in (``--store``); ``output`` is then written from
-    #: the job once it is complete (``None``: not at all).
-    store: StoreSpec | None = None
 
 
 #: The cyclic garbage collector's thresholds during a run (Python's own: 700, 10, 10).
@@ -292,8 +189,9 @@ async def execute(
     except JournalError as exc:
         console.print(f"[red]shoal: error: {exc}[/]")
         return EXIT_USAGE, None
-    except ConfigError as exc:  # the dashboard cannot listen
-        console.print(f"[red]shoal: error: --dashboard: {exc.message}[/]")
+    except ConfigError as exc:  # a setting refused as the job starts (the dashboard's, say)
+        flag = setting_flag(exc.option, _command())
+        console.print(f"shoal: error: {flag}: {exc.message}", style="red", markup=False)
         return EXIT_USAGE, None
     except OSError as exc:  # the input cannot be opened
         console.print(f"shoal: error: {unreadable(options.input, exc)}", style="red", markup=False)
@@ -311,6 +209,12 @@ async def execute(
     for note in notes:  # (what a resumed stdin gave is said even with -q)
         console.print(note, markup=False, highlight=False)
     return exit_code(stats), stats
+
+
+def _command() -> str | None:
+    """The running command's name (``map`` names its settings by groups, not hosts)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.command.name
 
 
 def stdin_note(journal: str, source: FileSource) -> str | None:
@@ -443,42 +347,10 @@ async def _run_shared(
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
     if spec.output is not None and not stats.interrupted:
+        from shoal.cli.shared import write_shared_records
+
         await write_shared_records(spec, spec.output)
     return stats
-
-
-async def write_shared_records(spec: StoreSpec, output: str) -> bool:
-    """Write a shared job's records to ``output`` (replaced whole) if the job is complete;
-    whether it was."""
-    from shoal.store.postgres.reader import PostgresReader
-
-    async with PostgresReader(spec.dsn, spec.job) as reader:
-        summary = await reader.summary()
-        if not summary.input_done or summary.pending > 0:
-            return False
-        partial = output + ".partial"
-        try:
-            file = (
-                sys.stdout.buffer if output == "-" else await asyncio.to_thread(open, partial, "wb")
-            )
-            try:
-                batch: list[bytes] = []
-                async for record in reader.records():
-                    batch.append(record)
-                    if len(batch) >= 2048:
-                        await asyncio.to_thread(file.write, b"\n".join(batch) + b"\n")
-                        batch = []
-                if batch:
-                    await asyncio.to_thread(file.write, b"\n".join(batch) + b"\n")
-                file.flush()
-            finally:
-                if file is not sys.stdout.buffer:
-                    file.close()
-            if output != "-":
-                os.replace(partial, output)
-        except OSError as exc:
-            raise OutputError(f"cannot write {output}: {exc.strerror}") from exc
-    return True
 
 
 async def _run_map(

@@ -33,7 +33,6 @@ from shoal.cli.processes import (
     shard_output,
 )
 from shoal.cli.run import EXIT_INTERRUPTED, execute, ignore_file_size_signal, run_async
-from shoal.config import Crawl, Limits
 from shoal.engine import Engine
 from shoal.reporting import Statistics
 from shoal.scheduling import Shard, split
@@ -72,20 +71,18 @@ def _watcher(engine: Engine) -> Callable[[Callable[[], Statistics]], Coroutine[A
 async def run_shard(plan: Plan, index: int) -> int:
     options = plan.options
     assert options.journal is not None
-    settings = dict(plan.engine)
-    limits: Limits = settings.pop("limits")
-    if settings.get("warc") is not None:  # each worker writes its own WARC files
-        settings["warc"] = shard_output(settings["warc"], index, plan.count)
-    crawl: Crawl | None = settings.get("crawl")
+    settings = plan.engine
+    limits, outputs, crawl = settings.limits, settings.outputs, settings.crawl
+    concurrency = split(limits.concurrency, plan.count, index)
+    changes: dict[str, Any] = {"limits": dataclasses.replace(limits, concurrency=concurrency)}
+    if outputs.warc is not None:  # each worker writes its own WARC files
+        warc = shard_output(outputs.warc, index, plan.count)
+        changes["outputs"] = dataclasses.replace(outputs, warc=warc)
     if crawl is not None and crawl.max_requests is not None:  # a part of the budget each
         budget = split(crawl.max_requests, plan.count, index)
-        settings["crawl"] = dataclasses.replace(crawl, max_requests=budget)
-    engine = Engine(
-        limits=dataclasses.replace(
-            limits, concurrency=split(limits.concurrency, plan.count, index)
-        ),
-        shard=Shard(index, plan.count, limits.per_host),
-        **settings,
+        changes["crawl"] = dataclasses.replace(crawl, max_requests=budget)
+    engine = dataclasses.replace(settings, **changes).engine(
+        shard=Shard(index, plan.count, limits.per_host)
     )
     part = dataclasses.replace(
         options,

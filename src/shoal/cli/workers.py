@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from shoal.cli.options import job_options
+from shoal.cli.fetch_options import job_options
 from shoal.cli.parsing import check_store_url
 from shoal.cli.run import run_async
+from shoal.config import WORKER_OPTIONS
 from shoal.errors import JournalError
 
 #: How often ``shoal worker --wait`` looks for a job not made yet (seconds).
@@ -19,33 +20,8 @@ _WAIT_FOR_JOB_S = 0.5
 #: The commands whose jobs a worker joins (by the name the job keeps).
 _JOB_COMMANDS = frozenset({"fetch", "crawl", "map"})
 
-#: A worker's own settings: everything else is the job's.
-_WORKER_OWN = frozenset(
-    {
-        "concurrency",
-        "progress",
-        "progress_interval",
-        "quiet",
-        "dashboard",
-        "dashboard_token",
-        "save_bodies",
-        "warc",
-        "warc_max_size",
-        "output",
-        "store",
-        "journal",
-        "processes",
-        # The machine's own network: how it resolves names, its proxy, its trust store.
-        "resolve",
-        "dns_servers",
-        "dns_min_ttl",
-        "dns_max_ttl",
-        "dns_concurrency",
-        "proxy",
-        "no_proxy_env",
-        "ca_bundle",
-    }
-)
+#: A worker's own settings (the settings table's): everything else is the job's.
+_WORKER_OWN = WORKER_OPTIONS
 
 
 @click.command()
@@ -71,8 +47,8 @@ def worker(wait: bool, wait_for_job: bool, **given: Any) -> None:
     files: --warc PREFIX becomes PREFIX.worker-MACHINE-PID-TAG-00000.warc.gz). Another
     value of any other option is refused. A job of shoal map imports its MODULE here too.
     """
-    from shoal.cli.run import WORKER, WorkerMode
     from shoal.cli.settings import use_host_tables
+    from shoal.cli.spec import WORKER, WorkerMode
     from shoal.store.postgres.reader import MissingJob, PostgresReader
 
     ctx = click.get_current_context()

@@ -14,9 +14,10 @@ import queue
 import sys
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from shoal.config import Limits, RetryPolicy, Timeouts
+from shoal.config import Limits, Network, RetryPolicy, Timeouts
 from shoal.engine.calls import Function
 from shoal.engine.engine import Engine
 from shoal.engine.loop import loop_factory
@@ -54,7 +55,9 @@ def fetch(
     options.setdefault("limits", Limits(concurrency=concurrency, per_host=per_host))
     options.setdefault("timeouts", Timeouts(total_s=timeout_s))
     options.setdefault("retry", RetryPolicy(retries=retries))
-    engine = Engine(keep_body=keep_body, handler=handler, headers=headers, **options)
+    if headers is not None:
+        options["network"] = replace(options.get("network") or Network(), headers=headers)
+    engine = Engine(keep_body=keep_body, handler=handler, **options)
     results = engine.stream(requests, journal=journal, output=output)
     return _iterate(engine, Result, results, progress=False)
 

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,14 +22,14 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from shoal.config import (
-    DEFAULT_WARC_MAX_SIZE,
     Crawl,
-    DNSSettings,
     Limits,
+    Network,
+    Outputs,
     Politeness,
-    Records,
     RetryPolicy,
     Timeouts,
+    journal_copy,
     plain,
 )
 from shoal.engine.calls import Function
@@ -59,6 +59,14 @@ class Engine:
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.
 
+    Its settings are value classes: ``limits``, ``timeouts``, ``retry``, ``politeness``,
+    ``crawl`` (which follow-ups a ``handler`` may admit), ``network`` (headers, proxy, TLS,
+    cookies, name lookups) and ``outputs`` (what records hold, bodies, WARC); besides
+    them ``handler`` (an async callback per final response), ``fail_http`` (a non-2xx
+    answer is a failure), ``keep_body`` (bodies kept on results), ``resolver`` (a
+    caller's own, instead of shoal's caching one), ``seed`` (of the jitter's random
+    numbers) and ``shard`` (this engine's part of a job run by several processes).
+
     Entering an engine raises the process's soft open-file limit to what its concurrency
     needs, or raises :class:`ConfigError` when the hard limit is too low (constructing one
     changes nothing of the process).
@@ -71,34 +79,25 @@ class Engine:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         politeness: Politeness | None = None,
-        headers: Mapping[str, str] | None = None,
-        user_agent: str | None = None,
+        crawl: Crawl | None = None,
+        network: Network | None = None,
+        outputs: Outputs | None = None,
+        handler: Handler | None = None,
         fail_http: bool = False,
         keep_body: bool = False,
-        handler: Handler | None = None,
-        crawl: Crawl | None = None,
-        resolve: Mapping[str, str] | None = None,
         resolver: AbstractResolver | None = None,
-        dns: DNSSettings | None = None,
-        proxy: str | None = None,
-        proxy_env: bool = True,
-        verify_tls: bool = True,
-        ca_bundle: str | None = None,
-        cookies: bool = False,
         seed: int | None = None,
         shard: Shard | None = None,
-        save_bodies: str | None = None,
-        warc: str | None = None,
-        warc_max_size: int = DEFAULT_WARC_MAX_SIZE,
-        records: Records | None = None,
     ) -> None:
         self.limits = limits or Limits()
-        self.records = records or Records()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.politeness = politeness or Politeness()
-        self.dns = dns or DNSSettings()
         self.crawl = crawl or Crawl()
+        self.network = network = network or Network()
+        self.outputs = outputs = outputs or Outputs()
+        self.records = outputs.records
+        self.dns = network.dns
         # A crawl's shard owns each of its hosts whole: the links a page gives stay on its
         # host (or its origin), so they are always the finding shard's own.
         self._whole_hosts = crawl is not None
@@ -107,36 +106,36 @@ class Engine:
         self._dns = CachingResolver(self.dns) if resolver is None else None
         self._dns_at_start = DNSStatistics()
         self._rules = HostRules(self.politeness, self.limits.per_host)
-        merged = CIMultiDict({"User-Agent": user_agent or DEFAULT_USER_AGENT})
-        for name, value in (headers or {}).items():
+        merged = CIMultiDict({"User-Agent": network.user_agent})
+        for name, value in network.headers.items():
             merged[name] = value  # replaces case-insensitively: one User-Agent, say
         self._user_agent = merged["User-Agent"]
         self._settings = SessionSettings(
             connections=self.limits.concurrency,
             headers=dict(merged),
-            verify_tls=verify_tls,
+            verify_tls=network.verify_tls,
             # Also trust the roots in this PEM file; read now, so a bad one is a usage error.
-            tls_context=None if ca_bundle is None else trust_context(ca_bundle),
-            resolve=resolve,
+            tls_context=None if network.ca_bundle is None else trust_context(network.ca_bundle),
+            resolve=network.resolve or None,
             resolver=resolver or self._dns,
-            capture=warc is not None,
-            cookies=cookies,
+            capture=outputs.warc is not None,
+            cookies=network.cookies,
         )
         # The proxy for every request, or (without one) the environment's, read now.
-        self._proxies = Proxies(proxy, environment=proxy_env)
+        self._proxies = Proxies(network.proxy, environment=network.proxy_env)
         self._fail_http = fail_http
         self._keep_body = keep_body
         self._handler = handler
         self._rng = random.Random(seed)
         self._shard = shard
-        self._save_bodies = save_bodies
-        self._warc = warc
+        self._save_bodies = outputs.bodies
+        self._warc = outputs.warc
         # The bodies folder and the archive (its module imported now: a missing extra is
         # a usage error, not a failure mid-job).
         self._artifacts = Artifacts(
-            save_bodies,
-            warc,
-            warc_max_size=warc_max_size,
+            outputs.bodies,
+            outputs.warc,
+            warc_max_size=outputs.warc_max_size,
             info={
                 "http-header-user-agent": self._user_agent,
                 "robots": "obey" if self.politeness.respect_robots else "ignore",
@@ -355,35 +354,37 @@ class Engine:
         """This run's settings as the journal keeps them for ``shoal report``: paths made
         absolute, header values and a proxy's credentials left out."""
         session = self._settings
-        return {
-            "shoal": __version__,
-            "limits": plain(self.limits),
-            "timeouts": plain(self.timeouts),
-            "retry": plain(self.retry),
-            "politeness": plain(self.politeness),
-            "dns": plain(self.dns),
-            "crawl": plain(self.crawl),
-            "records": plain(self.records),
-            "user_agent": self._user_agent,
-            "headers": sorted(name for name in session.headers if name != "User-Agent"),
-            "fail_http": self._fail_http,
-            "verify_tls": session.verify_tls,
-            "cookies": session.cookies,
-            "proxy": _without_user(self._proxies.fixed),
-            "proxy_env": {
-                scheme: _without_user(url) for scheme, url in self._proxies.environment.items()
-            },
-            "resolve": plain(session.resolve or {}),
-            "output": absolute(output),
-            "save_bodies": absolute(self._save_bodies),
-            "warc": absolute(self._warc),
-            "shard": None if self._shard is None else [self._shard.index, self._shard.count],
-            # The longest one attempt may last (a shared job's lease outlives it by this).
-            "attempt_max_s": max(
-                [self.timeouts.total_s]
-                + [p.timeouts.total_s for p in self.politeness.hosts.values() if p.timeouts]
-            ),
-        }
+        return journal_copy(
+            {
+                "shoal": __version__,
+                "limits": plain(self.limits),
+                "timeouts": plain(self.timeouts),
+                "retry": plain(self.retry),
+                "politeness": plain(self.politeness),
+                "dns": plain(self.dns),
+                "crawl": plain(self.crawl),
+                "records": plain(self.records),
+                "user_agent": self._user_agent,
+                "headers": sorted(name for name in session.headers if name.lower() != "user-agent"),
+                "fail_http": self._fail_http,
+                "verify_tls": session.verify_tls,
+                "cookies": session.cookies,
+                "proxy": _without_user(self._proxies.fixed),
+                "proxy_env": {
+                    scheme: _without_user(url) for scheme, url in self._proxies.environment.items()
+                },
+                "resolve": plain(session.resolve or {}),
+                "output": absolute(output),
+                "save_bodies": absolute(self._save_bodies),
+                "warc": absolute(self._warc),
+                "shard": None if self._shard is None else [self._shard.index, self._shard.count],
+                # The longest one attempt may last (a shared job's lease outlives it by this).
+                "attempt_max_s": max(
+                    [self.timeouts.total_s]
+                    + [p.timeouts.total_s for p in self.politeness.hosts.values() if p.timeouts]
+                ),
+            }
+        )
 
 
 def absolute(path: str | None) -> str | None:

@@ -6,25 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from shoal.config import SHARED_SETTINGS
 from shoal.errors import SettingsMismatch
 
 #: The buckets a map's items in no group are spread over (so that many workers share them).
 GROUPLESS_PARTS = 64
-
-#: Settings every worker of a job must share: the engine's description, by path.
-SHARED_SETTINGS = (
-    "limits.per_host",
-    "limits.max_bytes",
-    "limits.max_redirects",
-    "timeouts",
-    "retry",
-    "politeness",
-    "crawl",
-    "fail_http",
-    "user_agent",
-    "cookies",
-    "verify_tls",
-)
 
 
 def check_shared(job: str, mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> None:

@@ -1,0 +1,63 @@
+"""Small frozen value classes that configure an engine, each validating on construction,
+and the one table of a job's settings (:mod:`shoal.config.table`)."""
+
+from shoal.config.network import DEFAULT_USER_AGENT, DNSSettings, Network, check_name_server
+from shoal.config.outputs import DEFAULT_WARC_MAX_SIZE, Outputs, Records
+from shoal.config.table import (
+    BY_PARAMETER,
+    OPTION_NAMES,
+    SETTINGS,
+    SHARED_SETTINGS,
+    SIZE_SETTINGS,
+    WORKER_OPTIONS,
+    Setting,
+    journal_copy,
+    option_name,
+    plain,
+    size_text,
+)
+from shoal.config.values import (
+    DEFAULT_RETRY_ERRORS,
+    DEFAULT_RETRY_STATUSES,
+    SCOPES,
+    Crawl,
+    HostPolicy,
+    Limits,
+    MiB,
+    Politeness,
+    RetryPolicy,
+    Timeouts,
+    check_host_pattern,
+)
+
+__all__ = [
+    "BY_PARAMETER",
+    "DEFAULT_RETRY_ERRORS",
+    "DEFAULT_RETRY_STATUSES",
+    "DEFAULT_USER_AGENT",
+    "DEFAULT_WARC_MAX_SIZE",
+    "OPTION_NAMES",
+    "SCOPES",
+    "SETTINGS",
+    "SHARED_SETTINGS",
+    "SIZE_SETTINGS",
+    "WORKER_OPTIONS",
+    "Crawl",
+    "DNSSettings",
+    "HostPolicy",
+    "Limits",
+    "MiB",
+    "Network",
+    "Outputs",
+    "Politeness",
+    "Records",
+    "RetryPolicy",
+    "Setting",
+    "Timeouts",
+    "check_host_pattern",
+    "check_name_server",
+    "journal_copy",
+    "option_name",
+    "plain",
+    "size_text",
+]
