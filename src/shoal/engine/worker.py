@@ -126,7 +126,8 @@ class Worker:
                 result.body = None
             if result.error is not None:
                 delay = retry_delay(self._retry, result, self._rng)
-        await self._artifacts.settle(result, final=delay is None)
+        if self._artifacts.unsettled(result):
+            await self._artifacts.settle(result, final=delay is None)
         if result.follow_ups is not None:
             if delay is None and result.error is None:
                 await self._frontier.wait_room()

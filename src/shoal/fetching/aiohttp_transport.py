@@ -97,19 +97,22 @@ class _Exchange:
     connection protocol and the trace hooks of this task find the request's attempt and
     capture in their context variables (aiohttp prepares each connection in this task)."""
 
-    __slots__ = ("_context", "_request", "_session", "_tokens")
+    __slots__ = ("_request", "_response", "_session", "_tokens")
 
     def __init__(self, session: aiohttp.ClientSession, request: Outgoing) -> None:
         self._session = session
         self._request = request
-        self._context: Any = None
+        self._response: aiohttp.ClientResponse | None = None
         self._tokens: tuple[Any, Any] | None = None
 
     async def __aenter__(self) -> Incoming:
         request = self._request
         self._tokens = deadlines.current.set(request.attempt), current_capture.set(request.capture)
         try:
-            self._context = self._session.request(
+            # The session's request coroutine, awaited as it is: its context manager
+            # (two more coroutines per request) would only release it at the end, as
+            # __aexit__ does here.
+            response = await self._session._request(
                 request.method,
                 request.url,
                 headers=request.headers,
@@ -123,7 +126,6 @@ class _Exchange:
                 # which cannot tell a body cut short in its coding from a whole one.
                 auto_decompress=False,
             )
-            response = await self._context.__aenter__()
         except BaseException as exc:
             self._reset()
             failure = _failure(exc, request)
@@ -133,6 +135,7 @@ class _Exchange:
         capture = request.capture
         if capture is not None and capture.exchanges:
             capture.exchanges[-1].drop_interim()
+        self._response = response
         return _Response(response)
 
     async def __aexit__(
@@ -141,8 +144,11 @@ class _Exchange:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        response, self._response = self._response, None
         try:
-            await self._context.__aexit__(exc_type, exc, traceback)
+            if response is not None:
+                response.release()
+                await response.wait_for_close()
         finally:
             self._reset()
 

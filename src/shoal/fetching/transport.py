@@ -32,9 +32,10 @@ from shoal.errors import Error
 from shoal.fetching.deadlines import Attempt
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Outgoing:
-    """One attempt's request, as the transport sends it."""
+    """One attempt's request, as the transport sends it (built once per attempt, and not
+    changed by the transport; not frozen: a frozen class's constructor costs twice as much)."""
 
     method: str
     url: str | URL

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 from shoal.config import Politeness
 from shoal.job import Job
@@ -282,11 +284,12 @@ class Scheduler:
 
     # -- working -----------------------------------------------------------------------------
 
-    async def wait_job(self) -> Job | None:
-        """The next job to run, or ``None`` when there is no more work."""
+    def wait_job(self) -> Coroutine[Any, Any, Job | None]:
+        """The next job to run, or ``None`` when there is no more work (awaited: the
+        ring's own wait, with no coroutine of the scheduler's around it per job)."""
         if self._stopped:
-            return None
-        return await self._ring.wait_job(self._finished)
+            return _no_job()
+        return self._ring.wait_job(self._finished)
 
     def release(self, job: Job, result: Finished | None = None) -> None:
         """The attempt running ``job`` has ended (``result`` is ``None`` when it did not
@@ -377,3 +380,8 @@ class Scheduler:
                 self._consider(item)
                 if not item.queue and not item.in_flight:
                     self._queues.rest(item, self._now())
+
+
+async def _no_job() -> None:
+    """What a stopped scheduler's :meth:`Scheduler.wait_job` gives: no job."""
+    return None

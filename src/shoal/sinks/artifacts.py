@@ -141,6 +141,13 @@ class Artifacts:
 
     # -- each response ---------------------------------------------------------------------
 
+    def unsettled(self, result: object) -> bool:
+        """Whether ``result`` holds a saved body or a capture for :meth:`settle` (asked
+        first, so a response with neither costs no coroutine)."""
+        return isinstance(result, Fetched) and (
+            result.body_file is not None or result.capture is not None
+        )
+
     async def settle(self, result: object, *, final: bool) -> None:
         """Keep a final response's saved body (in place, by its SHA-256) or drop it; and
         forget the capture of an attempt that will be retried (only the final one is
