@@ -6,9 +6,9 @@ request came in on names its sender. Every request is logged with its host, send
 and start and end times, which lets a test check, from the server's side, each host's
 in-flight cap and that no two workers ever sent to one host at the same time.
 
-Routes: ``/work?s=0.05`` (200 after a delay), ``/retry-after/{key}?after=3&fail=1`` (429
-with Retry-After, ``fail`` times; held back while ``gate`` is clear), ``/hang`` (never
-answers), ``/status/{code}``.
+Routes: ``/work?s=0.05`` (200 after a delay; held back while ``work_gate`` is clear),
+``/retry-after/{key}?after=3&fail=1`` (429 with Retry-After, ``fail`` times; held back
+while ``gate`` is clear), ``/hang`` (never answers), ``/status/{code}``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class OwnersServer:
         #: ``/retry-after`` answers only once this is set (a test may hold it back).
         self.gate = asyncio.Event()
         self.gate.set()
+        #: ``/work`` answers only once this is set (a test may hold it back).
+        self.work_gate = asyncio.Event()
+        self.work_gate.set()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -94,6 +97,7 @@ class OwnersServer:
             self.in_flight[host] -= 1
 
     async def work(self, request: Request) -> web.StreamResponse:
+        await self.work_gate.wait()
         await asyncio.sleep(float(request.query.get("s", 0.05)))
         return web.Response(text="done")
 

@@ -12,12 +12,12 @@ input request exactly once, in the output and in the journal; one more run must 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
 import shutil
 import signal
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,19 +65,29 @@ async def test_random_kills_then_resume_is_exactly_once(
         assert set(report.sources) == {"stdin pipe", "stdin file"}, report.sources
 
 
+def journaled_attempts(journal: Path) -> int:
+    """The most attempts a request of a SQLite journal has made (0 before it has any)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT coalesce(max(attempts), 0) FROM requests").fetchone()[0])
+    except sqlite3.OperationalError:  # not made yet
+        return 0
+
+
 async def test_retry_budget_and_attempts_survive_a_kill(
     server: Misbehaving, tmp_path: Path
 ) -> None:
-    # Always 503 with Retry-After: 1; one retry allowed. The kill comes while the request
-    # waits out its Retry-After, after its first attempt was answered.
+    # Always 503 with Retry-After: 2; one retry allowed. The kill comes while the request
+    # waits out its Retry-After, once the journal holds its first attempt.
     path = "/retry-after/budget"
     source, output = tmp_path / "urls.txt", tmp_path / "out.jsonl"
-    source.write_bytes(lines(server.url(f"{path}?status=503&after=1&fail=99")))
+    source.write_bytes(lines(server.url(f"{path}?status=503&after=2&fail=99")))
     args = ("fetch", str(source), "-o", str(output), "--retries", "1", *RESOLVE)
     process = await start(*args, "--progress", "off")
     try:
         await wait_until(lambda: server.log.paths[path] == 1, 20, "the first attempt")
-        await asyncio.sleep(0.3)
+        journal = Path(f"{output}.journal")
+        await wait_until(lambda: journaled_attempts(journal) == 1, 20, "the attempt journaled")
         process.kill()
         killed = await finish(process)
     finally:

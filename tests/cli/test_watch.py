@@ -168,7 +168,10 @@ async def test_a_closed_pipe_ends_the_watch_with_the_sigpipe_status(
 
 async def test_watch_of_a_shared_job(server: Misbehaving, tmp_path: Path, pg_dsn: str) -> None:
     shared = ("--store", pg_dsn, "--job", "watched")
-    process = await start(*slow_job(server, tmp_path, 40, *shared))
+    # 100 requests (5 s): room for the watcher's start, slower on a shared job (a connection
+    # to the database), so that its looks see the job run. (40 left the watcher, started on
+    # a loaded machine, only the job's last two requests to see.)
+    process = await start(*slow_job(server, tmp_path, 100, *shared))
     try:
 
         async def started() -> bool:
@@ -185,5 +188,5 @@ async def test_watch_of_a_shared_job(server: Misbehaving, tmp_path: Path, pg_dsn
     assert done.code == 0, done.stderr
     assert watched.code == 0, watched.stderr
     looks = watched.records()
-    check_paced(looks, 40)
+    check_paced(looks, 100)
     assert all("workers" in look and "paused" in look for look in looks)

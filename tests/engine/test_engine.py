@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 import shoal
-from shoal import ErrorKind, Limits, Rejected, Request, Result, RetryPolicy
+from shoal import ErrorKind, Limits, Rejected, Request, Result, RetryPolicy, Timeouts
 from tests.conftest import resolver
 from tests.helpers import (
     FAST_RETRY,
@@ -136,11 +136,13 @@ async def test_retry_after_http_date_is_honoured(server: Misbehaving) -> None:
 async def test_retry_after_over_the_cap_ends_retries(server: Misbehaving) -> None:
     retry = RetryPolicy(retries=3, backoff_base_s=0.01, retry_after_max_s=1)
     started = time.monotonic()
-    url = server.url("/retry-after/long?status=429&after=5&fail=1")
-    [result] = await fetch_all([url], retry=retry)
+    url = server.url("/retry-after/long?status=429&after=60&fail=1")
+    [result] = await fetch_all([url], retry=retry, within_s=30)
     assert result.status == 429 and result.attempts == 1
     assert server.log.paths["/retry-after/long"] == 1
-    assert time.monotonic() - started < 1
+    # The claim: it gave up at once rather than wait out the Retry-After. That wait would
+    # be 60 s, so a bound of 20 s tells the two apart with room for a loaded machine.
+    assert time.monotonic() - started < 20
 
 
 # -- deduplication -----------------------------------------------------------------------------
@@ -319,13 +321,15 @@ async def test_run_returns_statistics(server: Misbehaving) -> None:
 
 async def test_leaving_stream_early_stops_cleanly(server: Misbehaving) -> None:
     fast = [server.url(f"/ok?size={n}") for n in range(1, 4)]
-    slow = [server.url(f"/delay?s=5&n={n}", host="b.test") for n in range(20)]
+    slow = [server.url(f"/hang?n={n}", host="b.test") for n in range(20)]
     got: list[Result] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with make_engine(limits=Limits(concurrency=8, per_host=8)) as engine:
+        patient = Timeouts(total_s=60, connect_s=2, read_s=60)
+        limits = Limits(concurrency=8, per_host=8)
+        async with make_engine(limits=limits, timeouts=patient) as engine:
             started = time.monotonic()
-            async with asyncio.timeout(5), engine.stream(fast + slow) as results:
+            async with asyncio.timeout(30), engine.stream(fast + slow) as results:
                 async for result in results:
                     got.append(result)
                     if len(got) == 2:
@@ -336,7 +340,9 @@ async def test_leaving_stream_early_stops_cleanly(server: Misbehaving) -> None:
         gc.collect()
     assert caught == []
     assert len(got) == 2 and all(r.url in fast for r in got)
-    assert left_after < 2, "leaving must not wait for the slow requests"
+    # The slow requests never end (they time out after 60 s): a bound of 20 s shows leaving
+    # did not wait for them, with room for a loaded machine.
+    assert left_after < 20, "leaving must not wait for the slow requests"
     assert [r.bytes for r in again] == [99]
     # The abandoned slow requests were cancelled, not left running against the server.
     await wait_until(lambda: server.log.in_flight == 0, 3, "the server to see no request")
@@ -481,10 +487,10 @@ async def test_journal_of_another_input_is_refused(server: Misbehaving, tmp_path
 
 
 async def test_stop_does_not_wait_for_a_pending_retry(server: Misbehaving, tmp_path: Path) -> None:
-    waiting = server.url("/retry-after/st?after=5&fail=1")
+    waiting = server.url("/retry-after/st?after=60&fail=1")
     quick = server.url("/ok", host="b.test")
     journal, output = str(tmp_path / "job.journal"), tmp_path / "out.jsonl"
-    async with make_engine(retry=RetryPolicy(retries=2, retry_after_max_s=10)) as engine:
+    async with make_engine(retry=RetryPolicy(retries=2, retry_after_max_s=120)) as engine:
         task = asyncio.create_task(
             engine.run([waiting, quick], journal=journal, output=str(output))
         )
@@ -492,8 +498,10 @@ async def test_stop_does_not_wait_for_a_pending_retry(server: Misbehaving, tmp_p
         await wait_until(lambda: engine.statistics().done == 1, 3, "the quick result")
         started = time.monotonic()
         engine.stop()
-        stopped = await asyncio.wait_for(task, 3)
-        assert time.monotonic() - started < 1
+        stopped = await asyncio.wait_for(task, 30)
+        # The claim: the stop did not wait for the retry, which is due 60 s on; a bound of
+        # 20 s tells the two apart with room for a loaded machine.
+        assert time.monotonic() - started < 20
         assert stopped.interrupted and stopped.done == 1
         # The waiting request stayed pending: the next run fetches it (and it succeeds).
         resumed = await asyncio.wait_for(engine.run([waiting, quick], journal=journal), 5)
@@ -559,17 +567,19 @@ async def test_stream_over_a_stalled_async_input_can_be_left(server: Misbehaving
 
     async def items() -> AsyncIterator[str]:
         try:
-            await asyncio.sleep(30)  # the input stalls before its first item
+            await asyncio.sleep(3600)  # the input stalls before its first item
             yield server.url("/ok")
         finally:
             closed.set()
 
     async with make_engine() as engine:
         started = time.monotonic()
-        async with asyncio.timeout(5), engine.stream(items()) as results:
+        async with asyncio.timeout(30), engine.stream(items()) as results:
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(anext(results), 0.2)
-        assert time.monotonic() - started < 2
+        # The claim: leaving does not wait for the stalled input (an hour); a bound of 20 s
+        # tells the two apart with room for a loaded machine.
+        assert time.monotonic() - started < 20
         stats = await asyncio.wait_for(engine.run([server.url("/ok")]), 5)
     assert closed.is_set(), "the input was not closed"
     assert stats.ok == 1
@@ -795,7 +805,7 @@ def test_fetch_blocking_break_early(
     thread_server: Misbehaving, caplog: pytest.LogCaptureFixture
 ) -> None:
     fast = [thread_server.url(f"/ok?size={n}") for n in range(1, 3)]
-    slow = [thread_server.url(f"/delay?s=5&n={n}", host="b.test") for n in range(20)]
+    slow = [thread_server.url(f"/hang?n={n}", host="b.test") for n in range(20)]
 
     def consume() -> list[Result]:
         got: list[Result] = []
@@ -808,12 +818,14 @@ def test_fetch_blocking_break_early(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.monotonic()
-        got = bounded(consume, 5)
+        got = bounded(consume, 30)
         elapsed = time.monotonic() - started
         gc.collect()
     assert caught == []
     assert sorted(r.url for r in got) == sorted(fast)
-    assert elapsed < 3, "break must not wait for the slow requests"
+    # The slow requests never end (they time out after shoal.fetch's default 30 s): a bound
+    # of 15 s shows the break did not wait for them, with room for a loaded machine.
+    assert elapsed < 15, "break must not wait for the slow requests"
     assert engine_threads() == []
     assert problems(caplog) == []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 import signal
 import sqlite3
@@ -24,6 +23,7 @@ from shoal import Engine, Limits, Outcome, Politeness, Rejected, RetryPolicy
 from shoal.scheduling import Shard
 from tests.conftest import killed_after
 from tests.engine import map_job
+from tests.helpers import assert_spaced
 
 FAST_RETRY = RetryPolicy(retries=2, backoff_base_s=0.001, backoff_max_s=0.002)
 
@@ -227,8 +227,9 @@ async def test_a_paced_group_is_spaced_by_its_rate() -> None:
     engine = Engine(politeness=politeness, limits=Limits(concurrency=8))
     async with engine, engine.map(work, range(5), group=lambda _: "slow") as outcomes:
         assert len([o async for o in outcomes]) == 5
-    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.019
+    # Spacing is measured on the loop that paces the calls: a start stamped late may hand on
+    # its lateness to the next (see HostControl.sent), which assert_spaced allows for.
+    assert_spaced(starts, 0.02)
 
 
 async def test_engine_map_streams_outcomes_and_counts_them() -> None:

@@ -140,8 +140,10 @@ async def test_an_expired_lease_is_taken_only_after_the_longest_attempt(
     started = asyncio.get_running_loop().time()
     taken = await claim_jobs(second, 1, within_s=10)  # (a claim waits for work)
     waited = asyncio.get_running_loop().time() - started
-    # It expired 1 s ago: the rest of the 2.2 s grace (2 s and a margin) is waited for.
-    assert taken and 1.0 < waited < 3.0, waited
+    # It expired 1 s ago: the rest of the 2.2 s grace (2 s and a margin) is waited for. The
+    # lower bound is the claim (the grace is not cut short); the upper bound is generous (a
+    # loaded machine polls late) but still shows the claim waits on the grace, not longer.
+    assert taken and 1.0 < waited < 6.0, waited
 
 
 async def test_a_worker_that_cannot_renew_stops_sending(cluster: Cluster) -> None:
