@@ -8,6 +8,7 @@ import socket
 import ssl
 
 from shoal.errors import Error, ErrorKind
+from shoal.fetching import failures
 from shoal.fetching.dns import LookupFailed, NameNotFound
 from shoal.fetching.transport import TransportFailure
 from shoal.result import endpoint
@@ -48,14 +49,27 @@ def connect_failed(
 
 
 def _tls_message(exc: OSError, host: str, port: int) -> str:
+    """In the words of :func:`shoal.fetching.failures.classify` (its tables of causes)."""
     where = f"{host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return (
-            f"TLS certificate of {where} was not accepted "
-            f"(certificate verify failed: {exc.verify_message.rstrip('.')})"
-        )[:500]
-    reason = getattr(exc, "reason", None) or type(exc).__name__
-    return f"TLS handshake with {where} failed: the handshake failed ({reason})"[:500]
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_message:
+            cause = failures._CERTIFICATE_FAULTS.get(exc.verify_code, "was not accepted")
+            return (
+                f"TLS certificate of {where} {cause} "
+                f"(certificate verify failed: {exc.verify_message.rstrip('.')})"
+            )[:500]
+        words = failures._openssl_words(exc)
+        return f"TLS certificate of {where} was not accepted ({words})"[:500]
+    reason = getattr(exc, "reason", None) or ""
+    if reason in failures._NOT_TLS:
+        cause = "the server does not speak TLS on this port"
+    elif reason in failures._NO_COMMON_VERSION:
+        cause = "the server and shoal have no TLS version in common"
+    else:
+        cause = failures._HANDSHAKE_CAUSES.get(reason, "the handshake failed")
+    words = failures._openssl_words(exc)
+    text = f"TLS handshake with {where} failed: {cause}" + (f" ({words})" if words else "")
+    return text[:500]
 
 
 def lost(exc: BaseException | None, *, early: bool) -> Disconnected:
