@@ -6,6 +6,7 @@ connections it accepted and keeps the bytes of each request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ class Reply:
     pieces: list[bytes] = field(default_factory=list)
     close: bool = False
     drop: bool = False
-    #: Wait this long before answering (seconds).
+    #: Wait this long before answering, and between pieces (seconds).
     delay_s: float = 0.0
+    gap_s: float = 0.0
 
 
 def reply(data: bytes, *, close: bool = False) -> Reply:
@@ -44,6 +46,7 @@ class RawServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stop = asyncio.Event()
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -56,10 +59,20 @@ class RawServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        self._stop.set()
         for writer in list(self._writers):
             writer.close()  # its reader sees the end, and its task returns
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
+
+    async def _stopped(self, wait_s: float) -> bool:
+        """Wait ``wait_s`` seconds (a pass of the loop at least); whether the server stops."""
+        if wait_s <= 0:
+            await asyncio.sleep(0)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait_s)
+        return self._stop.is_set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -87,14 +100,15 @@ class RawServer:
                 self.requests.append(head + body)
                 answer = self.answer(number, index, head + body)
                 index += 1
-                if answer.delay_s:
-                    await asyncio.sleep(answer.delay_s)
+                if answer.delay_s and await self._stopped(answer.delay_s):
+                    return
                 if answer.drop:
                     return
                 for piece in answer.pieces:
                     writer.write(piece)
                     await writer.drain()
-                    await asyncio.sleep(0)
+                    if await self._stopped(answer.gap_s):
+                        return
                 if answer.close:
                     return
         finally:

@@ -4,6 +4,8 @@ for the archive (the interim response left out, as the aiohttp transport does)."
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +27,7 @@ BODY = b"hello, abcdefghijklmnopqrstuvwxyz"
 
 def pieces(cuts: list[int]) -> list[bytes]:
     edges = [0, *sorted(set(cuts)), len(RESPONSE)]
-    return [RESPONSE[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [RESPONSE[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 @settings(
