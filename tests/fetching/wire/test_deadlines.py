@@ -33,7 +33,12 @@ def answer(connection: int, index: int, request: bytes) -> Reply:
 
 
 async def run(
-    transport: WireTransport, url: str, timeouts: Timeouts, *, lag_s: float = 0
+    transport: WireTransport,
+    url: str,
+    timeouts: Timeouts,
+    *,
+    lag_s: float = 0,
+    sizes: list[int] | None = None,
 ) -> tuple[str, bytes | str]:
     """One attempt under a watchdog; ``lag_s``: the reader waits that long before it reads."""
     watchdog = Watchdog(0.01)
@@ -44,7 +49,10 @@ async def run(
         async with transport.exchange(Outgoing(method="GET", url=url, attempt=attempt)) as r:
             assert sent == [True] and attempt.peer is not None
             await asyncio.sleep(lag_s)
-            return "body", await r.read()
+            chunks = [chunk async for chunk in r.chunks()]
+            if sizes is not None:
+                sizes.extend(map(len, chunks))
+            return "body", b"".join(chunks)
     except TransportFailure as failure:
         return failure.error.kind, failure.error.message
     except asyncio.CancelledError:
@@ -86,8 +94,10 @@ async def test_a_reader_behind_pauses_the_socket_without_a_read_timeout() -> Non
     timeouts = Timeouts(total_s=5, connect_s=1, read_s=0.1)
     try:
         async with RawServer(answer) as server:
-            kind, body = await run(transport, server.url("/big"), timeouts, lag_s=0.4)
+            sizes: list[int] = []
+            kind, body = await run(transport, server.url("/big"), timeouts, lag_s=0.4, sizes=sizes)
             assert (kind, len(body)) == ("body", BIG)
+            assert sizes[0] <= 1024 * 1024  # reading paused: the rest waited in the socket
             assert await run(transport, server.url("/ok"), timeouts) == ("body", b"ok")
             assert server.connections == 1
     finally:
