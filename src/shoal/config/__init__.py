@@ -28,6 +28,7 @@ from shoal.config.values import (
     RetryPolicy,
     Timeouts,
     check_host_pattern,
+    moved_keyword,
 )
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "check_host_pattern",
     "check_name_server",
     "journal_copy",
+    "moved_keyword",
     "option_name",
     "plain",
     "size_text",

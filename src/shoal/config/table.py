@@ -71,6 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("retry.on_errors", "--retry-on", param="retry_on"),
     _s("retry.on_statuses", "--retry-on", param="retry_on"),
     _s("retry.on_exceptions", "--retry-on", param="retry_on"),
+    _s("retry.seed", whose=WORKER),
     _s("politeness.per_second", "--per-host-rate", param="per_host_rate"),
     _s("politeness.burst", "--burst"),
     _s("politeness.delay_s", "--delay", param="delay"),
