@@ -7,27 +7,20 @@ from __future__ import annotations
 
 import click
 
-from shoal.cli.logs import VERBOSE
 from shoal.cli.options import (
     BACKOFF_MAX_OPTION,
     BACKOFF_OPTION,
     CONCURRENCY_OPTION,
-    DASHBOARD_OPTION,
-    DASHBOARD_TOKEN_OPTION,
     JOB_OPTION,
-    LEASE_HOLD_OPTION,
-    LEASE_TTL_OPTION,
     OUTPUT_OPTION,
-    PROCESSES_OPTION,
     PROGRESS_INTERVAL_OPTION,
     PROGRESS_OPTION,
-    QUIET_OPTION,
     RESTART_OPTION,
     RETRIES_OPTION,
-    STORE_OPTION,
-    F,
+    TAIL_OPTIONS,
     option,
     positive_float,
+    with_options,
 )
 from shoal.cli.parsing import DEFAULT_RETRY_ON, HeaderLine, Rate, Size
 from shoal.cli.settings import load_config
@@ -276,19 +269,8 @@ _JOB_OPTIONS = [
         callback=load_config,
         help='Read options, and [hosts."PATTERN"] overrides, from this TOML file.',
     ),
-    PROCESSES_OPTION,
-    DASHBOARD_OPTION,
-    DASHBOARD_TOKEN_OPTION,
-    QUIET_OPTION,
-    VERBOSE,
-    STORE_OPTION,
-    LEASE_TTL_OPTION,
-    LEASE_HOLD_OPTION,
+    *TAIL_OPTIONS,
 ]
 
-
-def job_options(command: F) -> F:
-    """Give ``command`` every option of a job (output, journal, limits, politeness …)."""
-    for declare in reversed(_JOB_OPTIONS):
-        command = declare(command)
-    return command
+#: Give a command every option of a job (output, journal, limits, politeness …).
+job_options = with_options(_JOB_OPTIONS)

@@ -3,7 +3,7 @@ click declares them. Starting a job from them is :mod:`shoal.cli.launch`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -170,6 +170,19 @@ LEASE_HOLD_OPTION = option(
     help="With --store: seconds a worker keeps a host (a group) before handing it on.",
 )
 
+#: The options every job command ends with: how it runs (its processes, a shared store
+#: and its leases) and what it shows (the dashboard, the summary, the log).
+TAIL_OPTIONS = [
+    PROCESSES_OPTION,
+    DASHBOARD_OPTION,
+    DASHBOARD_TOKEN_OPTION,
+    QUIET_OPTION,
+    VERBOSE,
+    STORE_OPTION,
+    LEASE_TTL_OPTION,
+    LEASE_HOLD_OPTION,
+]
+
 #: The options a job of any kind has: its places, its concurrency, its retries' count and
 #: backoff, what it shows, and its processes.
 RUN_OPTIONS = [
@@ -182,19 +195,20 @@ RUN_OPTIONS = [
     BACKOFF_MAX_OPTION,
     PROGRESS_OPTION,
     PROGRESS_INTERVAL_OPTION,
-    PROCESSES_OPTION,
-    DASHBOARD_OPTION,
-    DASHBOARD_TOKEN_OPTION,
-    QUIET_OPTION,
-    VERBOSE,
-    STORE_OPTION,
-    LEASE_TTL_OPTION,
-    LEASE_HOLD_OPTION,
+    *TAIL_OPTIONS,
 ]
 
 
-def run_options(command: F) -> F:
-    """Give ``command`` the options of every job (see :data:`RUN_OPTIONS`)."""
-    for declare in reversed(RUN_OPTIONS):
-        command = declare(command)
-    return command
+def with_options(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """A decorator giving a command ``options``, shown by ``--help`` in their order."""
+
+    def declare(command: F) -> F:
+        for option_of in reversed(options):
+            command = option_of(command)
+        return command
+
+    return declare
+
+
+#: Give a command the options of every job (see :data:`RUN_OPTIONS`).
+run_options = with_options(RUN_OPTIONS)
