@@ -11,12 +11,13 @@ import itertools
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from shoal import Engine, Result, RetryPolicy, Statistics, Timeouts
+from shoal import Engine, Network, Outputs, Result, RetryPolicy, Statistics, Timeouts
 from shoal.engine import Requests
 from shoal.scheduling.hosts import LATE_CARRY_MAX_S
 from tests.conftest import resolver
@@ -53,11 +54,30 @@ def free_port() -> int:
 
 def make_engine(**options: Any) -> Engine:
     """An engine resolving ``*.test`` to loopback, quick retries and the tests' timeouts,
-    unless ``options`` say otherwise."""
+    unless ``options`` say otherwise (with the shorthands of :func:`engine_options`)."""
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("timeouts", TIMEOUTS)
     options.setdefault("resolver", resolver())
-    return Engine(**options)
+    return Engine(**engine_options(options))
+
+
+def engine_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for :class:`Engine`, with the tests' shorthands put in their value
+    classes: ``keep_body`` in ``outputs``, ``resolver`` in ``network`` (unless it has one
+    of its own) and ``seed`` in ``retry``."""
+    options = dict(options)
+    if "keep_body" in options:
+        keep = options.pop("keep_body")
+        options["outputs"] = replace(options.get("outputs") or Outputs(), keep_body=keep)
+    if "resolver" in options:
+        network = options.get("network") or Network()
+        own = options.pop("resolver")
+        if network.resolver is None:
+            options["network"] = replace(network, resolver=own)
+    if "seed" in options:
+        seed = options.pop("seed")
+        options["retry"] = replace(options.get("retry") or RetryPolicy(), seed=seed)
+    return options
 
 
 async def collect(

@@ -14,12 +14,21 @@ import contextlib
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from shoal import Engine, Limits, Politeness, RetryPolicy, StaticResolver, Statistics, Timeouts
+from shoal import (
+    Engine,
+    Limits,
+    Network,
+    Politeness,
+    RetryPolicy,
+    StaticResolver,
+    Statistics,
+    Timeouts,
+)
 from tests.chaos.chaos_server import ChaosServer, Fault
 from tests.chaos.expectations import Checker, Problems, Rule, Settings, expect, time_bound_s
 
@@ -236,13 +245,12 @@ async def run_library(
     )
     bound = config.time_bound_s(server, count)
     engine = Engine(
-        resolver=StaticResolver(RESOLVE),
+        network=Network(resolver=StaticResolver(RESOLVE)),
         limits=config.limits,
         timeouts=config.timeouts,
-        retry=config.retry,
+        retry=replace(config.retry, seed=server.chaos.seed),
         fail_http=config.fail_http,
         politeness=config.politeness,
-        seed=server.chaos.seed,
     )
 
     async def run() -> None:

@@ -148,7 +148,9 @@ def test_plans_are_a_pure_function_of_seed_and_index() -> None:
 async def test_server_counts_requests_per_host_and_path() -> None:
     """The server side of the attempt checks: one count per request it receives."""
     async with ChaosServer(Chaos(SEED, {Fault.STATUS_503: 1})) as server:
-        engine = shoal.Engine(resolver=StaticResolver(RESOLVE), retry=RetryPolicy(retries=0))
+        engine = shoal.Engine(
+            network=shoal.Network(resolver=StaticResolver(RESOLVE)), retry=RetryPolicy(retries=0)
+        )
         async with engine:
             await engine.run([server.url(0), server.url(1), server.url(1)])  # one duplicate
         assert server.hits == {("h0.test", "/c/0"): 1, ("h1.test", "/c/1"): 1}
@@ -295,7 +297,7 @@ async def test_one_attempt_is_one_request(fault: Fault) -> None:
     once, fails as ``reset`` and records one attempt."""
     async with ChaosServer(Chaos(SEED, {fault: 1})) as server:
         engine = shoal.Engine(
-            resolver=StaticResolver(RESOLVE),
+            network=shoal.Network(resolver=StaticResolver(RESOLVE)),
             retry=RetryPolicy(retries=0),
             timeouts=Timeouts(total_s=2, connect_s=1, read_s=1),
         )
@@ -319,7 +321,7 @@ async def test_a_host_that_answers_is_never_given_up(server: Misbehaving) -> Non
     away = [server.url(f"/redirect-to?url=http://gone.invalid/{n}") for n in range(10)]
     plain = [server.url(f"/ok?n={n}") for n in range(5)]
     engine = shoal.Engine(
-        resolver=StaticResolver(RESOLVE),
+        network=shoal.Network(resolver=StaticResolver(RESOLVE)),
         limits=Limits(concurrency=1, per_host=1),  # one at a time: the order is the input's
         retry=RetryPolicy(retries=0),
         politeness=Politeness(dead_cooldown_s=0.01),  # the default 30 s, shortened

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from shoal import Engine, ErrorKind, StaticResolver, Statistics
+from shoal import Engine, ErrorKind, Network, StaticResolver, Statistics
 from tests.chaos.chaos_server import Chaos, ChaosServer, Fault
 from tests.chaos.expectations import Checker, Problems, index_of, read_output
 from tests.chaos.harness import RESOLVE, ChaosConfig, loose_rules
@@ -57,7 +57,7 @@ class Run:
 
 async def _run(folder: Path) -> Run:
     engine = Engine(
-        resolver=StaticResolver(RESOLVE),
+        network=Network(resolver=StaticResolver(RESOLVE)),
         limits=CONFIG.limits,
         timeouts=CONFIG.timeouts,
         retry=CONFIG.retry,

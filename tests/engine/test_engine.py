@@ -764,7 +764,11 @@ def test_fetch_blocking_iterates_all(
     urls = [thread_server.url(f"/ok?size={n}") for n in range(1, 31)]
 
     def consume() -> list[Result]:
-        return list(shoal.fetch(urls, resolver=resolver(), concurrency=10, per_host=10))
+        return list(
+            shoal.fetch(
+                urls, network=shoal.Network(resolver=resolver()), concurrency=10, per_host=10
+            )
+        )
 
     results = bounded(consume, 10)
     assert sorted(r.bytes for r in results) == list(range(1, 31))
@@ -782,7 +786,14 @@ def test_fetch_blocking_with_handler_and_output(thread_server: Misbehaving, tmp_
         return len(result.text())
 
     def consume() -> list[Result]:
-        return list(shoal.fetch(urls, resolver=resolver(), handler=handler, output=str(output)))
+        return list(
+            shoal.fetch(
+                urls,
+                network=shoal.Network(resolver=resolver()),
+                handler=handler,
+                output=str(output),
+            )
+        )
 
     results = bounded(consume, 10)
     assert sorted(r.data for r in results) == [1, 2, 3, 4, 5]
@@ -794,7 +805,7 @@ def test_fetch_blocking_with_journal_resumes(thread_server: Misbehaving, tmp_pat
     journal = str(tmp_path / "job.journal")
 
     def consume() -> list[Result]:
-        return list(shoal.fetch(urls, resolver=resolver(), journal=journal))
+        return list(shoal.fetch(urls, network=shoal.Network(resolver=resolver()), journal=journal))
 
     assert len(bounded(consume, 10)) == 10
     assert bounded(consume, 10) == []  # everything is final already: nothing new
@@ -809,7 +820,9 @@ def test_fetch_blocking_break_early(
 
     def consume() -> list[Result]:
         got: list[Result] = []
-        for result in shoal.fetch(fast + slow, resolver=resolver(), concurrency=8, per_host=8):
+        for result in shoal.fetch(
+            fast + slow, network=shoal.Network(resolver=resolver()), concurrency=8, per_host=8
+        ):
             got.append(result)
             if len(got) == 2:
                 break
@@ -837,7 +850,9 @@ def test_fetch_blocking_break_with_a_full_queue(
     urls = [thread_server.url(f"/ok?size={n}", host=f"q{n % 4}.test") for n in range(1, 601)]
 
     def consume() -> str:
-        iterator = shoal.fetch(urls, resolver=resolver(), concurrency=50, per_host=50)
+        iterator = shoal.fetch(
+            urls, network=shoal.Network(resolver=resolver()), concurrency=50, per_host=50
+        )
         first = next(iterator)
         deadline = time.monotonic() + 5
         while thread_server.log.total < 300 and time.monotonic() < deadline:
@@ -857,7 +872,9 @@ def test_fetch_blocking_break_with_a_full_queue(
 
 def test_fetch_blocking_closed_unstarted_does_nothing(thread_server: Misbehaving) -> None:
     def consume() -> int:
-        iterator = shoal.fetch([thread_server.url("/ok")], resolver=resolver())
+        iterator = shoal.fetch(
+            [thread_server.url("/ok")], network=shoal.Network(resolver=resolver())
+        )
         assert isinstance(iterator, Generator)
         iterator.close()  # never iterated: no engine ever started
         return len(engine_threads())
@@ -868,8 +885,50 @@ def test_fetch_blocking_closed_unstarted_does_nothing(thread_server: Misbehaving
 
 def test_fetch_blocking_raises_in_callers_thread(thread_server: Misbehaving) -> None:
     def consume() -> list[Result]:
-        return list(shoal.fetch(thread_server.url("/ok"), resolver=resolver()))
+        return list(
+            shoal.fetch(thread_server.url("/ok"), network=shoal.Network(resolver=resolver()))
+        )
 
     with pytest.raises(TypeError, match="one string"):
         bounded(consume, 5)
     assert engine_threads() == []
+
+
+# -- the engine's parameters -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "place"),
+    [
+        ("keep_body", r"outputs=Outputs\(keep_body=\.\.\.\)"),
+        ("resolver", r"network=Network\(resolver=\.\.\.\)"),
+        ("seed", r"retry=RetryPolicy\(seed=\.\.\.\)"),
+    ],
+)
+def test_a_keyword_that_moved_into_a_value_class_names_its_new_place(
+    keyword: str, place: str
+) -> None:
+    moved: dict[str, Any] = {keyword: None}
+    with pytest.raises(TypeError, match=f"no {keyword!r} any more: pass {place}"):
+        shoal.Engine(**moved)
+
+
+def test_an_unknown_keyword_is_a_type_error() -> None:
+    unknown: dict[str, Any] = {"speed": 1}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'speed'"):
+        shoal.Engine(**unknown)
+
+
+async def test_the_moved_settings_reach_the_engine(server: Misbehaving) -> None:
+    import inspect
+
+    assert len(inspect.signature(shoal.Engine).parameters) == 11  # ten, and the moved ones' catch
+    engine = shoal.Engine(
+        outputs=shoal.Outputs(keep_body=True),
+        network=shoal.Network(resolver=resolver()),
+        retry=RetryPolicy(seed=7),
+    )
+    async with engine, engine.stream([server.url("/ok?size=10", host="a.test")]) as results:
+        [result] = [result async for result in results]
+    # (a.test is known only to the tests' resolver: the engine used it)
+    assert result.ok and result.body is not None and len(result.body) == 10

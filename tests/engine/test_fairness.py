@@ -31,7 +31,7 @@ async def test_small_hosts_behind_a_huge_backlog_are_served_early(
     urls = [server.url(f"/delay?s=0.002&n={n}", host="big.test") for n in range(BIG)]
     urls += [server.url(f"/ok?s={h}", host=f"s{h}.test") for h in range(SMALL_HOSTS)]
     engine = shoal.Engine(
-        resolver=resolver(),
+        network=shoal.Network(resolver=resolver()),
         limits=Limits(concurrency=16, per_host=4),
         retry=RetryPolicy(retries=0),
     )
@@ -53,7 +53,9 @@ async def test_deferred_jobs_keep_their_order(server: Misbehaving) -> None:
     urls = [server.url(f"/ok?n={n}", host="one.test") for n in range(count)]
     # Two workers and one allowed per host: the host cannot keep both busy, so its backlog
     # beyond HOST_QUEUE is deferred to the store and comes back from it.
-    engine = shoal.Engine(resolver=resolver(), limits=Limits(concurrency=2, per_host=1))
+    engine = shoal.Engine(
+        network=shoal.Network(resolver=resolver()), limits=Limits(concurrency=2, per_host=1)
+    )
     async with engine, engine.stream(urls) as results:
         order = [result.url async for result in results]
     assert order == urls

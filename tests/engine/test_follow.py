@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from shoal import Crawl, Engine, Limits, Request, Result
+from shoal import Crawl, Engine, Limits, Network, Request, Result
 from shoal.store import SQLiteStore
 from tests.conftest import resolver
+from tests.helpers import engine_options
 from tests.site_server import TreeSite, follow_links, serving
 
 
@@ -23,7 +24,7 @@ async def site() -> AsyncIterator[TreeSite]:
 
 def engine(**options: Any) -> Engine:
     options.setdefault("limits", Limits(concurrency=8, per_host=4))
-    return Engine(resolver=resolver(), handler=follow_links, **options)
+    return Engine(handler=follow_links, **engine_options({"resolver": resolver(), **options}))
 
 
 async def crawl(site: TreeSite, **options: Any) -> tuple[list[Result], Engine]:
@@ -88,7 +89,7 @@ async def test_a_request_object_can_be_followed(site: TreeSite) -> None:
         if result.depth == 0:
             result.follow(Request("/p/1", method="GET", meta={"from": "root"}))
 
-    async with Engine(resolver=resolver(), handler=handler) as fetcher:
+    async with Engine(network=Network(resolver=resolver()), handler=handler) as fetcher:
         results = [r async for r in _stream(fetcher, [site.url(0)])]
     child = next(r for r in results if r.depth == 1)
     assert (child.url, child.meta, child.parent) == (site.url(1), {"from": "root"}, site.url(0))

@@ -43,7 +43,9 @@ async def stopped_crawl(site: TreeSite, journal: str, *, read_during: bool) -> S
         await wait_until(lambda: input_read(fetcher.statistics()), 5, "the input's end")
         fetcher.stop()
 
-    fetcher = Engine(resolver=resolver(), handler=follow_then_stop, limits=Limits(concurrency=1))
+    fetcher = Engine(
+        network=Network(resolver=resolver()), handler=follow_then_stop, limits=Limits(concurrency=1)
+    )
     async with fetcher, fetcher.stream([site.url(0)], journal=journal) as results:
         async for _ in results:
             if read_during:
@@ -98,7 +100,7 @@ async def test_map_reads_the_callers_file_source_but_leaves_it_a_source_of_reque
     async def echo(item: Any) -> Any:
         return item
 
-    async with Engine(resolver=resolver()) as engine:
+    async with Engine(network=Network(resolver=resolver())) as engine:
         engine.map(echo, source)  # made (and never entered): the source is still the caller's
         assert source.name == name
         async with engine.stream(source) as results:
@@ -134,7 +136,7 @@ async def test_leaving_the_engine_closes_the_rest_when_closing_the_session_fails
     """A cancellation that lands while the session closes (its connection open) still
     closes the bodies folder after it."""
     bodies = tmp_path / "bodies"
-    engine = Engine(resolver=resolver(), outputs=Outputs(bodies=str(bodies)))
+    engine = Engine(network=Network(resolver=resolver()), outputs=Outputs(bodies=str(bodies)))
     await engine.__aenter__()
     await engine.run([server.url("/ok")])
     assert (bodies / ".partial").exists()

@@ -19,7 +19,7 @@ async def test_stop_ends_a_run_whose_async_input_is_waiting(server: Misbehaving)
         await release.wait()  # a crawler waiting for links that will not come
         yield server.url("/ok?size=3")
 
-    async with Engine(resolver=resolver()) as engine:
+    async with Engine(network=Network(resolver=resolver())) as engine:
         run = asyncio.create_task(engine.run(frontier()))
         deadline = asyncio.get_running_loop().time() + 5
         while engine.statistics().done < 1:
@@ -37,7 +37,7 @@ async def test_stop_before_run_is_honoured_and_the_next_run_goes_on(
 ) -> None:
     urls = [server.url(f"/ok?i={i}") for i in range(5)]
     journal = str(tmp_path / "job.journal")
-    async with Engine(resolver=resolver()) as engine:
+    async with Engine(network=Network(resolver=resolver())) as engine:
         engine.stop()
         stopped = await asyncio.wait_for(engine.run(urls, journal=journal), 5)
         assert (stopped.done, stopped.interrupted) == (0, True)
@@ -48,7 +48,7 @@ async def test_stop_before_run_is_honoured_and_the_next_run_goes_on(
 
 
 async def test_stop_after_a_run_ended_leaves_its_statistics(server: Misbehaving) -> None:
-    async with Engine(resolver=resolver()) as engine:
+    async with Engine(network=Network(resolver=resolver())) as engine:
         finished = await engine.run([server.url("/ok")])
         engine.stop()  # a dashboard's late Stop, say: the run already ended
         after = engine.statistics()
@@ -58,8 +58,7 @@ async def test_stop_after_a_run_ended_leaves_its_statistics(server: Misbehaving)
 
 async def test_lower_case_user_agent_header_replaces_the_default(server: Misbehaving) -> None:
     engine = Engine(
-        resolver=resolver(),
-        network=Network(headers={"user-agent": "mine/1"}),
+        network=Network(headers={"user-agent": "mine/1"}, resolver=resolver()),
         limits=Limits(concurrency=1),
     )
     async with engine:

@@ -16,6 +16,7 @@ import pytest
 import shoal
 from shoal import ErrorKind, RetryPolicy, Timeouts
 from tests.conftest import resolver
+from tests.helpers import engine_options
 
 #: Every run here is cut off after this long, so a missed deadline fails instead of hanging.
 _LIMIT_S = 8.0
@@ -91,12 +92,8 @@ async def raw() -> AsyncIterator[RawServer]:
 
 
 async def _fetch(url: str, timeouts: Timeouts, **options: object) -> tuple[shoal.Result, float]:
-    engine = shoal.Engine(
-        resolver=resolver(),
-        retry=RetryPolicy(retries=0),
-        timeouts=timeouts,
-        **options,  # type: ignore[arg-type]
-    )
+    options = {"resolver": resolver(), "retry": RetryPolicy(retries=0), **options}
+    engine = shoal.Engine(timeouts=timeouts, **engine_options(options))
     started = time.monotonic()
 
     async def run() -> list[shoal.Result]:

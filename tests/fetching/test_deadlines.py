@@ -21,6 +21,7 @@ from shoal.fetching.deadlines import (
 )
 from tests.conftest import resolver
 from tests.dns_server import TestDNSServer
+from tests.helpers import engine_options
 from tests.servers import Misbehaving
 
 TIMEOUTS = Timeouts(total_s=10, connect_s=2, read_s=3)
@@ -141,7 +142,9 @@ async def test_a_blocked_loop_does_not_time_out_an_answer_that_came_meanwhile(
     # the between-reads timeout, so the answer comes once the loop runs again, just after
     # the watchdog's late tick: that tick must not take the stall for a silent server.
     timeouts = Timeouts(total_s=5, connect_s=2, read_s=0.3)
-    async with shoal.Engine(timeouts=timeouts, resolver=resolver(), retry=NO_RETRY) as engine:
+    async with shoal.Engine(
+        timeouts=timeouts, network=shoal.Network(resolver=resolver()), retry=NO_RETRY
+    ) as engine:
 
         async def block_later() -> None:
             await asyncio.sleep(0.1)
@@ -161,11 +164,11 @@ def test_tick_is_a_small_part_of_the_shortest_timeout() -> None:
 
 
 async def _fetch(url: str, timeouts: Timeouts, **options: object) -> shoal.Result:
-    options.setdefault("resolver", resolver())
+    options.setdefault("resolver", resolver())  # (None: shoal's own)
     engine = shoal.Engine(
         retry=RetryPolicy(retries=0),
         timeouts=timeouts,
-        **options,  # type: ignore[arg-type]
+        **engine_options(options),
     )
     async with engine, engine.stream([url]) as results:
         found = [result async for result in results]

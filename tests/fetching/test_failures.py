@@ -9,13 +9,14 @@ import pytest
 import shoal
 from shoal import ErrorKind, Limits, RetryPolicy, Timeouts
 from tests.conftest import resolver
+from tests.helpers import engine_options
 from tests.servers import Misbehaving
 
 
 async def fetch_one(url: str | dict[str, str], **options: object) -> shoal.Result:
     options.setdefault("retry", RetryPolicy(retries=0))
     options.setdefault("timeouts", Timeouts(total_s=2, connect_s=1, read_s=1))
-    engine = shoal.Engine(resolver=resolver(), **options)  # type: ignore[arg-type]
+    engine = shoal.Engine(**engine_options({"resolver": resolver(), **options}))
     async with engine, engine.stream([url]) as results:
         found = [result async for result in results]
     assert len(found) == 1

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from shoal import DNSSettings, Engine, Network, Result, Timeouts
+from shoal import DNSSettings, Engine, Network, Outputs, Result, Timeouts
 from tests.dns_server import TestDNSServer
 from tests.servers import Misbehaving
 
@@ -43,7 +43,7 @@ async def fetch(dns: TestDNSServer, urls: list[str]) -> list[Result]:
     engine = Engine(
         network=Network(dns=DNSSettings(servers=(dns.address,), timeout_s=2.0, tries=1)),
         timeouts=Timeouts(total_s=10, connect_s=5, read_s=5),
-        keep_body=True,
+        outputs=Outputs(keep_body=True),
     )
     async with engine, engine.stream(urls) as results:
         return [result async for result in results]

@@ -142,7 +142,7 @@ async def test_an_unreachable_robots_txt_disallows_for_now(site: RobotsServer) -
 
 async def test_an_unreachable_robots_txt_is_retried_under_the_policy(site: RobotsServer) -> None:
     engine = shoal.Engine(
-        resolver=resolver(),
+        network=shoal.Network(resolver=resolver()),
         retry=RetryPolicy(retries=2, backoff_base_s=0.001),
         politeness=Politeness(respect_robots=True),
     )

@@ -47,11 +47,10 @@ async def test_credentials_are_not_sent_to_another_origin(
     else:
         target = server.url("/echo")
     engine = shoal.Engine(
-        resolver=resolver(),
-        network=shoal.Network(headers={**SECRETS, "X-Kept": "yes"}),
+        network=shoal.Network(headers={**SECRETS, "X-Kept": "yes"}, resolver=resolver()),
         retry=shoal.RetryPolicy(retries=0),
         timeouts=shoal.Timeouts(total_s=3, connect_s=1, read_s=2),
-        keep_body=True,
+        outputs=shoal.Outputs(keep_body=True),
     )
     with closed:
         async with engine, engine.stream([_redirect(server, target)]) as results:

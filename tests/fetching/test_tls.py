@@ -77,7 +77,7 @@ async def fetch(url: str, *, keep_body: bool = False, **network: Any) -> shoal.R
         network=shoal.Network(resolve=LOOPBACK, **network),
         retry=RetryPolicy(retries=0),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
-        keep_body=keep_body,
+        outputs=shoal.Outputs(keep_body=keep_body),
     )
 
     async def run() -> list[shoal.Result]:

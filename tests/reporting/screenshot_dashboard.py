@@ -21,7 +21,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from shoal import Engine, FileSource, HostPolicy, Limits, Politeness, RetryPolicy, Timeouts
+from shoal import Engine, FileSource, HostPolicy, Limits, Network, Politeness, RetryPolicy, Timeouts
 from shoal.reporting.dashboard import Dashboard
 from tests.conftest import resolver
 from tests.servers import Misbehaving
@@ -68,7 +68,7 @@ async def take(path: Path, count: int, settle_s: float) -> None:
         retry=RetryPolicy(retries=1, backoff_base_s=0.2, backoff_max_s=1.0),
         # The CDN is paced, else its quick answers are all over in the first second.
         politeness=Politeness(hosts={"img.cdn.test": HostPolicy(per_second=60, burst=4)}),
-        resolver=resolver(),
+        network=Network(resolver=resolver()),
     )
     # A file of URLs, as the command line reads it: its line count is the first estimate
     # of the total, so the progress bar and the ETA have something to show.

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shoal import ConfigError, Engine, Limits, RetryPolicy, Timeouts
+from shoal import ConfigError, Engine, Limits, Network, RetryPolicy, Timeouts
 from shoal.reporting.dashboard import Dashboard
 from tests import helpers
 from tests.conftest import resolver
@@ -199,7 +199,7 @@ async def test_the_history_is_served_from_the_moment_the_dashboard_opens(
     server: Misbehaving, client: aiohttp.ClientSession
 ) -> None:
     urls = [server.url(f"/delay?s=0.05&n={n}", host=f"h{n % 4}.test") for n in range(400)]
-    engine = Engine(limits=Limits(concurrency=4, per_host=4), resolver=resolver())
+    engine = Engine(limits=Limits(concurrency=4, per_host=4), network=Network(resolver=resolver()))
     async with engine, Dashboard(engine) as dashboard:
         run = asyncio.create_task(engine.run(urls))
         try:

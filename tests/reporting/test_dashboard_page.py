@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shoal import Engine, Limits, RetryPolicy, Statistics
+from shoal import Engine, Limits, Network, RetryPolicy, Statistics
 from shoal.latency import Latency
 from shoal.reporting.dashboard import TOP_HOSTS, Dashboard
 from shoal.scheduling import HostState
@@ -296,7 +296,7 @@ async def test_the_page_shows_the_runs_statistics(
     engine = Engine(
         limits=Limits(concurrency=4, per_host=4),
         retry=RetryPolicy(retries=1, backoff_base_s=0.01, backoff_max_s=0.02),
-        resolver=resolver(),
+        network=Network(resolver=resolver()),
     )
     async with engine, Dashboard(engine) as dashboard, browse(browser, dashboard) as browsing:
         run = asyncio.create_task(engine.run(urls))
@@ -334,7 +334,7 @@ async def test_pause_resume_and_stop_from_the_page(
     urls = [server.url(f"/delay?s=0.05&n={n}", host=f"p{n}.test") for n in range(200)]
     journal, output = str(tmp_path / "job.journal"), tmp_path / "out.jsonl"
     limits = Limits(concurrency=4, per_host=4)
-    engine = Engine(limits=limits, resolver=resolver())
+    engine = Engine(limits=limits, network=Network(resolver=resolver()))
     async with engine, Dashboard(engine) as dashboard, browse(browser, dashboard) as browsing:
         run = asyncio.create_task(engine.run(urls, journal=journal, output=str(output)))
         try:
@@ -373,7 +373,7 @@ async def test_pause_resume_and_stop_from_the_page(
         browsing.check()
     assert len(read_records(output)) == stopped.done  # the output agrees with the journal
 
-    async with Engine(limits=limits, resolver=resolver()) as again:
+    async with Engine(limits=limits, network=Network(resolver=resolver())) as again:
         rest = await asyncio.wait_for(again.run(urls, journal=journal, output=str(output)), 10)
     assert not rest.interrupted
     assert rest.skipped == stopped.done and rest.done == len(urls) - stopped.done
@@ -401,7 +401,9 @@ async def test_a_crawl_shows_its_links_and_a_map_its_items(browser: Browser) -> 
     site = TreeSite(pages=60, fanout=3)
     await site.start()
     try:
-        engine = Engine(limits=Limits(concurrency=4), resolver=resolver(), handler=follow_links)
+        engine = Engine(
+            limits=Limits(concurrency=4), network=Network(resolver=resolver()), handler=follow_links
+        )
         async with engine, Dashboard(engine) as dashboard, browse(browser, dashboard) as page:
             stats = await engine.run([site.url(0)])
             links = stats.links

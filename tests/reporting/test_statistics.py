@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal import Engine, RetryPolicy
+from shoal import Engine, Network, RetryPolicy
 from shoal.latency import LatencyHistogram
 from shoal.reporting import Latency, Recorder, Statistics
 from shoal.reporting.units import format_bytes, format_duration, parse_size
@@ -203,7 +203,7 @@ async def test_the_run_counters_are_the_engines_own_count(
     journal = str(tmp_path / "job.journal")
     runs = []
     for _ in range(2):
-        async with Engine(retry=retry, resolver=resolver()) as engine:
+        async with Engine(retry=retry, network=Network(resolver=resolver())) as engine:
             runs.append(await asyncio.wait_for(engine.run(urls, journal=journal), 15))
     first, again = runs
     assert (first.total, first.total_is_estimate) == (7, False)

@@ -14,17 +14,16 @@ from shoal import ErrorKind, Limits, Outputs, RetryPolicy, Timeouts
 from tests.command import RESOLVE, lines
 from tests.command import shoal as run_shoal
 from tests.conftest import resolver
-from tests.helpers import read_records
+from tests.helpers import engine_options, read_records
 from tests.servers import Misbehaving
 
 
 async def fetch_saving(urls: list[str], folder: Path, **options: object) -> list[shoal.Result]:
     options.setdefault("retry", RetryPolicy(retries=2, backoff_base_s=0.001))
     engine = shoal.Engine(
-        resolver=resolver(),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
         outputs=Outputs(bodies=str(folder)),
-        **options,  # type: ignore[arg-type]
+        **engine_options({"resolver": resolver(), **options}),
     )
     async with engine, engine.stream(urls) as results:
         return [result async for result in results]

@@ -37,7 +37,7 @@ from tests.cli.test_disk_faults import (
 from tests.command import RESOLVE, lines
 from tests.command import shoal as run_shoal
 from tests.conftest import resolver
-from tests.helpers import read_records
+from tests.helpers import engine_options, read_records
 from tests.servers import Misbehaving, serve
 
 TEXT = b"The quick brown fox jumps over the lazy dog.\n" * 40
@@ -126,10 +126,9 @@ async def archive(
 ) -> list[Archived]:
     options.setdefault("retry", RetryPolicy(retries=2, backoff_base_s=0.001))
     engine = shoal.Engine(
-        resolver=resolver(),
         timeouts=Timeouts(total_s=5, connect_s=2, read_s=2),
         outputs=Outputs(warc=str(tmp_path / "crawl"), warc_max_size=warc_max_size),
-        **options,
+        **engine_options({"resolver": resolver(), **options}),
     )
     async with engine:
         await engine.run(urls, journal=str(tmp_path / "job"), output=str(tmp_path / "out.jsonl"))
@@ -554,7 +553,9 @@ async def test_over_the_memory_budget_responses_wait_in_spool_files(
     """Finished responses waiting to be archived hold at most a budget of memory; past it
     they wait on disk, and are archived the same."""
     urls = [server.url(f"/ok?size={50_000 + n}") for n in range(30)]
-    engine = shoal.Engine(resolver=resolver(), outputs=Outputs(warc=str(tmp_path / "crawl")))
+    engine = shoal.Engine(
+        network=shoal.Network(resolver=resolver()), outputs=Outputs(warc=str(tmp_path / "crawl"))
+    )
     engine._artifacts.budget.limit = 0  # no response fits: each one waits in a file
     spilled: list[int] = []
     original = engine._artifacts.budget.hold
@@ -628,12 +629,16 @@ async def test_a_run_without_warc_in_between_keeps_the_archive(
 
     await some(
         shoal.Engine(
-            resolver=resolver(), outputs=Outputs(warc=prefix), limits=Limits(concurrency=4)
+            network=shoal.Network(resolver=resolver()),
+            outputs=Outputs(warc=prefix),
+            limits=Limits(concurrency=4),
         ),
         10,
     )
-    await some(shoal.Engine(resolver=resolver(), limits=Limits(concurrency=4)), 10)
-    engine = shoal.Engine(resolver=resolver(), outputs=Outputs(warc=prefix))
+    await some(
+        shoal.Engine(network=shoal.Network(resolver=resolver()), limits=Limits(concurrency=4)), 10
+    )
+    engine = shoal.Engine(network=shoal.Network(resolver=resolver()), outputs=Outputs(warc=prefix))
     async with engine:
         await engine.run(urls, journal=journal, output=str(tmp_path / "out.jsonl"))
     records = read_records(tmp_path / "out.jsonl")

@@ -26,7 +26,7 @@ import shoal
 from shoal import Limits, Network, Outputs, RetryPolicy, Timeouts
 from shoal.config import DEFAULT_WARC_MAX_SIZE
 from tests.conftest import resolver
-from tests.helpers import read_records
+from tests.helpers import engine_options, read_records
 from tests.sinks.test_warc import read_at, records, warc_files, warcio_check
 
 #: One step of a raw answer: bytes to write, or seconds to wait.
@@ -180,7 +180,7 @@ async def run(
     options.setdefault("timeouts", Timeouts(total_s=10, connect_s=2, read_s=3))
     warc = str(tmp_path / "crawl")
     outputs = Outputs(warc=warc, warc_max_size=warc_max_size, bodies=bodies)
-    engine = shoal.Engine(resolver=resolver(), outputs=outputs, **options)
+    engine = shoal.Engine(outputs=outputs, **engine_options({"resolver": resolver(), **options}))
     output = tmp_path / "out.jsonl"
     async with engine:
         await engine.run(items, journal=str(tmp_path / "job"), output=str(output))
@@ -367,7 +367,9 @@ async def test_a_redirect_with_a_broken_body_is_followed_as_without_warc(
     server = await raw(respond)
     timeouts = Timeouts(total_s=5, connect_s=2, read_s=1)
     retry = RetryPolicy(retries=0)
-    without = shoal.Engine(resolver=resolver(), timeouts=timeouts, retry=retry)
+    without = shoal.Engine(
+        network=shoal.Network(resolver=resolver()), timeouts=timeouts, retry=retry
+    )
     async with without, without.stream([server.url("/moved")]) as results:
         [plain] = [result async for result in results]
     assert plain.status == 200 and plain.error is None
@@ -613,7 +615,7 @@ async def test_retried_attempts_leave_nothing_behind_and_only_the_final_is_archi
     kinds = ["flaky", "cut", "stall", "reject", "refuse", "fine", "busy"]
     urls = [server.url(f"/{kinds[n % len(kinds)]}/{n}") for n in range(42)]
     engine = shoal.Engine(
-        resolver=resolver(),
+        network=shoal.Network(resolver=resolver()),
         outputs=Outputs(warc=str(tmp_path / "crawl"), bodies=str(tmp_path / "bodies")),
         handler=handler,
         limits=Limits(concurrency=12),
@@ -741,7 +743,7 @@ async def test_runs_cut_short_then_resumed_archive_every_exchange_once(
     urls = [server.url(f"/go/{n}", host="ab"[n % 2] + ".test") for n in range(90)]
     journal, output = str(tmp_path / "job"), str(tmp_path / "out.jsonl")
     options: dict[str, Any] = {
-        "resolver": resolver(),
+        "network": shoal.Network(resolver=resolver()),
         "outputs": Outputs(warc=str(tmp_path / "crawl"), warc_max_size=8_000),
         "limits": Limits(concurrency=16),
         "retry": RetryPolicy(retries=2, backoff_base_s=0.001),

@@ -66,7 +66,7 @@ def start_job(
     input_label: str = "INPUT",
 ) -> NoReturn:
     """Build the job's specification from a command's options (``given``: every option
-    of :func:`shoal.cli.options.job_options`, by parameter name), launch it, and exit
+    of :func:`shoal.cli.fetch_options.job_options`, by parameter name), launch it, and exit
     with its code.
 
     ``crawl`` and ``handler`` are a crawl's (:class:`shoal.Crawl` and its link follower);

@@ -3,28 +3,69 @@ click declares them. Starting a job from them is :mod:`shoal.cli.launch`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
 from shoal.cli.logs import VERBOSE
-from shoal.cli.parsing import (
-    Address,
-)
-from shoal.config import BY_PARAMETER, OPTION_NAMES
+from shoal.cli.parsing import Address, HeaderLine, Rate, Size
+from shoal.config import BY_PARAMETER, OPTION_NAMES, CommandLine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def option(parameter: str, **declared: Any) -> Callable[[F], F]:
-    """The click option that sets ``parameter``, named as the settings table
-    (:data:`shoal.config.SETTINGS`) names it: its flag, its one-letter name and its
-    parameter; ``declared`` is how the command line takes it (type, default, help …)."""
+    """The click option that sets ``parameter``, as the settings table
+    (:data:`shoal.config.SETTINGS`) defines it: its flag, its one-letter name, its
+    parameter and (from the row's :class:`~shoal.config.CommandLine`) its type, default
+    and help; ``declared`` adds to them or replaces them (all of them, for an option whose
+    row has none: a callback's, one whose flag may go without a value)."""
     setting = BY_PARAMETER[parameter]
     assert setting.flag is not None
     names = [name for name in (setting.short, setting.flag) if name is not None]
-    return click.option(*names, parameter, **declared)
+    taken = {} if setting.cli is None else _declared(setting.cli)
+    return click.option(*names, parameter, **{**taken, **declared})
+
+
+def _declared(line: CommandLine) -> dict[str, Any]:
+    """click's keywords for an option the table defines."""
+    declared: dict[str, Any] = {"help": line.help}
+    if line.kind == "flag":
+        declared["is_flag"] = True
+    elif line.kind is not None:
+        declared["type"] = _type(line.kind)
+    if line.default is not None:
+        declared.update(default=line.default, show_default=True)
+    if line.metavar is not None:
+        declared["metavar"] = line.metavar
+    if line.multiple:
+        declared["multiple"] = True
+    return declared
+
+
+def _type(kind: str) -> click.ParamType:  # type: ignore[type-arg]
+    """The click type a :class:`~shoal.config.CommandLine` kind names."""
+    named: dict[str, click.ParamType] = {  # type: ignore[type-arg]
+        "size": Size(),
+        "rate": Rate(),
+        "header": HeaderLine(),
+        "address": Address(),
+        "processes": _Processes(),
+        "fraction": click.FloatRange(0, 1),
+        "file": click.Path(dir_okay=False),
+        "folder": click.Path(file_okay=False),
+        "output": click.Path(allow_dash=True, dir_okay=False, writable=True),
+    }
+    if kind in named:
+        return named[kind]
+    if "|" in kind:
+        return click.Choice(kind.split("|"))
+    number, _, least = kind.partition(">=")
+    if number == "int":
+        return click.IntRange(min=int(least))
+    assert number == "float", kind
+    return click.FloatRange(min=float(least) if "." in least else int(least))
 
 
 def setting_flag(path: str, command: str | None = None) -> str:
@@ -59,116 +100,47 @@ def positive_float(minimum: float = 0.001) -> click.FloatRange:
 
 # The options of every job command (``fetch``, ``crawl``, ``map``); the others are a
 # fetch's (HTTP, DNS, politeness, outputs of responses).
-OUTPUT_OPTION = option(
-    "output",
-    default="-",
-    show_default="stdout",
-    type=click.Path(allow_dash=True, dir_okay=False, writable=True),
-    help="Write one JSON record per request here.",
-)
+OUTPUT_OPTION = option("output", show_default="stdout")
 
-JOB_OPTION = option(
-    "journal",
-    type=click.Path(dir_okay=False),
-    help="The job's journal (SQLite). Default: OUTPUT.journal beside the output file.",
-)
+JOB_OPTION = option("journal")
 
-RESTART_OPTION = option("restart", is_flag=True, help="Discard the journal and start the job over.")
+RESTART_OPTION = option("restart")
 
-CONCURRENCY_OPTION = option(
-    "concurrency",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests in flight at once, over all hosts.",
-)
+CONCURRENCY_OPTION = option("concurrency")
 
-RETRIES_OPTION = option(
-    "retries",
-    default=2,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Retries after the first attempt.",
-)
+RETRIES_OPTION = option("retries")
 
-BACKOFF_OPTION = option(
-    "backoff",
-    default=0.5,
-    show_default=True,
-    type=positive_float(0),
-    help="Base of the exponential backoff, in seconds (full jitter).",
-)
+BACKOFF_OPTION = option("backoff")
 
-BACKOFF_MAX_OPTION = option(
-    "backoff_max",
-    default=30.0,
-    show_default=True,
-    type=positive_float(0),
-    help="Longest backoff between attempts, in seconds.",
-)
+BACKOFF_MAX_OPTION = option("backoff_max")
 
-PROGRESS_OPTION = option(
-    "progress",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
-    show_default=True,
-    help="Progress on stderr: redrawn in place on a terminal, else a plain line every "
-    "--progress-interval seconds; auto: only when stderr is a terminal.",
-)
+PROGRESS_OPTION = option("progress")
 
-PROGRESS_INTERVAL_OPTION = option(
-    "progress_interval",
-    type=positive_float(0.05),
-    default=5.0,
-    show_default=True,
-    metavar="S",
-    help="Seconds between progress lines when stderr is not a terminal (a log, a pipe).",
-)
+PROGRESS_INTERVAL_OPTION = option("progress_interval")
 
-PROCESSES_OPTION = option(
-    "processes",
-    default="1",
-    show_default=True,
-    type=_Processes(),
-    help="Worker processes sharing the job ('auto': one per CPU core).",
-)
+PROCESSES_OPTION = option("processes")
 
-DASHBOARD_OPTION = option(
-    "dashboard",
-    type=Address(),
-    default=None,
-    help="Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT "
-    "(host 127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.",
-)
+DASHBOARD_OPTION = option("dashboard")
 
-DASHBOARD_TOKEN_OPTION = option(
-    "dashboard_token",
-    default=None,
-    help="The token every dashboard route needs (required on a non-loopback address).",
-)
+DASHBOARD_TOKEN_OPTION = option("dashboard_token")
 
-QUIET_OPTION = option("quiet", is_flag=True, help="No summary at the end.")
-STORE_OPTION = option(
-    "store",
-    default=None,
-    metavar="URL",
-    help="Keep the job in this PostgreSQL database (postgresql://USER@HOST/DB), shared"
-    " by any number of workers (shoal worker); --job names the job.",
-)
-LEASE_TTL_OPTION = option(
-    "lease_ttl",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0.5),
-    help="With --store: seconds a worker's hold on a host (a group) lasts without a heartbeat.",
-)
-LEASE_HOLD_OPTION = option(
-    "lease_hold",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="With --store: seconds a worker keeps a host (a group) before handing it on.",
-)
+QUIET_OPTION = option("quiet")
+STORE_OPTION = option("store")
+LEASE_TTL_OPTION = option("lease_ttl")
+LEASE_HOLD_OPTION = option("lease_hold")
+
+#: The options every job command ends with: how it runs (its processes, a shared store
+#: and its leases) and what it shows (the dashboard, the summary, the log).
+TAIL_OPTIONS = [
+    PROCESSES_OPTION,
+    DASHBOARD_OPTION,
+    DASHBOARD_TOKEN_OPTION,
+    QUIET_OPTION,
+    VERBOSE,
+    STORE_OPTION,
+    LEASE_TTL_OPTION,
+    LEASE_HOLD_OPTION,
+]
 
 #: The options a job of any kind has: its places, its concurrency, its retries' count and
 #: backoff, what it shows, and its processes.
@@ -182,19 +154,20 @@ RUN_OPTIONS = [
     BACKOFF_MAX_OPTION,
     PROGRESS_OPTION,
     PROGRESS_INTERVAL_OPTION,
-    PROCESSES_OPTION,
-    DASHBOARD_OPTION,
-    DASHBOARD_TOKEN_OPTION,
-    QUIET_OPTION,
-    VERBOSE,
-    STORE_OPTION,
-    LEASE_TTL_OPTION,
-    LEASE_HOLD_OPTION,
+    *TAIL_OPTIONS,
 ]
 
 
-def run_options(command: F) -> F:
-    """Give ``command`` the options of every job (see :data:`RUN_OPTIONS`)."""
-    for declare in reversed(RUN_OPTIONS):
-        command = declare(command)
-    return command
+def with_options(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """A decorator giving a command ``options``, shown by ``--help`` in their order."""
+
+    def declare(command: F) -> F:
+        for option_of in reversed(options):
+            command = option_of(command)
+        return command
+
+    return declare
+
+
+#: Give a command the options of every job (see :data:`RUN_OPTIONS`).
+run_options = with_options(RUN_OPTIONS)

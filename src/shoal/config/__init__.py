@@ -10,6 +10,7 @@ from shoal.config.table import (
     SHARED_SETTINGS,
     SIZE_SETTINGS,
     WORKER_OPTIONS,
+    CommandLine,
     Setting,
     journal_copy,
     option_name,
@@ -28,6 +29,7 @@ from shoal.config.values import (
     RetryPolicy,
     Timeouts,
     check_host_pattern,
+    moved_keyword,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SHARED_SETTINGS",
     "SIZE_SETTINGS",
     "WORKER_OPTIONS",
+    "CommandLine",
     "Crawl",
     "DNSSettings",
     "HostPolicy",
@@ -57,6 +60,7 @@ __all__ = [
     "check_host_pattern",
     "check_name_server",
     "journal_copy",
+    "moved_keyword",
     "option_name",
     "plain",
     "size_text",

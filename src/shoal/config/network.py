@@ -5,10 +5,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shoal.config.values import at_least
 from shoal.errors import ConfigError
 from shoal.version import __version__
+
+if TYPE_CHECKING:
+    from aiohttp.abc import AbstractResolver
 
 #: The User-Agent a request carries unless :class:`Network` gives another.
 DEFAULT_USER_AGENT = f"shoal/{__version__}"
@@ -83,7 +87,9 @@ class Network:
     unless ``proxy_env`` is false. ``verify_tls=False`` accepts any certificate;
     ``ca_bundle`` (a PEM file) is trusted besides the system's roots. ``cookies`` keeps the
     cookies sites set and sends them back. ``resolve`` maps host names to addresses asked
-    instead of DNS; ``dns`` is how other names are looked up.
+    instead of DNS; ``dns`` is how other names are looked up. ``resolver`` (any aiohttp
+    ``AbstractResolver``, the caller's to close) looks up every name instead of shoal's
+    caching resolver (``dns`` then goes unused).
     """
 
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -95,6 +101,7 @@ class Network:
     cookies: bool = False
     resolve: Mapping[str, str] = field(default_factory=dict)
     dns: DNSSettings = field(default_factory=lambda: DNSSettings())
+    resolver: AbstractResolver | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.headers, str) or not isinstance(self.headers, Mapping):

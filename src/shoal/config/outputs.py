@@ -1,5 +1,5 @@
 """What an engine writes besides its records: the fields of each record, response bodies
-on disk, and a web archive."""
+on disk, a web archive, and the bodies kept in memory on results."""
 
 from __future__ import annotations
 
@@ -69,13 +69,16 @@ class Outputs:
     that keeps each final response's body, named by its SHA-256 (the record's
     ``body_path``); ``warc`` a path prefix: each final exchange is archived in
     ``PREFIX-NNNNN.warc.gz`` (WARC/1.1), indexed in ``PREFIX.cdxj``, the next file started
-    once one reaches ``warc_max_size`` bytes.
+    once one reaches ``warc_max_size`` bytes. ``keep_body`` keeps each final response's
+    decoded body in memory on its :class:`~shoal.Result` (``result.body``, ``text()``,
+    ``json()``), for library callers; it is never part of a record.
     """
 
     records: Records = field(default_factory=lambda: Records())
     bodies: str | None = None
     warc: str | None = None
     warc_max_size: int = DEFAULT_WARC_MAX_SIZE
+    keep_body: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.records, Records):

@@ -13,12 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shoal.config.network import DEFAULT_USER_AGENT
 from shoal.config.values import MiB
 
 #: Whose a setting is on a job shared by workers: the job's (every worker applies the job's
 #: and a worker with another value is refused), or each worker's own (its machine's network,
 #: its files, what it shows).
 JOB, WORKER = "job", "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """How the command line takes a setting's option: ``kind`` names its type (``None``: a
+    string; ``"flag"``; ``"int>=N"``, ``"float>=X"``, ``"fraction"``; ``"size"``,
+    ``"rate"``, ``"header"``, ``"address"``, ``"processes"``; ``"file"``, ``"folder"``,
+    ``"output"``; ``"A|B|C"``: one of these), ``default`` its default (shown in ``--help``
+    unless ``None``), ``help`` its text; ``metavar`` and ``multiple`` as click has them.
+    The command line makes the click option from it (:mod:`shoal.cli.options`)."""
+
+    kind: str | None
+    default: object
+    help: str
+    metavar: str | None = None
+    multiple: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +46,8 @@ class Setting:
     the path's last part), ``short`` its one-letter name, ``whose`` the job's or each
     worker's (:data:`JOB`, :data:`WORKER`); ``size`` marks a size in bytes (shown as
     ``50 MiB``); ``kept``: in the journal's copy (else a setting of the engine the journal
-    does not keep)."""
+    does not keep); ``cli`` how the command line takes the option (``None``: the command
+    declares it itself)."""
 
     path: str | None
     flag: str | None
@@ -38,6 +56,7 @@ class Setting:
     whose: str = JOB
     size: bool = False
     kept: bool = True
+    cli: CommandLine | None = None
 
     @property
     def name(self) -> str:
@@ -54,40 +73,81 @@ def _s(path: str | None, flag: str | None = None, **more: Any) -> Setting:
     return Setting(path, flag, **more)
 
 
+def _o(kind: str | None, default: object, help: str, **more: Any) -> CommandLine:
+    return CommandLine(kind, default, help, **more)
+
+
+# fmt: off
 #: Every setting of a job, in the order of the journal's copy (and of ``shoal report``).
 SETTINGS: tuple[Setting, ...] = (
     _s("shoal", whose=WORKER),
-    _s("limits.concurrency", "--concurrency", short="-c", whose=WORKER),
-    _s("limits.per_host", "--per-host"),
-    _s("limits.max_bytes", "--max-bytes", size=True),
-    _s("limits.max_redirects", "--max-redirects"),
-    _s("timeouts.total_s", "--timeout", param="timeout"),
-    _s("timeouts.connect_s", "--connect-timeout", param="connect_timeout"),
-    _s("timeouts.read_s", "--read-timeout", param="read_timeout"),
-    _s("retry.retries", "--retries"),
-    _s("retry.backoff_base_s", "--backoff", param="backoff"),
-    _s("retry.backoff_max_s", "--backoff-max", param="backoff_max"),
-    _s("retry.retry_after_max_s", "--max-retry-after", param="max_retry_after"),
+    _s("limits.concurrency", "--concurrency", short="-c", whose=WORKER,
+       cli=_o("int>=1", 100, "Requests in flight at once, over all hosts.")),
+    _s("limits.per_host", "--per-host",
+       cli=_o("int>=1", 8, "Requests in flight at once per host.")),
+    _s("limits.max_bytes", "--max-bytes", size=True,
+       cli=_o("size", "50MiB", "Largest body accepted, after decompression.")),
+    _s("limits.max_redirects", "--max-redirects",
+       cli=_o("int>=0", 10, "Redirects to follow (0: return the 3xx response).")),
+    _s("timeouts.total_s", "--timeout", param="timeout",
+       cli=_o("float>=0.001", 30.0, "Seconds for a whole attempt (connect, headers, body).")),
+    _s("timeouts.connect_s", "--connect-timeout", param="connect_timeout",
+       cli=_o("float>=0.001", 10.0, "Seconds to resolve and connect.")),
+    _s("timeouts.read_s", "--read-timeout", param="read_timeout",
+       cli=_o("float>=0.001", 10.0, "Seconds to wait for each piece of data.")),
+    _s("retry.retries", "--retries",
+       cli=_o("int>=0", 2, "Retries after the first attempt.")),
+    _s("retry.backoff_base_s", "--backoff", param="backoff",
+       cli=_o("float>=0", 0.5, "Base of the exponential backoff, in seconds (full jitter).")),
+    _s("retry.backoff_max_s", "--backoff-max", param="backoff_max",
+       cli=_o("float>=0", 30.0, "Longest backoff between attempts, in seconds.")),
+    _s("retry.retry_after_max_s", "--max-retry-after", param="max_retry_after",
+       cli=_o("float>=0", 120.0,
+           "Longest Retry-After to honour, in seconds; longer ends the retries.")),
     _s("retry.on_errors", "--retry-on", param="retry_on"),
     _s("retry.on_statuses", "--retry-on", param="retry_on"),
     _s("retry.on_exceptions", "--retry-on", param="retry_on"),
-    _s("politeness.per_second", "--per-host-rate", param="per_host_rate"),
-    _s("politeness.burst", "--burst"),
-    _s("politeness.delay_s", "--delay", param="delay"),
-    _s("politeness.jitter", "--jitter"),
-    _s("politeness.adaptive", "--adaptive"),
-    _s("politeness.dead_after", "--dead-after"),
-    _s("politeness.dead_cooldown_s", "--dead-cooldown", param="dead_cooldown"),
+    _s("retry.seed", whose=WORKER),
+    _s("politeness.per_second", "--per-host-rate", param="per_host_rate",
+       cli=_o("rate", None,
+           "Requests started per host at most, e.g. 5/s or 30/m (smooth, not in bursts).")),
+    _s("politeness.burst", "--burst",
+       cli=_o("int>=1", 1, "Requests a host may start at once within --per-host-rate.")),
+    _s("politeness.delay_s", "--delay", param="delay",
+       cli=_o("float>=0", 0.0, "Least seconds between two requests started to one host.")),
+    _s("politeness.jitter", "--jitter",
+       cli=_o("fraction", 0.0,
+           "Stretch each --delay by a random part of it, up to this fraction.")),
+    _s("politeness.adaptive", "--adaptive",
+       cli=_o("flag", None,
+           "Slow a host down on 429/503, timeouts and rising latency; recover slowly.")),
+    _s("politeness.dead_after", "--dead-after",
+       cli=_o("int>=0", 5,
+           "Consecutive connection failures that park an endpoint (host and port; 0: never).")),
+    _s("politeness.dead_cooldown_s", "--dead-cooldown", param="dead_cooldown",
+       cli=_o("float>=0.001", 30.0,
+           "Seconds a parked endpoint waits before a probe (doubles per failed probe).")),
     _s("politeness.dead_probes"),
-    _s("politeness.respect_robots", "--respect-robots"),
-    _s("politeness.robots_crawl_delay", "--robots-crawl-delay"),
+    _s("politeness.respect_robots", "--respect-robots",
+       cli=_o("flag", None,
+           "Fetch each site's robots.txt once and skip what it disallows (error kind robots).")),
+    _s("politeness.robots_crawl_delay", "--robots-crawl-delay",
+       cli=_o("flag", None,
+           "Also honour robots.txt Crawl-delay as the host's least delay (at most 60 s).")),
     _s("politeness.crawl_delay_max_s"),
     _s("politeness.hosts", "--config", param="config"),
-    _s("dns.servers", "--dns-server", param="dns_servers", whose=WORKER),
-    _s("dns.min_ttl_s", "--dns-min-ttl", param="dns_min_ttl", whose=WORKER),
-    _s("dns.max_ttl_s", "--dns-max-ttl", param="dns_max_ttl", whose=WORKER),
+    _s("dns.servers", "--dns-server", param="dns_servers", whose=WORKER,
+       cli=_o(None, None,
+           "Ask this name server instead of the system's; repeatable ([V6]:PORT for IPv6).",
+           metavar="ADDR[:PORT]", multiple=True)),
+    _s("dns.min_ttl_s", "--dns-min-ttl", param="dns_min_ttl", whose=WORKER,
+       cli=_o("float>=0", 60.0,
+           "Keep each DNS answer at least this many seconds, whatever its TTL.")),
+    _s("dns.max_ttl_s", "--dns-max-ttl", param="dns_max_ttl", whose=WORKER,
+       cli=_o("float>=0", 3600.0, "Keep each DNS answer at most this many seconds.")),
     _s("dns.negative_ttl_s", whose=WORKER),
-    _s("dns.max_lookups", "--dns-concurrency", param="dns_concurrency", whose=WORKER),
+    _s("dns.max_lookups", "--dns-concurrency", param="dns_concurrency", whose=WORKER,
+       cli=_o("int>=1", 64, "DNS lookups in flight at once.")),
     _s("dns.timeout_s", whose=WORKER),
     _s("dns.tries", whose=WORKER),
     _s("dns.max_names", whose=WORKER),
@@ -97,38 +157,92 @@ SETTINGS: tuple[Setting, ...] = (
     _s("crawl.scope", "--scope"),
     _s("crawl.include", "--include"),
     _s("crawl.exclude", "--exclude"),
-    _s("records.keep_headers", "--keep-headers"),
-    _s("user_agent", "--user-agent"),
-    _s("headers", "--header", short="-H"),
-    _s("fail_http", "--fail"),
-    _s("verify_tls", "--insecure", param="insecure", short="-k"),
-    _s("cookies", "--cookies"),
-    _s("proxy", "--proxy", whose=WORKER),
-    _s("proxy_env", "--no-proxy-env", param="no_proxy_env", whose=WORKER),
-    _s("ca_bundle", "--ca-bundle", whose=WORKER, kept=False),
-    _s("resolve", "--resolve", whose=WORKER),
-    _s("output", "--output", short="-o", whose=WORKER),
-    _s("save_bodies", "--save-bodies", whose=WORKER),
-    _s("warc", "--warc", whose=WORKER),
-    _s("warc_max_size", "--warc-max-size", whose=WORKER, size=True, kept=False),
+    _s("records.keep_headers", "--keep-headers",
+       cli=_o(None, None,
+           "Keep these response headers (or all) in each record's headers object; repeatable.",
+           metavar="NAME,...|all", multiple=True)),
+    _s("user_agent", "--user-agent",
+       cli=_o(None, DEFAULT_USER_AGENT, "The User-Agent header.")),
+    _s("headers", "--header", short="-H",
+       cli=_o("header", None,
+           "Add a header to every request ('Name: value'); repeatable.", multiple=True)),
+    _s("fail_http", "--fail",
+       cli=_o("flag", None, "Count non-2xx responses as failures (error kind http_status).")),
+    _s("verify_tls", "--insecure", param="insecure", short="-k",
+       cli=_o("flag", None, "Do not verify TLS certificates.")),
+    _s("cookies", "--cookies",
+       cli=_o("flag", None,
+           "Keep the cookies sites set and send them back (one bounded jar per site).")),
+    _s("proxy", "--proxy", whose=WORKER,
+       cli=_o(None, None,
+           "Send every request through this HTTP proxy (HOST:PORT means http://HOST:PORT; '' for "
+           "none). Without it, http_proxy, https_proxy and no_proxy are honoured.")),
+    _s("proxy_env", "--no-proxy-env", param="no_proxy_env", whose=WORKER,
+       cli=_o("flag", None,
+           "Ignore the proxy environment (http_proxy, https_proxy, all_proxy, no_proxy).")),
+    _s("ca_bundle", "--ca-bundle", whose=WORKER, kept=False,
+       cli=_o("file", None,
+           "Also trust the CA certificates in this PEM file (besides the system's).",
+           metavar="FILE")),
+    _s("resolve", "--resolve", whose=WORKER,
+       cli=_o(None, None,
+           "Connect to ADDRESS for HOST instead of asking DNS; repeatable.",
+           metavar="HOST:ADDRESS", multiple=True)),
+    _s("output", "--output", short="-o", whose=WORKER,
+       cli=_o("output", "-", "Write one JSON record per request here.")),
+    _s("save_bodies", "--save-bodies", whose=WORKER,
+       cli=_o("folder", None,
+           "Store each final response's body in DIR, named by its SHA-256 (record: body_path).",
+           metavar="DIR")),
+    _s("warc", "--warc", whose=WORKER,
+       cli=_o("file", None,
+           "Archive each final exchange in PREFIX-NNNNN.warc.gz (WARC/1.1) and index it in "
+           "PREFIX.cdxj (record: warc).", metavar="PREFIX")),
+    _s("warc_max_size", "--warc-max-size", whose=WORKER, size=True, kept=False,
+       cli=_o("size", "1GiB", "Start the next WARC file once one reaches this size.")),
     _s("shard", whose=WORKER),
     _s("attempt_max_s", whose=WORKER),
     # A command line's own: what it shows, where the job lives, how it is run.
-    _s(None, "--job", param="journal", whose=WORKER),
-    _s(None, "--store", param="store", whose=WORKER),
-    _s(None, "--processes", param="processes", short="-p", whose=WORKER),
-    _s(None, "--progress", param="progress", whose=WORKER),
-    _s(None, "--progress-interval", param="progress_interval", whose=WORKER),
-    _s(None, "--quiet", param="quiet", short="-q", whose=WORKER),
-    _s(None, "--dashboard", param="dashboard", whose=WORKER),
-    _s(None, "--dashboard-token", param="dashboard_token", whose=WORKER),
+    _s(None, "--job", param="journal", whose=WORKER,
+       cli=_o("file", None,
+           "The job's journal (SQLite). Default: OUTPUT.journal beside the output file.")),
+    _s(None, "--store", param="store", whose=WORKER,
+       cli=_o(None, None,
+           "Keep the job in this PostgreSQL database (postgresql://USER@HOST/DB), shared by any "
+           "number of workers (shoal worker); --job names the job.", metavar="URL")),
+    _s(None, "--processes", param="processes", short="-p", whose=WORKER,
+       cli=_o("processes", "1", "Worker processes sharing the job ('auto': one per CPU core).")),
+    _s(None, "--progress", param="progress", whose=WORKER,
+       cli=_o("auto|on|off", "auto",
+           "Progress on stderr: redrawn in place on a terminal, else a plain line every "
+           "--progress-interval seconds; auto: only when stderr is a terminal.")),
+    _s(None, "--progress-interval", param="progress_interval", whose=WORKER,
+       cli=_o("float>=0.05", 5.0,
+           "Seconds between progress lines when stderr is not a terminal (a log, a pipe).",
+           metavar="S")),
+    _s(None, "--quiet", param="quiet", short="-q", whose=WORKER,
+       cli=_o("flag", None, "No summary at the end.")),
+    _s(None, "--dashboard", param="dashboard", whose=WORKER,
+       cli=_o("address", None,
+           "Serve the live dashboard (page, JSON, /metrics, controls) on [HOST:]PORT (host "
+           "127.0.0.1 unless given; port 0: a free one); its URL goes to stderr.")),
+    _s(None, "--dashboard-token", param="dashboard_token", whose=WORKER,
+       cli=_o(None, None,
+           "The token every dashboard route needs (required on a non-loopback address).")),
     # … and the job's, given again by every worker that joins it.
-    _s(None, "--restart", param="restart"),
+    _s(None, "--restart", param="restart",
+       cli=_o("flag", None, "Discard the journal and start the job over.")),
     _s(None, "--retry-failed", param="retry_failed"),
-    _s(None, "--method", param="method"),
-    _s(None, "--lease-ttl", param="lease_ttl"),
-    _s(None, "--lease-hold", param="lease_hold"),
+    _s(None, "--method", param="method",
+       cli=_o(None, None, "Method for lines that do not give one (default GET).")),
+    _s(None, "--lease-ttl", param="lease_ttl",
+       cli=_o("float>=0.5", 30.0,
+           "With --store: seconds a worker's hold on a host (a group) lasts without a heartbeat.")),
+    _s(None, "--lease-hold", param="lease_hold",
+       cli=_o("float>=0.1", 120.0,
+           "With --store: seconds a worker keeps a host (a group) before handing it on.")),
 )
+# fmt: on
 
 #: The settings an option sets, by the option's parameter name.
 BY_PARAMETER: dict[str, Setting] = {

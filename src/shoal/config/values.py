@@ -70,6 +70,9 @@ class RetryPolicy:
     For ``shoal.map``, an exception the coroutine raises is retried when it is an instance
     of one of ``on_exceptions`` (a ``Rejected(retry=True)`` always is); a call past its
     timeout fails with kind ``timeout``, which ``on_errors`` retries by default.
+
+    ``seed`` seeds the engine's random numbers (this jitter, and the per-host delays'
+    ``Politeness.jitter``), so that a run's waits can be replayed; ``None``: unseeded.
     """
 
     retries: int = 2
@@ -79,6 +82,7 @@ class RetryPolicy:
     on_errors: frozenset[ErrorKind] = field(default=DEFAULT_RETRY_ERRORS)
     on_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
     on_exceptions: tuple[type[BaseException], ...] = ()
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         at_least("retries", self.retries, 0)
@@ -229,3 +233,19 @@ def check_host_pattern(pattern: str) -> str:
         except UnicodeError as exc:
             raise ConfigError("hosts", f"{pattern!r} is not a valid host name") from exc
     return text
+
+
+#: Keywords the engine took once, and the value class's field that holds each now.
+MOVED_KEYWORDS = {
+    "keep_body": "outputs=Outputs(keep_body=...)",
+    "resolver": "network=Network(resolver=...)",
+    "seed": "retry=RetryPolicy(seed=...)",
+}
+
+
+def moved_keyword(owner: str, name: str) -> TypeError:
+    """The error for a keyword ``owner`` does not take: where it went, if it moved."""
+    place = MOVED_KEYWORDS.get(name)
+    if place is None:
+        return TypeError(f"{owner}() got an unexpected keyword argument {name!r}")
+    return TypeError(f"{owner}() takes no {name!r} any more: pass {place}")

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, I
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from shoal.config import Limits, Network, RetryPolicy, Timeouts
+from shoal.config import Limits, Network, Outputs, RetryPolicy, Timeouts
 from shoal.engine.calls import Function
 from shoal.engine.engine import Engine
 from shoal.engine.loop import loop_factory
@@ -49,15 +49,18 @@ def fetch(
 ) -> Generator[Result, None, None]:
     """Fetch ``requests`` and yield each :class:`Result` as it completes.
 
-    The common settings are keywords here; anything else :class:`Engine` takes (``limits``,
-    ``timeouts``, ``retry``, ``resolve``, ...) can be passed too and wins over them.
+    The common settings are keywords here (``keep_body`` is ``Outputs.keep_body``);
+    anything else :class:`Engine` takes (``limits``, ``timeouts``, ``retry``, ``network``,
+    ...) can be passed too and wins over them.
     """
     options.setdefault("limits", Limits(concurrency=concurrency, per_host=per_host))
     options.setdefault("timeouts", Timeouts(total_s=timeout_s))
     options.setdefault("retry", RetryPolicy(retries=retries))
     if headers is not None:
         options["network"] = replace(options.get("network") or Network(), headers=headers)
-    engine = Engine(keep_body=keep_body, handler=handler, **options)
+    if keep_body:
+        options["outputs"] = replace(options.get("outputs") or Outputs(), keep_body=True)
+    engine = Engine(handler=handler, **options)
     results = engine.stream(requests, journal=journal, output=output)
     return _iterate(engine, Result, results, progress=False)
 

@@ -15,9 +15,8 @@ import os
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Never, Self
 
-from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -30,6 +29,7 @@ from shoal.config import (
     RetryPolicy,
     Timeouts,
     journal_copy,
+    moved_keyword,
     plain,
 )
 from shoal.engine.calls import Function
@@ -50,8 +50,6 @@ from shoal.sources import FileSource, IterableSource, Source
 from shoal.store import Store
 from shoal.version import __version__
 
-DEFAULT_USER_AGENT = f"shoal/{__version__}"
-
 
 class Engine:
     """Fetches requests concurrently through one transport (one aiohttp session).
@@ -59,13 +57,19 @@ class Engine:
     Use it as an async context manager; then ``run`` a job to completion, or ``stream`` its
     results as they are committed. One job runs at a time per engine.
 
-    Its settings are value classes: ``limits``, ``timeouts``, ``retry``, ``politeness``,
-    ``crawl`` (which follow-ups a ``handler`` may admit), ``network`` (headers, proxy, TLS,
-    cookies, name lookups) and ``outputs`` (what records hold, bodies, WARC); besides
-    them ``handler`` (an async callback per final response), ``fail_http`` (a non-2xx
-    answer is a failure), ``keep_body`` (bodies kept on results), ``resolver`` (a
-    caller's own, instead of shoal's caching one), ``seed`` (of the jitter's random
-    numbers) and ``shard`` (this engine's part of a job run by several processes).
+    Its settings are value classes: ``limits``, ``timeouts``, ``retry`` (with the ``seed``
+    of the jitter's random numbers), ``politeness``, ``crawl`` (which follow-ups a
+    ``handler`` may admit), ``network`` (headers, proxy, TLS, cookies, name lookups, a
+    caller's own ``resolver``) and ``outputs`` (what records hold, bodies in memory with
+    ``keep_body``, bodies on disk, WARC); besides them ``handler`` (an async callback per
+    final response), ``fail_http`` (a non-2xx answer is a failure) and ``shard`` (this
+    engine's part of a job run by several processes).
+
+    The JSON records are not among ``outputs``: ``run``, ``stream`` and ``map`` take each
+    run's ``output`` beside its ``journal``, as the records follow the journal (a run cuts
+    its output back to the journal's mark and writes what the journal has beyond it; a
+    shared store's records are written from the store, not by each worker). The bodies
+    folder and the archive are the engine's, opened on entering it, shared by its runs.
 
     Entering an engine raises the process's soft open-file limit to what its concurrency
     needs, or raises :class:`ConfigError` when the hard limit is too low (constructing one
@@ -84,11 +88,11 @@ class Engine:
         outputs: Outputs | None = None,
         handler: Handler | None = None,
         fail_http: bool = False,
-        keep_body: bool = False,
-        resolver: AbstractResolver | None = None,
-        seed: int | None = None,
         shard: Shard | None = None,
+        **moved: Never,
     ) -> None:
+        for name in moved:  # (a keyword that moved into a value class, or an unknown one)
+            raise moved_keyword("Engine", name)
         self.limits = limits or Limits()
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
@@ -96,13 +100,13 @@ class Engine:
         self.crawl = crawl or Crawl()
         self.network = network = network or Network()
         self.outputs = outputs = outputs or Outputs()
-        self.records = outputs.records
         self.dns = network.dns
         # A crawl's shard owns each of its hosts whole: the links a page gives stay on its
         # host (or its origin), so they are always the finding shard's own.
         self._whole_hosts = crawl is not None
         # The resolver is the engine's unless the caller brings one: it outlives a session
         # (its cache serves every run of this engine) and its counts feed statistics().
+        resolver = network.resolver
         self._dns = CachingResolver(self.dns) if resolver is None else None
         self._dns_at_start = DNSStatistics()
         self._rules = HostRules(self.politeness, self.limits.per_host)
@@ -124,12 +128,9 @@ class Engine:
         # The proxy for every request, or (without one) the environment's, read now.
         self._proxies = Proxies(network.proxy, environment=network.proxy_env)
         self._fail_http = fail_http
-        self._keep_body = keep_body
         self._handler = handler
-        self._rng = random.Random(seed)
+        self._rng = random.Random(self.retry.seed)
         self._shard = shard
-        self._save_bodies = outputs.bodies
-        self._warc = outputs.warc
         # The bodies folder and the archive (its module imported now: a missing extra is
         # a usage error, not a failure mid-job).
         self._artifacts = Artifacts(
@@ -166,13 +167,13 @@ class Engine:
                 self._settings,
                 limits=self.limits,
                 timeouts=self.timeouts,
-                records=self.records,
+                records=self.outputs.records,
                 politeness=self.politeness,
                 rules=self._rules,
                 proxies=self._proxies,
                 user_agent=self._user_agent,
                 fail_http=self._fail_http,
-                keep_body=self._keep_body,
+                keep_body=self.outputs.keep_body,
                 handler=self._handler,
                 artifacts=self._artifacts,
                 on_crawl_delay=self._crawl_delay,
@@ -341,7 +342,7 @@ class Engine:
             shard=self._shard,
             whole_hosts=self._whole_hosts,
             rng=self._rng,
-            keep_body=self._keep_body,
+            keep_body=self.outputs.keep_body,
         )
         try:
             await run.execute()
@@ -363,7 +364,7 @@ class Engine:
                 "politeness": plain(self.politeness),
                 "dns": plain(self.dns),
                 "crawl": plain(self.crawl),
-                "records": plain(self.records),
+                "records": plain(self.outputs.records),
                 "user_agent": self._user_agent,
                 "headers": sorted(name for name in session.headers if name.lower() != "user-agent"),
                 "fail_http": self._fail_http,
@@ -375,8 +376,8 @@ class Engine:
                 },
                 "resolve": plain(session.resolve or {}),
                 "output": absolute(output),
-                "save_bodies": absolute(self._save_bodies),
-                "warc": absolute(self._warc),
+                "save_bodies": absolute(self.outputs.bodies),
+                "warc": absolute(self.outputs.warc),
                 "shard": None if self._shard is None else [self._shard.index, self._shard.count],
                 # The longest one attempt may last (a shared job's lease outlives it by this).
                 "attempt_max_s": max(
