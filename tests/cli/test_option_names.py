@@ -96,6 +96,7 @@ def test_a_workers_own_options_and_the_shared_settings_come_from_the_table() -> 
         "proxy",
         "no_proxy_env",
         "ca_bundle",
+        "transport",  # what sends a worker's requests changes no record
     } == WORKER_OPTIONS
     for setting in SETTINGS:  # every kept setting of the job's is checked
         if setting.kept and setting.path is not None and setting.whose == "job":

@@ -61,6 +61,7 @@ _JOB_OPTIONS = [
     option("user_agent"),
     option("insecure"),
     option("ca_bundle"),
+    option("transport"),
     option("cookies"),
     option("proxy"),
     option("no_proxy_env"),

@@ -183,6 +183,7 @@ def fetch_settings(
             verify_tls=not given["insecure"],
             ca_bundle=given["ca_bundle"],
             cookies=given["cookies"],
+            transport=given["transport"],
             resolve=parse_resolve(given["resolve"]),
             dns=DNSSettings(
                 servers=given["dns_servers"],

@@ -77,6 +77,10 @@ def _port(server: str, text: str) -> int:
     return int(text)
 
 
+#: The transports :attr:`Network.transport` may name.
+TRANSPORTS = ("aiohttp", "wire")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Network:
     """How requests reach their servers (see docs/network.md).
@@ -102,8 +106,18 @@ class Network:
     resolve: Mapping[str, str] = field(default_factory=dict)
     dns: DNSSettings = field(default_factory=lambda: DNSSettings())
     resolver: AbstractResolver | None = None
+    #: What sends the requests: ``aiohttp`` (aiohttp's client), or ``wire`` (shoal's own
+    #: HTTP/1.1 client: no proxies or cookies yet).
+    transport: str = "aiohttp"
 
     def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError("transport", f"must be one of {', '.join(TRANSPORTS)}")
+        if self.transport == "wire" and (self.cookies or self.proxy):
+            what = "keeps no cookies" if self.cookies else "sends through no proxy"
+            raise ConfigError(
+                "transport", f"the wire transport {what} yet: use the aiohttp transport for that"
+            )
         if isinstance(self.headers, str) or not isinstance(self.headers, Mapping):
             raise ConfigError("headers", "must be a mapping of header names to values")
         if not self.user_agent:

@@ -173,6 +173,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("cookies", "--cookies",
        cli=_o("flag", None,
            "Keep the cookies sites set and send them back (one bounded jar per site).")),
+    _s("transport", "--transport", whose=WORKER,
+       cli=_o("aiohttp|wire", "aiohttp",
+           "What sends the requests: aiohttp's client, or shoal's own HTTP/1.1 client (wire: "
+           "no --proxy or --cookies yet).")),
     _s("proxy", "--proxy", whose=WORKER,
        cli=_o(None, None,
            "Send every request through this HTTP proxy (HOST:PORT means http://HOST:PORT; '' for "

@@ -124,6 +124,7 @@ class Engine:
             resolver=resolver or self._dns,
             capture=outputs.warc is not None,
             cookies=network.cookies,
+            transport=network.transport,
         )
         # The proxy for every request, or (without one) the environment's, read now.
         self._proxies = Proxies(network.proxy, environment=network.proxy_env)
@@ -370,6 +371,7 @@ class Engine:
                 "fail_http": self._fail_http,
                 "verify_tls": session.verify_tls,
                 "cookies": session.cookies,
+                "transport": session.transport,
                 "proxy": _without_user(self._proxies.fixed),
                 "proxy_env": {
                     scheme: _without_user(url) for scheme, url in self._proxies.environment.items()

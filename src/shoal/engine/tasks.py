@@ -82,6 +82,13 @@ def fetch_work(
     """The work of a fetch run: the fetch, robots.txt before it (when ``politeness``
     respects it) and the ``handler`` after it; through a transport and a deadline watchdog
     that outlive the runs (closed by ``opened``, the engine's)."""
+    if settings.transport == "wire" and proxies.varies:
+        raise ConfigError(
+            "transport",
+            "the wire transport sends through no proxy yet, and the proxy environment"
+            " (http_proxy, https_proxy, all_proxy) names one: ignore it (--no-proxy-env),"
+            " or use the aiohttp transport",
+        )
     transport = open_transport(settings)
     opened.push_async_callback(transport.close)
     every = [timeouts]

@@ -9,10 +9,14 @@ from shoal.fetching.resolver import StaticResolver
 from shoal.fetching.robots import Robots
 from shoal.fetching.session import SessionSettings
 from shoal.fetching.transport import Incoming, Outgoing, Transport, TransportFailure
+from shoal.fetching.wire import WireTransport
 
 
 def open_transport(settings: SessionSettings) -> Transport:
-    """The transport an engine sends its requests through (aiohttp's)."""
+    """The transport an engine sends its requests through: aiohttp's, or shoal's own
+    (``wire``), as ``settings.transport`` says."""
+    if settings.transport == "wire":
+        return WireTransport(settings)
     return AiohttpTransport(settings)
 
 

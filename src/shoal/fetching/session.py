@@ -33,6 +33,8 @@ class SessionSettings:
     capture: bool = False
     #: Keep the cookies sites set, one bounded jar per site (see :mod:`shoal.fetching.cookies`).
     cookies: bool = False
+    #: Which transport sends the requests (``shoal.config.Network.transport``).
+    transport: str = "aiohttp"
 
 
 def trust_context(ca_bundle: str) -> ssl.SSLContext:
